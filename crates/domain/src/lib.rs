@@ -1,1 +1,15 @@
-//! placeholder
+//! The pure rules of phasebook: services and their segments, appointment plans, the
+//! sync state machine and error policy, event-type resolution and composite
+//! availability. Nothing here does I/O, awaits, or reads a clock: callers pass time in.
+
+pub mod error;
+pub mod ids;
+pub mod plan;
+pub mod resolution;
+pub mod service;
+pub mod sync;
+
+pub use error::FieldError;
+pub use ids::{CalcomUserId, EventTypeId, SegmentKey, ServiceId, StaffId};
+pub use plan::{PlannedSegment, StartTime, plan_appointment};
+pub use service::{SegmentSpec, Service};
