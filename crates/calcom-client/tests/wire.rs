@@ -669,3 +669,71 @@ async fn a_burst_is_spread_by_the_client_limiter() {
     assert!(elapsed >= Duration::from_millis(1000), "{elapsed:?}");
     assert_eq!(server.requests().len(), 12);
 }
+
+/// Collects everything the subscriber writes.
+#[derive(Clone, Default)]
+struct LogBuffer(Arc<Mutex<Vec<u8>>>);
+
+impl std::io::Write for LogBuffer {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().expect("lock").extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn logs_name_method_path_status_and_time_but_never_key_email_or_phone() {
+    let server = serve(|r| {
+        if r.path == "/v2/bookings/missing" {
+            Reply::json(
+                404,
+                json!({"message": "Booking with uid=missing was not found in the database"}),
+            )
+        } else {
+            happy(r)
+        }
+    })
+    .await;
+    let buffer = LogBuffer::default();
+    let writer = buffer.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .finish();
+    let _guard = tracing::subscriber::set_default(subscriber);
+
+    let c = client(&server.base_url);
+    c.create_booking(&create_booking()).await.expect("create");
+    c.list_bookings(&ListBookings {
+        attendee_email: Some("bea@example.com".into()),
+        ..ListBookings::default()
+    })
+    .await
+    .expect("list");
+    let _ = c.get_booking("missing").await;
+
+    let logs = String::from_utf8(buffer.0.lock().expect("lock").clone()).expect("utf8");
+    assert!(logs.contains("cal.com call succeeded"), "{logs}");
+    assert!(logs.contains("method=POST"), "{logs}");
+    assert!(logs.contains("path=\"/v2/bookings\""), "{logs}");
+    assert!(logs.contains("path=\"/v2/bookings/{uid}\""), "{logs}");
+    assert!(logs.contains("status=201"), "{logs}");
+    assert!(
+        logs.contains("status=404") && logs.contains("kind=\"not_found\""),
+        "{logs}"
+    );
+    assert!(logs.contains("elapsed_ms="), "{logs}");
+    for secret in [
+        KEY,
+        "bea@example.com",
+        "bea%40example.com",
+        "+4915112345678",
+        "missing",
+    ] {
+        assert!(!logs.contains(secret), "logs contain {secret}: {logs}");
+    }
+}
