@@ -483,3 +483,162 @@ fn version_header_is_declared_required_where_the_client_relies_on_it() {
     let team = operation_parameters("/v2/teams/{teamId}/event-types", "post");
     assert!(!team.iter().any(|(n, _, _)| n == "cal-api-version"));
 }
+
+// ---------------------------------------------------------------------------------------
+// Response side.
+//
+// OpenAPI 3.0 marks optional nulls with `nullable: true`, which is not JSON Schema; a
+// draft-4 validator ignores it and would refuse every `null` the spec allows. So for
+// responses the document is read with that one keyword translated to its defined meaning
+// (`anyOf: [schema, {type: null}]`); nothing else is changed.
+
+fn translate_nullable(value: &mut Value) {
+    match value {
+        Value::Object(map) => {
+            for child in map.values_mut() {
+                translate_nullable(child);
+            }
+            if map.get("nullable") == Some(&Value::Bool(true)) {
+                map.remove("nullable");
+                let inner = Value::Object(std::mem::take(map));
+                map.insert("anyOf".into(), json!([inner, {"type": "null"}]));
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(translate_nullable),
+        _ => {}
+    }
+}
+
+fn response_validator_at(pointer: &str) -> jsonschema::Validator {
+    let mut root = spec().clone();
+    translate_nullable(&mut root);
+    root.as_object_mut()
+        .expect("spec is an object")
+        .insert("$ref".into(), Value::String(format!("#{pointer}")));
+    jsonschema::draft4::new(&root).unwrap_or_else(|e| panic!("compile {pointer}: {e}"))
+}
+
+fn response_errors(name: &str, instance: &Value) -> Vec<String> {
+    errors(
+        &response_validator_at(&format!("/components/schemas/{name}")),
+        instance,
+    )
+}
+
+/// A booking as Cal.com returns it (FACTS 2.3 field list, values in its formats).
+fn recorded_booking() -> Value {
+    json!({
+        "id": 101, "uid": "bk_1", "title": "Colour A between Ann and Bea", "description": "",
+        "hosts": [{"id": 7, "name": "Ann", "email": "ann@example.com", "username": "ann", "timeZone": "Europe/Berlin"}],
+        "status": "accepted", "start": "2030-05-01T08:00:00.000Z", "end": "2030-05-01T08:30:00.000Z",
+        "duration": 30, "eventTypeId": 55, "eventType": {"id": 55, "slug": "colour-a"},
+        "location": "", "absentHost": false,
+        "createdAt": "2030-04-01T10:00:00.000Z", "updatedAt": "2030-04-01T10:00:00.000Z",
+        "metadata": {"appointment_id": "a1", "segment": "A"},
+        "attendees": [{"name": "Bea", "email": "bea@example.com", "timeZone": "Europe/Berlin", "language": "en", "absent": false}],
+        "guests": [], "bookingFieldsResponses": {"name": "Bea", "email": "bea@example.com"}
+    })
+}
+
+#[test]
+fn recorded_booking_answers_match_the_output_wrappers() {
+    let booking = recorded_booking();
+    let envelope = json!({"status": "success", "data": booking});
+    for name in [
+        "CreateBookingOutput_2024_08_13",
+        "GetBookingOutput_2024_08_13",
+        "RescheduleBookingOutput_2024_08_13",
+    ] {
+        let errs = response_errors(name, &envelope);
+        assert!(errs.is_empty(), "{name}: {errs:#?}");
+    }
+    let mut cancelled = booking.clone();
+    cancelled["status"] = json!("cancelled");
+    cancelled["cancellationReason"] = json!("customer");
+    let errs = response_errors(
+        "CancelBookingOutput_2024_08_13",
+        &json!({"status": "success", "data": cancelled}),
+    );
+    assert!(errs.is_empty(), "{errs:#?}");
+    let list = json!({"status": "success", "data": [booking],
+        "pagination": {"totalItems": 1, "remainingItems": 0, "returnedItems": 1, "itemsPerPage": 100,
+                       "currentPage": 1, "totalPages": 1, "hasNextPage": false, "hasPreviousPage": false}});
+    let errs = response_errors("GetBookingsOutput_2024_08_13", &list);
+    assert!(errs.is_empty(), "{errs:#?}");
+}
+
+/// A team event type as Cal.com's output service builds it (FACTS 5.2), with every field
+/// the spec requires present in its documented type.
+fn recorded_team_event_type(owner_id: Value, parent_id: Value, team_id: Value) -> Value {
+    json!({
+        "id": 10, "lengthInMinutes": 15, "title": "Wash", "slug": "wash", "description": "",
+        "locations": [], "bookingFields": [], "disableGuests": false, "recurrence": null,
+        "metadata": {"managedEventConfig": {}}, "price": 0, "currency": "usd",
+        "lockTimeZoneToggleOnBookingPage": false, "forwardParamsSuccessRedirect": null,
+        "successRedirectUrl": null, "isInstantEvent": false, "scheduleId": null, "hidden": false,
+        "bookingRequiresAuthentication": false, "teamId": team_id, "ownerId": owner_id,
+        "parentEventTypeId": parent_id,
+        "hosts": [{"userId": 7, "name": "Ann", "username": "ann", "avatarUrl": null}],
+        "schedulingType": "managed",
+        "team": {"id": 3, "slug": "salon", "bannerUrl": "", "name": "Salon", "logoUrl": "",
+                 "weekStart": "Monday", "brandColor": "#000000", "darkBrandColor": "#ffffff", "theme": "light"}
+    })
+}
+
+#[test]
+fn spec_disagrees_with_cal_com_on_team_event_type_output() {
+    // The spec types `hosts` items as strings and `ownerId` / `parentEventTypeId` as
+    // (nullable) objects, and requires a numeric `teamId`. Cal.com's output service sends
+    // host objects {userId, name, username, avatarUrl}, numeric ids, and `teamId: null` on
+    // managed children (FACTS 5.2, 5.3). The client follows Cal.com; this test pins each
+    // disagreement so a corrected spec shows up as a failure here.
+    let parent = recorded_team_event_type(Value::Null, Value::Null, json!(3));
+    let errs = response_errors("TeamEventTypeOutput_2024_06_14", &parent);
+    assert!(errs.iter().any(|e| e.contains("/hosts/0")), "{errs:#?}");
+    assert_eq!(
+        errs.len(),
+        1,
+        "only the host shape differs on a parent: {errs:#?}"
+    );
+
+    let child = recorded_team_event_type(json!(7), json!(10), Value::Null);
+    let errs = response_errors("TeamEventTypeOutput_2024_06_14", &child);
+    for path in ["/hosts/0", "/ownerId", "/parentEventTypeId", "/teamId"] {
+        assert!(errs.iter().any(|e| e.ends_with(path)), "{path}: {errs:#?}");
+    }
+
+    // The same parent with string hosts (the spec's reading) passes, so the document is
+    // otherwise consistent with the recorded shape.
+    let mut spec_reading = parent;
+    spec_reading["hosts"] = json!(["7"]);
+    let errs = response_errors("TeamEventTypeOutput_2024_06_14", &spec_reading);
+    assert!(errs.is_empty(), "{errs:#?}");
+}
+
+#[test]
+fn spec_disagrees_with_cal_com_on_slots_output() {
+    // GET /v2/slots: the 200 schema is a oneOf of two "date → array" maps with no
+    // `status`/`data` envelope, while the spec's own examples (and Cal.com) wrap the map
+    // in `{status, data}`; and the default-format branch says items are strings where
+    // Cal.com sends `{start}` objects (FACTS 6).
+    let pointer = "/paths/~1v2~1slots/get/responses/200/content/application~1json/schema";
+    let v = response_validator_at(pointer);
+    let data = json!({"2050-09-05": [
+        {"start": "2050-09-05T09:00:00.000+02:00", "end": "2050-09-05T10:00:00.000+02:00"}]});
+    let envelope = json!({"status": "success", "data": data});
+    assert!(
+        !errors(&v, &envelope).is_empty(),
+        "the envelope does not match the schema"
+    );
+    assert!(errors(&v, &data).is_empty(), "the bare range map does");
+    let time_format = json!({"2050-09-05": [{"start": "2050-09-05T09:00:00.000+02:00"}]});
+    // Objects without `end` match only the range branch: the "time" branch wants strings.
+    assert!(errors(&v, &time_format).is_empty());
+    assert!(
+        errors(
+            &v,
+            &json!({"2050-09-05": ["2050-09-05T09:00:00.000+02:00"]})
+        )
+        .is_empty()
+    );
+}
