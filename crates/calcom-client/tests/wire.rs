@@ -503,6 +503,7 @@ async fn a_429_reports_the_reset_and_holds_the_next_call() {
     let started = Instant::now();
     clone.get_booking("second").await.expect("after reset");
     let waited = started.elapsed();
+    eprintln!("measured: call after a 429 with reset 1 s waited {waited:?}");
     assert!(waited >= Duration::from_millis(950), "{waited:?}");
     // The 429 itself was not retried.
     assert_eq!(server.requests().len(), 2);
@@ -576,6 +577,10 @@ async fn a_hanging_server_is_outcome_unknown_after_the_timeout() {
         .await
         .expect_err("timeout");
     let elapsed = started.elapsed();
+    eprintln!(
+        "measured: hanging server, timeout 300 ms -> {} after {elapsed:?}",
+        err.kind()
+    );
     assert!(err.outcome_unknown(), "{err:?}");
     assert_eq!(err.kind(), "outcome_unknown");
     assert!(
@@ -665,6 +670,7 @@ async fn a_burst_is_spread_by_the_client_limiter() {
         call.await.expect("join").expect("call");
     }
     let elapsed = started.elapsed();
+    eprintln!("measured: 12 calls at 5 per 500 ms took {elapsed:?}");
     // 12 requests at 5 per 0.5 s need two full windows of waiting.
     assert!(elapsed >= Duration::from_millis(1000), "{elapsed:?}");
     assert_eq!(server.requests().len(), 12);
