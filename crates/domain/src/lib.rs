@@ -2,6 +2,7 @@
 //! sync state machine and error policy, event-type resolution and composite
 //! availability. Nothing here does I/O, awaits, or reads a clock: callers pass time in.
 
+pub mod appointment;
 pub mod error;
 pub mod ids;
 pub mod plan;
@@ -9,6 +10,7 @@ pub mod resolution;
 pub mod service;
 pub mod sync;
 
+pub use appointment::{AppointmentStatus, Customer};
 pub use error::FieldError;
 pub use ids::{CalcomUserId, EventTypeId, SegmentKey, ServiceId, StaffId};
 pub use plan::{PlannedSegment, StartTime, plan_appointment};
