@@ -1,0 +1,441 @@
+//! Storage for the sync engine: leasing outbox jobs, the write-ahead attempt log, segment
+//! booking state, the derived appointment sync status, and the read models behind
+//! `GET /appointments/{id}/sync` and `GET /sync/health`. `sync_pg.rs` and
+//! `sync_sqlite.rs` implement [`SyncStore`] for each backend.
+//!
+//! Every write made on behalf of a leased job is fenced: it only happens while the job is
+//! still leased to the same claim (owner and run number), so a worker whose lease expired
+//! can never overwrite what its successor recorded.
+
+use chrono::{DateTime, Utc};
+use futures::future::BoxFuture;
+use phasebook_domain::sync::{
+    AppointmentSync, AppointmentSyncStatus, DesiredState, SegmentError, SegmentState,
+    SegmentSyncStatus, derive_appointment_sync,
+};
+use phasebook_domain::{CalcomUserId, EventTypeId, SegmentKey, StaffId};
+use secrecy::SecretString;
+use serde::Serialize;
+use uuid::Uuid;
+
+/// Result of every store call.
+pub type SyncResult<T> = Result<T, sqlx::Error>;
+
+/// Identifies one claim of a job: writes for it succeed only while it still holds the lease.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fence {
+    pub appointment_id: Uuid,
+    pub owner: String,
+    /// `sync_jobs.runs` after the claim: a new claim always has a larger number.
+    pub run: i32,
+}
+
+/// A job leased to this worker.
+#[derive(Debug, Clone)]
+pub struct ClaimedJob {
+    pub sync_job_id: Uuid,
+    pub tenant_id: Uuid,
+    pub fence: Fence,
+    /// Ops asked for a resync: check that booked segments still exist in Cal.com.
+    pub verify_bookings: bool,
+}
+
+impl ClaimedJob {
+    pub fn appointment_id(&self) -> Uuid {
+        self.fence.appointment_id
+    }
+}
+
+/// The tenant's Cal.com connection as the worker needs it.
+#[derive(Debug, Clone)]
+pub struct TenantConnection {
+    pub tenant_id: Uuid,
+    pub api_key: SecretString,
+    pub base_url: String,
+    pub team_id: Option<i64>,
+}
+
+/// The staff member a segment is booked for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StaffCalcom {
+    pub user_id: CalcomUserId,
+    pub username: String,
+    pub time_zone: String,
+}
+
+/// The stored event map of a segment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MappedEventType {
+    pub event_type_id: EventTypeId,
+    pub bookable_event_type_id: EventTypeId,
+    pub resolution: String,
+}
+
+/// One segment with everything the engine needs to book or cancel it; the engine updates
+/// the booking fields in place and hands the segment back to be saved.
+#[derive(Debug, Clone)]
+pub struct SegmentWork {
+    pub key: SegmentKey,
+    pub position: i32,
+    pub staff_id: StaffId,
+    pub starts_at: DateTime<Utc>,
+    pub ends_at: DateTime<Utc>,
+    pub status: SegmentSyncStatus,
+    /// The event type the booking was (or is being) made on.
+    pub event_type_id: Option<i64>,
+    pub calcom_booking_uid: Option<String>,
+    pub calcom_booking_id: Option<i64>,
+    pub attempts: i32,
+    pub last_error: Option<SegmentError>,
+    pub next_attempt_at: Option<DateTime<Utc>>,
+    pub review_reason: Option<String>,
+    pub staff: Option<StaffCalcom>,
+    pub map: Option<MappedEventType>,
+    /// Some earlier create for this segment may have reached Cal.com (no outcome recorded,
+    /// or an unknown one): the next create must be preceded by a reconcile.
+    pub earlier_outcome_unknown: bool,
+}
+
+/// An appointment with its segments, as one job sees it.
+#[derive(Debug, Clone)]
+pub struct AppointmentWork {
+    pub appointment_id: Uuid,
+    pub tenant: TenantConnection,
+    pub service_id: String,
+    pub desired: DesiredState,
+    pub time_zone: String,
+    pub customer_name: String,
+    pub customer_email: Option<String>,
+    pub customer_phone: Option<String>,
+    pub notes: Option<String>,
+    pub segments: Vec<SegmentWork>,
+}
+
+/// The write-ahead record of one call to Cal.com, written before the call is sent.
+#[derive(Debug, Clone)]
+pub struct AttemptStart {
+    pub sync_attempt_id: Uuid,
+    pub tenant_id: Uuid,
+    pub appointment_id: Uuid,
+    pub segment_key: SegmentKey,
+    /// `create`, `reconcile`, `cancel`, `verify`, `resolve`, `cancel_duplicate`.
+    pub operation: &'static str,
+    pub event_type_id: Option<i64>,
+    pub started_at: DateTime<Utc>,
+}
+
+/// How a call ended.
+#[derive(Debug, Clone)]
+pub struct AttemptFinish {
+    pub sync_attempt_id: Uuid,
+    pub finished_at: DateTime<Utc>,
+    /// `created`, `adopted`, `not_found`, `cancelled`, `already_cancelled`, `exists`,
+    /// `missing`, `resolved`, `failed`, `unknown` (may have created a booking).
+    pub outcome: &'static str,
+    pub error: Option<SegmentError>,
+    pub calcom_booking_uid: Option<String>,
+}
+
+/// One row of the attempt log, for `GET /appointments/{id}/sync`.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct AttemptRecord {
+    pub segment_key: String,
+    pub operation: String,
+    pub event_type_id: Option<i64>,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+    /// Empty while the call is in flight (or when the worker died during it).
+    pub outcome: Option<String>,
+    pub error_kind: Option<String>,
+    pub http_status: Option<i32>,
+    pub calcom_message: Option<String>,
+    pub calcom_booking_uid: Option<String>,
+    pub worker: Option<String>,
+}
+
+/// One segment's sync state, for `GET /appointments/{id}/sync`.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct SegmentSyncView {
+    pub key: String,
+    pub staff_id: String,
+    pub starts_at: DateTime<Utc>,
+    pub ends_at: DateTime<Utc>,
+    #[schema(value_type = String)]
+    pub status: SegmentSyncStatus,
+    pub event_type_id: Option<i64>,
+    pub calcom_booking_uid: Option<String>,
+    pub calcom_booking_id: Option<i64>,
+    pub attempts: i32,
+    #[schema(value_type = Option<Object>)]
+    pub last_error: Option<SegmentError>,
+    pub next_attempt_at: Option<DateTime<Utc>>,
+    pub review_reason: Option<String>,
+}
+
+/// An appointment's whole sync picture.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct SyncView {
+    pub appointment_id: Uuid,
+    #[schema(value_type = String)]
+    pub status: AppointmentSyncStatus,
+    pub requires_manual_review: bool,
+    pub review_reason: Option<String>,
+    /// `pending`, `leased` or `done`.
+    pub job_state: Option<String>,
+    pub next_run_at: Option<DateTime<Utc>>,
+    pub segments: Vec<SegmentSyncView>,
+    pub attempts: Vec<AttemptRecord>,
+}
+
+/// What `GET /sync/health` reports for one tenant.
+#[derive(Debug, Clone, Default, Serialize, utoipa::ToSchema)]
+pub struct SyncHealth {
+    /// Appointments by sync status (every status present, zero when none).
+    pub appointments_by_status: std::collections::BTreeMap<String, i64>,
+    /// Finished Cal.com calls of the last 24 h that succeeded, divided by all finished calls;
+    /// `None` when there were none.
+    pub success_rate_24h: Option<f64>,
+    pub attempts_24h: i64,
+    pub failed_attempts_24h: i64,
+    /// Age in seconds of the oldest due job not yet done.
+    pub oldest_pending_job_age_seconds: Option<f64>,
+    pub jobs_pending: i64,
+    pub jobs_leased: i64,
+    pub appointments_needing_review: i64,
+}
+
+/// A segment found by its Cal.com booking (webhooks carry only uid and id).
+#[derive(Debug, Clone)]
+pub struct BookedSegment {
+    pub appointment_id: Uuid,
+    pub segment_key: SegmentKey,
+    pub status: SegmentSyncStatus,
+    pub desired: DesiredState,
+    pub calcom_booking_uid: Option<String>,
+    pub starts_at: DateTime<Utc>,
+}
+
+/// The job's state after a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum JobNext {
+    /// Nothing left to do until something changes.
+    Done,
+    /// Run again at this instant (a retry is scheduled).
+    At(DateTime<Utc>),
+}
+
+/// Storage for the sync engine. Dyn-compatible, so the worker can hold
+/// `Arc<dyn SyncStore>` whichever backend the service runs on.
+pub trait SyncStore: Send + Sync + 'static {
+    /// Leases up to `limit` due jobs (pending and due, or leased with an expired lease) to
+    /// `owner` until `lease_until`, and commits the claim before returning.
+    fn claim_jobs<'a>(
+        &'a self,
+        owner: &'a str,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+        limit: i64,
+    ) -> BoxFuture<'a, SyncResult<Vec<ClaimedJob>>>;
+
+    /// Extends a held lease; `false` when the lease was lost.
+    fn renew_lease<'a>(
+        &'a self,
+        fence: &'a Fence,
+        lease_until: DateTime<Utc>,
+    ) -> BoxFuture<'a, SyncResult<bool>>;
+
+    /// Gives a job back (shutdown): pending again, due now.
+    fn release_job<'a>(
+        &'a self,
+        fence: &'a Fence,
+        now: DateTime<Utc>,
+    ) -> BoxFuture<'a, SyncResult<bool>>;
+
+    /// Everything a run needs; `None` if the appointment is gone.
+    fn load_work<'a>(
+        &'a self,
+        job: &'a ClaimedJob,
+    ) -> BoxFuture<'a, SyncResult<Option<AppointmentWork>>>;
+
+    /// Writes the attempt row (write-ahead) and marks the segment `syncing` (or
+    /// `cancelling`), fenced. `false`: the lease is lost and the call must not be made.
+    fn begin_attempt<'a>(
+        &'a self,
+        fence: &'a Fence,
+        attempt: &'a AttemptStart,
+        segment_status: SegmentSyncStatus,
+    ) -> BoxFuture<'a, SyncResult<bool>>;
+
+    /// Records how a call ended together with the segment's new state, in one fenced
+    /// transaction. `false`: the lease is lost and nothing was written.
+    fn finish_attempt<'a>(
+        &'a self,
+        fence: &'a Fence,
+        finish: &'a AttemptFinish,
+        segment: &'a SegmentWork,
+    ) -> BoxFuture<'a, SyncResult<bool>>;
+
+    /// Saves a segment's state without an attempt (e.g. no event map), fenced.
+    fn save_segment<'a>(
+        &'a self,
+        fence: &'a Fence,
+        segment: &'a SegmentWork,
+    ) -> BoxFuture<'a, SyncResult<bool>>;
+
+    /// Stores a re-resolved bookable event type for a segment's event map.
+    fn update_bookable_event_type<'a>(
+        &'a self,
+        tenant_id: Uuid,
+        service_id: &'a str,
+        segment_key: &'a SegmentKey,
+        staff_id: &'a str,
+        bookable: EventTypeId,
+        resolution: &'a str,
+        checked_at: DateTime<Utc>,
+    ) -> BoxFuture<'a, SyncResult<()>>;
+
+    /// Ends a run: re-derives the appointment's sync status from its segments, and leaves
+    /// the job done or pending for `next`, releasing the lease. Fenced.
+    fn finish_job<'a>(
+        &'a self,
+        fence: &'a Fence,
+        now: DateTime<Utc>,
+        next: JobNext,
+    ) -> BoxFuture<'a, SyncResult<Option<AppointmentSync>>>;
+
+    /// Makes the appointment's job due now (creating it if missing): after a cancel, a
+    /// webhook, or to retry. With `resync`, segments that failed or need review start over
+    /// (attempt count and review cleared) and booked ones are verified in Cal.com.
+    /// `None` when the appointment is not the tenant's.
+    fn request_sync<'a>(
+        &'a self,
+        tenant_id: Uuid,
+        appointment_id: Uuid,
+        now: DateTime<Utc>,
+        resync: bool,
+    ) -> BoxFuture<'a, SyncResult<Option<AppointmentSync>>>;
+
+    /// The appointment's sync status as stored (cheap; for `Prefer: wait`).
+    fn appointment_sync<'a>(
+        &'a self,
+        tenant_id: Uuid,
+        appointment_id: Uuid,
+    ) -> BoxFuture<'a, SyncResult<Option<AppointmentSync>>>;
+
+    fn sync_view<'a>(
+        &'a self,
+        tenant_id: Uuid,
+        appointment_id: Uuid,
+    ) -> BoxFuture<'a, SyncResult<Option<SyncView>>>;
+
+    fn sync_health<'a>(
+        &'a self,
+        tenant_id: Uuid,
+        now: DateTime<Utc>,
+    ) -> BoxFuture<'a, SyncResult<SyncHealth>>;
+
+    /// The tenant's webhook secret (`None`: no such tenant).
+    fn webhook_secret<'a>(&'a self, tenant_id: Uuid) -> BoxFuture<'a, SyncResult<Option<String>>>;
+
+    /// The segment holding a Cal.com booking, by uid or numeric id.
+    fn find_booked_segment<'a>(
+        &'a self,
+        tenant_id: Uuid,
+        booking_uid: Option<&'a str>,
+        booking_id: Option<i64>,
+    ) -> BoxFuture<'a, SyncResult<Option<BookedSegment>>>;
+
+    /// Flags a segment for review (a change made in Cal.com), optionally pointing it at the
+    /// booking that replaced its own, and re-derives the appointment's status.
+    fn flag_segment<'a>(
+        &'a self,
+        tenant_id: Uuid,
+        appointment_id: Uuid,
+        segment_key: &'a SegmentKey,
+        reason: &'a str,
+        replacement: Option<(&'a str, Option<i64>)>,
+        now: DateTime<Utc>,
+    ) -> BoxFuture<'a, SyncResult<()>>;
+
+    /// Marks a segment cancelled in Cal.com as done when the appointment is cancelled too.
+    fn mark_segment_cancelled<'a>(
+        &'a self,
+        tenant_id: Uuid,
+        appointment_id: Uuid,
+        segment_key: &'a SegmentKey,
+        now: DateTime<Utc>,
+    ) -> BoxFuture<'a, SyncResult<()>>;
+
+    /// Jobs not done yet (pending or leased), and how many of those are due at `now`.
+    fn outstanding_jobs<'a>(&'a self, now: DateTime<Utc>) -> BoxFuture<'a, SyncResult<(i64, i64)>>;
+
+    /// The earliest `run_at` of a pending job (to sleep exactly until it).
+    fn next_run_at<'a>(&'a self) -> BoxFuture<'a, SyncResult<Option<DateTime<Utc>>>>;
+}
+
+/// Derives the appointment's sync from stored rows `(segment_key, sync_status,
+/// review_reason)`.
+pub(crate) fn derive_from_rows(
+    appointment_status: &str,
+    rows: Vec<(String, String, Option<String>)>,
+) -> AppointmentSync {
+    let desired = desired_state(appointment_status);
+    let segments: Vec<SegmentState> = rows
+        .into_iter()
+        .filter_map(|(key, status, reason)| {
+            Some(SegmentState {
+                key: SegmentKey::parse(&key).ok()?,
+                status: SegmentSyncStatus::parse(&status).unwrap_or(SegmentSyncStatus::Pending),
+                review_reason: reason,
+            })
+        })
+        .collect();
+    derive_appointment_sync(desired, &segments)
+}
+
+/// A stored staff id back as the validated type.
+pub(crate) fn staff_id(raw: String) -> Result<StaffId, sqlx::Error> {
+    StaffId::parse(&raw).map_err(|e| sqlx::Error::ColumnDecode {
+        index: "staff_id".into(),
+        source: Box::new(e),
+    })
+}
+
+/// `appointments.status` as the sync's target.
+pub(crate) fn desired_state(status: &str) -> DesiredState {
+    if status == "cancelled" {
+        DesiredState::Cancelled
+    } else {
+        DesiredState::Booked
+    }
+}
+
+/// `last_error` as stored (JSON text).
+pub(crate) fn encode_error(error: &Option<SegmentError>) -> Option<String> {
+    error.as_ref().and_then(|e| serde_json::to_string(e).ok())
+}
+
+pub(crate) fn decode_error(raw: Option<String>) -> Option<SegmentError> {
+    raw.and_then(|r| serde_json::from_str(&r).ok())
+}
+
+pub(crate) fn parse_segment_status(raw: &str) -> SegmentSyncStatus {
+    SegmentSyncStatus::parse(raw).unwrap_or(SegmentSyncStatus::Pending)
+}
+
+pub(crate) fn parse_appointment_status(raw: &str) -> AppointmentSyncStatus {
+    AppointmentSyncStatus::parse(raw).unwrap_or(AppointmentSyncStatus::Pending)
+}
+
+pub(crate) fn every_status_counted(
+    counts: Vec<(String, i64)>,
+) -> std::collections::BTreeMap<String, i64> {
+    let mut out: std::collections::BTreeMap<String, i64> = AppointmentSyncStatus::ALL
+        .iter()
+        .map(|s| (s.as_str().to_string(), 0))
+        .collect();
+    for (status, n) in counts {
+        *out.entry(status).or_insert(0) += n;
+    }
+    out
+}

@@ -1,0 +1,849 @@
+//! [`SyncStore`] for SQLite: ids are TEXT, instants INTEGER unix milliseconds. A claim is a
+//! single `update … returning` (SQLite runs one writer at a time, so it is atomic), and
+//! every read-then-write transaction starts `immediate` so it never has to upgrade a read
+//! lock under contention.
+
+use chrono::{DateTime, Utc};
+use futures::FutureExt;
+use futures::future::BoxFuture;
+use phasebook_domain::sync::{AppointmentSync, SegmentSyncStatus};
+use phasebook_domain::{CalcomUserId, EventTypeId, SegmentKey};
+use secrecy::SecretString;
+use sqlx::sqlite::SqliteRow;
+use sqlx::{Row, Sqlite, SqlitePool, Transaction};
+use uuid::Uuid;
+
+use super::sync::{
+    AppointmentWork, AttemptFinish, AttemptRecord, AttemptStart, BookedSegment, ClaimedJob, Fence,
+    JobNext, MappedEventType, SegmentSyncView, SegmentWork, StaffCalcom, SyncHealth, SyncResult,
+    SyncStore, SyncView, TenantConnection, decode_error, derive_from_rows, desired_state,
+    encode_error, every_status_counted, parse_appointment_status, parse_segment_status, staff_id,
+};
+
+fn ms(at: DateTime<Utc>) -> i64 {
+    at.timestamp_millis()
+}
+
+fn id(value: Uuid) -> String {
+    value.hyphenated().to_string()
+}
+
+fn decode_instant(column: &str, millis: i64) -> SyncResult<DateTime<Utc>> {
+    DateTime::from_timestamp_millis(millis).ok_or_else(|| sqlx::Error::ColumnDecode {
+        index: column.to_string(),
+        source: format!("{millis} is not a unix millisecond instant").into(),
+    })
+}
+
+fn instant(row: &SqliteRow, column: &str) -> SyncResult<DateTime<Utc>> {
+    decode_instant(column, row.try_get(column)?)
+}
+
+fn opt_instant(row: &SqliteRow, column: &str) -> SyncResult<Option<DateTime<Utc>>> {
+    row.try_get::<Option<i64>, _>(column)?
+        .map(|m| decode_instant(column, m))
+        .transpose()
+}
+
+fn uuid_col(row: &SqliteRow, column: &str) -> SyncResult<Uuid> {
+    let raw: String = row.try_get(column)?;
+    Uuid::parse_str(&raw).map_err(|e| sqlx::Error::ColumnDecode {
+        index: column.to_string(),
+        source: Box::new(e),
+    })
+}
+
+fn segment_key(raw: String) -> SyncResult<SegmentKey> {
+    SegmentKey::parse(&raw).map_err(|e| sqlx::Error::ColumnDecode {
+        index: "segment_key".into(),
+        source: Box::new(e),
+    })
+}
+
+fn segment_from_row(row: &SqliteRow) -> SyncResult<SegmentWork> {
+    let user_id: Option<i64> = row.try_get("calcom_user_id")?;
+    let username: Option<String> = row.try_get("calcom_username")?;
+    let staff_zone: Option<String> = row.try_get("staff_time_zone")?;
+    let staff = match (user_id, username) {
+        (Some(user_id), Some(username)) => Some(StaffCalcom {
+            user_id: CalcomUserId(user_id),
+            username,
+            time_zone: staff_zone.unwrap_or_default(),
+        }),
+        _ => None,
+    };
+    let map_configured: Option<i64> = row.try_get("map_event_type_id")?;
+    let map_bookable: Option<i64> = row.try_get("bookable_event_type_id")?;
+    let map = match (map_configured, map_bookable) {
+        (Some(configured), Some(bookable)) => Some(MappedEventType {
+            event_type_id: EventTypeId(configured),
+            bookable_event_type_id: EventTypeId(bookable),
+            resolution: row
+                .try_get::<Option<String>, _>("resolution")?
+                .unwrap_or_default(),
+        }),
+        _ => None,
+    };
+    Ok(SegmentWork {
+        key: segment_key(row.try_get("segment_key")?)?,
+        position: row.try_get("position")?,
+        staff_id: staff_id(row.try_get("staff_id")?)?,
+        starts_at: instant(row, "starts_at")?,
+        ends_at: instant(row, "ends_at")?,
+        status: parse_segment_status(row.try_get("sync_status")?),
+        event_type_id: row.try_get("event_type_id")?,
+        calcom_booking_uid: row.try_get("calcom_booking_uid")?,
+        calcom_booking_id: row.try_get("calcom_booking_id")?,
+        attempts: row.try_get("attempts")?,
+        last_error: decode_error(row.try_get("last_error")?),
+        next_attempt_at: opt_instant(row, "next_attempt_at")?,
+        review_reason: row.try_get("review_reason")?,
+        staff,
+        map,
+        earlier_outcome_unknown: row.try_get::<i64, _>("earlier_outcome_unknown")? != 0,
+    })
+}
+
+async fn write_segment(
+    tx: &mut Transaction<'static, Sqlite>,
+    appointment_id: Uuid,
+    segment: &SegmentWork,
+    now: DateTime<Utc>,
+) -> SyncResult<()> {
+    sqlx::query(
+        "update appointment_segments set sync_status = ?3, event_type_id = ?4, \
+         calcom_booking_uid = ?5, calcom_booking_id = ?6, attempts = ?7, last_error = ?8, \
+         next_attempt_at = ?9, review_reason = ?10, updated_at = ?11 \
+         where appointment_id = ?1 and segment_key = ?2",
+    )
+    .bind(id(appointment_id))
+    .bind(segment.key.as_str())
+    .bind(segment.status.as_str())
+    .bind(segment.event_type_id)
+    .bind(&segment.calcom_booking_uid)
+    .bind(segment.calcom_booking_id)
+    .bind(segment.attempts)
+    .bind(encode_error(&segment.last_error))
+    .bind(segment.next_attempt_at.map(ms))
+    .bind(&segment.review_reason)
+    .bind(ms(now))
+    .execute(&mut **tx)
+    .await?;
+    Ok(())
+}
+
+async fn check_fence(tx: &mut Transaction<'static, Sqlite>, fence: &Fence) -> SyncResult<bool> {
+    let held = sqlx::query(
+        "select 1 from sync_jobs where appointment_id = ?1 and state = 'leased' \
+         and lease_owner = ?2 and runs = ?3",
+    )
+    .bind(id(fence.appointment_id))
+    .bind(&fence.owner)
+    .bind(fence.run)
+    .fetch_optional(&mut **tx)
+    .await?;
+    Ok(held.is_some())
+}
+
+async fn refresh_appointment(
+    tx: &mut Transaction<'static, Sqlite>,
+    appointment_id: Uuid,
+    now: DateTime<Utc>,
+) -> SyncResult<Option<AppointmentSync>> {
+    let Some(status) = sqlx::query_scalar::<_, String>(
+        "select status from appointments where appointment_id = ?1",
+    )
+    .bind(id(appointment_id))
+    .fetch_optional(&mut **tx)
+    .await?
+    else {
+        return Ok(None);
+    };
+    let rows: Vec<(String, String, Option<String>)> = sqlx::query_as(
+        "select segment_key, sync_status, review_reason from appointment_segments \
+         where appointment_id = ?1 order by position",
+    )
+    .bind(id(appointment_id))
+    .fetch_all(&mut **tx)
+    .await?;
+    let derived = derive_from_rows(&status, rows);
+    sqlx::query(
+        "update appointments set sync_status = ?2, requires_manual_review = ?3, \
+         review_reason = ?4, updated_at = ?5 where appointment_id = ?1",
+    )
+    .bind(id(appointment_id))
+    .bind(derived.status.as_str())
+    .bind(derived.requires_manual_review)
+    .bind(&derived.review_reason)
+    .bind(ms(now))
+    .execute(&mut **tx)
+    .await?;
+    Ok(Some(derived))
+}
+
+impl SyncStore for SqlitePool {
+    fn claim_jobs<'a>(
+        &'a self,
+        owner: &'a str,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+        limit: i64,
+    ) -> BoxFuture<'a, SyncResult<Vec<ClaimedJob>>> {
+        async move {
+            let rows = sqlx::query(
+                "update sync_jobs set state = 'leased', lease_owner = ?2, lease_expires_at = ?3, \
+                 runs = runs + 1, updated_at = ?1 \
+                 where sync_job_id in (select sync_job_id from sync_jobs \
+                   where (state = 'pending' and run_at <= ?1) \
+                      or (state = 'leased' and lease_expires_at <= ?1) \
+                   order by run_at limit ?4) \
+                 returning sync_job_id, tenant_id, appointment_id, runs, verify_bookings",
+            )
+            .bind(ms(now))
+            .bind(owner)
+            .bind(ms(lease_until))
+            .bind(limit)
+            .fetch_all(self)
+            .await?;
+            rows.iter()
+                .map(|row| {
+                    Ok(ClaimedJob {
+                        sync_job_id: uuid_col(row, "sync_job_id")?,
+                        tenant_id: uuid_col(row, "tenant_id")?,
+                        verify_bookings: row.try_get::<i64, _>("verify_bookings")? != 0,
+                        fence: Fence {
+                            appointment_id: uuid_col(row, "appointment_id")?,
+                            owner: owner.to_string(),
+                            run: row.try_get("runs")?,
+                        },
+                    })
+                })
+                .collect()
+        }
+        .boxed()
+    }
+
+    fn renew_lease<'a>(
+        &'a self,
+        fence: &'a Fence,
+        lease_until: DateTime<Utc>,
+    ) -> BoxFuture<'a, SyncResult<bool>> {
+        async move {
+            let done = sqlx::query(
+                "update sync_jobs set lease_expires_at = ?4 where appointment_id = ?1 \
+                 and state = 'leased' and lease_owner = ?2 and runs = ?3",
+            )
+            .bind(id(fence.appointment_id))
+            .bind(&fence.owner)
+            .bind(fence.run)
+            .bind(ms(lease_until))
+            .execute(self)
+            .await?;
+            Ok(done.rows_affected() == 1)
+        }
+        .boxed()
+    }
+
+    fn release_job<'a>(
+        &'a self,
+        fence: &'a Fence,
+        now: DateTime<Utc>,
+    ) -> BoxFuture<'a, SyncResult<bool>> {
+        async move {
+            let done = sqlx::query(
+                "update sync_jobs set state = 'pending', run_at = ?4, lease_owner = null, \
+                 lease_expires_at = null, updated_at = ?4 where appointment_id = ?1 \
+                 and state = 'leased' and lease_owner = ?2 and runs = ?3",
+            )
+            .bind(id(fence.appointment_id))
+            .bind(&fence.owner)
+            .bind(fence.run)
+            .bind(ms(now))
+            .execute(self)
+            .await?;
+            Ok(done.rows_affected() == 1)
+        }
+        .boxed()
+    }
+
+    fn load_work<'a>(
+        &'a self,
+        job: &'a ClaimedJob,
+    ) -> BoxFuture<'a, SyncResult<Option<AppointmentWork>>> {
+        async move {
+            let Some(row) = sqlx::query(
+                "select a.service_id, a.status, a.time_zone, a.customer_name, a.customer_email, \
+                 a.customer_phone, a.notes, t.calcom_api_key, t.calcom_base_url, t.calcom_team_id \
+                 from appointments a join tenants t on t.tenant_id = a.tenant_id \
+                 where a.appointment_id = ?1 and a.tenant_id = ?2",
+            )
+            .bind(id(job.appointment_id()))
+            .bind(id(job.tenant_id))
+            .fetch_optional(self)
+            .await?
+            else {
+                return Ok(None);
+            };
+            let service_id: String = row.try_get("service_id")?;
+            let segments = sqlx::query(
+                "select s.segment_key, s.position, s.staff_id, s.starts_at, s.ends_at, \
+                 s.sync_status, s.event_type_id, s.calcom_booking_uid, s.calcom_booking_id, \
+                 s.attempts, s.last_error, s.next_attempt_at, s.review_reason, \
+                 st.calcom_user_id, st.calcom_username, st.time_zone as staff_time_zone, \
+                 m.event_type_id as map_event_type_id, m.bookable_event_type_id, m.resolution, \
+                 exists (select 1 from sync_attempts x where x.appointment_id = s.appointment_id \
+                   and x.segment_key = s.segment_key and x.operation = 'create' \
+                   and (x.outcome is null or x.outcome = 'unknown')) as earlier_outcome_unknown \
+                 from appointment_segments s \
+                 left join staff st on st.tenant_id = s.tenant_id and st.staff_id = s.staff_id \
+                 left join event_maps m on m.tenant_id = s.tenant_id and m.service_id = ?3 \
+                   and m.segment_key = s.segment_key and m.staff_id = s.staff_id \
+                 where s.appointment_id = ?1 and s.tenant_id = ?2 order by s.position",
+            )
+            .bind(id(job.appointment_id()))
+            .bind(id(job.tenant_id))
+            .bind(&service_id)
+            .fetch_all(self)
+            .await?
+            .iter()
+            .map(segment_from_row)
+            .collect::<SyncResult<Vec<_>>>()?;
+            let status: String = row.try_get("status")?;
+            Ok(Some(AppointmentWork {
+                appointment_id: job.appointment_id(),
+                tenant: TenantConnection {
+                    tenant_id: job.tenant_id,
+                    api_key: SecretString::from(row.try_get::<String, _>("calcom_api_key")?),
+                    base_url: row.try_get("calcom_base_url")?,
+                    team_id: row.try_get("calcom_team_id")?,
+                },
+                service_id,
+                desired: desired_state(&status),
+                time_zone: row.try_get("time_zone")?,
+                customer_name: row.try_get("customer_name")?,
+                customer_email: row.try_get("customer_email")?,
+                customer_phone: row.try_get("customer_phone")?,
+                notes: row.try_get("notes")?,
+                segments,
+            }))
+        }
+        .boxed()
+    }
+
+    fn begin_attempt<'a>(
+        &'a self,
+        fence: &'a Fence,
+        attempt: &'a AttemptStart,
+        segment_status: SegmentSyncStatus,
+    ) -> BoxFuture<'a, SyncResult<bool>> {
+        async move {
+            let mut tx = self.begin_with("begin immediate").await?;
+            if !check_fence(&mut tx, fence).await? {
+                return Ok(false);
+            }
+            sqlx::query(
+                "insert into sync_attempts (sync_attempt_id, tenant_id, appointment_id, \
+                 segment_key, operation, event_type_id, started_at, worker) \
+                 values (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            )
+            .bind(id(attempt.sync_attempt_id))
+            .bind(id(attempt.tenant_id))
+            .bind(id(attempt.appointment_id))
+            .bind(attempt.segment_key.as_str())
+            .bind(attempt.operation)
+            .bind(attempt.event_type_id)
+            .bind(ms(attempt.started_at))
+            .bind(&fence.owner)
+            .execute(&mut *tx)
+            .await?;
+            sqlx::query(
+                "update appointment_segments set sync_status = ?3, updated_at = ?4 \
+                 where appointment_id = ?1 and segment_key = ?2",
+            )
+            .bind(id(attempt.appointment_id))
+            .bind(attempt.segment_key.as_str())
+            .bind(segment_status.as_str())
+            .bind(ms(attempt.started_at))
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            Ok(true)
+        }
+        .boxed()
+    }
+
+    fn finish_attempt<'a>(
+        &'a self,
+        fence: &'a Fence,
+        finish: &'a AttemptFinish,
+        segment: &'a SegmentWork,
+    ) -> BoxFuture<'a, SyncResult<bool>> {
+        async move {
+            let mut tx = self.begin_with("begin immediate").await?;
+            if !check_fence(&mut tx, fence).await? {
+                return Ok(false);
+            }
+            let error = finish.error.as_ref();
+            sqlx::query(
+                "update sync_attempts set finished_at = ?2, outcome = ?3, error_kind = ?4, \
+                 http_status = ?5, calcom_message = ?6, calcom_booking_uid = ?7 \
+                 where sync_attempt_id = ?1",
+            )
+            .bind(id(finish.sync_attempt_id))
+            .bind(ms(finish.finished_at))
+            .bind(finish.outcome)
+            .bind(error.map(|e| e.kind.clone()))
+            .bind(error.and_then(|e| e.http_status).map(i32::from))
+            .bind(error.map(|e| e.message.clone()))
+            .bind(&finish.calcom_booking_uid)
+            .execute(&mut *tx)
+            .await?;
+            write_segment(&mut tx, fence.appointment_id, segment, finish.finished_at).await?;
+            tx.commit().await?;
+            Ok(true)
+        }
+        .boxed()
+    }
+
+    fn save_segment<'a>(
+        &'a self,
+        fence: &'a Fence,
+        segment: &'a SegmentWork,
+    ) -> BoxFuture<'a, SyncResult<bool>> {
+        async move {
+            let mut tx = self.begin_with("begin immediate").await?;
+            if !check_fence(&mut tx, fence).await? {
+                return Ok(false);
+            }
+            write_segment(&mut tx, fence.appointment_id, segment, Utc::now()).await?;
+            tx.commit().await?;
+            Ok(true)
+        }
+        .boxed()
+    }
+
+    fn update_bookable_event_type<'a>(
+        &'a self,
+        tenant_id: Uuid,
+        service_id: &'a str,
+        segment_key: &'a SegmentKey,
+        staff_id: &'a str,
+        bookable: EventTypeId,
+        resolution: &'a str,
+        checked_at: DateTime<Utc>,
+    ) -> BoxFuture<'a, SyncResult<()>> {
+        async move {
+            sqlx::query(
+                "update event_maps set bookable_event_type_id = ?5, resolution = ?6, \
+                 checked_at = ?7, updated_at = ?7 where tenant_id = ?1 and service_id = ?2 \
+                 and segment_key = ?3 and staff_id = ?4",
+            )
+            .bind(id(tenant_id))
+            .bind(service_id)
+            .bind(segment_key.as_str())
+            .bind(staff_id)
+            .bind(bookable.0)
+            .bind(resolution)
+            .bind(ms(checked_at))
+            .execute(self)
+            .await?;
+            Ok(())
+        }
+        .boxed()
+    }
+
+    fn finish_job<'a>(
+        &'a self,
+        fence: &'a Fence,
+        now: DateTime<Utc>,
+        next: JobNext,
+    ) -> BoxFuture<'a, SyncResult<Option<AppointmentSync>>> {
+        async move {
+            let mut tx = self.begin_with("begin immediate").await?;
+            if !check_fence(&mut tx, fence).await? {
+                return Ok(None);
+            }
+            let derived = refresh_appointment(&mut tx, fence.appointment_id, now).await?;
+            let (state, run_at) = match next {
+                JobNext::Done => ("done", None),
+                JobNext::At(at) => ("pending", Some(ms(at))),
+            };
+            // A request that arrived during the run (`rerun`) makes the job due again now.
+            sqlx::query(
+                "update sync_jobs set \
+                 state = case when rerun then 'pending' else ?2 end, \
+                 run_at = case when rerun then min(run_at, ?4) else coalesce(?3, run_at) end, \
+                 lease_owner = null, lease_expires_at = null, \
+                 verify_bookings = verify_bookings and rerun, rerun = 0, \
+                 updated_at = ?4 where appointment_id = ?1",
+            )
+            .bind(id(fence.appointment_id))
+            .bind(state)
+            .bind(run_at)
+            .bind(ms(now))
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            Ok(derived)
+        }
+        .boxed()
+    }
+
+    fn request_sync<'a>(
+        &'a self,
+        tenant_id: Uuid,
+        appointment_id: Uuid,
+        now: DateTime<Utc>,
+        resync: bool,
+    ) -> BoxFuture<'a, SyncResult<Option<AppointmentSync>>> {
+        async move {
+            let mut tx = self.begin_with("begin immediate").await?;
+            let owned = sqlx::query_scalar::<_, String>(
+                "select status from appointments where appointment_id = ?1 and tenant_id = ?2",
+            )
+            .bind(id(appointment_id))
+            .bind(id(tenant_id))
+            .fetch_optional(&mut *tx)
+            .await?;
+            let Some(status) = owned else {
+                return Ok(None);
+            };
+            if resync {
+                // Start over what failed or waits for a person; a cancelled appointment's
+                // segments go back to cancelling, a booked one's to pending.
+                sqlx::query(
+                    "update appointment_segments set \
+                     sync_status = case when ?3 then 'cancelling' else 'pending' end, \
+                     attempts = 0, next_attempt_at = null, review_reason = null, updated_at = ?2 \
+                     where appointment_id = ?1 and sync_status in ('failed', 'needs_review', 'syncing')",
+                )
+                .bind(id(appointment_id))
+                .bind(ms(now))
+                .bind(status == "cancelled")
+                .execute(&mut *tx)
+                .await?;
+            }
+            sqlx::query(
+                "insert into sync_jobs (sync_job_id, tenant_id, appointment_id, state, run_at, \
+                 verify_bookings, created_at, updated_at) \
+                 values (?1, ?2, ?3, 'pending', ?4, ?5, ?4, ?4) \
+                 on conflict (appointment_id) do update set \
+                   state = case when sync_jobs.state = 'leased' then 'leased' else 'pending' end, \
+                   rerun = sync_jobs.state = 'leased', \
+                   run_at = ?4, verify_bookings = sync_jobs.verify_bookings or ?5, \
+                   updated_at = ?4",
+            )
+            .bind(id(Uuid::now_v7()))
+            .bind(id(tenant_id))
+            .bind(id(appointment_id))
+            .bind(ms(now))
+            .bind(resync)
+            .execute(&mut *tx)
+            .await?;
+            let derived = refresh_appointment(&mut tx, appointment_id, now).await?;
+            tx.commit().await?;
+            Ok(derived)
+        }
+        .boxed()
+    }
+
+    fn appointment_sync<'a>(
+        &'a self,
+        tenant_id: Uuid,
+        appointment_id: Uuid,
+    ) -> BoxFuture<'a, SyncResult<Option<AppointmentSync>>> {
+        async move {
+            let row: Option<(String, bool, Option<String>)> = sqlx::query_as(
+                "select sync_status, requires_manual_review, review_reason from appointments \
+                 where appointment_id = ?1 and tenant_id = ?2",
+            )
+            .bind(id(appointment_id))
+            .bind(id(tenant_id))
+            .fetch_optional(self)
+            .await?;
+            Ok(row.map(|(status, review, reason)| AppointmentSync {
+                status: parse_appointment_status(&status),
+                requires_manual_review: review,
+                review_reason: reason,
+            }))
+        }
+        .boxed()
+    }
+
+    fn sync_view<'a>(
+        &'a self,
+        tenant_id: Uuid,
+        appointment_id: Uuid,
+    ) -> BoxFuture<'a, SyncResult<Option<SyncView>>> {
+        async move {
+            let Some(sync) = self.appointment_sync(tenant_id, appointment_id).await? else {
+                return Ok(None);
+            };
+            let job: Option<(String, i64)> =
+                sqlx::query_as("select state, run_at from sync_jobs where appointment_id = ?1")
+                    .bind(id(appointment_id))
+                    .fetch_optional(self)
+                    .await?;
+            let segments = sqlx::query(
+                "select segment_key, staff_id, starts_at, ends_at, sync_status, event_type_id, \
+                 calcom_booking_uid, calcom_booking_id, attempts, last_error, next_attempt_at, \
+                 review_reason from appointment_segments where appointment_id = ?1 \
+                 order by position",
+            )
+            .bind(id(appointment_id))
+            .fetch_all(self)
+            .await?
+            .iter()
+            .map(|row| {
+                Ok(SegmentSyncView {
+                    key: row.try_get("segment_key")?,
+                    staff_id: row.try_get("staff_id")?,
+                    starts_at: instant(row, "starts_at")?,
+                    ends_at: instant(row, "ends_at")?,
+                    status: parse_segment_status(row.try_get("sync_status")?),
+                    event_type_id: row.try_get("event_type_id")?,
+                    calcom_booking_uid: row.try_get("calcom_booking_uid")?,
+                    calcom_booking_id: row.try_get("calcom_booking_id")?,
+                    attempts: row.try_get("attempts")?,
+                    last_error: decode_error(row.try_get("last_error")?),
+                    next_attempt_at: opt_instant(row, "next_attempt_at")?,
+                    review_reason: row.try_get("review_reason")?,
+                })
+            })
+            .collect::<SyncResult<Vec<_>>>()?;
+            let attempts = sqlx::query(
+                "select segment_key, operation, event_type_id, started_at, finished_at, outcome, \
+                 error_kind, http_status, calcom_message, calcom_booking_uid, worker \
+                 from sync_attempts where appointment_id = ?1 and tenant_id = ?2 \
+                 order by started_at, sync_attempt_id",
+            )
+            .bind(id(appointment_id))
+            .bind(id(tenant_id))
+            .fetch_all(self)
+            .await?
+            .iter()
+            .map(|row| {
+                Ok(AttemptRecord {
+                    segment_key: row.try_get("segment_key")?,
+                    operation: row.try_get("operation")?,
+                    event_type_id: row.try_get("event_type_id")?,
+                    started_at: instant(row, "started_at")?,
+                    finished_at: opt_instant(row, "finished_at")?,
+                    outcome: row.try_get("outcome")?,
+                    error_kind: row.try_get("error_kind")?,
+                    http_status: row.try_get("http_status")?,
+                    calcom_message: row.try_get("calcom_message")?,
+                    calcom_booking_uid: row.try_get("calcom_booking_uid")?,
+                    worker: row.try_get("worker")?,
+                })
+            })
+            .collect::<SyncResult<Vec<_>>>()?;
+            let next_run_at = match &job {
+                Some((state, at)) if state == "pending" => Some(decode_instant("run_at", *at)?),
+                _ => None,
+            };
+            Ok(Some(SyncView {
+                appointment_id,
+                status: sync.status,
+                requires_manual_review: sync.requires_manual_review,
+                review_reason: sync.review_reason,
+                job_state: job.map(|(state, _)| state),
+                next_run_at,
+                segments,
+                attempts,
+            }))
+        }
+        .boxed()
+    }
+
+    fn sync_health<'a>(
+        &'a self,
+        tenant_id: Uuid,
+        now: DateTime<Utc>,
+    ) -> BoxFuture<'a, SyncResult<SyncHealth>> {
+        async move {
+            let tenant = id(tenant_id);
+            let counts: Vec<(String, i64)> = sqlx::query_as(
+                "select sync_status, count(*) from appointments where tenant_id = ?1 \
+                 group by sync_status",
+            )
+            .bind(&tenant)
+            .fetch_all(self)
+            .await?;
+            let since = now - chrono::TimeDelta::hours(24);
+            let (total, failed): (i64, i64) = sqlx::query_as(
+                "select count(*), coalesce(sum(outcome in ('failed', 'unknown')), 0) \
+                 from sync_attempts where tenant_id = ?1 and started_at >= ?2 \
+                 and finished_at is not null",
+            )
+            .bind(&tenant)
+            .bind(ms(since))
+            .fetch_one(self)
+            .await?;
+            let (pending, leased, oldest): (i64, i64, Option<i64>) = sqlx::query_as(
+                "select coalesce(sum(state = 'pending'), 0), coalesce(sum(state = 'leased'), 0), \
+                 min(case when state <> 'done' and run_at <= ?2 then run_at end) \
+                 from sync_jobs where tenant_id = ?1",
+            )
+            .bind(&tenant)
+            .bind(ms(now))
+            .fetch_one(self)
+            .await?;
+            let review: i64 = sqlx::query_scalar(
+                "select count(*) from appointments where tenant_id = ?1 \
+                 and requires_manual_review = 1",
+            )
+            .bind(&tenant)
+            .fetch_one(self)
+            .await?;
+            Ok(SyncHealth {
+                appointments_by_status: every_status_counted(counts),
+                success_rate_24h: (total > 0).then(|| (total - failed) as f64 / total as f64),
+                attempts_24h: total,
+                failed_attempts_24h: failed,
+                oldest_pending_job_age_seconds: oldest
+                    .map(|at| (ms(now) - at).max(0) as f64 / 1000.0),
+                jobs_pending: pending,
+                jobs_leased: leased,
+                appointments_needing_review: review,
+            })
+        }
+        .boxed()
+    }
+
+    fn webhook_secret<'a>(&'a self, tenant_id: Uuid) -> BoxFuture<'a, SyncResult<Option<String>>> {
+        async move {
+            sqlx::query_scalar("select webhook_secret from tenants where tenant_id = ?1")
+                .bind(id(tenant_id))
+                .fetch_optional(self)
+                .await
+        }
+        .boxed()
+    }
+
+    fn find_booked_segment<'a>(
+        &'a self,
+        tenant_id: Uuid,
+        booking_uid: Option<&'a str>,
+        booking_id: Option<i64>,
+    ) -> BoxFuture<'a, SyncResult<Option<BookedSegment>>> {
+        async move {
+            let row = sqlx::query(
+                "select s.appointment_id, s.segment_key, s.sync_status, s.calcom_booking_uid, \
+                 s.starts_at, a.status from appointment_segments s \
+                 join appointments a on a.appointment_id = s.appointment_id \
+                 where s.tenant_id = ?1 and ((s.calcom_booking_uid = ?2) \
+                   or (?3 is not null and s.calcom_booking_id = ?3)) limit 1",
+            )
+            .bind(id(tenant_id))
+            .bind(booking_uid)
+            .bind(booking_id)
+            .fetch_optional(self)
+            .await?;
+            row.map(|row| {
+                Ok(BookedSegment {
+                    appointment_id: uuid_col(&row, "appointment_id")?,
+                    segment_key: segment_key(row.try_get("segment_key")?)?,
+                    status: parse_segment_status(row.try_get("sync_status")?),
+                    desired: desired_state(row.try_get("status")?),
+                    calcom_booking_uid: row.try_get("calcom_booking_uid")?,
+                    starts_at: instant(&row, "starts_at")?,
+                })
+            })
+            .transpose()
+        }
+        .boxed()
+    }
+
+    fn flag_segment<'a>(
+        &'a self,
+        tenant_id: Uuid,
+        appointment_id: Uuid,
+        segment_key: &'a SegmentKey,
+        reason: &'a str,
+        replacement: Option<(&'a str, Option<i64>)>,
+        now: DateTime<Utc>,
+    ) -> BoxFuture<'a, SyncResult<()>> {
+        async move {
+            let mut tx = self.begin_with("begin immediate").await?;
+            let (uid, booking_id) = match replacement {
+                Some((uid, booking_id)) => (Some(uid), booking_id),
+                None => (None, None),
+            };
+            sqlx::query(
+                "update appointment_segments set sync_status = 'needs_review', review_reason = ?4, \
+                 calcom_booking_uid = coalesce(?5, calcom_booking_uid), \
+                 calcom_booking_id = case when ?5 is null then calcom_booking_id else ?6 end, \
+                 next_attempt_at = null, updated_at = ?7 \
+                 where tenant_id = ?1 and appointment_id = ?2 and segment_key = ?3",
+            )
+            .bind(id(tenant_id))
+            .bind(id(appointment_id))
+            .bind(segment_key.as_str())
+            .bind(reason)
+            .bind(uid)
+            .bind(booking_id)
+            .bind(ms(now))
+            .execute(&mut *tx)
+            .await?;
+            refresh_appointment(&mut tx, appointment_id, now).await?;
+            tx.commit().await?;
+            Ok(())
+        }
+        .boxed()
+    }
+
+    fn mark_segment_cancelled<'a>(
+        &'a self,
+        tenant_id: Uuid,
+        appointment_id: Uuid,
+        segment_key: &'a SegmentKey,
+        now: DateTime<Utc>,
+    ) -> BoxFuture<'a, SyncResult<()>> {
+        async move {
+            let mut tx = self.begin_with("begin immediate").await?;
+            sqlx::query(
+                "update appointment_segments set sync_status = 'cancelled', \
+                 next_attempt_at = null, updated_at = ?4 \
+                 where tenant_id = ?1 and appointment_id = ?2 and segment_key = ?3",
+            )
+            .bind(id(tenant_id))
+            .bind(id(appointment_id))
+            .bind(segment_key.as_str())
+            .bind(ms(now))
+            .execute(&mut *tx)
+            .await?;
+            refresh_appointment(&mut tx, appointment_id, now).await?;
+            tx.commit().await?;
+            Ok(())
+        }
+        .boxed()
+    }
+
+    fn outstanding_jobs<'a>(&'a self, now: DateTime<Utc>) -> BoxFuture<'a, SyncResult<(i64, i64)>> {
+        async move {
+            sqlx::query_as(
+                "select count(*), coalesce(sum((state = 'pending' and run_at <= ?1) \
+                 or (state = 'leased' and lease_expires_at <= ?1)), 0) \
+                 from sync_jobs where state <> 'done'",
+            )
+            .bind(ms(now))
+            .fetch_one(self)
+            .await
+        }
+        .boxed()
+    }
+
+    fn next_run_at<'a>(&'a self) -> BoxFuture<'a, SyncResult<Option<DateTime<Utc>>>> {
+        async move {
+            let at: Option<i64> = sqlx::query_scalar(
+                "select min(case when state = 'pending' then run_at else lease_expires_at end) \
+                 from sync_jobs where state <> 'done'",
+            )
+            .fetch_one(self)
+            .await?;
+            at.map(|m| decode_instant("run_at", m)).transpose()
+        }
+        .boxed()
+    }
+}

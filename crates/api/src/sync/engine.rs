@@ -1,0 +1,928 @@
+//! One run of one appointment's sync job: bring every segment's Cal.com booking to what
+//! the appointment asks for (booked or cancelled), segments in parallel (bounded).
+//!
+//! The order of every Cal.com call is: write the attempt down (fenced by the job's lease),
+//! make the call outside any database transaction, then record the outcome together with
+//! the segment's new state. When an earlier create's outcome is unknown, the bookings of
+//! that event type and time are listed and ours adopted before anything is created.
+
+use std::sync::Arc;
+
+use calcom_client::{
+    Attendee, Booking, BookingMetadata, BookingStatus, CalcomClient, CalcomError, CreateBooking,
+    ListBookings, MAX_BOOKINGS_PAGE,
+};
+use chrono::{DateTime, TimeDelta, Utc};
+use futures::StreamExt;
+use phasebook_domain::EventTypeId;
+use phasebook_domain::resolution::HostIdentity;
+use phasebook_domain::sync::{
+    AppointmentSync, BookingIdentity, CalcomFailure, Decision, DesiredState, FailureClass,
+    FailureInput, ObservedBooking, Operation, RetryPolicy, ReviewSubject, SegmentError,
+    SegmentSyncStatus, choose_adoption, decide, managed_parent_without_child_reason,
+    missing_event_map_reason,
+};
+use serde_json::Value;
+use tracing::Instrument;
+use uuid::Uuid;
+
+use super::clients::ClientCache;
+use super::failure::classify;
+use crate::store::sync::{
+    AppointmentWork, AttemptFinish, AttemptStart, ClaimedJob, JobNext, SegmentWork, SyncStore,
+};
+
+/// The lease was lost mid-run: another worker owns the job now; stop touching it.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    #[error("lease lost")]
+    LeaseLost,
+    #[error(transparent)]
+    Store(#[from] sqlx::Error),
+}
+
+/// How many result pages a reconcile reads at most (250 bookings each, one event type, one
+/// day): more would mean something else is badly wrong, and the segment is retried later.
+const MAX_RECONCILE_PAGES: u32 = 8;
+
+/// The part of the engine that does not change between runs.
+pub struct Engine {
+    pub store: Arc<dyn SyncStore>,
+    pub clients: Arc<ClientCache>,
+    pub policy: RetryPolicy,
+    /// Segments of one appointment booked at the same time.
+    pub segment_parallelism: usize,
+    /// Picks the jitter fraction for backoff; tests may fix it.
+    pub jitter: fn() -> f64,
+    /// Stamped on attempts and leases.
+    pub worker_id: String,
+}
+
+/// The shared state of one run.
+struct Run<'a> {
+    engine: &'a Engine,
+    job: &'a ClaimedJob,
+    work: &'a AppointmentWork,
+    client: Option<Arc<CalcomClient>>,
+    client_error: Option<CalcomFailure>,
+    zone: Option<chrono_tz::Tz>,
+}
+
+fn random_jitter() -> f64 {
+    rand::random::<f64>()
+}
+
+impl Engine {
+    pub fn new(store: Arc<dyn SyncStore>, clients: Arc<ClientCache>, worker_id: String) -> Self {
+        Self {
+            store,
+            clients,
+            policy: RetryPolicy::default(),
+            segment_parallelism: 4,
+            jitter: random_jitter,
+            worker_id,
+        }
+    }
+
+    /// Runs one claimed job to the end of what can be done now, and releases it (done, or
+    /// pending until its earliest retry). Returns the appointment's new sync status.
+    pub async fn run_job(&self, job: &ClaimedJob) -> Result<Option<AppointmentSync>, RunError> {
+        let fence = &job.fence;
+        let Some(work) = self.store.load_work(job).await? else {
+            return Ok(self
+                .store
+                .finish_job(fence, Utc::now(), JobNext::Done)
+                .await?);
+        };
+        let (client, client_error) = match self.clients.get(&work.tenant) {
+            Ok(client) => (Some(client), None),
+            Err(err) => (None, Some(classify(&err))),
+        };
+        let run = Run {
+            engine: self,
+            job,
+            work: &work,
+            client,
+            client_error,
+            zone: work.time_zone.parse().ok(),
+        };
+        let results: Vec<Result<SegmentWork, RunError>> =
+            futures::stream::iter(work.segments.iter().cloned())
+                .map(|segment| run.segment(segment))
+                .buffer_unordered(self.segment_parallelism.max(1))
+                .collect()
+                .await;
+        let mut next: Option<DateTime<Utc>> = None;
+        for result in results {
+            let segment = result?;
+            let waiting = matches!(
+                segment.status,
+                SegmentSyncStatus::Failed | SegmentSyncStatus::Cancelling
+            );
+            if waiting {
+                let at = segment.next_attempt_at.unwrap_or_else(Utc::now);
+                next = Some(next.map_or(at, |n| n.min(at)));
+            }
+        }
+        let next = next.map_or(JobNext::Done, JobNext::At);
+        let derived = self.store.finish_job(fence, Utc::now(), next).await?;
+        if derived.is_none() {
+            return Err(RunError::LeaseLost);
+        }
+        Ok(derived)
+    }
+}
+
+impl Run<'_> {
+    fn subject(&self, segment: &SegmentWork, event_type: Option<EventTypeId>) -> ReviewSubject {
+        let staff = segment.staff.as_ref();
+        ReviewSubject {
+            appointment_id: self.work.appointment_id,
+            service_id: self.work.service_id.clone(),
+            segment_key: segment.key.clone(),
+            staff_id: segment.staff_id.clone(),
+            calcom_username: staff.map(|s| s.username.clone()).unwrap_or_default(),
+            calcom_user_id: staff
+                .map(|s| s.user_id)
+                .unwrap_or(phasebook_domain::CalcomUserId(0)),
+            event_type_id: event_type
+                .or_else(|| segment.map.as_ref().map(|m| m.bookable_event_type_id)),
+            starts_at: segment.starts_at,
+            time_zone: self.zone,
+        }
+    }
+
+    fn identity(&self, segment: &SegmentWork) -> BookingIdentity {
+        BookingIdentity {
+            tenant_id: self.work.tenant.tenant_id,
+            appointment_id: self.work.appointment_id,
+            segment_key: segment.key.clone(),
+        }
+    }
+
+    async fn segment(&self, segment: SegmentWork) -> Result<SegmentWork, RunError> {
+        let span = tracing::info_span!(
+            "segment",
+            appointment_id = %self.work.appointment_id,
+            segment = %segment.key
+        );
+        match self.work.desired {
+            DesiredState::Booked => self.bring_booked(segment).instrument(span).await,
+            DesiredState::Cancelled => self.bring_cancelled(segment).instrument(span).await,
+        }
+    }
+
+    fn not_due(segment: &SegmentWork) -> bool {
+        segment.next_attempt_at.is_some_and(|at| at > Utc::now())
+    }
+
+    async fn bring_booked(&self, mut segment: SegmentWork) -> Result<SegmentWork, RunError> {
+        match segment.status {
+            SegmentSyncStatus::NeedsReview => return Ok(segment),
+            SegmentSyncStatus::Synced => {
+                if !self.job.verify_bookings || segment.calcom_booking_uid.is_none() {
+                    return Ok(segment);
+                }
+                if self.verify(&mut segment).await? {
+                    return Ok(segment);
+                }
+            }
+            SegmentSyncStatus::Failed if Self::not_due(&segment) => return Ok(segment),
+            _ => {}
+        }
+        self.book(segment).await
+    }
+
+    /// Checks a booked segment's booking still stands in Cal.com. `false`: it is gone, the
+    /// segment was reset and must be booked again.
+    async fn verify(&self, segment: &mut SegmentWork) -> Result<bool, RunError> {
+        let (Some(client), Some(uid)) = (&self.client, segment.calcom_booking_uid.clone()) else {
+            return Ok(true);
+        };
+        let attempt = self
+            .begin(
+                segment,
+                "verify",
+                segment.event_type_id,
+                SegmentSyncStatus::Synced,
+            )
+            .await?;
+        let (outcome, gone, error) = match client.get_booking(&uid).await {
+            Ok(booking) if booking.status == BookingStatus::Cancelled => ("missing", true, None),
+            Ok(_) => ("exists", false, None),
+            Err(CalcomError::NotFound { .. }) => ("missing", true, None),
+            // Cannot tell now: keep it booked, the next resync checks again.
+            Err(err) => ("failed", false, Some(SegmentError::from(&classify(&err)))),
+        };
+        if gone {
+            tracing::warn!(appointment_id = %self.work.appointment_id, segment = %segment.key, "booked segment is gone from Cal.com; booking it again");
+            segment.status = SegmentSyncStatus::Pending;
+            segment.calcom_booking_uid = None;
+            segment.calcom_booking_id = None;
+            segment.attempts = 0;
+        }
+        self.finish(attempt, outcome, error, Some(uid), segment)
+            .await?;
+        Ok(!gone)
+    }
+
+    /// Books one segment: reconcile if needed, create, and decide on failure.
+    async fn book(&self, mut segment: SegmentWork) -> Result<SegmentWork, RunError> {
+        let Some(client) = self.client.clone() else {
+            let failure = self.client_error.clone().unwrap_or_else(|| CalcomFailure {
+                class: FailureClass::InvalidRequest,
+                kind: "invalid_request".into(),
+                http_status: None,
+                message: "no Cal.com client".into(),
+            });
+            let reason = self.review_for(&segment, &failure);
+            return self.review(segment, reason, Some(&failure)).await;
+        };
+        let Some(map) = segment.map.clone() else {
+            let reason = missing_event_map_reason(&self.subject(&segment, None));
+            return self.review(segment, reason, None).await;
+        };
+        let mut event_type = map.bookable_event_type_id;
+
+        // A resync re-validates the map first: a child may have appeared, or the map gone bad.
+        if self.job.verify_bookings {
+            match self.resolve(&client, &segment, &map.event_type_id).await? {
+                Resolved::Bookable(id) => event_type = id,
+                Resolved::Refused(reason) => return self.review(segment, reason, None).await,
+                Resolved::Unknown => {}
+            }
+        }
+
+        let mut re_resolved = false;
+        let mut reconcile = segment.earlier_outcome_unknown;
+        loop {
+            if reconcile {
+                match self.reconcile(&client, &mut segment, event_type).await? {
+                    Reconciled::Adopted => return Ok(segment),
+                    Reconciled::Missing => {}
+                    Reconciled::Failed(failure) => {
+                        return self
+                            .after_failure(segment, &failure, re_resolved, Operation::Create)
+                            .await;
+                    }
+                }
+            }
+            match self.create(&client, &mut segment, event_type).await? {
+                Created::Booked => return Ok(segment),
+                Created::Failed(failure) => {
+                    let decision = self.decision(
+                        &segment,
+                        &failure,
+                        re_resolved,
+                        Operation::Create,
+                        event_type,
+                    );
+                    if decision != Decision::ReResolveEventType {
+                        return self
+                            .apply(segment, decision, &failure, Operation::Create)
+                            .await;
+                    }
+                    re_resolved = true;
+                    match self.resolve(&client, &segment, &map.event_type_id).await? {
+                        Resolved::Bookable(id) if id != event_type => {
+                            tracing::info!(appointment_id = %self.work.appointment_id, segment = %segment.key, event_type = %id, "re-resolved the host's child; retrying with it");
+                            event_type = id;
+                            // Nothing was created on the parent, so no reconcile is owed.
+                            reconcile = segment.earlier_outcome_unknown;
+                        }
+                        _ => {
+                            let parent = match failure.class {
+                                FailureClass::ManagedParent { event_type_id } => event_type_id,
+                                _ => event_type,
+                            };
+                            let reason = managed_parent_without_child_reason(
+                                &self.subject(&segment, Some(parent)),
+                                parent,
+                            );
+                            return self.review(segment, reason, Some(&failure)).await;
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Asks the event-map resolution (the event-map issue's code) what is bookable now for
+    /// this segment's host, and stores a changed answer.
+    async fn resolve(
+        &self,
+        client: &CalcomClient,
+        segment: &SegmentWork,
+        configured: &EventTypeId,
+    ) -> Result<Resolved, RunError> {
+        let Some(staff) = segment.staff.as_ref() else {
+            return Ok(Resolved::Unknown);
+        };
+        let host = HostIdentity {
+            user_id: staff.user_id,
+            username: staff.username.clone(),
+        };
+        let minutes =
+            u32::try_from((segment.ends_at - segment.starts_at).num_minutes()).unwrap_or(0);
+        let attempt = self
+            .begin(segment, "resolve", Some(configured.0), segment.status)
+            .await?;
+        let answer = crate::event_maps::calcom::resolve(
+            client,
+            self.work.tenant.team_id,
+            *configured,
+            &host,
+            minutes,
+        )
+        .await;
+        let (resolved, outcome, error) = match answer {
+            Ok(Ok(resolution)) => {
+                let bookable = resolution.bookable_event_type_id;
+                let current = segment.map.as_ref().map(|m| m.bookable_event_type_id);
+                if current != Some(bookable) {
+                    self.engine
+                        .store
+                        .update_bookable_event_type(
+                            self.work.tenant.tenant_id,
+                            &self.work.service_id,
+                            &segment.key,
+                            segment.staff_id.as_str(),
+                            bookable,
+                            resolution.kind.as_str(),
+                            Utc::now(),
+                        )
+                        .await?;
+                }
+                (Resolved::Bookable(bookable), "resolved", None)
+            }
+            Ok(Err(refusal)) => {
+                let reason = format!(
+                    "Segment {} of appointment {} at {} cannot be booked: {} Fix: {} Then POST /resync/{}.",
+                    segment.key,
+                    self.work.appointment_id,
+                    segment.starts_at.format("%Y-%m-%d %H:%M UTC"),
+                    refusal.detail(),
+                    refusal.fix(),
+                    self.work.appointment_id
+                );
+                let error = SegmentError {
+                    kind: refusal.code().to_string(),
+                    http_status: None,
+                    message: refusal.detail(),
+                };
+                (Resolved::Refused(reason), "failed", Some(error))
+            }
+            Err(err) => (
+                Resolved::Unknown,
+                "failed",
+                Some(SegmentError::from(&classify(&err))),
+            ),
+        };
+        let mut unchanged = segment.clone();
+        self.finish(attempt, outcome, error, None, &mut unchanged)
+            .await?;
+        Ok(resolved)
+    }
+
+    /// Lists the bookings of `event_type` from the segment's start (one day) and adopts ours.
+    async fn reconcile(
+        &self,
+        client: &CalcomClient,
+        segment: &mut SegmentWork,
+        event_type: EventTypeId,
+    ) -> Result<Reconciled, RunError> {
+        let attempt = self
+            .begin(
+                segment,
+                "reconcile",
+                Some(event_type.0),
+                SegmentSyncStatus::Syncing,
+            )
+            .await?;
+        let listed = list_day(client, event_type, segment.starts_at).await;
+        let bookings = match listed {
+            Ok(bookings) => bookings,
+            Err(err) => {
+                let failure = classify(&err);
+                // A failed list says nothing about the earlier create: still unknown.
+                segment.last_error = Some(SegmentError::from(&failure));
+                self.finish(
+                    attempt,
+                    "failed",
+                    Some(SegmentError::from(&failure)),
+                    None,
+                    segment,
+                )
+                .await?;
+                return Ok(Reconciled::Failed(failure));
+            }
+        };
+        let observed: Vec<ObservedBooking> = bookings.iter().map(observe).collect();
+        let adoption = choose_adoption(
+            &self.identity(segment),
+            event_type,
+            segment.starts_at,
+            &observed,
+        );
+        let Some(index) = adoption.adopt else {
+            self.finish(attempt, "missing", None, None, segment).await?;
+            return Ok(Reconciled::Missing);
+        };
+        let booking = &bookings[index];
+        tracing::info!(appointment_id = %self.work.appointment_id, segment = %segment.key, booking_uid = %booking.uid, "adopted the booking an earlier attempt created");
+        mark_synced(segment, booking, event_type);
+        self.finish(attempt, "adopted", None, Some(booking.uid.clone()), segment)
+            .await?;
+        for duplicate in adoption.duplicates {
+            self.cancel_duplicate(client, segment, &bookings[duplicate])
+                .await?;
+        }
+        Ok(Reconciled::Adopted)
+    }
+
+    /// A second booking of ours should never exist; if one does, it is cancelled.
+    async fn cancel_duplicate(
+        &self,
+        client: &CalcomClient,
+        segment: &mut SegmentWork,
+        booking: &Booking,
+    ) -> Result<(), RunError> {
+        tracing::warn!(appointment_id = %self.work.appointment_id, segment = %segment.key, booking_uid = %booking.uid, "cancelling a duplicate booking");
+        let attempt = self
+            .begin(
+                segment,
+                "cancel_duplicate",
+                booking.event_type_id,
+                segment.status,
+            )
+            .await?;
+        let result = client
+            .cancel_booking(
+                &booking.uid,
+                "Duplicate booking created by a retried request; phasebook keeps the first one.",
+            )
+            .await;
+        let (outcome, error) = match result {
+            Ok(_) => ("cancelled", None),
+            Err(err) if err.is_already_cancelled() => ("already_cancelled", None),
+            Err(err) => ("failed", Some(SegmentError::from(&classify(&err)))),
+        };
+        self.finish(attempt, outcome, error, Some(booking.uid.clone()), segment)
+            .await
+    }
+
+    async fn create(
+        &self,
+        client: &CalcomClient,
+        segment: &mut SegmentWork,
+        event_type: EventTypeId,
+    ) -> Result<Created, RunError> {
+        let request = match self.create_request(segment, event_type) {
+            Ok(request) => request,
+            Err(err) => return Ok(Created::Failed(classify(&err))),
+        };
+        let attempt = self
+            .begin(
+                segment,
+                "create",
+                Some(event_type.0),
+                SegmentSyncStatus::Syncing,
+            )
+            .await?;
+        match client.create_booking(&request).await {
+            Ok(booking) => {
+                tracing::info!(appointment_id = %self.work.appointment_id, segment = %segment.key, booking_uid = %booking.uid, "segment booked");
+                mark_synced(segment, &booking, event_type);
+                self.finish(attempt, "created", None, Some(booking.uid.clone()), segment)
+                    .await?;
+                Ok(Created::Booked)
+            }
+            Err(err) => {
+                let failure = classify(&err);
+                let outcome = if failure.class.may_have_created() {
+                    "unknown"
+                } else {
+                    "failed"
+                };
+                if failure.class.may_have_created() {
+                    segment.earlier_outcome_unknown = true;
+                }
+                segment.event_type_id = Some(event_type.0);
+                segment.last_error = Some(SegmentError::from(&failure));
+                // The segment's new state is written with the decision; the attempt's
+                // outcome is recorded now so that a crash in between still leaves it known.
+                let mut snapshot = segment.clone();
+                snapshot.status = SegmentSyncStatus::Syncing;
+                self.finish(
+                    attempt,
+                    outcome,
+                    Some(SegmentError::from(&failure)),
+                    None,
+                    &mut snapshot,
+                )
+                .await?;
+                Ok(Created::Failed(failure))
+            }
+        }
+    }
+
+    fn create_request(
+        &self,
+        segment: &SegmentWork,
+        event_type: EventTypeId,
+    ) -> Result<CreateBooking, CalcomError> {
+        let metadata = BookingMetadata::new(
+            self.identity(segment)
+                .metadata()
+                .into_iter()
+                .map(|(k, v)| (k, Value::String(v))),
+        )?;
+        Ok(CreateBooking {
+            start: segment.starts_at,
+            event_type_id: event_type.0,
+            attendee: Attendee {
+                name: self.work.customer_name.clone(),
+                email: self.work.customer_email.clone(),
+                time_zone: self.work.time_zone.clone(),
+                phone_number: self.work.customer_phone.clone(),
+                language: None,
+            },
+            metadata,
+            notes: self.work.notes.clone(),
+        })
+    }
+
+    /// Cancels the segment's booking (or finds that there is none).
+    async fn bring_cancelled(&self, mut segment: SegmentWork) -> Result<SegmentWork, RunError> {
+        match segment.status {
+            SegmentSyncStatus::Cancelled | SegmentSyncStatus::NeedsReview => return Ok(segment),
+            _ if Self::not_due(&segment) => return Ok(segment),
+            _ => {}
+        }
+        let Some(client) = self.client.clone() else {
+            let failure = self.client_error.clone().unwrap_or_else(|| CalcomFailure {
+                class: FailureClass::InvalidRequest,
+                kind: "invalid_request".into(),
+                http_status: None,
+                message: "no Cal.com client".into(),
+            });
+            return self
+                .after_failure(segment, &failure, true, Operation::Cancel)
+                .await;
+        };
+        // A create whose outcome is unknown may have left a booking we have no uid for.
+        if segment.calcom_booking_uid.is_none() && segment.earlier_outcome_unknown {
+            let event_type = segment
+                .event_type_id
+                .map(EventTypeId)
+                .or_else(|| segment.map.as_ref().map(|m| m.bookable_event_type_id));
+            if let Some(event_type) = event_type {
+                segment.status = SegmentSyncStatus::Cancelling;
+                if let Reconciled::Failed(failure) =
+                    self.reconcile(&client, &mut segment, event_type).await?
+                {
+                    return self
+                        .after_failure(segment, &failure, true, Operation::Cancel)
+                        .await;
+                }
+            }
+        }
+        let Some(uid) = segment.calcom_booking_uid.clone() else {
+            segment.status = SegmentSyncStatus::Cancelled;
+            segment.next_attempt_at = None;
+            segment.last_error = None;
+            let saved = self
+                .engine
+                .store
+                .save_segment(&self.job.fence, &segment)
+                .await?;
+            return if saved {
+                Ok(segment)
+            } else {
+                Err(RunError::LeaseLost)
+            };
+        };
+        let attempt = self
+            .begin(
+                &segment,
+                "cancel",
+                segment.event_type_id,
+                SegmentSyncStatus::Cancelling,
+            )
+            .await?;
+        let reason = format!(
+            "Appointment {} was cancelled in phasebook.",
+            self.work.appointment_id
+        );
+        match client.cancel_booking(&uid, &reason).await {
+            Ok(_) => self.cancelled(segment, attempt, "cancelled", uid).await,
+            Err(err) if err.is_already_cancelled() => {
+                self.cancelled(segment, attempt, "already_cancelled", uid)
+                    .await
+            }
+            Err(CalcomError::NotFound { .. }) => {
+                self.cancelled(segment, attempt, "not_found", uid).await
+            }
+            Err(err) => {
+                let failure = classify(&err);
+                let mut snapshot = segment.clone();
+                snapshot.status = SegmentSyncStatus::Cancelling;
+                self.finish(
+                    attempt,
+                    "failed",
+                    Some(SegmentError::from(&failure)),
+                    Some(uid),
+                    &mut snapshot,
+                )
+                .await?;
+                self.after_failure(segment, &failure, true, Operation::Cancel)
+                    .await
+            }
+        }
+    }
+
+    async fn cancelled(
+        &self,
+        mut segment: SegmentWork,
+        attempt: Uuid,
+        outcome: &'static str,
+        uid: String,
+    ) -> Result<SegmentWork, RunError> {
+        tracing::info!(appointment_id = %self.work.appointment_id, segment = %segment.key, outcome, "segment booking cancelled");
+        segment.status = SegmentSyncStatus::Cancelled;
+        segment.next_attempt_at = None;
+        segment.last_error = None;
+        segment.review_reason = None;
+        self.finish(attempt, outcome, None, Some(uid), &mut segment)
+            .await?;
+        Ok(segment)
+    }
+
+    fn decision(
+        &self,
+        segment: &SegmentWork,
+        failure: &CalcomFailure,
+        re_resolved: bool,
+        operation: Operation,
+        event_type: EventTypeId,
+    ) -> Decision {
+        let attempts = segment.attempts as u32 + u32::from(failure.class.consumes_attempt());
+        let subject = self.subject(segment, Some(event_type));
+        decide(
+            &FailureInput {
+                operation,
+                failure,
+                attempts,
+                earlier_outcome_unknown: segment.earlier_outcome_unknown,
+                event_type_re_resolved: re_resolved,
+                subject: &subject,
+            },
+            &self.engine.policy,
+            Utc::now(),
+            (self.engine.jitter)(),
+        )
+    }
+
+    async fn after_failure(
+        &self,
+        segment: SegmentWork,
+        failure: &CalcomFailure,
+        re_resolved: bool,
+        operation: Operation,
+    ) -> Result<SegmentWork, RunError> {
+        let event_type = segment
+            .event_type_id
+            .map(EventTypeId)
+            .or_else(|| segment.map.as_ref().map(|m| m.bookable_event_type_id))
+            .unwrap_or(EventTypeId(0));
+        let mut decision = self.decision(&segment, failure, re_resolved, operation, event_type);
+        if decision == Decision::ReResolveEventType {
+            decision = Decision::NeedsReview {
+                reason: managed_parent_without_child_reason(
+                    &self.subject(&segment, Some(event_type)),
+                    event_type,
+                ),
+            };
+        }
+        self.apply(segment, decision, failure, operation).await
+    }
+
+    /// Stores the segment's state after a failed call, as the policy decided.
+    async fn apply(
+        &self,
+        mut segment: SegmentWork,
+        decision: Decision,
+        failure: &CalcomFailure,
+        operation: Operation,
+    ) -> Result<SegmentWork, RunError> {
+        if failure.class.consumes_attempt() {
+            segment.attempts += 1;
+        }
+        segment.last_error = Some(SegmentError::from(failure));
+        segment.status = decision.segment_status(operation);
+        match decision {
+            Decision::Retry { at } | Decision::ReconcileFirst { at } => {
+                tracing::info!(appointment_id = %self.work.appointment_id, segment = %segment.key, kind = %failure.kind, retry_at = %at, "Cal.com call failed; retry scheduled");
+                segment.next_attempt_at = Some(at);
+                segment.review_reason = None;
+            }
+            Decision::NeedsReview { reason } => {
+                tracing::warn!(appointment_id = %self.work.appointment_id, segment = %segment.key, kind = %failure.kind, "segment needs review");
+                segment.next_attempt_at = None;
+                segment.review_reason = Some(reason);
+            }
+            Decision::ReResolveEventType => {
+                segment.next_attempt_at = Some(Utc::now());
+            }
+        }
+        let saved = self
+            .engine
+            .store
+            .save_segment(&self.job.fence, &segment)
+            .await?;
+        if saved {
+            Ok(segment)
+        } else {
+            Err(RunError::LeaseLost)
+        }
+    }
+
+    fn review_for(&self, segment: &SegmentWork, failure: &CalcomFailure) -> String {
+        match self.decision(segment, failure, true, Operation::Create, EventTypeId(0)) {
+            Decision::NeedsReview { reason } => reason,
+            _ => format!(
+                "Segment {} of appointment {} cannot be synced: {}; fix the tenant's Cal.com settings, then POST /resync/{}.",
+                segment.key, self.work.appointment_id, failure.message, self.work.appointment_id
+            ),
+        }
+    }
+
+    async fn review(
+        &self,
+        mut segment: SegmentWork,
+        reason: String,
+        failure: Option<&CalcomFailure>,
+    ) -> Result<SegmentWork, RunError> {
+        tracing::warn!(appointment_id = %self.work.appointment_id, segment = %segment.key, "segment needs review");
+        segment.status = SegmentSyncStatus::NeedsReview;
+        segment.next_attempt_at = None;
+        segment.review_reason = Some(reason);
+        if let Some(failure) = failure {
+            segment.last_error = Some(SegmentError::from(failure));
+        }
+        let saved = self
+            .engine
+            .store
+            .save_segment(&self.job.fence, &segment)
+            .await?;
+        if saved {
+            Ok(segment)
+        } else {
+            Err(RunError::LeaseLost)
+        }
+    }
+
+    async fn begin(
+        &self,
+        segment: &SegmentWork,
+        operation: &'static str,
+        event_type_id: Option<i64>,
+        status: SegmentSyncStatus,
+    ) -> Result<Uuid, RunError> {
+        let attempt = AttemptStart {
+            sync_attempt_id: Uuid::now_v7(),
+            tenant_id: self.work.tenant.tenant_id,
+            appointment_id: self.work.appointment_id,
+            segment_key: segment.key.clone(),
+            operation,
+            event_type_id,
+            started_at: Utc::now(),
+        };
+        if self
+            .engine
+            .store
+            .begin_attempt(&self.job.fence, &attempt, status)
+            .await?
+        {
+            Ok(attempt.sync_attempt_id)
+        } else {
+            Err(RunError::LeaseLost)
+        }
+    }
+
+    async fn finish(
+        &self,
+        attempt: Uuid,
+        outcome: &'static str,
+        error: Option<SegmentError>,
+        uid: Option<String>,
+        segment: &mut SegmentWork,
+    ) -> Result<(), RunError> {
+        let finish = AttemptFinish {
+            sync_attempt_id: attempt,
+            finished_at: Utc::now(),
+            outcome,
+            error,
+            calcom_booking_uid: uid,
+        };
+        if self
+            .engine
+            .store
+            .finish_attempt(&self.job.fence, &finish, segment)
+            .await?
+        {
+            Ok(())
+        } else {
+            Err(RunError::LeaseLost)
+        }
+    }
+}
+
+enum Resolved {
+    Bookable(EventTypeId),
+    Refused(String),
+    Unknown,
+}
+
+enum Reconciled {
+    Adopted,
+    Missing,
+    Failed(CalcomFailure),
+}
+
+enum Created {
+    Booked,
+    Failed(CalcomFailure),
+}
+
+fn mark_synced(segment: &mut SegmentWork, booking: &Booking, event_type: EventTypeId) {
+    segment.status = SegmentSyncStatus::Synced;
+    segment.calcom_booking_uid = Some(booking.uid.clone());
+    segment.calcom_booking_id = Some(booking.id);
+    segment.event_type_id = Some(event_type.0);
+    segment.next_attempt_at = None;
+    segment.review_reason = None;
+    segment.last_error = None;
+}
+
+/// All bookings of `event_type` starting within a day from `start` (every status).
+async fn list_day(
+    client: &CalcomClient,
+    event_type: EventTypeId,
+    start: DateTime<Utc>,
+) -> Result<Vec<Booking>, CalcomError> {
+    let mut out = Vec::new();
+    for page in 0..MAX_RECONCILE_PAGES {
+        let query = ListBookings {
+            event_type_id: Some(event_type.0),
+            after_start: Some(start),
+            // The end Cal.com stores is start + the event type's length, which may differ
+            // from ours: bound by a day and match the start exactly instead.
+            before_end: Some(start + TimeDelta::days(1)),
+            take: Some(MAX_BOOKINGS_PAGE),
+            skip: Some(page * MAX_BOOKINGS_PAGE),
+            ..ListBookings::default()
+        };
+        let listed = client.list_bookings(&query).await?;
+        let more = listed.has_next_page;
+        out.extend(listed.bookings);
+        if !more {
+            return Ok(out);
+        }
+    }
+    Err(CalcomError::OutcomeUnknown {
+        reason: format!(
+            "more than {} bookings of event type {event_type} in one day; could not finish the reconcile",
+            MAX_RECONCILE_PAGES * MAX_BOOKINGS_PAGE
+        ),
+    })
+}
+
+fn metadata_text(booking: &Booking, key: &str) -> Option<String> {
+    match booking.metadata.get(key)? {
+        Value::String(s) => Some(s.clone()),
+        Value::Number(n) => Some(n.to_string()),
+        Value::Bool(b) => Some(b.to_string()),
+        _ => None,
+    }
+}
+
+fn observe(booking: &Booking) -> ObservedBooking {
+    use phasebook_domain::sync::{METADATA_APPOINTMENT, METADATA_SEGMENT, METADATA_TENANT};
+    ObservedBooking {
+        id: booking.id,
+        uid: booking.uid.clone(),
+        event_type_id: booking
+            .event_type_id
+            .or_else(|| booking.event_type.as_ref().map(|e| e.id))
+            .map(EventTypeId),
+        start: booking.start,
+        cancelled: matches!(
+            booking.status,
+            BookingStatus::Cancelled | BookingStatus::Rejected
+        ),
+        tenant: metadata_text(booking, METADATA_TENANT),
+        appointment: metadata_text(booking, METADATA_APPOINTMENT),
+        segment: metadata_text(booking, METADATA_SEGMENT),
+    }
+}

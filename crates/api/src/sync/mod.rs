@@ -1,0 +1,190 @@
+//! The durable sync engine: every staffed segment booked in Cal.com exactly once, kept in
+//! step with its appointment (booked or cancelled), with status, review and resync.
+//!
+//! Appointments reach the engine through the transactional outbox (`sync_jobs`); the
+//! [`worker`] leases due jobs, the [`engine`] runs one job, the store (`store::sync`)
+//! records every attempt before it is made. The policy itself — statuses, retries,
+//! adoption, review reasons — is `phasebook_domain::sync`.
+
+pub mod clients;
+pub mod engine;
+pub mod failure;
+pub mod worker;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use phasebook_domain::sync::{AppointmentSync, RetryPolicy};
+use tokio::sync::{Notify, broadcast};
+use uuid::Uuid;
+
+pub use clients::{ClientCache, ClientSettings};
+pub use worker::Worker;
+
+use crate::store::Database;
+use crate::store::sync::SyncStore;
+
+/// How the worker runs.
+#[derive(Debug, Clone)]
+pub struct SyncConfig {
+    /// Stamped on leases and attempts; unique per process.
+    pub worker_id: String,
+    /// How long a claim holds a job; renewed while the job runs, so it only runs out when
+    /// the worker died or hangs.
+    pub lease: Duration,
+    /// The longest the worker sleeps without looking for due jobs (wake-ups usually come
+    /// sooner: in-process after a write, or by PostgreSQL notification).
+    pub poll_interval: Duration,
+    /// Jobs (appointments) run at the same time.
+    pub max_concurrent_jobs: usize,
+    /// Segments of one appointment booked at the same time.
+    pub segment_parallelism: usize,
+    pub retry: RetryPolicy,
+    pub client: ClientSettings,
+    /// On shutdown, how long running jobs may take to finish before they are released.
+    pub shutdown_grace: Duration,
+}
+
+impl Default for SyncConfig {
+    fn default() -> Self {
+        Self {
+            worker_id: default_worker_id(),
+            lease: Duration::from_secs(60),
+            poll_interval: Duration::from_secs(5),
+            max_concurrent_jobs: 32,
+            segment_parallelism: 4,
+            retry: RetryPolicy::default(),
+            client: ClientSettings::default(),
+            shutdown_grace: Duration::from_secs(10),
+        }
+    }
+}
+
+/// `<host>-<pid>-<random>`: readable in the attempt log, unique across restarts.
+pub fn default_worker_id() -> String {
+    let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "phasebook".to_string());
+    let suffix = Uuid::new_v4().simple().to_string();
+    format!("{host}-{}-{}", std::process::id(), &suffix[..8])
+}
+
+/// A finished job run: the appointment's sync status after it.
+#[derive(Debug, Clone)]
+pub struct SyncEvent {
+    pub appointment_id: Uuid,
+    pub sync: AppointmentSync,
+}
+
+/// What the API holds of the sync engine: the store, a way to wake the worker, and the
+/// stream of finished runs (for `Prefer: wait`).
+#[derive(Clone)]
+pub struct SyncHandle {
+    store: Arc<dyn SyncStore>,
+    wake: Arc<Notify>,
+    events: broadcast::Sender<SyncEvent>,
+}
+
+/// How a `Prefer: wait` ended.
+#[derive(Debug, Clone)]
+pub struct WaitOutcome {
+    pub sync: AppointmentSync,
+    /// True when the sync reached a final state (synced, needs review, cancelled) in time.
+    pub finished: bool,
+}
+
+impl SyncHandle {
+    pub fn new(store: Arc<dyn SyncStore>) -> Self {
+        let (events, _) = broadcast::channel(1024);
+        Self {
+            store,
+            wake: Arc::new(Notify::new()),
+            events,
+        }
+    }
+
+    /// The handle for the configured database.
+    pub fn for_database(database: &Database) -> Self {
+        Self::new(sync_store(database))
+    }
+
+    pub fn store(&self) -> &Arc<dyn SyncStore> {
+        &self.store
+    }
+
+    /// Tells this process's worker that a job may be due now.
+    pub fn wake(&self) {
+        self.wake.notify_one();
+    }
+
+    pub(crate) fn wake_signal(&self) -> Arc<Notify> {
+        self.wake.clone()
+    }
+
+    pub fn subscribe(&self) -> broadcast::Receiver<SyncEvent> {
+        self.events.subscribe()
+    }
+
+    pub(crate) fn publish(&self, event: SyncEvent) {
+        // Nobody listening is fine.
+        let _ = self.events.send(event);
+    }
+
+    /// Waits until the appointment's sync is final or `limit` passed. Runs of this
+    /// process's worker are seen at once; the store is also polled, for runs made by
+    /// another replica. `None`: no such appointment.
+    pub async fn wait_for_outcome(
+        &self,
+        tenant_id: Uuid,
+        appointment_id: Uuid,
+        limit: Duration,
+    ) -> Result<Option<WaitOutcome>, sqlx::Error> {
+        const POLL: Duration = Duration::from_millis(250);
+        let deadline = tokio::time::Instant::now() + limit;
+        let mut events = self.subscribe();
+        loop {
+            let Some(sync) = self
+                .store
+                .appointment_sync(tenant_id, appointment_id)
+                .await?
+            else {
+                return Ok(None);
+            };
+            if sync.status.is_final() {
+                return Ok(Some(WaitOutcome {
+                    sync,
+                    finished: true,
+                }));
+            }
+            let now = tokio::time::Instant::now();
+            if now >= deadline {
+                return Ok(Some(WaitOutcome {
+                    sync,
+                    finished: false,
+                }));
+            }
+            let until = deadline.min(now + POLL);
+            loop {
+                match tokio::time::timeout_at(until, events.recv()).await {
+                    Ok(Ok(event)) if event.appointment_id == appointment_id => {
+                        if event.sync.status.is_final() {
+                            return Ok(Some(WaitOutcome {
+                                sync: event.sync,
+                                finished: true,
+                            }));
+                        }
+                    }
+                    Ok(Ok(_)) => continue,
+                    // Lagged or closed: fall back to reading the store.
+                    Ok(Err(_)) | Err(_) => break,
+                }
+            }
+        }
+    }
+}
+
+/// The sync store of the configured database.
+pub fn sync_store(database: &Database) -> Arc<dyn SyncStore> {
+    match database {
+        Database::Postgres(store) => Arc::new(store.pool.clone()),
+        Database::Sqlite(store) => Arc::new(store.pool.clone()),
+    }
+}

@@ -1,0 +1,353 @@
+//! The worker loop: lease due jobs, run them (bounded), keep their leases alive, sleep
+//! until woken (in-process after a write, by PostgreSQL notification, at the next due
+//! retry, or at the poll interval), and on shutdown stop claiming, let running jobs finish
+//! for a grace period, then give back what is left.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::{TimeDelta, Utc};
+use sqlx::PgPool;
+use sqlx::postgres::PgListener;
+use tokio::sync::{Notify, Semaphore};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
+use uuid::Uuid;
+
+use super::engine::{Engine, RunError};
+use super::{ClientCache, SyncConfig, SyncEvent, SyncHandle};
+use crate::store::sync::{ClaimedJob, Fence, SyncStore};
+
+/// The PostgreSQL channel the `sync_jobs` trigger notifies (migration 0004).
+pub const NOTIFY_CHANNEL: &str = "phasebook_sync";
+
+/// Runs sync jobs; one per process.
+pub struct Worker {
+    engine: Arc<Engine>,
+    handle: SyncHandle,
+    config: SyncConfig,
+    /// Leases this worker holds right now, renewed by the heartbeat.
+    held: Arc<Mutex<HashMap<Uuid, Fence>>>,
+}
+
+fn to_delta(duration: Duration) -> TimeDelta {
+    TimeDelta::from_std(duration).unwrap_or(TimeDelta::MAX)
+}
+
+impl Worker {
+    pub fn new(handle: SyncHandle, config: SyncConfig) -> Self {
+        let mut engine = Engine::new(
+            handle.store().clone(),
+            Arc::new(ClientCache::new(config.client)),
+            config.worker_id.clone(),
+        );
+        engine.policy = config.retry;
+        engine.segment_parallelism = config.segment_parallelism;
+        Self {
+            engine: Arc::new(engine),
+            handle,
+            config,
+            held: Arc::new(Mutex::new(HashMap::new())),
+        }
+    }
+
+    /// Replaces the jitter source (tests use a fixed fraction for reproducible timing).
+    pub fn with_jitter(mut self, jitter: fn() -> f64) -> Self {
+        if let Some(engine) = Arc::get_mut(&mut self.engine) {
+            engine.jitter = jitter;
+        }
+        self
+    }
+
+    pub fn worker_id(&self) -> &str {
+        &self.config.worker_id
+    }
+
+    fn store(&self) -> &Arc<dyn SyncStore> {
+        self.handle.store()
+    }
+
+    fn hold(&self, fence: &Fence) {
+        self.held
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(fence.appointment_id, fence.clone());
+    }
+
+    fn drop_hold(&self, fence: &Fence) {
+        let mut held = self.held.lock().unwrap_or_else(|p| p.into_inner());
+        if held.get(&fence.appointment_id) == Some(fence) {
+            held.remove(&fence.appointment_id);
+        }
+    }
+
+    async fn claim(&self, limit: usize) -> Result<Vec<ClaimedJob>, sqlx::Error> {
+        let now = Utc::now();
+        let jobs = self
+            .store()
+            .claim_jobs(
+                &self.config.worker_id,
+                now,
+                now + to_delta(self.config.lease),
+                i64::try_from(limit).unwrap_or(i64::MAX),
+            )
+            .await?;
+        for job in &jobs {
+            self.hold(&job.fence);
+        }
+        Ok(jobs)
+    }
+
+    /// Runs one claimed job and publishes the outcome.
+    async fn run_claimed(&self, job: ClaimedJob) {
+        let span = tracing::info_span!("sync_job", appointment_id = %job.appointment_id(), run = job.fence.run);
+        async {
+            match self.engine.run_job(&job).await {
+                Ok(Some(sync)) => {
+                    tracing::info!(status = %sync.status, review = sync.requires_manual_review, "sync run finished");
+                    self.handle.publish(SyncEvent {
+                        appointment_id: job.appointment_id(),
+                        sync,
+                    });
+                }
+                Ok(None) => {}
+                Err(RunError::LeaseLost) => {
+                    tracing::warn!("lease lost during the run; another worker owns the job now");
+                }
+                Err(RunError::Store(err)) => {
+                    // The lease runs out and the job is retried by whoever claims it next.
+                    tracing::error!(error = %err, "sync run failed on the database");
+                }
+            }
+        }
+        .instrument(span)
+        .await;
+        self.drop_hold(&job.fence);
+    }
+
+    /// Claims every due job and runs it, until none is due; returns how many runs were made.
+    /// For tests and one-shot use: it never sleeps, so retries scheduled for later stay.
+    pub async fn run_pending_jobs(&self) -> Result<usize, sqlx::Error> {
+        let mut runs = 0;
+        loop {
+            let jobs = self.claim(self.config.max_concurrent_jobs.max(1)).await?;
+            if jobs.is_empty() {
+                return Ok(runs);
+            }
+            runs += jobs.len();
+            futures::future::join_all(jobs.into_iter().map(|job| self.run_claimed(job))).await;
+        }
+    }
+
+    /// Runs jobs, waiting for scheduled retries, until no job is outstanding or `limit`
+    /// passed. Returns the number of jobs still outstanding.
+    pub async fn run_until_idle(&self, limit: Duration) -> Result<i64, sqlx::Error> {
+        let deadline = tokio::time::Instant::now() + limit;
+        loop {
+            self.run_pending_jobs().await?;
+            let (outstanding, _) = self.store().outstanding_jobs(Utc::now()).await?;
+            if outstanding == 0 || tokio::time::Instant::now() >= deadline {
+                return Ok(outstanding);
+            }
+            let wait = match self.store().next_run_at().await? {
+                Some(at) => (at - Utc::now()).to_std().unwrap_or(Duration::ZERO),
+                None => Duration::ZERO,
+            };
+            let wait = wait.clamp(Duration::from_millis(5), Duration::from_millis(500));
+            tokio::time::sleep_until((tokio::time::Instant::now() + wait).min(deadline)).await;
+        }
+    }
+
+    /// The worker loop; returns after `shutdown` is cancelled and running jobs finished or
+    /// were released.
+    pub async fn run(self: Arc<Self>, shutdown: CancellationToken) {
+        tracing::info!(worker_id = %self.config.worker_id, "sync worker started");
+        let wake = self.handle.wake_signal();
+        let permits = Arc::new(Semaphore::new(self.config.max_concurrent_jobs.max(1)));
+        let mut tasks: JoinSet<()> = JoinSet::new();
+        let heartbeat_stop = CancellationToken::new();
+        let heartbeat = tokio::spawn(self.clone().heartbeat(heartbeat_stop.clone()));
+
+        while !shutdown.is_cancelled() {
+            while tasks.try_join_next().is_some() {}
+            let free = permits.available_permits();
+            let mut saturated = false;
+            if free > 0 {
+                match self.claim(free).await {
+                    Ok(jobs) => {
+                        saturated = jobs.len() == free;
+                        for job in jobs {
+                            let Ok(permit) = permits.clone().acquire_owned().await else {
+                                break;
+                            };
+                            let worker = self.clone();
+                            tasks.spawn(async move {
+                                worker.run_claimed(job).await;
+                                drop(permit);
+                            });
+                        }
+                    }
+                    Err(err) => {
+                        tracing::warn!(error = %err, "could not claim sync jobs");
+                        tokio::select! {
+                            () = shutdown.cancelled() => break,
+                            () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                        }
+                        continue;
+                    }
+                }
+            }
+            if saturated {
+                // There may be more due; claim again as soon as a slot frees.
+                if permits.available_permits() == 0 {
+                    tokio::select! {
+                        () = shutdown.cancelled() => break,
+                        Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+                    }
+                }
+                continue;
+            }
+            let sleep = self.sleep_time().await;
+            tokio::select! {
+                () = shutdown.cancelled() => break,
+                () = wake.notified() => {}
+                () = tokio::time::sleep(sleep) => {}
+                Some(_) = tasks.join_next(), if !tasks.is_empty() && permits.available_permits() == 0 => {}
+            }
+        }
+
+        tracing::info!(running = tasks.len(), "sync worker stopping");
+        let drained = tokio::time::timeout(self.config.shutdown_grace, async {
+            while tasks.join_next().await.is_some() {}
+        })
+        .await;
+        if drained.is_err() {
+            tasks.abort_all();
+            while tasks.join_next().await.is_some() {}
+            let left: Vec<Fence> = self
+                .held
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .drain()
+                .map(|(_, fence)| fence)
+                .collect();
+            for fence in left {
+                // An attempt cut off here has no outcome recorded, so the next run
+                // reconciles before it creates anything.
+                match self.store().release_job(&fence, Utc::now()).await {
+                    Ok(_) => {
+                        tracing::info!(appointment_id = %fence.appointment_id, "released sync job on shutdown")
+                    }
+                    Err(err) => {
+                        tracing::warn!(appointment_id = %fence.appointment_id, error = %err, "could not release sync job; its lease will expire")
+                    }
+                }
+            }
+        }
+        heartbeat_stop.cancel();
+        let _ = heartbeat.await;
+        tracing::info!(worker_id = %self.config.worker_id, "sync worker stopped");
+    }
+
+    /// Until the next due job (bounded by the poll interval).
+    async fn sleep_time(&self) -> Duration {
+        let poll = self.config.poll_interval;
+        match self.store().next_run_at().await {
+            Ok(Some(at)) => (at - Utc::now())
+                .to_std()
+                .unwrap_or(Duration::ZERO)
+                .clamp(Duration::from_millis(5), poll),
+            Ok(None) => poll,
+            Err(_) => poll,
+        }
+    }
+
+    /// Renews every held lease at a third of the lease time.
+    async fn heartbeat(self: Arc<Self>, stop: CancellationToken) {
+        let every = (self.config.lease / 3).max(Duration::from_millis(50));
+        loop {
+            tokio::select! {
+                () = stop.cancelled() => return,
+                () = tokio::time::sleep(every) => {}
+            }
+            let fences: Vec<Fence> = self
+                .held
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .values()
+                .cloned()
+                .collect();
+            let until = Utc::now() + to_delta(self.config.lease);
+            for fence in fences {
+                match self.store().renew_lease(&fence, until).await {
+                    Ok(true) => {}
+                    Ok(false) => {
+                        tracing::warn!(appointment_id = %fence.appointment_id, "lease lost; the run stops at its next write")
+                    }
+                    Err(err) => {
+                        tracing::warn!(appointment_id = %fence.appointment_id, error = %err, "could not renew lease")
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Wakes this process's worker whenever PostgreSQL says a job became due (another
+/// replica's API wrote it, or a retry's time came), reconnecting after failures.
+pub async fn listen_for_due_jobs(pool: PgPool, wake: Arc<Notify>, shutdown: CancellationToken) {
+    while !shutdown.is_cancelled() {
+        let mut listener = match PgListener::connect_with(&pool).await {
+            Ok(listener) => listener,
+            Err(err) => {
+                tracing::warn!(error = %err, "could not connect the sync notification listener");
+                tokio::select! {
+                    () = shutdown.cancelled() => return,
+                    () = tokio::time::sleep(Duration::from_secs(1)) => continue,
+                }
+            }
+        };
+        if let Err(err) = listener.listen(NOTIFY_CHANNEL).await {
+            tracing::warn!(error = %err, "could not listen for sync notifications");
+            tokio::time::sleep(Duration::from_secs(1)).await;
+            continue;
+        }
+        // Anything that became due while not listening is found by the next claim.
+        wake.notify_one();
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                received = listener.recv() => match received {
+                    Ok(_) => wake.notify_one(),
+                    Err(err) => {
+                        tracing::warn!(error = %err, "sync notification listener failed; reconnecting");
+                        break;
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl SyncHandle {
+    /// Starts the worker (and on PostgreSQL the notification listener) in the background.
+    /// Await the returned handle after cancelling `shutdown`.
+    pub fn spawn_worker(
+        &self,
+        config: SyncConfig,
+        postgres: Option<PgPool>,
+        shutdown: CancellationToken,
+    ) -> tokio::task::JoinHandle<()> {
+        let worker = Arc::new(Worker::new(self.clone(), config));
+        if let Some(pool) = postgres {
+            tokio::spawn(listen_for_due_jobs(
+                pool,
+                self.wake_signal(),
+                shutdown.clone(),
+            ));
+        }
+        tokio::spawn(worker.run(shutdown))
+    }
+}
