@@ -1,0 +1,101 @@
+//! What phasebook asks Cal.com to resolve an event map: read the configured event type with
+//! the tenant's key (own types first, then the tenant's team), and for a managed parent list
+//! the host's event types under the parent's slug. The decision itself is
+//! `phasebook_domain::resolution`; this module only turns Cal.com's answers into its facts.
+
+use calcom_client::{CalcomClient, CalcomError, EventType, SchedulingType};
+use phasebook_domain::resolution::{
+    Assessment, EventTypeFacts, HostFacts, HostIdentity, Refusal, Resolution, Scheduling, assess,
+    pick_child,
+};
+use phasebook_domain::{CalcomUserId, EventTypeId};
+
+/// Converts the client's event type into the domain's facts.
+pub fn facts(et: &EventType) -> EventTypeFacts {
+    EventTypeFacts {
+        id: EventTypeId(et.id),
+        slug: et.slug.clone(),
+        title: et.title.clone(),
+        length_minutes: et.length_in_minutes,
+        owner: et.owner_id.map(CalcomUserId),
+        team_id: et.team_id,
+        parent: et.parent_event_type_id.map(EventTypeId),
+        scheduling: et.scheduling_type.map(|s| match s {
+            SchedulingType::Managed => Scheduling::Managed,
+            SchedulingType::RoundRobin => Scheduling::RoundRobin,
+            SchedulingType::Collective => Scheduling::Collective,
+        }),
+        hosts: et
+            .hosts
+            .iter()
+            .map(|h| HostFacts {
+                user_id: CalcomUserId(h.user_id),
+                username: h.username.clone(),
+            })
+            .collect(),
+        managed_config: et.metadata.contains_key("managedEventConfig"),
+    }
+}
+
+/// A 404, or a 403 from a team endpoint the key may not read: "not visible" for the map.
+fn not_visible(err: &CalcomError) -> bool {
+    matches!(
+        err,
+        CalcomError::NotFound { .. } | CalcomError::Unauthorized { status: 403, .. }
+    )
+}
+
+/// Reads one event type as the tenant's key sees it. `Ok(None)` means Cal.com has none it
+/// will show this key; an `Err` means Cal.com could not be asked (or refused the key).
+pub async fn read_event_type(
+    client: &CalcomClient,
+    team_id: Option<i64>,
+    id: EventTypeId,
+) -> Result<Option<EventType>, CalcomError> {
+    // `GET /v2/event-types/{id}` only shows the key owner's own types (FACTS 5.1), so a
+    // 404 there is not final when the tenant has a team.
+    match client.get_event_type(id.0).await {
+        Ok(et) => return Ok(Some(et)),
+        Err(e) if not_visible(&e) => {}
+        Err(e) => return Err(e),
+    }
+    let Some(team_id) = team_id else {
+        return Ok(None);
+    };
+    match client.get_team_event_type(team_id, id.0).await {
+        Ok(et) => Ok(Some(et)),
+        Err(e) if not_visible(&e) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+/// Resolves `configured` for `host` and a segment of `segment_minutes`: the inner result is
+/// the domain's decision, the outer error says Cal.com could not be asked. Nothing is
+/// stored. This is the one resolution path: `PUT /event-maps`, the audit, provisioning and
+/// the sync engine's re-resolution after Cal.com refuses a managed parent all call it.
+pub async fn resolve(
+    client: &CalcomClient,
+    team_id: Option<i64>,
+    configured: EventTypeId,
+    host: &HostIdentity,
+    segment_minutes: u32,
+) -> Result<Result<Resolution, Refusal>, CalcomError> {
+    let read = read_event_type(client, team_id, configured).await?;
+    let read_facts = read.as_ref().map(facts);
+    match assess(configured, read_facts.as_ref(), host, segment_minutes) {
+        Assessment::Bookable(resolution) => Ok(Ok(resolution)),
+        Assessment::Refused(refusal) => Ok(Err(refusal)),
+        Assessment::FindChild { parent_id, slug } => {
+            // The public listing by the host's username and the parent's slug is the one
+            // read that names the child's id (FACTS 5.4).
+            let listed = match client.list_event_types(&host.username, Some(&slug)).await {
+                Ok(listed) => listed,
+                // An unknown username lists nothing rather than failing the whole map.
+                Err(e) if not_visible(&e) => Vec::new(),
+                Err(e) => return Err(e),
+            };
+            let listed: Vec<EventTypeFacts> = listed.iter().map(facts).collect();
+            Ok(pick_child(parent_id, &slug, &listed, host, segment_minutes))
+        }
+    }
+}

@@ -1,0 +1,510 @@
+//! Event maps: storing a (service, segment, staff) → Cal.com event type map only after
+//! Cal.com confirms it is bookable for that host, re-resolving a map when Cal.com refuses a
+//! managed parent, auditing every map (and every missing one), and provisioning single-host
+//! team event types. The rules live in `phasebook_domain::resolution`; this module reads
+//! Cal.com and the store, and writes the outcome.
+
+pub mod calcom;
+pub mod report;
+pub mod routes;
+
+use calcom_client::{CalcomClient, CalcomError, CreateTeamEventType, EventType, HostAssignment};
+use calcom_client::{SchedulingType, UpdateTeamEventType};
+use chrono::Utc;
+use phasebook_domain::resolution::{
+    self, AuditCell, Coverage, HostIdentity, Recheck, Refusal, Resolution, ResolutionKind,
+    ServiceSegments, Severity, StoredMap, Verdict,
+};
+use phasebook_domain::{EventTypeId, SegmentKey, ServiceId, StaffId};
+use serde::Serialize;
+use uuid::Uuid;
+
+use crate::store::event_maps::{EventMap, EventMapStore, NewEventMap, TenantCalcom};
+use crate::store::{StaffMember, StoreError};
+use phasebook_domain::{SegmentSpec, Service};
+
+/// Everything that can stop an event-map operation.
+#[derive(Debug, thiserror::Error)]
+pub enum EventMapError {
+    /// The service, segment, staff member, map or tenant does not exist for this tenant.
+    #[error("{detail}")]
+    UnknownSubject { what: &'static str, detail: String },
+    /// Cal.com's answer makes the event type unusable for this host and segment.
+    #[error("{0}")]
+    Refused(Refusal),
+    /// Provisioning needs the tenant's Cal.com team.
+    #[error(
+        "the tenant has no Cal.com team id; set it (tenant create --calcom-team-id) so phasebook \
+         can use Cal.com's team event-type endpoints"
+    )]
+    NoTeam,
+    /// Cal.com could not be asked, or refused the tenant's key.
+    #[error("Cal.com: {0}")]
+    Calcom(#[from] CalcomError),
+    #[error("store: {0}")]
+    Store(#[from] StoreError),
+}
+
+/// The (service, segment, staff) a map is for, with what resolving it needs.
+#[derive(Debug, Clone)]
+pub struct MapSubject {
+    pub service_id: ServiceId,
+    pub service: Service,
+    pub segment: SegmentSpec,
+    pub staff: StaffMember,
+}
+
+impl MapSubject {
+    pub fn host(&self) -> HostIdentity {
+        host_of(&self.staff)
+    }
+}
+
+fn host_of(staff: &StaffMember) -> HostIdentity {
+    HostIdentity {
+        user_id: staff.calcom_user_id,
+        username: staff.calcom_username.clone(),
+    }
+}
+
+/// Loads the service, segment and staff member, or says which one is missing.
+pub async fn load_subject(
+    store: &dyn EventMapStore,
+    tenant_id: Uuid,
+    service_id: &ServiceId,
+    segment_key: &SegmentKey,
+    staff_id: &StaffId,
+) -> Result<MapSubject, EventMapError> {
+    let service = load_service(store, tenant_id, service_id).await?;
+    let segment =
+        service
+            .segment(segment_key)
+            .cloned()
+            .ok_or_else(|| EventMapError::UnknownSubject {
+                what: "segment",
+                detail: format!("service {service_id} has no segment {segment_key}"),
+            })?;
+    let staff = load_staff(store, tenant_id, staff_id).await?;
+    Ok(MapSubject {
+        service_id: service_id.clone(),
+        service,
+        segment,
+        staff,
+    })
+}
+
+async fn load_service(
+    store: &dyn EventMapStore,
+    tenant_id: Uuid,
+    service_id: &ServiceId,
+) -> Result<Service, EventMapError> {
+    Ok(store
+        .get_service(tenant_id, service_id)
+        .await?
+        .ok_or_else(|| EventMapError::UnknownSubject {
+            what: "service",
+            detail: format!("no service {service_id}"),
+        })?
+        .service)
+}
+
+async fn load_staff(
+    store: &dyn EventMapStore,
+    tenant_id: Uuid,
+    staff_id: &StaffId,
+) -> Result<StaffMember, EventMapError> {
+    store
+        .get_staff(tenant_id, staff_id)
+        .await?
+        .ok_or_else(|| EventMapError::UnknownSubject {
+            what: "staff member",
+            detail: format!("no staff member {staff_id}"),
+        })
+}
+
+/// The tenant's Cal.com client.
+pub fn client_for(
+    _state: &crate::state::AppState,
+    _tenant_id: Uuid,
+    tenant: &TenantCalcom,
+) -> Result<std::sync::Arc<CalcomClient>, EventMapError> {
+    Ok(std::sync::Arc::new(CalcomClient::new(
+        calcom_client::ClientConfig::new(tenant.base_url.clone(), tenant.api_key.clone()),
+    )?))
+}
+
+/// The tenant's Cal.com settings, or `UnknownSubject` when the tenant is gone.
+pub async fn tenant_calcom(
+    store: &dyn EventMapStore,
+    tenant_id: Uuid,
+) -> Result<TenantCalcom, EventMapError> {
+    store
+        .tenant_calcom(tenant_id)
+        .await?
+        .ok_or_else(|| EventMapError::UnknownSubject {
+            what: "tenant",
+            detail: format!("no tenant {tenant_id}"),
+        })
+}
+
+async fn store_resolution(
+    store: &dyn EventMapStore,
+    tenant_id: Uuid,
+    subject: &MapSubject,
+    resolution: &Resolution,
+) -> Result<EventMap, EventMapError> {
+    let map = NewEventMap {
+        service_id: subject.service_id.clone(),
+        segment_key: subject.segment.key.clone(),
+        staff_id: subject.staff.staff_id.clone(),
+        event_type_id: resolution.event_type_id,
+        bookable_event_type_id: resolution.bookable_event_type_id,
+        resolution: resolution.kind.as_str().to_string(),
+        checked_at: Utc::now(),
+    };
+    Ok(store.put_event_map(tenant_id, &map).await?)
+}
+
+/// `PUT /event-maps/…`: asks Cal.com, decides, and stores the map only when it is
+/// bookable; a refusal is returned as `EventMapError::Refused` and nothing is written.
+pub async fn put_event_map(
+    store: &dyn EventMapStore,
+    client: &CalcomClient,
+    tenant_id: Uuid,
+    team_id: Option<i64>,
+    subject: &MapSubject,
+    event_type_id: EventTypeId,
+) -> Result<EventMap, EventMapError> {
+    let resolution = calcom::resolve(
+        client,
+        team_id,
+        event_type_id,
+        &subject.host(),
+        subject.segment.duration_minutes,
+    )
+    .await?
+    .map_err(EventMapError::Refused)?;
+    store_resolution(store, tenant_id, subject, &resolution).await
+}
+
+// ---------------------------------------------------------------------------------------
+// Audit
+// ---------------------------------------------------------------------------------------
+
+/// One line of the audit: a (service, segment, staff) cell, its map if any, and the verdict.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct Finding {
+    pub service_id: String,
+    pub segment_key: String,
+    pub staff_id: String,
+    pub event_type_id: Option<i64>,
+    pub bookable_event_type_id: Option<i64>,
+    pub resolution: Option<String>,
+    /// `ok`, `warning` or `error`.
+    pub severity: String,
+    /// Stable code of the finding (`ok`, `managed-parent-without-child`, `segment-unmapped`, …).
+    pub code: String,
+    pub message: String,
+    /// The fix in one sentence; empty when nothing needs doing.
+    pub fix: String,
+}
+
+/// The whole audit.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct Audit {
+    /// True when no finding is a warning or an error.
+    pub ok: bool,
+    pub errors: usize,
+    pub warnings: usize,
+    pub findings: Vec<Finding>,
+}
+
+impl Audit {
+    fn from_findings(findings: Vec<(Severity, Finding)>) -> Self {
+        let errors = findings
+            .iter()
+            .filter(|(s, _)| *s == Severity::Error)
+            .count();
+        let warnings = findings
+            .iter()
+            .filter(|(s, _)| *s == Severity::Warning)
+            .count();
+        Self {
+            ok: errors == 0 && warnings == 0,
+            errors,
+            warnings,
+            findings: findings.into_iter().map(|(_, f)| f).collect(),
+        }
+    }
+}
+
+/// Judges every cell `resolution::audit_cells` lists: each stored map is re-checked
+/// against Cal.com (nothing is written), each missing map is reported.
+pub async fn audit(
+    store: &dyn EventMapStore,
+    client: &CalcomClient,
+    tenant_id: Uuid,
+) -> Result<Audit, EventMapError> {
+    let tenant = tenant_calcom(store, tenant_id).await?;
+    let services = store.list_services(tenant_id).await?;
+    let staff = store.list_staff(tenant_id).await?;
+    let maps = store.list_event_maps(tenant_id).await?;
+
+    let outlines: Vec<ServiceSegments> = services
+        .iter()
+        .map(|s| ServiceSegments {
+            service_id: s.service_id.clone(),
+            segments: s.service.segments().iter().map(|g| g.key.clone()).collect(),
+        })
+        .collect();
+    let staff_ids: Vec<StaffId> = staff.iter().map(|s| s.staff_id.clone()).collect();
+    let keys: Vec<_> = maps
+        .iter()
+        .map(|m| {
+            (
+                m.service_id.clone(),
+                m.segment_key.clone(),
+                m.staff_id.clone(),
+            )
+        })
+        .collect();
+
+    let mut findings = Vec::new();
+    for cell in resolution::audit_cells(&outlines, &staff_ids, &keys) {
+        let map = maps.iter().find(|m| {
+            m.service_id == cell.service_id
+                && m.segment_key == cell.segment_key
+                && m.staff_id == cell.staff_id
+        });
+        let segment = services
+            .iter()
+            .find(|s| s.service_id == cell.service_id)
+            .and_then(|s| s.service.segment(&cell.segment_key));
+        let member = staff.iter().find(|s| s.staff_id == cell.staff_id);
+        let verdict = match (&cell.coverage, map, segment, member) {
+            (Coverage::Mapped, Some(map), Some(segment), Some(member)) => {
+                let recheck = match calcom::resolve(
+                    client,
+                    tenant.team_id,
+                    map.event_type_id,
+                    &host_of(member),
+                    segment.duration_minutes,
+                )
+                .await
+                {
+                    Ok(Ok(resolution)) => Recheck::Resolved(resolution),
+                    Ok(Err(refusal)) => Recheck::Refused(refusal),
+                    Err(e) => Recheck::Unverified(e.message()),
+                };
+                let stored = StoredMap {
+                    event_type_id: map.event_type_id,
+                    bookable_event_type_id: map.bookable_event_type_id,
+                    kind: ResolutionKind::parse(&map.resolution),
+                };
+                resolution::mapped_verdict(&stored, &recheck)
+            }
+            _ => resolution::unmapped_verdict(&cell),
+        };
+        findings.push(finding(&cell, map, verdict));
+    }
+    Ok(Audit::from_findings(findings))
+}
+
+fn finding(cell: &AuditCell, map: Option<&EventMap>, verdict: Verdict) -> (Severity, Finding) {
+    (
+        verdict.severity,
+        Finding {
+            service_id: cell.service_id.to_string(),
+            segment_key: cell.segment_key.to_string(),
+            staff_id: cell.staff_id.to_string(),
+            event_type_id: map.map(|m| m.event_type_id.0),
+            bookable_event_type_id: map.map(|m| m.bookable_event_type_id.0),
+            resolution: map.map(|m| m.resolution.clone()),
+            severity: verdict.severity.as_str().to_string(),
+            code: verdict.code.to_string(),
+            message: verdict.message,
+            fix: verdict.fix,
+        },
+    )
+}
+
+// ---------------------------------------------------------------------------------------
+// Provisioning
+// ---------------------------------------------------------------------------------------
+
+/// What provisioning does (or, on a dry run, would do) for one segment.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ProvisionAction {
+    /// No event type with the slug exists: one is created.
+    Create,
+    /// One exists with the right length and host: it is reused.
+    Reuse,
+    /// One exists but its length, host or visibility drifted: it is patched.
+    Update,
+}
+
+/// One segment's line of the provisioning plan or report.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct ProvisionStep {
+    pub segment_key: String,
+    pub title: String,
+    pub slug: String,
+    pub length_in_minutes: u32,
+    pub action: ProvisionAction,
+    /// Known for reused and updated types, and for created ones after the run.
+    pub event_type_id: Option<i64>,
+    /// Set after a real run: the bookable id stored in the map.
+    pub bookable_event_type_id: Option<i64>,
+}
+
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct ProvisionReport {
+    pub service_id: String,
+    pub staff_id: String,
+    pub team_id: i64,
+    pub dry_run: bool,
+    pub steps: Vec<ProvisionStep>,
+}
+
+/// True when an existing provisioned type already matches what provisioning would create.
+fn matches_plan(et: &EventType, host: &HostIdentity, length: u32) -> bool {
+    et.length_in_minutes == i64::from(length)
+        && et.hidden
+        && et.hosts.len() == 1
+        && et.hosts.iter().all(|h| h.user_id == host.user_id.0)
+}
+
+/// Creates (or finds, by its deterministic slug) one hidden single-host team event type
+/// per segment of `service_id` for `staff_id`, verifies each is bookable, and stores the
+/// maps. A second run creates nothing. With `dry_run`, only reads Cal.com and returns the
+/// plan.
+pub async fn provision(
+    store: &dyn EventMapStore,
+    client: &CalcomClient,
+    tenant_id: Uuid,
+    service_id: &ServiceId,
+    staff_id: &StaffId,
+    dry_run: bool,
+) -> Result<ProvisionReport, EventMapError> {
+    let tenant = tenant_calcom(store, tenant_id).await?;
+    let team_id = tenant.team_id.ok_or(EventMapError::NoTeam)?;
+    let service = load_service(store, tenant_id, service_id).await?;
+    let staff = load_staff(store, tenant_id, staff_id).await?;
+    let host = host_of(&staff);
+    let total = service.segments().len();
+
+    let mut steps = Vec::with_capacity(total);
+    for (index, segment) in service.segments().iter().enumerate() {
+        let title = resolution::provisioned_title(
+            service.name(),
+            &segment.name,
+            index + 1,
+            total,
+            &staff.name,
+        );
+        let slug = resolution::provisioned_slug(service_id, &segment.key, staff_id);
+        let existing = client
+            .list_team_event_types(team_id, Some(&slug))
+            .await?
+            .into_iter()
+            .find(|et| et.slug == slug);
+        let action = match &existing {
+            None => ProvisionAction::Create,
+            Some(et) if matches_plan(et, &host, segment.duration_minutes) => ProvisionAction::Reuse,
+            Some(_) => ProvisionAction::Update,
+        };
+        let mut step = ProvisionStep {
+            segment_key: segment.key.to_string(),
+            title,
+            slug,
+            length_in_minutes: segment.duration_minutes,
+            action,
+            event_type_id: existing.as_ref().map(|et| et.id),
+            bookable_event_type_id: None,
+        };
+        if !dry_run {
+            let id = apply_step(client, team_id, &host, &step, existing.as_ref()).await?;
+            step.event_type_id = Some(id);
+            let subject = MapSubject {
+                service_id: service_id.clone(),
+                service: service.clone(),
+                segment: segment.clone(),
+                staff: staff.clone(),
+            };
+            // Verified like any other map: provisioning gets no shortcut past the rules.
+            let map = put_event_map(
+                store,
+                client,
+                tenant_id,
+                Some(team_id),
+                &subject,
+                EventTypeId(id),
+            )
+            .await?;
+            step.bookable_event_type_id = Some(map.bookable_event_type_id.0);
+        }
+        steps.push(step);
+    }
+    Ok(ProvisionReport {
+        service_id: service_id.to_string(),
+        staff_id: staff_id.to_string(),
+        team_id,
+        dry_run,
+        steps,
+    })
+}
+
+/// Carries out one step in Cal.com and returns the event type id.
+async fn apply_step(
+    client: &CalcomClient,
+    team_id: i64,
+    host: &HostIdentity,
+    step: &ProvisionStep,
+    existing: Option<&EventType>,
+) -> Result<i64, EventMapError> {
+    let hosts = vec![HostAssignment::user(host.user_id.0)];
+    match (step.action, existing) {
+        (ProvisionAction::Reuse, Some(et)) => Ok(et.id),
+        (ProvisionAction::Update, Some(et)) => {
+            let patch = UpdateTeamEventType {
+                title: Some(step.title.clone()),
+                length_in_minutes: Some(step.length_in_minutes),
+                hosts: Some(hosts),
+                hidden: Some(true),
+                ..UpdateTeamEventType::default()
+            };
+            client
+                .update_team_event_type(team_id, et.id, &patch)
+                .await?;
+            Ok(et.id)
+        }
+        _ => {
+            // Collective with one host: the team's form of "this stylist only"; it books
+            // the host's calendar directly, with no parent/child indirection to go wrong.
+            let mut create = CreateTeamEventType::new(
+                step.title.clone(),
+                step.slug.clone(),
+                step.length_in_minutes,
+                SchedulingType::Collective,
+            );
+            create.hosts = hosts;
+            create.hidden = Some(true);
+            let created = client.create_team_event_type(team_id, &create).await?;
+            created
+                .into_iter()
+                .find(|et| et.slug == step.slug && et.parent_event_type_id.is_none())
+                .map(|et| et.id)
+                .ok_or_else(|| {
+                    EventMapError::Calcom(CalcomError::Decode {
+                        status: 201,
+                        reason: format!(
+                            "Cal.com created event type {} but returned no item with that slug",
+                            step.slug
+                        ),
+                        body: String::new(),
+                    })
+                })
+        }
+    }
+}

@@ -1,0 +1,248 @@
+//! HTTP routes of event maps (ops only): store a map after Cal.com confirms it, read one or
+//! all, and the audit. Handlers only move data; the decisions are in the domain crate.
+
+use axum::extract::State;
+use chrono::{DateTime, Utc};
+use phasebook_domain::{EventTypeId, SegmentKey, ServiceId, StaffId};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use super::{Audit, EventMapError};
+use crate::auth::{Caller, Permission};
+use crate::error::{ApiError, Problem};
+use crate::extract::{Json, Path};
+use crate::state::AppState;
+use crate::store::event_maps::EventMap;
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_event_maps))
+        .routes(routes!(audit_event_maps))
+        .routes(routes!(put_event_map, get_event_map))
+}
+
+/// Body of `PUT /event-maps/{service_id}/{segment_key}/{staff_id}`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PutEventMap {
+    /// The Cal.com event type to use: an individual type, a managed parent (its child for
+    /// this staff member is resolved), or a round-robin/collective type with them as host.
+    pub event_type_id: i64,
+}
+
+/// A stored event map.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EventMapBody {
+    pub service_id: String,
+    pub segment_key: String,
+    pub staff_id: String,
+    /// The event type that was configured.
+    pub event_type_id: i64,
+    /// The event type bookings are made on (the host's child for a managed parent).
+    pub bookable_event_type_id: i64,
+    /// How the bookable id was derived: `individual`, `managed_parent_child`,
+    /// `managed_child`, `round_robin_host`, `collective_host` or `team_host`.
+    pub resolution: String,
+    /// When Cal.com last confirmed the map.
+    pub checked_at: DateTime<Utc>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+impl From<EventMap> for EventMapBody {
+    fn from(m: EventMap) -> Self {
+        Self {
+            service_id: m.service_id.to_string(),
+            segment_key: m.segment_key.to_string(),
+            staff_id: m.staff_id.to_string(),
+            event_type_id: m.event_type_id.0,
+            bookable_event_type_id: m.bookable_event_type_id.0,
+            resolution: m.resolution,
+            checked_at: m.checked_at,
+            created_at: m.created_at,
+            updated_at: m.updated_at,
+        }
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct EventMapList {
+    pub items: Vec<EventMapBody>,
+}
+
+/// Ids in the path that cannot be valid name nothing that exists: a 404.
+fn parse_path(
+    service_id: &str,
+    segment_key: &str,
+    staff_id: &str,
+) -> Result<(ServiceId, SegmentKey, StaffId), ApiError> {
+    let service =
+        ServiceId::parse(service_id).map_err(|_| ApiError::NotFound { what: "service" })?;
+    let segment =
+        SegmentKey::parse(segment_key).map_err(|_| ApiError::NotFound { what: "segment" })?;
+    let staff = StaffId::parse(staff_id).map_err(|_| ApiError::NotFound {
+        what: "staff member",
+    })?;
+    Ok((service, segment, staff))
+}
+
+/// Store an event map after Cal.com confirms it is bookable for the staff member.
+#[utoipa::path(
+    put,
+    path = "/event-maps/{service_id}/{segment_key}/{staff_id}",
+    tag = "event maps",
+    params(
+        ("service_id" = String, Path),
+        ("segment_key" = String, Path),
+        ("staff_id" = String, Path),
+    ),
+    request_body = PutEventMap,
+    responses(
+        (status = 200, description = "Stored: bookable for this staff member", body = EventMapBody),
+        (status = 404, description = "No such service, segment or staff member", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Not bookable for this staff member: `type` names why, `detail` what is wrong, `fix` how to fix it", body = Problem, content_type = "application/problem+json"),
+        (status = 502, description = "Cal.com could not be asked or refused the tenant's key", body = Problem, content_type = "application/problem+json"),
+    ),
+)]
+async fn put_event_map(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((service_id, segment_key, staff_id)): Path<(String, String, String)>,
+    Json(body): Json<PutEventMap>,
+) -> Result<axum::Json<EventMapBody>, ApiError> {
+    caller.require(Permission::Operate)?;
+    let (service_id, segment_key, staff_id) = parse_path(&service_id, &segment_key, &staff_id)?;
+    if body.event_type_id <= 0 {
+        return Err(ApiError::validation(
+            "event_type_id",
+            "invalid_event_type_id",
+            "event_type_id must be a positive Cal.com event type id",
+        ));
+    }
+    let store = state.db.event_maps();
+    let subject = super::load_subject(
+        store,
+        caller.tenant_id,
+        &service_id,
+        &segment_key,
+        &staff_id,
+    )
+    .await?;
+    let tenant = super::tenant_calcom(store, caller.tenant_id).await?;
+    let client = super::client_for(&state, caller.tenant_id, &tenant)?;
+    let map = super::put_event_map(
+        store,
+        &client,
+        caller.tenant_id,
+        tenant.team_id,
+        &subject,
+        EventTypeId(body.event_type_id),
+    )
+    .await?;
+    Ok(axum::Json(map.into()))
+}
+
+/// Read one event map.
+#[utoipa::path(
+    get,
+    path = "/event-maps/{service_id}/{segment_key}/{staff_id}",
+    tag = "event maps",
+    params(
+        ("service_id" = String, Path),
+        ("segment_key" = String, Path),
+        ("staff_id" = String, Path),
+    ),
+    responses(
+        (status = 200, body = EventMapBody),
+        (status = 404, description = "No such event map", body = Problem, content_type = "application/problem+json"),
+    ),
+)]
+async fn get_event_map(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path((service_id, segment_key, staff_id)): Path<(String, String, String)>,
+) -> Result<axum::Json<EventMapBody>, ApiError> {
+    caller.require(Permission::Operate)?;
+    let (service_id, segment_key, staff_id) = parse_path(&service_id, &segment_key, &staff_id)?;
+    let map = state
+        .db
+        .event_maps()
+        .get_event_map(caller.tenant_id, &service_id, &segment_key, &staff_id)
+        .await?
+        .ok_or(ApiError::NotFound { what: "event map" })?;
+    Ok(axum::Json(map.into()))
+}
+
+/// List the tenant's event maps.
+#[utoipa::path(
+    get,
+    path = "/event-maps",
+    tag = "event maps",
+    responses((status = 200, body = EventMapList)),
+)]
+async fn list_event_maps(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<axum::Json<EventMapList>, ApiError> {
+    caller.require(Permission::Operate)?;
+    let maps = state
+        .db
+        .event_maps()
+        .list_event_maps(caller.tenant_id)
+        .await?;
+    Ok(axum::Json(EventMapList {
+        items: maps.into_iter().map(EventMapBody::from).collect(),
+    }))
+}
+
+/// Every service × segment × staff member that performs it, with a verdict and the fix.
+/// Staff "perform" a service when they have at least one map for it; for a service with
+/// no maps at all every staff member is listed.
+#[utoipa::path(
+    get,
+    path = "/event-maps/audit",
+    tag = "event maps",
+    responses(
+        (status = 200, description = "The audit; `ok` is false when anything needs fixing", body = Audit),
+        (status = 502, description = "Cal.com refused the tenant's key", body = Problem, content_type = "application/problem+json"),
+    ),
+)]
+async fn audit_event_maps(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<axum::Json<Audit>, ApiError> {
+    caller.require(Permission::Operate)?;
+    let store = state.db.event_maps();
+    let tenant = super::tenant_calcom(store, caller.tenant_id).await?;
+    let client = super::client_for(&state, caller.tenant_id, &tenant)?;
+    Ok(axum::Json(
+        super::audit(store, &client, caller.tenant_id).await?,
+    ))
+}
+
+impl From<EventMapError> for ApiError {
+    fn from(err: EventMapError) -> Self {
+        match err {
+            EventMapError::UnknownSubject { what, .. } => ApiError::NotFound { what },
+            EventMapError::Refused(refusal) => ApiError::Refused {
+                slug: refusal.code(),
+                title: refusal.title(),
+                detail: refusal.detail(),
+                fix: refusal.fix(),
+            },
+            EventMapError::NoTeam => ApiError::Refused {
+                slug: "no-calcom-team",
+                title: "Tenant has no Cal.com team",
+                detail: EventMapError::NoTeam.to_string(),
+                fix: "Set the tenant's Cal.com team id.".to_string(),
+            },
+            EventMapError::Calcom(e) => ApiError::Calcom {
+                kind: e.kind(),
+                detail: e.message(),
+            },
+            EventMapError::Store(e) => e.into(),
+        }
+    }
+}
