@@ -213,6 +213,23 @@ pub struct BookedSegment {
     pub desired: DesiredState,
     pub calcom_booking_uid: Option<String>,
     pub starts_at: DateTime<Utc>,
+    pub service_id: String,
+    pub staff_id: StaffId,
+    pub calcom_user_id: Option<i64>,
+    pub calcom_username: Option<String>,
+    /// The appointment's time zone.
+    pub time_zone: String,
+}
+
+/// A segment's event map, re-resolved: the id to book from now on.
+#[derive(Debug, Clone)]
+pub struct BookableUpdate {
+    pub service_id: String,
+    pub segment_key: SegmentKey,
+    pub staff_id: StaffId,
+    pub bookable: EventTypeId,
+    pub resolution: String,
+    pub checked_at: DateTime<Utc>,
 }
 
 /// The job's state after a run.
@@ -286,12 +303,7 @@ pub trait SyncStore: Send + Sync + 'static {
     fn update_bookable_event_type<'a>(
         &'a self,
         tenant_id: Uuid,
-        service_id: &'a str,
-        segment_key: &'a SegmentKey,
-        staff_id: &'a str,
-        bookable: EventTypeId,
-        resolution: &'a str,
-        checked_at: DateTime<Utc>,
+        update: &'a BookableUpdate,
     ) -> BoxFuture<'a, SyncResult<()>>;
 
     /// Ends a run: re-derives the appointment's sync status from its segments, and leaves

@@ -14,10 +14,11 @@ use sqlx::{Row, Sqlite, SqlitePool, Transaction};
 use uuid::Uuid;
 
 use super::sync::{
-    AppointmentWork, AttemptFinish, AttemptRecord, AttemptStart, BookedSegment, ClaimedJob, Fence,
-    JobNext, MappedEventType, SegmentSyncView, SegmentWork, StaffCalcom, SyncHealth, SyncResult,
-    SyncStore, SyncView, TenantConnection, decode_error, derive_from_rows, desired_state,
-    encode_error, every_status_counted, parse_appointment_status, parse_segment_status, staff_id,
+    AppointmentWork, AttemptFinish, AttemptRecord, AttemptStart, BookableUpdate, BookedSegment,
+    ClaimedJob, Fence, JobNext, MappedEventType, SegmentSyncView, SegmentWork, StaffCalcom,
+    SyncHealth, SyncResult, SyncStore, SyncView, TenantConnection, decode_error, derive_from_rows,
+    desired_state, encode_error, every_status_counted, parse_appointment_status,
+    parse_segment_status, staff_id,
 };
 
 fn ms(at: DateTime<Utc>) -> i64 {
@@ -425,12 +426,7 @@ impl SyncStore for SqlitePool {
     fn update_bookable_event_type<'a>(
         &'a self,
         tenant_id: Uuid,
-        service_id: &'a str,
-        segment_key: &'a SegmentKey,
-        staff_id: &'a str,
-        bookable: EventTypeId,
-        resolution: &'a str,
-        checked_at: DateTime<Utc>,
+        update: &'a BookableUpdate,
     ) -> BoxFuture<'a, SyncResult<()>> {
         async move {
             sqlx::query(
@@ -439,12 +435,12 @@ impl SyncStore for SqlitePool {
                  and segment_key = ?3 and staff_id = ?4",
             )
             .bind(id(tenant_id))
-            .bind(service_id)
-            .bind(segment_key.as_str())
-            .bind(staff_id)
-            .bind(bookable.0)
-            .bind(resolution)
-            .bind(ms(checked_at))
+            .bind(&update.service_id)
+            .bind(update.segment_key.as_str())
+            .bind(update.staff_id.as_str())
+            .bind(update.bookable.0)
+            .bind(&update.resolution)
+            .bind(ms(update.checked_at))
             .execute(self)
             .await?;
             Ok(())
@@ -730,8 +726,10 @@ impl SyncStore for SqlitePool {
         async move {
             let row = sqlx::query(
                 "select s.appointment_id, s.segment_key, s.sync_status, s.calcom_booking_uid, \
-                 s.starts_at, a.status from appointment_segments s \
+                 s.starts_at, s.staff_id, a.status, a.service_id, a.time_zone, \
+                 st.calcom_user_id, st.calcom_username from appointment_segments s \
                  join appointments a on a.appointment_id = s.appointment_id \
+                 left join staff st on st.tenant_id = s.tenant_id and st.staff_id = s.staff_id \
                  where s.tenant_id = ?1 and ((s.calcom_booking_uid = ?2) \
                    or (?3 is not null and s.calcom_booking_id = ?3)) limit 1",
             )
@@ -748,6 +746,11 @@ impl SyncStore for SqlitePool {
                     desired: desired_state(row.try_get("status")?),
                     calcom_booking_uid: row.try_get("calcom_booking_uid")?,
                     starts_at: instant(&row, "starts_at")?,
+                    service_id: row.try_get("service_id")?,
+                    staff_id: staff_id(row.try_get("staff_id")?)?,
+                    calcom_user_id: row.try_get("calcom_user_id")?,
+                    calcom_username: row.try_get("calcom_username")?,
+                    time_zone: row.try_get("time_zone")?,
                 })
             })
             .transpose()

@@ -29,7 +29,8 @@ use uuid::Uuid;
 use super::clients::ClientCache;
 use super::failure::classify;
 use crate::store::sync::{
-    AppointmentWork, AttemptFinish, AttemptStart, ClaimedJob, JobNext, SegmentWork, SyncStore,
+    AppointmentWork, AttemptFinish, AttemptStart, BookableUpdate, ClaimedJob, JobNext, SegmentWork,
+    SyncStore,
 };
 
 /// The lease was lost mid-run: another worker owns the job now; stop touching it.
@@ -344,12 +345,14 @@ impl Run<'_> {
                         .store
                         .update_bookable_event_type(
                             self.work.tenant.tenant_id,
-                            &self.work.service_id,
-                            &segment.key,
-                            segment.staff_id.as_str(),
-                            bookable,
-                            resolution.kind.as_str(),
-                            Utc::now(),
+                            &BookableUpdate {
+                                service_id: self.work.service_id.clone(),
+                                segment_key: segment.key.clone(),
+                                staff_id: segment.staff_id.clone(),
+                                bookable,
+                                resolution: resolution.kind.as_str().to_string(),
+                                checked_at: Utc::now(),
+                            },
                         )
                         .await?;
                 }

@@ -9,6 +9,7 @@
 pub mod clients;
 pub mod engine;
 pub mod failure;
+pub mod routes;
 pub mod worker;
 
 use std::sync::Arc;
