@@ -5,6 +5,7 @@
 //! Cal.com and the store, and writes the outcome.
 
 pub mod calcom;
+pub mod cli;
 pub mod report;
 pub mod routes;
 
@@ -43,6 +44,9 @@ pub enum EventMapError {
     Calcom(#[from] CalcomError),
     #[error("store: {0}")]
     Store(#[from] StoreError),
+    /// The report could not be written (CLI only).
+    #[error("writing the report: {0}")]
+    Output(String),
 }
 
 /// The (service, segment, staff) a map is for, with what resolving it needs.
@@ -122,15 +126,12 @@ async fn load_staff(
         })
 }
 
-/// The tenant's Cal.com client.
-pub fn client_for(
-    _state: &crate::state::AppState,
-    _tenant_id: Uuid,
-    tenant: &TenantCalcom,
-) -> Result<std::sync::Arc<CalcomClient>, EventMapError> {
-    Ok(std::sync::Arc::new(CalcomClient::new(
-        calcom_client::ClientConfig::new(tenant.base_url.clone(), tenant.api_key.clone()),
-    )?))
+/// A Cal.com client for the tenant, with the default timeout, rate limit and retries.
+pub fn client_for(tenant: &TenantCalcom) -> Result<CalcomClient, EventMapError> {
+    Ok(CalcomClient::new(calcom_client::ClientConfig::new(
+        tenant.base_url.clone(),
+        tenant.api_key.clone(),
+    ))?)
 }
 
 /// The tenant's Cal.com settings, or `UnknownSubject` when the tenant is gone.

@@ -131,7 +131,7 @@ async fn put_event_map(
     )
     .await?;
     let tenant = super::tenant_calcom(store, caller.tenant_id).await?;
-    let client = super::client_for(&state, caller.tenant_id, &tenant)?;
+    let client = super::client_for(&tenant)?;
     let map = super::put_event_map(
         store,
         &client,
@@ -216,7 +216,7 @@ async fn audit_event_maps(
     caller.require(Permission::Operate)?;
     let store = state.db.event_maps();
     let tenant = super::tenant_calcom(store, caller.tenant_id).await?;
-    let client = super::client_for(&state, caller.tenant_id, &tenant)?;
+    let client = super::client_for(&tenant)?;
     Ok(axum::Json(
         super::audit(store, &client, caller.tenant_id).await?,
     ))
@@ -243,6 +243,7 @@ impl From<EventMapError> for ApiError {
                 detail: e.message(),
             },
             EventMapError::Store(e) => e.into(),
+            EventMapError::Output(e) => ApiError::Internal(e),
         }
     }
 }

@@ -65,6 +65,10 @@ pub trait EventMapStore: Store {
 
     /// The tenant's Cal.com key, base URL and team id (`None`: no such tenant).
     async fn tenant_calcom(&self, tenant_id: Uuid) -> StoreResult<Option<TenantCalcom>>;
+
+    /// Every tenant's id and name, oldest first: what `phasebook doctor` walks when no
+    /// tenant is named.
+    async fn list_tenants(&self) -> StoreResult<Vec<(Uuid, String)>>;
 }
 
 impl Database {

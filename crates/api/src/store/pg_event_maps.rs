@@ -110,4 +110,13 @@ impl EventMapStore for PgStore {
             team_id: row.try_get("calcom_team_id")?,
         }))
     }
+    async fn list_tenants(&self) -> StoreResult<Vec<(Uuid, String)>> {
+        let rows =
+            sqlx::query("select tenant_id, name from tenants order by created_at, tenant_id")
+                .fetch_all(&self.pool)
+                .await?;
+        rows.iter()
+            .map(|row| Ok((row.try_get("tenant_id")?, row.try_get("name")?)))
+            .collect()
+    }
 }

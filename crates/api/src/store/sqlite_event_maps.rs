@@ -11,7 +11,9 @@ use uuid::Uuid;
 
 use super::event_maps::{EventMap, EventMapStore, NewEventMap, TenantCalcom};
 use super::sqlite::{from_ms, to_ms};
-use super::{SqliteStore, StoreResult, parse_segment_key, parse_service_id, parse_staff_id};
+use super::{
+    SqliteStore, StoreError, StoreResult, parse_segment_key, parse_service_id, parse_staff_id,
+};
 
 fn map_from_row(row: &SqliteRow) -> StoreResult<EventMap> {
     Ok(EventMap {
@@ -111,5 +113,19 @@ impl EventMapStore for SqliteStore {
             base_url: row.try_get("calcom_base_url")?,
             team_id: row.try_get("calcom_team_id")?,
         }))
+    }
+    async fn list_tenants(&self) -> StoreResult<Vec<(Uuid, String)>> {
+        let rows =
+            sqlx::query("select tenant_id, name from tenants order by created_at, tenant_id")
+                .fetch_all(&self.pool)
+                .await?;
+        rows.iter()
+            .map(|row| {
+                let id: String = row.try_get("tenant_id")?;
+                let id = Uuid::parse_str(&id)
+                    .map_err(|_| StoreError::Corrupt(format!("tenant id {id:?}")))?;
+                Ok((id, row.try_get("name")?))
+            })
+            .collect()
     }
 }

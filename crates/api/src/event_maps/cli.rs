@@ -1,0 +1,170 @@
+//! `phasebook doctor` (the event-map audit of every tenant, or one) and `phasebook
+//! provision` (single-host team event types for one service and staff member). Both work
+//! on the database directly, like the other administrative commands.
+
+use std::io::Write;
+
+use phasebook_domain::{ServiceId, StaffId};
+use serde::Serialize;
+use uuid::Uuid;
+
+use super::{Audit, EventMapError, ProvisionReport, report};
+use crate::store::Database;
+
+/// Arguments of `phasebook doctor`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct DoctorArgs {
+    /// Audit only this tenant (default: every tenant).
+    #[arg(long)]
+    pub tenant: Option<Uuid>,
+    /// Print one JSON object instead of tables.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Arguments of `phasebook provision`.
+#[derive(Debug, Clone, clap::Args)]
+pub struct ProvisionArgs {
+    /// The tenant (may be left out when there is only one).
+    #[arg(long)]
+    pub tenant: Option<Uuid>,
+    /// The service whose segments get event types.
+    #[arg(long)]
+    pub service: String,
+    /// The staff member who will be the only host.
+    #[arg(long)]
+    pub staff: String,
+    /// Print the plan; create nothing and store nothing.
+    #[arg(long)]
+    pub dry_run: bool,
+    /// Print one JSON object instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Serialize)]
+struct TenantAudit {
+    tenant_id: Uuid,
+    name: String,
+    #[serde(flatten)]
+    audit: Audit,
+}
+
+#[derive(Debug, Serialize)]
+struct DoctorReport {
+    ok: bool,
+    tenants: Vec<TenantAudit>,
+}
+
+/// Runs the audit and writes it to `out`. Returns whether everything is in order; the
+/// binary exits with 1 when it is not.
+pub async fn doctor(
+    db: &Database,
+    args: &DoctorArgs,
+    out: &mut dyn Write,
+) -> Result<bool, EventMapError> {
+    let store = db.event_maps();
+    let tenants: Vec<(Uuid, String)> = store
+        .list_tenants()
+        .await?
+        .into_iter()
+        .filter(|(id, _)| args.tenant.is_none_or(|wanted| wanted == *id))
+        .collect();
+    if let Some(wanted) = args.tenant
+        && tenants.is_empty()
+    {
+        return Err(EventMapError::UnknownSubject {
+            what: "tenant",
+            detail: format!("no tenant {wanted}"),
+        });
+    }
+    let mut audits = Vec::with_capacity(tenants.len());
+    for (tenant_id, name) in tenants {
+        let calcom = super::tenant_calcom(store, tenant_id).await?;
+        let client = super::client_for(&calcom)?;
+        let audit = super::audit(store, &client, tenant_id).await?;
+        audits.push(TenantAudit {
+            tenant_id,
+            name,
+            audit,
+        });
+    }
+    let doctor = DoctorReport {
+        ok: audits.iter().all(|t| t.audit.ok),
+        tenants: audits,
+    };
+    if args.json {
+        writeln!(out, "{}", to_json(&doctor)).map_err(io)?;
+    } else {
+        for t in &doctor.tenants {
+            writeln!(out, "Tenant {} ({})", t.name, t.tenant_id).map_err(io)?;
+            write!(out, "{}", report::audit_table(&t.audit)).map_err(io)?;
+            writeln!(out).map_err(io)?;
+        }
+        if doctor.tenants.is_empty() {
+            writeln!(out, "No tenants.").map_err(io)?;
+        }
+    }
+    Ok(doctor.ok)
+}
+
+/// Runs provisioning (or its dry run) and writes the report to `out`.
+pub async fn provision(
+    db: &Database,
+    args: &ProvisionArgs,
+    out: &mut dyn Write,
+) -> Result<ProvisionReport, EventMapError> {
+    let store = db.event_maps();
+    let tenant_id = match args.tenant {
+        Some(id) => id,
+        None => {
+            let tenants = store.list_tenants().await?;
+            match tenants.as_slice() {
+                [(only, _)] => *only,
+                _ => {
+                    return Err(EventMapError::UnknownSubject {
+                        what: "tenant",
+                        detail: format!(
+                            "there are {} tenants; name one with --tenant",
+                            tenants.len()
+                        ),
+                    });
+                }
+            }
+        }
+    };
+    let service_id =
+        ServiceId::parse(&args.service).map_err(|e| EventMapError::UnknownSubject {
+            what: "service",
+            detail: format!("--service: {}", e.message),
+        })?;
+    let staff_id = StaffId::parse(&args.staff).map_err(|e| EventMapError::UnknownSubject {
+        what: "staff member",
+        detail: format!("--staff: {}", e.message),
+    })?;
+    let calcom = super::tenant_calcom(store, tenant_id).await?;
+    let client = super::client_for(&calcom)?;
+    let report = super::provision(
+        store,
+        &client,
+        tenant_id,
+        &service_id,
+        &staff_id,
+        args.dry_run,
+    )
+    .await?;
+    if args.json {
+        writeln!(out, "{}", to_json(&report)).map_err(io)?;
+    } else {
+        write!(out, "{}", report::provision_table(&report)).map_err(io)?;
+    }
+    Ok(report)
+}
+
+fn to_json<T: Serialize>(value: &T) -> String {
+    serde_json::to_string_pretty(value).unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"))
+}
+
+fn io(err: std::io::Error) -> EventMapError {
+    EventMapError::Output(err.to_string())
+}
