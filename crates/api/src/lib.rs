@@ -1,1 +1,13 @@
-//! placeholder
+//! The phasebook service: HTTP API, authentication, the store on PostgreSQL or SQLite,
+//! configuration and the `phasebook` command line.
+
+pub mod app;
+pub mod auth;
+pub mod cli;
+pub mod demo;
+pub mod error;
+pub mod extract;
+pub mod routes;
+pub mod state;
+pub mod store;
+pub mod telemetry;

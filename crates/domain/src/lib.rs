@@ -8,6 +8,7 @@ pub mod ids;
 pub mod plan;
 pub mod resolution;
 pub mod service;
+pub mod staff;
 pub mod sync;
 
 pub use appointment::{AppointmentStatus, Customer};

@@ -1,0 +1,201 @@
+//! Bearer API keys: how they are made (random, shown once), stored (SHA-256 only) and
+//! checked on every request, and which role may do what.
+
+use axum::extract::FromRequestParts;
+use axum::http::header::AUTHORIZATION;
+use axum::http::request::Parts;
+use chrono::Utc;
+use rand::Rng;
+use rand::distr::Alphanumeric;
+use secrecy::SecretString;
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use crate::error::ApiError;
+use crate::state::AppState;
+use crate::store::{NewApiKey, NewTenant, Role, Store, StoreResult};
+
+/// Every key starts with this, so leaked keys are easy to spot by secret scanners.
+pub const KEY_PREFIX: &str = "pb_live_";
+const KEY_RANDOM_CHARS: usize = 32;
+
+/// A fresh random key: `pb_live_` and 32 url-safe characters (~190 bits).
+pub fn generate_api_key() -> String {
+    let random: String = rand::rng()
+        .sample_iter(&Alphanumeric)
+        .take(KEY_RANDOM_CHARS)
+        .map(char::from)
+        .collect();
+    format!("{KEY_PREFIX}{random}")
+}
+
+/// The only form of a key that is stored: lowercase hex SHA-256.
+pub fn hash_api_key(key: &str) -> String {
+    hex::encode(Sha256::digest(key.as_bytes()))
+}
+
+/// What a request wants to do, checked against the caller's role.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Permission {
+    /// Read appointments, services and staff.
+    Read,
+    /// Create and cancel appointments.
+    BookAppointments,
+    /// Define services and staff, and everything else ops does.
+    Operate,
+}
+
+impl Permission {
+    pub fn allowed_for(self, role: Role) -> bool {
+        match self {
+            Self::Read => true,
+            Self::BookAppointments => matches!(role, Role::Agent | Role::Ops),
+            Self::Operate => role == Role::Ops,
+        }
+    }
+
+    fn needed_role(self) -> &'static str {
+        match self {
+            Self::Read => "viewer",
+            Self::BookAppointments => "agent or ops",
+            Self::Operate => "ops",
+        }
+    }
+}
+
+/// The authenticated caller of a request.
+#[derive(Debug, Clone, Copy)]
+pub struct Caller {
+    pub tenant_id: Uuid,
+    pub role: Role,
+    pub api_key_id: Uuid,
+}
+
+impl Caller {
+    pub fn require(&self, permission: Permission) -> Result<(), ApiError> {
+        if permission.allowed_for(self.role) {
+            Ok(())
+        } else {
+            Err(ApiError::Forbidden {
+                needed: permission.needed_role(),
+            })
+        }
+    }
+}
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        let key = parts
+            .headers
+            .get(AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| {
+                let (scheme, token) = v.trim().split_once(' ')?;
+                scheme.eq_ignore_ascii_case("bearer").then(|| token.trim())
+            })
+            .filter(|token| !token.is_empty())
+            .ok_or(ApiError::Unauthorized)?;
+        let owner = state
+            .store
+            .find_api_key(&hash_api_key(key))
+            .await?
+            .ok_or(ApiError::Unauthorized)?;
+        tracing::Span::current().record("tenant_id", tracing::field::display(owner.tenant_id));
+        Ok(Self {
+            tenant_id: owner.tenant_id,
+            role: owner.role,
+            api_key_id: owner.api_key_id,
+        })
+    }
+}
+
+/// A tenant's Cal.com connection, as given to `phasebook tenant create`.
+#[derive(Debug, Clone)]
+pub struct TenantSettings {
+    pub name: String,
+    pub calcom_api_key: SecretString,
+    pub calcom_base_url: String,
+    pub calcom_team_id: Option<i64>,
+}
+
+/// A key as shown once to its creator.
+#[derive(Debug, Clone)]
+pub struct IssuedKey {
+    pub api_key_id: Uuid,
+    pub tenant_id: Uuid,
+    pub role: Role,
+    pub api_key: SecretString,
+}
+
+/// Creates a tenant and its first ops key.
+pub async fn create_tenant(store: &dyn Store, settings: TenantSettings) -> StoreResult<IssuedKey> {
+    let tenant_id = Uuid::now_v7();
+    store
+        .create_tenant(&NewTenant {
+            tenant_id,
+            name: settings.name,
+            calcom_api_key: settings.calcom_api_key,
+            calcom_base_url: settings.calcom_base_url,
+            calcom_team_id: settings.calcom_team_id,
+            webhook_secret: SecretString::from(
+                generate_api_key().replacen(KEY_PREFIX, "whsec_", 1),
+            ),
+            created_at: Utc::now(),
+        })
+        .await?;
+    issue_api_key(store, tenant_id, Role::Ops).await
+}
+
+/// Creates a key for an existing tenant; the caller checks the tenant exists.
+pub async fn issue_api_key(
+    store: &dyn Store,
+    tenant_id: Uuid,
+    role: Role,
+) -> StoreResult<IssuedKey> {
+    let key = generate_api_key();
+    let api_key_id = Uuid::now_v7();
+    store
+        .create_api_key(&NewApiKey {
+            api_key_id,
+            tenant_id,
+            role,
+            key_hash: hash_api_key(&key),
+            key_prefix: key.chars().take(KEY_PREFIX.len() + 4).collect(),
+            created_at: Utc::now(),
+        })
+        .await?;
+    Ok(IssuedKey {
+        api_key_id,
+        tenant_id,
+        role,
+        api_key: SecretString::from(key),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_prefixed_random_and_hash_to_hex() {
+        let a = generate_api_key();
+        let b = generate_api_key();
+        assert!(a.starts_with(KEY_PREFIX));
+        assert_eq!(a.len(), KEY_PREFIX.len() + KEY_RANDOM_CHARS);
+        assert_ne!(a, b);
+        let hash = hash_api_key(&a);
+        assert_eq!(hash.len(), 64);
+        assert!(!hash.contains(&a));
+    }
+
+    #[test]
+    fn roles_map_to_permissions() {
+        assert!(Permission::Read.allowed_for(Role::Viewer));
+        assert!(!Permission::BookAppointments.allowed_for(Role::Viewer));
+        assert!(Permission::BookAppointments.allowed_for(Role::Agent));
+        assert!(!Permission::Operate.allowed_for(Role::Agent));
+        assert!(Permission::Operate.allowed_for(Role::Ops));
+    }
+}

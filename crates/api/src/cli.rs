@@ -1,0 +1,300 @@
+//! The `phasebook` command line: one enum of subcommands, configuration from flags and
+//! `PHASEBOOK_*` variables, and what each command does. Every printing command accepts
+//! `--json` and then prints exactly one JSON object.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Parser, Subcommand};
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::json;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::app;
+use crate::auth::{self, IssuedKey, TenantSettings};
+use crate::routes;
+use crate::state::AppState;
+use crate::store::{Database, Role};
+use crate::telemetry::{self, LogFormat};
+
+pub const DEFAULT_DATABASE_URL: &str = "sqlite://phasebook.db";
+pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
+pub const DEFAULT_CALCOM_BASE_URL: &str = "https://api.cal.com";
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "phasebook",
+    version,
+    about = "Composite salon appointments, kept in sync with Cal.com"
+)]
+pub struct Cli {
+    /// `sqlite://FILE` (created when missing) or `postgres://…`.
+    #[arg(long, env = "PHASEBOOK_DATABASE_URL", default_value = DEFAULT_DATABASE_URL, global = true)]
+    pub database_url: String,
+    /// Log line format (logs go to stderr).
+    #[arg(long, env = "PHASEBOOK_LOG_FORMAT", value_enum, default_value_t = LogFormat::Json, global = true)]
+    pub log_format: LogFormat,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Serve the API (and the sync worker unless --no-worker); applies migrations first.
+    Serve(ServeArgs),
+    /// Apply pending database migrations.
+    Migrate(JsonFlag),
+    /// Manage tenants.
+    #[command(subcommand)]
+    Tenant(TenantCommand),
+    /// Manage API keys.
+    #[command(subcommand)]
+    Key(KeyCommand),
+    /// Print the OpenAPI document (as checked in at openapi/openapi.json).
+    Openapi,
+    /// Start a ready-to-curl sample salon: SQLite file, sample data, printed commands.
+    Demo(DemoArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct JsonFlag {
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Args)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "PHASEBOOK_LISTEN", default_value = DEFAULT_LISTEN)]
+    pub listen: SocketAddr,
+    /// Serve the API only; run the sync worker elsewhere (`phasebook worker`).
+    #[arg(long)]
+    pub no_worker: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TenantCommand {
+    /// Create a tenant and print its id and an ops key (shown once).
+    Create(TenantCreateArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct TenantCreateArgs {
+    #[arg(long)]
+    pub name: String,
+    /// The salon's Cal.com API key.
+    #[arg(long, env = "PHASEBOOK_CALCOM_API_KEY", hide_env_values = true)]
+    pub calcom_api_key: String,
+    #[arg(long, default_value = DEFAULT_CALCOM_BASE_URL)]
+    pub calcom_base_url: String,
+    /// The Cal.com team whose managed event types the salon uses.
+    #[arg(long)]
+    pub calcom_team_id: Option<i64>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum KeyCommand {
+    /// Create an API key for a tenant and print it (shown once).
+    Create(KeyCreateArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct KeyCreateArgs {
+    #[arg(long)]
+    pub tenant: Uuid,
+    /// agent, viewer or ops.
+    #[arg(long, value_parser = parse_role)]
+    pub role: Role,
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn parse_role(value: &str) -> Result<Role, String> {
+    value.parse()
+}
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// SQLite file for the demo salon.
+    #[arg(long, default_value = "phasebook-demo.db")]
+    pub db: String,
+    /// Address to listen on.
+    #[arg(long, env = "PHASEBOOK_LISTEN", default_value = DEFAULT_LISTEN)]
+    pub listen: SocketAddr,
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// What `serve` runs. `run_worker` tells the background tasks whether this process also
+/// drives the sync outbox.
+#[derive(Debug, Clone)]
+pub struct ServeConfig {
+    pub database_url: String,
+    pub listen: SocketAddr,
+    pub run_worker: bool,
+}
+
+/// Parses the command line and runs the command.
+pub async fn run() -> Result<()> {
+    let cli = Cli::parse();
+    telemetry::init_logging(cli.log_format);
+    match cli.command {
+        Command::Serve(args) => {
+            serve(ServeConfig {
+                database_url: cli.database_url,
+                listen: args.listen,
+                run_worker: !args.no_worker,
+            })
+            .await
+        }
+        Command::Migrate(flag) => {
+            let db = connect(&cli.database_url).await?;
+            db.store().migrate().await.context("applying migrations")?;
+            print_result(
+                flag.json,
+                json!({"migrated": true, "database": db.store().backend()}),
+                "migrations applied",
+            );
+            db.close().await;
+            Ok(())
+        }
+        Command::Tenant(TenantCommand::Create(args)) => {
+            tenant_create(&cli.database_url, args).await
+        }
+        Command::Key(KeyCommand::Create(args)) => key_create(&cli.database_url, args).await,
+        Command::Openapi => {
+            print!("{}", routes::openapi_json());
+            Ok(())
+        }
+        Command::Demo(args) => crate::demo::run(args).await,
+    }
+}
+
+pub(crate) async fn connect(url: &str) -> Result<Database> {
+    Database::connect(url)
+        .await
+        .with_context(|| format!("connecting to the {} database", scheme(url)))
+}
+
+/// The URL scheme only: a URL may carry a password.
+fn scheme(url: &str) -> &str {
+    url.split(':').next().unwrap_or_default()
+}
+
+fn print_result(json: bool, value: serde_json::Value, text: &str) {
+    if json {
+        println!("{value}");
+    } else {
+        println!("{text}");
+    }
+}
+
+/// Connects, migrates and serves until Ctrl-C/SIGTERM.
+pub async fn serve(config: ServeConfig) -> Result<()> {
+    let db = connect(&config.database_url).await?;
+    db.store().migrate().await.context("applying migrations")?;
+    let state = AppState::new(db.clone());
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .with_context(|| format!("listening on {}", config.listen))?;
+    tracing::info!(
+        listen = %listener.local_addr()?,
+        database = db.store().backend(),
+        worker = config.run_worker,
+        "phasebook serving"
+    );
+    let stop = CancellationToken::new();
+    let tasks = start_background(&state, &config, &stop);
+    let result = app::serve(listener, state, app::shutdown_signal()).await;
+    stop.cancel();
+    for task in tasks {
+        let _ = task.await;
+    }
+    db.close().await;
+    result.context("serving HTTP")
+}
+
+/// Background tasks of a serving process; they stop when `stop` is cancelled.
+pub fn start_background(
+    state: &AppState,
+    config: &ServeConfig,
+    stop: &CancellationToken,
+) -> Vec<tokio::task::JoinHandle<()>> {
+    let tasks = vec![tokio::spawn(app::purge_idempotency_keys(
+        state.clone(),
+        Duration::from_secs(15 * 60),
+        stop.clone(),
+    ))];
+    if config.run_worker {
+        tracing::info!("sync worker not part of this build; appointments stay pending");
+    }
+    tasks
+}
+
+fn issued_json(issued: &IssuedKey) -> serde_json::Value {
+    json!({
+        "tenant_id": issued.tenant_id,
+        "api_key_id": issued.api_key_id,
+        "role": issued.role.as_str(),
+        "api_key": issued.api_key.expose_secret(),
+    })
+}
+
+async fn tenant_create(database_url: &str, args: TenantCreateArgs) -> Result<()> {
+    if args.name.trim().is_empty() {
+        bail!("--name must not be empty");
+    }
+    let db = connect(database_url).await?;
+    db.store().migrate().await.context("applying migrations")?;
+    let issued = auth::create_tenant(
+        db.store(),
+        TenantSettings {
+            name: args.name.trim().to_string(),
+            calcom_api_key: SecretString::from(args.calcom_api_key),
+            calcom_base_url: args.calcom_base_url,
+            calcom_team_id: args.calcom_team_id,
+        },
+    )
+    .await
+    .context("creating the tenant")?;
+    print_result(
+        args.json,
+        issued_json(&issued),
+        &format!(
+            "tenant {}\nops API key (shown once, store it now): {}",
+            issued.tenant_id,
+            issued.api_key.expose_secret()
+        ),
+    );
+    db.close().await;
+    Ok(())
+}
+
+async fn key_create(database_url: &str, args: KeyCreateArgs) -> Result<()> {
+    let db = connect(database_url).await?;
+    db.store().migrate().await.context("applying migrations")?;
+    if !db.store().tenant_exists(args.tenant).await? {
+        bail!("there is no tenant {}", args.tenant);
+    }
+    let issued = auth::issue_api_key(db.store(), args.tenant, args.role)
+        .await
+        .context("creating the key")?;
+    print_result(
+        args.json,
+        issued_json(&issued),
+        &format!(
+            "{} API key for tenant {} (shown once, store it now): {}",
+            issued.role.as_str(),
+            issued.tenant_id,
+            issued.api_key.expose_secret()
+        ),
+    );
+    db.close().await;
+    Ok(())
+}

@@ -1,0 +1,751 @@
+//! `POST /appointments` (with `Idempotency-Key`), `GET /appointments/{id}`,
+//! `GET /appointments` (filters and cursor pagination) and `POST /appointments/{id}/cancel`.
+//! The domain plans the segments; the store writes appointment, segments and outbox job
+//! in one transaction.
+
+use axum::extract::State;
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use chrono::{DateTime, SubsecRound, Utc};
+use phasebook_domain::appointment::parse_notes;
+use phasebook_domain::plan::{assign_staff, parse_time_zone};
+use phasebook_domain::sync::AppointmentSyncStatus;
+use phasebook_domain::{Customer, SegmentKey, StaffId, StartTime, plan_appointment};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use uuid::Uuid;
+
+use crate::auth::{Caller, Permission};
+use crate::error::{ApiError, Problem, problem_response};
+use crate::extract::{Json, MAX_BODY_BYTES, Path, Query, parse_json};
+use crate::routes::services::parse_service_id;
+use crate::state::AppState;
+use crate::store::{
+    Appointment, AppointmentQuery, IdempotencyClaim, IdempotentResponse, NewAppointment,
+};
+
+pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
+pub const IDEMPOTENT_REPLAYED: &str = "idempotent-replayed";
+const MAX_IDEMPOTENCY_KEY_CHARS: usize = 255;
+pub const DEFAULT_PAGE_SIZE: u32 = 50;
+pub const MAX_PAGE_SIZE: u32 = 200;
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(create_appointment, list_appointments))
+        .routes(routes!(get_appointment))
+        .routes(routes!(cancel_appointment))
+}
+
+/// A booking request.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CreateAppointment {
+    pub service_id: String,
+    /// Performs every segment unless `segments` assigns another staff member.
+    pub staff_id: String,
+    /// RFC 3339 with an offset, or a local date-time (`2026-05-04T09:00`) read in
+    /// `time_zone`. A local time skipped or repeated by a DST change is refused.
+    pub start: String,
+    /// IANA time zone; defaults to the staff member's.
+    #[serde(default)]
+    pub time_zone: Option<String>,
+    pub customer: CustomerRequest,
+    #[serde(default)]
+    pub notes: Option<String>,
+    /// Per-segment staff assignments, by segment key.
+    #[serde(default)]
+    pub segments: Vec<SegmentAssignment>,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CustomerRequest {
+    pub name: String,
+    #[serde(default)]
+    pub email: Option<String>,
+    /// E.164, e.g. `+4915123456789`.
+    #[serde(default)]
+    pub phone: Option<String>,
+}
+
+impl std::fmt::Debug for CustomerRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CustomerRequest { <redacted> }")
+    }
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SegmentAssignment {
+    pub key: String,
+    pub staff_id: String,
+}
+
+/// An appointment with its planned segments and sync status.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AppointmentView {
+    pub id: Uuid,
+    pub service_id: String,
+    pub staff_id: String,
+    /// Start of the first segment (UTC).
+    pub starts_at: DateTime<Utc>,
+    /// End of the last segment (UTC).
+    pub ends_at: DateTime<Utc>,
+    pub time_zone: String,
+    /// `booked` or `cancelled`.
+    #[schema(example = "booked")]
+    pub status: String,
+    pub customer: CustomerView,
+    pub notes: Option<String>,
+    pub segments: Vec<AppointmentSegmentView>,
+    pub sync: SyncView,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub cancelled_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Serialize, ToSchema)]
+pub struct CustomerView {
+    pub name: String,
+    pub email: Option<String>,
+    pub phone: Option<String>,
+}
+
+impl std::fmt::Debug for CustomerView {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CustomerView { <redacted> }")
+    }
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AppointmentSegmentView {
+    pub key: String,
+    pub staff_id: String,
+    pub starts_at: DateTime<Utc>,
+    pub ends_at: DateTime<Utc>,
+    /// `pending`, `syncing`, `synced`, `failed`, `needs_review`, `cancelling`, `cancelled`.
+    pub sync_status: String,
+    pub calcom_booking_uid: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct SyncView {
+    /// `pending`, `syncing`, `synced`, `partially_synced`, `failed`, `needs_review`,
+    /// `cancelling`, `cancelled`.
+    pub status: String,
+    pub requires_manual_review: bool,
+    pub review_reason: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct AppointmentPage {
+    pub items: Vec<AppointmentView>,
+    /// Pass as `cursor` to get the next page; absent on the last page.
+    pub next_cursor: Option<String>,
+}
+
+impl From<&Appointment> for AppointmentView {
+    fn from(a: &Appointment) -> Self {
+        Self {
+            id: a.appointment_id,
+            service_id: a.service_id.to_string(),
+            staff_id: a.staff_id.to_string(),
+            starts_at: a.starts_at,
+            ends_at: a.ends_at,
+            time_zone: a.time_zone.clone(),
+            status: a.status.to_string(),
+            customer: CustomerView {
+                name: a.customer.name().to_string(),
+                email: a.customer.email().map(str::to_string),
+                phone: a.customer.phone().map(str::to_string),
+            },
+            notes: a.notes.clone(),
+            segments: a
+                .segments
+                .iter()
+                .map(|s| AppointmentSegmentView {
+                    key: s.key.to_string(),
+                    staff_id: s.staff_id.to_string(),
+                    starts_at: s.starts_at,
+                    ends_at: s.ends_at,
+                    sync_status: s.sync_status.to_string(),
+                    calcom_booking_uid: s.calcom_booking_uid.clone(),
+                })
+                .collect(),
+            sync: SyncView {
+                status: a.sync_status.to_string(),
+                requires_manual_review: a.requires_manual_review,
+                review_reason: a.review_reason.clone(),
+            },
+            created_at: a.created_at,
+            updated_at: a.updated_at,
+            cancelled_at: a.cancelled_at,
+        }
+    }
+}
+
+fn record_appointment_id(id: Uuid) {
+    tracing::Span::current().record("appointment_id", tracing::field::display(id));
+}
+
+/// A body hash that ignores key order and whitespace, so a client that re-serialises the
+/// same request still matches its key.
+fn request_hash(value: &serde_json::Value) -> String {
+    fn canonical(value: &serde_json::Value, out: &mut String) {
+        match value {
+            serde_json::Value::Object(map) => {
+                let mut keys: Vec<&String> = map.keys().collect();
+                keys.sort();
+                out.push('{');
+                for (i, key) in keys.into_iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    out.push_str(&serde_json::Value::String(key.clone()).to_string());
+                    out.push(':');
+                    if let Some(v) = map.get(key) {
+                        canonical(v, out);
+                    }
+                }
+                out.push('}');
+            }
+            serde_json::Value::Array(items) => {
+                out.push('[');
+                for (i, item) in items.iter().enumerate() {
+                    if i > 0 {
+                        out.push(',');
+                    }
+                    canonical(item, out);
+                }
+                out.push(']');
+            }
+            other => out.push_str(&other.to_string()),
+        }
+    }
+    let mut text = String::new();
+    canonical(value, &mut text);
+    hex::encode(Sha256::digest(text.as_bytes()))
+}
+
+fn json_response(status: StatusCode, body: Vec<u8>) -> Response {
+    let mut response = (status, body).into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+/// Turns a booking request into a planned appointment: every rule is the domain's; this
+/// only loads what the rules need.
+async fn plan(
+    state: &AppState,
+    caller: &Caller,
+    request: CreateAppointment,
+    now: DateTime<Utc>,
+) -> Result<NewAppointment, ApiError> {
+    let service_id = parse_service_id(&request.service_id)?;
+    let staff_id = StaffId::parse(&request.staff_id).map_err(|e| e.within("staff_id"))?;
+    let customer = Customer::new(
+        &request.customer.name,
+        request.customer.email.as_deref(),
+        request.customer.phone.as_deref(),
+    )
+    .map_err(|e| e.within("customer"))?;
+    let notes = parse_notes(request.notes.as_deref())?;
+    let start = StartTime::parse(&request.start)?;
+    let overrides = request
+        .segments
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            Ok((
+                SegmentKey::parse(&s.key).map_err(|e| e.within(&format!("segments[{i}].key")))?,
+                StaffId::parse(&s.staff_id)
+                    .map_err(|e| e.within(&format!("segments[{i}].staff_id")))?,
+            ))
+        })
+        .collect::<Result<Vec<_>, phasebook_domain::FieldError>>()?;
+
+    let store = &state.store;
+    let service = store
+        .get_service(caller.tenant_id, &service_id)
+        .await?
+        .ok_or_else(|| {
+            ApiError::validation(
+                "service_id",
+                "unknown_service",
+                format!(
+                    "there is no service {service_id:?}; define it with PUT /services/{service_id}"
+                ),
+            )
+        })?;
+    let staff = store
+        .get_staff(caller.tenant_id, &staff_id)
+        .await?
+        .ok_or_else(|| {
+            ApiError::validation(
+                "staff_id",
+                "unknown_staff",
+                format!(
+                    "there is no staff member {staff_id:?}; define them with PUT /staff/{staff_id}"
+                ),
+            )
+        })?;
+    for (i, (_, other)) in overrides.iter().enumerate() {
+        if other != &staff_id && store.get_staff(caller.tenant_id, other).await?.is_none() {
+            return Err(ApiError::validation(
+                format!("segments[{i}].staff_id"),
+                "unknown_staff",
+                format!("there is no staff member {other:?}"),
+            ));
+        }
+    }
+    let zone_name = request.time_zone.unwrap_or(staff.time_zone);
+    let zone = parse_time_zone(&zone_name)?;
+    // Instants are kept to the millisecond, the precision both backends store.
+    let starts_at = start.resolve(zone)?.trunc_subsecs(3);
+    let assigned = assign_staff(&service.service, &staff_id, &overrides)?;
+    let segments = plan_appointment(&service.service, starts_at, &assigned);
+    Ok(NewAppointment {
+        appointment_id: Uuid::now_v7(),
+        tenant_id: caller.tenant_id,
+        service_id,
+        staff_id,
+        time_zone: zone.name().to_string(),
+        customer,
+        notes,
+        segments,
+        created_at: now,
+    })
+}
+
+/// Plans and stores the appointment, pinning the outcome to `key` when one is given: a
+/// success in the same transaction as the appointment, a 4xx right after. A 5xx releases
+/// the key so a retry can succeed.
+async fn create(
+    state: AppState,
+    caller: Caller,
+    request: CreateAppointment,
+    key: Option<String>,
+) -> Response {
+    let now = Utc::now().trunc_subsecs(3);
+    let outcome = match plan(&state, &caller, request, now).await {
+        Ok(new) => {
+            record_appointment_id(new.appointment_id);
+            let body =
+                serde_json::to_vec(&AppointmentView::from(&new.as_created())).unwrap_or_default();
+            let pinned = IdempotentResponse {
+                status: StatusCode::CREATED.as_u16(),
+                body,
+            };
+            match state
+                .store
+                .create_appointment(&new, key.as_deref().map(|k| (k, &pinned)))
+                .await
+            {
+                Ok(()) => {
+                    metrics::counter!("phasebook_appointments_created_total").increment(1);
+                    tracing::info!(segments = new.segments.len(), "appointment created");
+                    return json_response(StatusCode::CREATED, pinned.body);
+                }
+                Err(err) => ApiError::from(err),
+            }
+        }
+        Err(err) => err,
+    };
+    if let ApiError::DoubleBooking {
+        conflicting_appointment_id,
+    } = &outcome
+    {
+        metrics::counter!("phasebook_appointments_double_booking_total").increment(1);
+        let conflicting = conflicting_appointment_id.map(|id| id.to_string());
+        tracing::info!(
+            conflicting_appointment_id = conflicting.as_deref(),
+            "double booking refused"
+        );
+    }
+    if let Some(key) = key.as_deref() {
+        let settled = if outcome.status().is_server_error() {
+            state
+                .store
+                .release_idempotency_key(caller.tenant_id, key)
+                .await
+        } else {
+            state
+                .store
+                .complete_idempotency_key(
+                    caller.tenant_id,
+                    key,
+                    &IdempotentResponse {
+                        status: outcome.status().as_u16(),
+                        body: outcome.body_bytes(),
+                    },
+                )
+                .await
+        };
+        if let Err(err) = settled {
+            tracing::error!(error = %err, "could not settle idempotency key");
+        }
+    }
+    outcome.into_response()
+}
+
+fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+    let Some(value) = headers.get(IDEMPOTENCY_KEY) else {
+        return Ok(None);
+    };
+    let key = value
+        .to_str()
+        .ok()
+        .map(str::trim)
+        .filter(|k| !k.is_empty() && k.chars().count() <= MAX_IDEMPOTENCY_KEY_CHARS)
+        .ok_or_else(|| {
+            ApiError::validation(
+                "Idempotency-Key",
+                "invalid_idempotency_key",
+                format!(
+                    "the Idempotency-Key header must be 1 to {MAX_IDEMPOTENCY_KEY_CHARS} visible ASCII characters"
+                ),
+            )
+        })?;
+    Ok(Some(key.to_string()))
+}
+
+/// Books an appointment (agent, ops). With `Idempotency-Key`, a retry with the same body
+/// gets the first response again, byte for byte, with `Idempotent-Replayed: true`.
+#[utoipa::path(post, path = "/appointments", tag = "appointments",
+    params(("Idempotency-Key" = Option<String>, Header, description = "Unique per booking attempt; kept 24 h")),
+    request_body = CreateAppointment,
+    responses(
+        (status = 201, body = AppointmentView),
+        (status = 400, body = Problem, content_type = "application/problem+json", description = "Malformed JSON"),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 409, body = Problem, content_type = "application/problem+json", description = "Double booking (names `conflicting_appointment_id`), or the same Idempotency-Key is in flight"),
+        (status = 413, body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json", description = "Invalid request (names `field`), or Idempotency-Key reused with another body")
+    ))]
+async fn create_appointment(
+    State(state): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    Json(body): Json<serde_json::Value>,
+) -> Result<Response, ApiError> {
+    caller.require(Permission::BookAppointments)?;
+    let key = idempotency_key(&headers)?;
+    let hash = request_hash(&body);
+    let request: CreateAppointment = parse_json(&serde_json::to_vec(&body).unwrap_or_default())?;
+
+    let Some(key) = key else {
+        return Ok(create(state, caller, request, None).await);
+    };
+    let now = Utc::now();
+    match state
+        .store
+        .claim_idempotency_key(caller.tenant_id, &key, &hash, now)
+        .await?
+    {
+        IdempotencyClaim::Claimed => {}
+        IdempotencyClaim::InFlight => return Err(ApiError::IdempotencyKeyInFlight),
+        IdempotencyClaim::Mismatch => return Err(ApiError::IdempotencyKeyReused),
+        IdempotencyClaim::Completed(pinned) => {
+            let status =
+                StatusCode::from_u16(pinned.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            let mut response = if status.is_success() {
+                json_response(status, pinned.body)
+            } else {
+                problem_response(status, pinned.body)
+            };
+            response
+                .headers_mut()
+                .insert(IDEMPOTENT_REPLAYED, HeaderValue::from_static("true"));
+            return Ok(response);
+        }
+    }
+    // Expired keys are purged here, opportunistically, about once per hundred claims.
+    if rand::random_ratio(1, 100) {
+        let store = state.store.clone();
+        tokio::spawn(async move {
+            if let Err(err) = store.purge_expired_idempotency_keys(Utc::now()).await {
+                tracing::warn!(error = %err, "could not purge expired idempotency keys");
+            }
+        });
+    }
+    // The work runs to completion in its own task even if the client disconnects, so the
+    // key always ends completed or released rather than stuck in flight.
+    let store = state.store.clone();
+    let tenant_id = caller.tenant_id;
+    let task_key = key.clone();
+    let span = tracing::Span::current();
+    let task = tokio::spawn(tracing::Instrument::instrument(
+        create(state, caller, request, Some(task_key)),
+        span,
+    ));
+    match task.await {
+        Ok(response) => Ok(response),
+        Err(err) => {
+            let _ = store.release_idempotency_key(tenant_id, &key).await;
+            Err(ApiError::Internal(format!(
+                "appointment task failed: {err}"
+            )))
+        }
+    }
+}
+
+/// One appointment with its segments and sync status.
+#[utoipa::path(get, path = "/appointments/{id}", tag = "appointments",
+    params(("id" = Uuid, Path)),
+    responses(
+        (status = 200, body = AppointmentView),
+        (status = 404, body = Problem, content_type = "application/problem+json")
+    ))]
+async fn get_appointment(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<axum::Json<AppointmentView>, ApiError> {
+    caller.require(Permission::Read)?;
+    let not_found = || ApiError::NotFound {
+        what: "appointment",
+    };
+    let id = Uuid::parse_str(&id).map_err(|_| not_found())?;
+    record_appointment_id(id);
+    let appointment = state
+        .store
+        .get_appointment(caller.tenant_id, id)
+        .await?
+        .ok_or_else(not_found)?;
+    Ok(axum::Json(AppointmentView::from(&appointment)))
+}
+
+/// Cancels locally (agent, ops): the staff member's time is free at once, and the sync
+/// worker cancels every Cal.com booking the appointment owns. Safe to repeat.
+#[utoipa::path(post, path = "/appointments/{id}/cancel", tag = "appointments",
+    params(("id" = Uuid, Path)),
+    responses(
+        (status = 200, body = AppointmentView),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json")
+    ))]
+async fn cancel_appointment(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<axum::Json<AppointmentView>, ApiError> {
+    caller.require(Permission::BookAppointments)?;
+    let not_found = || ApiError::NotFound {
+        what: "appointment",
+    };
+    let id = Uuid::parse_str(&id).map_err(|_| not_found())?;
+    record_appointment_id(id);
+    let appointment = state
+        .store
+        .cancel_appointment(caller.tenant_id, id, Utc::now().trunc_subsecs(3))
+        .await?
+        .ok_or_else(not_found)?;
+    tracing::info!("appointment cancelled");
+    Ok(axum::Json(AppointmentView::from(&appointment)))
+}
+
+/// Query parameters of `GET /appointments`.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ListParams {
+    /// Only appointments with this sync status.
+    pub sync_status: Option<String>,
+    /// Only appointments that do (true) or do not (false) need a human.
+    pub requires_manual_review: Option<String>,
+    /// Only appointments this staff member works on (any segment).
+    pub staff_id: Option<String>,
+    /// Only appointments ending after this instant (RFC 3339).
+    pub from: Option<String>,
+    /// Only appointments starting before this instant (RFC 3339).
+    pub to: Option<String>,
+    /// The `next_cursor` of the previous page.
+    pub cursor: Option<String>,
+    /// Page size, 1 to 200 (default 50).
+    pub limit: Option<String>,
+}
+
+const CURSOR_VERSION: &str = "v1";
+
+fn encode_cursor(starts_at: DateTime<Utc>, id: Uuid) -> String {
+    URL_SAFE_NO_PAD.encode(format!(
+        "{CURSOR_VERSION}:{}:{id}",
+        starts_at.timestamp_millis()
+    ))
+}
+
+fn decode_cursor(cursor: &str) -> Result<(DateTime<Utc>, Uuid), ApiError> {
+    let invalid = || {
+        ApiError::validation(
+            "cursor",
+            "invalid_cursor",
+            "the cursor is not one this API returned; start again without it",
+        )
+    };
+    let bytes = URL_SAFE_NO_PAD.decode(cursor).map_err(|_| invalid())?;
+    let text = String::from_utf8(bytes).map_err(|_| invalid())?;
+    let mut parts = text.splitn(3, ':');
+    let (Some(CURSOR_VERSION), Some(ms), Some(id)) = (parts.next(), parts.next(), parts.next())
+    else {
+        return Err(invalid());
+    };
+    let starts_at = ms
+        .parse::<i64>()
+        .ok()
+        .and_then(DateTime::from_timestamp_millis)
+        .ok_or_else(invalid)?;
+    Ok((starts_at, Uuid::parse_str(id).map_err(|_| invalid())?))
+}
+
+fn parse_instant(field: &str, value: &str) -> Result<DateTime<Utc>, ApiError> {
+    DateTime::parse_from_rfc3339(value)
+        .map(|at| at.with_timezone(&Utc))
+        .map_err(|_| {
+            ApiError::validation(
+                field,
+                "invalid_instant",
+                format!("{field} must be RFC 3339 with an offset, e.g. 2026-05-04T00:00:00Z"),
+            )
+        })
+}
+
+fn to_query(params: ListParams) -> Result<AppointmentQuery, ApiError> {
+    let sync_status = params
+        .sync_status
+        .map(|s| {
+            AppointmentSyncStatus::parse(&s).ok_or_else(|| {
+                ApiError::validation(
+                    "sync_status",
+                    "invalid_sync_status",
+                    format!(
+                        "{s:?} is not a sync status; expected one of {}",
+                        AppointmentSyncStatus::ALL
+                            .iter()
+                            .map(|s| s.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ),
+                )
+            })
+        })
+        .transpose()?;
+    let requires_manual_review = params
+        .requires_manual_review
+        .map(|v| match v.as_str() {
+            "true" => Ok(true),
+            "false" => Ok(false),
+            _ => Err(ApiError::validation(
+                "requires_manual_review",
+                "invalid_boolean",
+                "requires_manual_review must be true or false",
+            )),
+        })
+        .transpose()?;
+    let staff_id = params
+        .staff_id
+        .map(|s| StaffId::parse(&s).map_err(|e| ApiError::Validation(e.within("staff_id"))))
+        .transpose()?;
+    let from = params.from.map(|v| parse_instant("from", &v)).transpose()?;
+    let to = params.to.map(|v| parse_instant("to", &v)).transpose()?;
+    let limit = match params.limit {
+        None => DEFAULT_PAGE_SIZE,
+        Some(v) => v
+            .parse::<u32>()
+            .ok()
+            .filter(|l| (1..=MAX_PAGE_SIZE).contains(l))
+            .ok_or_else(|| {
+                ApiError::validation(
+                    "limit",
+                    "invalid_limit",
+                    format!("limit must be a whole number from 1 to {MAX_PAGE_SIZE}"),
+                )
+            })?,
+    };
+    let after = params.cursor.as_deref().map(decode_cursor).transpose()?;
+    Ok(AppointmentQuery {
+        sync_status,
+        requires_manual_review,
+        staff_id,
+        from,
+        to,
+        after,
+        limit,
+    })
+}
+
+/// Appointments in start order, filtered, one page at a time.
+#[utoipa::path(get, path = "/appointments", tag = "appointments",
+    params(ListParams),
+    responses(
+        (status = 200, body = AppointmentPage),
+        (status = 400, body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json")
+    ))]
+async fn list_appointments(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(params): Query<ListParams>,
+) -> Result<axum::Json<AppointmentPage>, ApiError> {
+    caller.require(Permission::Read)?;
+    let mut query = to_query(params)?;
+    let limit = query.limit as usize;
+    // One extra row tells whether another page follows.
+    query.limit += 1;
+    let mut appointments = state
+        .store
+        .list_appointments(caller.tenant_id, &query)
+        .await?;
+    let next_cursor = if appointments.len() > limit {
+        appointments.truncate(limit);
+        appointments
+            .last()
+            .map(|a| encode_cursor(a.starts_at, a.appointment_id))
+    } else {
+        None
+    };
+    Ok(axum::Json(AppointmentPage {
+        items: appointments.iter().map(AppointmentView::from).collect(),
+        next_cursor,
+    }))
+}
+
+/// The body limit also bounds what an idempotency key can pin.
+const _: () = assert!(MAX_BODY_BYTES <= 1024 * 1024);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cursor_round_trips_and_rejects_garbage() {
+        let at = DateTime::from_timestamp_millis(1_777_000_000_123).expect("instant");
+        let id = Uuid::now_v7();
+        assert_eq!(
+            decode_cursor(&encode_cursor(at, id)).expect("decodes"),
+            (at, id)
+        );
+        assert!(decode_cursor("nope").is_err());
+    }
+
+    #[test]
+    fn request_hash_ignores_key_order_and_spacing() {
+        let a: serde_json::Value =
+            serde_json::from_str(r#"{"a":1,"b":{"c":[1,2]}}"#).expect("json");
+        let b: serde_json::Value =
+            serde_json::from_str(r#"{ "b": {"c": [1, 2]}, "a": 1 }"#).expect("json");
+        let c: serde_json::Value =
+            serde_json::from_str(r#"{"a":2,"b":{"c":[1,2]}}"#).expect("json");
+        assert_eq!(request_hash(&a), request_hash(&b));
+        assert_ne!(request_hash(&a), request_hash(&c));
+    }
+}

@@ -1,0 +1,75 @@
+//! The HTTP surface: one router per resource, merged here with the OpenAPI document that
+//! utoipa builds from the handlers themselves.
+
+pub mod appointments;
+pub mod health;
+pub mod services;
+pub mod staff;
+
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa::{Modify, OpenApi};
+use utoipa_axum::router::OpenApiRouter;
+
+use crate::error::Problem;
+use crate::state::AppState;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "phasebook",
+        description = "Composite appointments for salons, each staffed segment kept in sync with Cal.com as a real booking.",
+        license(name = "Apache-2.0")
+    ),
+    modifiers(&BearerAuth),
+    components(schemas(Problem)),
+    security(("bearer" = [])),
+    tags(
+        (name = "services", description = "Services and their segments"),
+        (name = "staff", description = "Staff members and their Cal.com users"),
+        (name = "appointments", description = "Composite appointments"),
+        (name = "operations", description = "Health, readiness and metrics")
+    )
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some("An API key: `Authorization: Bearer pb_live_…`"))
+                    .build(),
+            ),
+        );
+    }
+}
+
+/// Every API route, with its OpenAPI description. Subsystems merge their own
+/// `router()` here.
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .merge(health::router())
+        .merge(services::router())
+        .merge(staff::router())
+        .merge(appointments::router())
+}
+
+/// The OpenAPI document as served at `/openapi.json` and checked in at
+/// `openapi/openapi.json`.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    router().into_openapi()
+}
+
+/// The document as pretty JSON with a trailing newline, exactly as checked in.
+pub fn openapi_json() -> String {
+    let mut text = openapi()
+        .to_pretty_json()
+        .unwrap_or_else(|e| format!("{{\"error\": \"{e}\"}}"));
+    text.push('\n');
+    text
+}

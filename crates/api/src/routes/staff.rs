@@ -1,0 +1,146 @@
+//! `PUT/GET /staff/{staff_id}` and `GET /staff`: stylists and the Cal.com users their
+//! segments are booked for.
+
+use axum::extract::State;
+use chrono::{DateTime, SubsecRound, Utc};
+use phasebook_domain::StaffId;
+use phasebook_domain::staff::StaffProfile;
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+use crate::auth::{Caller, Permission};
+use crate::error::{ApiError, Problem};
+use crate::extract::{Json, Path};
+use crate::state::AppState;
+use crate::store::StaffMember;
+
+pub fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(put_staff, get_staff))
+        .routes(routes!(list_staff))
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StaffRequest {
+    pub name: String,
+    pub calcom_user_id: i64,
+    /// How a managed event type's child for this host is found.
+    pub calcom_username: String,
+    /// IANA time zone, e.g. `Europe/Berlin`.
+    pub time_zone: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct StaffView {
+    pub staff_id: String,
+    pub name: String,
+    pub calcom_user_id: i64,
+    pub calcom_username: String,
+    pub time_zone: String,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct StaffList {
+    pub items: Vec<StaffView>,
+}
+
+impl From<&StaffMember> for StaffView {
+    fn from(s: &StaffMember) -> Self {
+        Self {
+            staff_id: s.staff_id.to_string(),
+            name: s.name.clone(),
+            calcom_user_id: s.calcom_user_id.0,
+            calcom_username: s.calcom_username.clone(),
+            time_zone: s.time_zone.clone(),
+            created_at: s.created_at,
+            updated_at: s.updated_at,
+        }
+    }
+}
+
+/// Creates or replaces a staff member (ops).
+#[utoipa::path(put, path = "/staff/{staff_id}", tag = "staff",
+    params(("staff_id" = String, Path, description = "Your id for the staff member")),
+    request_body = StaffRequest,
+    responses(
+        (status = 200, body = StaffView),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json")
+    ))]
+async fn put_staff(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(staff_id): Path<String>,
+    Json(request): Json<StaffRequest>,
+) -> Result<axum::Json<StaffView>, ApiError> {
+    caller.require(Permission::Operate)?;
+    let staff_id = StaffId::parse(&staff_id).map_err(|e| e.within("staff_id"))?;
+    let profile = StaffProfile::new(
+        &request.name,
+        request.calcom_user_id,
+        &request.calcom_username,
+        &request.time_zone,
+    )?;
+    let now = Utc::now().trunc_subsecs(3);
+    let stored = state
+        .store
+        .put_staff(
+            caller.tenant_id,
+            &StaffMember {
+                staff_id,
+                name: profile.name,
+                calcom_user_id: profile.calcom_user_id,
+                calcom_username: profile.calcom_username,
+                time_zone: profile.time_zone.name().to_string(),
+                created_at: now,
+                updated_at: now,
+            },
+        )
+        .await?;
+    Ok(axum::Json(StaffView::from(&stored)))
+}
+
+/// One staff member.
+#[utoipa::path(get, path = "/staff/{staff_id}", tag = "staff",
+    params(("staff_id" = String, Path)),
+    responses(
+        (status = 200, body = StaffView),
+        (status = 404, body = Problem, content_type = "application/problem+json")
+    ))]
+async fn get_staff(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(staff_id): Path<String>,
+) -> Result<axum::Json<StaffView>, ApiError> {
+    caller.require(Permission::Read)?;
+    let not_found = || ApiError::NotFound {
+        what: "staff member",
+    };
+    let staff_id = StaffId::parse(&staff_id).map_err(|_| not_found())?;
+    let stored = state
+        .store
+        .get_staff(caller.tenant_id, &staff_id)
+        .await?
+        .ok_or_else(not_found)?;
+    Ok(axum::Json(StaffView::from(&stored)))
+}
+
+/// Every staff member of the tenant.
+#[utoipa::path(get, path = "/staff", tag = "staff",
+    responses((status = 200, body = StaffList)))]
+async fn list_staff(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<axum::Json<StaffList>, ApiError> {
+    caller.require(Permission::Read)?;
+    let staff = state.store.list_staff(caller.tenant_id).await?;
+    Ok(axum::Json(StaffList {
+        items: staff.iter().map(StaffView::from).collect(),
+    }))
+}

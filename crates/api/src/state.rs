@@ -1,0 +1,29 @@
+//! The state every handler receives. One struct, cloned per request (all fields are cheap
+//! handles); later subsystems add their fields here.
+
+use std::sync::Arc;
+
+use metrics_exporter_prometheus::PrometheusHandle;
+
+use crate::store::{Database, Store};
+
+#[derive(Clone)]
+pub struct AppState {
+    /// The concrete backend, for code that needs backend-specific queries.
+    pub db: Database,
+    /// The same database behind the [`Store`] trait, for handlers.
+    pub store: Arc<dyn Store>,
+    /// Renders `/metrics`; None when no recorder could be installed.
+    pub metrics: Option<PrometheusHandle>,
+}
+
+impl AppState {
+    pub fn new(db: Database) -> Self {
+        let store = db.shared();
+        Self {
+            db,
+            store,
+            metrics: crate::telemetry::metrics_handle(),
+        }
+    }
+}

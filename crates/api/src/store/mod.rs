@@ -1,0 +1,478 @@
+//! Persistence: one [`Store`] trait the handlers use, implemented for PostgreSQL
+//! ([`PgStore`]) and SQLite ([`SqliteStore`]); both pass the same conformance suite.
+//! Every method takes the tenant and every query filters by it.
+
+mod pg;
+mod sqlite;
+
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, TimeDelta, Utc};
+use phasebook_domain::sync::{AppointmentSyncStatus, SegmentSyncStatus};
+use phasebook_domain::{
+    AppointmentStatus, CalcomUserId, Customer, PlannedSegment, SegmentKey, Service, ServiceId,
+    StaffId,
+};
+use secrecy::SecretString;
+use uuid::Uuid;
+
+pub use pg::PgStore;
+pub use sqlite::SqliteStore;
+
+/// How long an idempotency key pins its first response.
+pub const IDEMPOTENCY_TTL: TimeDelta = TimeDelta::hours(24);
+/// An in-flight key older than this belongs to a request that died (the request timeout is
+/// far shorter), so a retry may take it over instead of waiting a day.
+pub const IDEMPOTENCY_STALE_IN_FLIGHT: TimeDelta = TimeDelta::minutes(2);
+
+/// What can go wrong in the store. `DoubleBooking` is the only expected business outcome;
+/// the rest are failures the API reports as a logged 500.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("a segment overlaps an active segment of appointment {conflicting_appointment_id:?}")]
+    DoubleBooking {
+        /// None only when the conflicting appointment vanished between the violation and
+        /// the look-up (cancelled concurrently).
+        conflicting_appointment_id: Option<Uuid>,
+    },
+    #[error("stored data is not valid: {0}")]
+    Corrupt(String),
+    #[error(transparent)]
+    Database(#[from] sqlx::Error),
+    #[error(transparent)]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+}
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// What an API key may do; see `auth` for the permissions.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Role {
+    Agent,
+    Viewer,
+    Ops,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Agent => "agent",
+            Self::Viewer => "viewer",
+            Self::Ops => "ops",
+        }
+    }
+}
+
+impl FromStr for Role {
+    type Err = String;
+    fn from_str(value: &str) -> Result<Self, Self::Err> {
+        match value {
+            "agent" => Ok(Self::Agent),
+            "viewer" => Ok(Self::Viewer),
+            "ops" => Ok(Self::Ops),
+            other => Err(format!(
+                "{other:?} is not a role; expected agent, viewer or ops"
+            )),
+        }
+    }
+}
+
+/// A tenant as created by `phasebook tenant create`.
+#[derive(Debug, Clone)]
+pub struct NewTenant {
+    pub tenant_id: Uuid,
+    pub name: String,
+    pub calcom_api_key: SecretString,
+    pub calcom_base_url: String,
+    pub calcom_team_id: Option<i64>,
+    pub webhook_secret: SecretString,
+    pub created_at: DateTime<Utc>,
+}
+
+/// An API key row: only the SHA-256 of the key is stored, plus a short prefix so ops can
+/// tell keys apart.
+#[derive(Debug, Clone)]
+pub struct NewApiKey {
+    pub api_key_id: Uuid,
+    pub tenant_id: Uuid,
+    pub role: Role,
+    pub key_hash: String,
+    pub key_prefix: String,
+    pub created_at: DateTime<Utc>,
+}
+
+/// Who a presented key belongs to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ApiKeyOwner {
+    pub api_key_id: Uuid,
+    pub tenant_id: Uuid,
+    pub role: Role,
+}
+
+/// A service definition as stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredService {
+    pub service_id: ServiceId,
+    pub service: Service,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// A staff member and the Cal.com user their segments are booked for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StaffMember {
+    pub staff_id: StaffId,
+    pub name: String,
+    pub calcom_user_id: CalcomUserId,
+    pub calcom_username: String,
+    pub time_zone: String,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+}
+
+/// Everything needed to insert an appointment; the id and instants are decided by the
+/// caller, so the response can be built (and pinned to an idempotency key) before commit.
+#[derive(Debug, Clone)]
+pub struct NewAppointment {
+    pub appointment_id: Uuid,
+    pub tenant_id: Uuid,
+    pub service_id: ServiceId,
+    pub staff_id: StaffId,
+    pub time_zone: String,
+    pub customer: Customer,
+    pub notes: Option<String>,
+    pub segments: Vec<PlannedSegment>,
+    pub created_at: DateTime<Utc>,
+}
+
+impl NewAppointment {
+    pub fn starts_at(&self) -> Option<DateTime<Utc>> {
+        self.segments.first().map(|s| s.starts_at)
+    }
+
+    pub fn ends_at(&self) -> Option<DateTime<Utc>> {
+        self.segments.last().map(|s| s.ends_at)
+    }
+
+    /// The appointment exactly as it reads back right after creation.
+    pub fn as_created(&self) -> Appointment {
+        Appointment {
+            appointment_id: self.appointment_id,
+            tenant_id: self.tenant_id,
+            service_id: self.service_id.clone(),
+            staff_id: self.staff_id.clone(),
+            starts_at: self.starts_at().unwrap_or(self.created_at),
+            ends_at: self.ends_at().unwrap_or(self.created_at),
+            time_zone: self.time_zone.clone(),
+            status: AppointmentStatus::Booked,
+            customer: self.customer.clone(),
+            notes: self.notes.clone(),
+            sync_status: AppointmentSyncStatus::Pending,
+            requires_manual_review: false,
+            review_reason: None,
+            created_at: self.created_at,
+            updated_at: self.created_at,
+            cancelled_at: None,
+            segments: self
+                .segments
+                .iter()
+                .enumerate()
+                .map(|(position, s)| AppointmentSegment {
+                    key: s.key.clone(),
+                    position: position as i32,
+                    staff_id: s.staff_id.clone(),
+                    starts_at: s.starts_at,
+                    ends_at: s.ends_at,
+                    active: true,
+                    sync_status: SegmentSyncStatus::Pending,
+                    event_type_id: None,
+                    calcom_booking_uid: None,
+                    calcom_booking_id: None,
+                    attempts: 0,
+                    last_error: None,
+                    next_attempt_at: None,
+                })
+                .collect(),
+        }
+    }
+}
+
+/// An appointment with its segments, as stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Appointment {
+    pub appointment_id: Uuid,
+    pub tenant_id: Uuid,
+    pub service_id: ServiceId,
+    pub staff_id: StaffId,
+    pub starts_at: DateTime<Utc>,
+    pub ends_at: DateTime<Utc>,
+    pub time_zone: String,
+    pub status: AppointmentStatus,
+    pub customer: Customer,
+    pub notes: Option<String>,
+    pub sync_status: AppointmentSyncStatus,
+    pub requires_manual_review: bool,
+    pub review_reason: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub cancelled_at: Option<DateTime<Utc>>,
+    pub segments: Vec<AppointmentSegment>,
+}
+
+/// One staffed segment and the state of its Cal.com booking.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AppointmentSegment {
+    pub key: SegmentKey,
+    pub position: i32,
+    pub staff_id: StaffId,
+    pub starts_at: DateTime<Utc>,
+    pub ends_at: DateTime<Utc>,
+    pub active: bool,
+    pub sync_status: SegmentSyncStatus,
+    pub event_type_id: Option<i64>,
+    pub calcom_booking_uid: Option<String>,
+    pub calcom_booking_id: Option<i64>,
+    pub attempts: i32,
+    pub last_error: Option<serde_json::Value>,
+    pub next_attempt_at: Option<DateTime<Utc>>,
+}
+
+/// Filters and keyset position for listing appointments, ordered by (starts_at, id).
+#[derive(Debug, Clone, Default)]
+pub struct AppointmentQuery {
+    pub sync_status: Option<AppointmentSyncStatus>,
+    pub requires_manual_review: Option<bool>,
+    pub staff_id: Option<StaffId>,
+    /// Appointments that end after this instant.
+    pub from: Option<DateTime<Utc>>,
+    /// Appointments that start before this instant.
+    pub to: Option<DateTime<Utc>>,
+    /// Only appointments strictly after this (starts_at, appointment_id).
+    pub after: Option<(DateTime<Utc>, Uuid)>,
+    pub limit: u32,
+}
+
+/// A response pinned to an idempotency key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IdempotentResponse {
+    pub status: u16,
+    pub body: Vec<u8>,
+}
+
+/// The outcome of presenting an idempotency key.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IdempotencyClaim {
+    /// The key is ours: process the request, then complete or release it.
+    Claimed,
+    /// Another request with this key is still being processed.
+    InFlight,
+    /// The key was used with a different request body.
+    Mismatch,
+    /// The key already holds a response: replay it.
+    Completed(IdempotentResponse),
+}
+
+/// The persistence operations of the API. Implemented by [`PgStore`] and [`SqliteStore`].
+#[async_trait]
+pub trait Store: Send + Sync + 'static {
+    /// `postgres` or `sqlite`.
+    fn backend(&self) -> &'static str;
+    /// Applies pending migrations; a no-op when none are pending.
+    async fn migrate(&self) -> StoreResult<()>;
+    /// Round-trips a trivial query (readiness).
+    async fn ping(&self) -> StoreResult<()>;
+
+    async fn create_tenant(&self, tenant: &NewTenant) -> StoreResult<()>;
+    async fn tenant_exists(&self, tenant_id: Uuid) -> StoreResult<bool>;
+    async fn create_api_key(&self, key: &NewApiKey) -> StoreResult<()>;
+    /// The owner of an unrevoked key with this SHA-256 hex hash.
+    async fn find_api_key(&self, key_hash: &str) -> StoreResult<Option<ApiKeyOwner>>;
+
+    /// Creates or replaces a service. Segments that keep their key keep their event maps.
+    async fn put_service(
+        &self,
+        tenant_id: Uuid,
+        service_id: &ServiceId,
+        service: &Service,
+        now: DateTime<Utc>,
+    ) -> StoreResult<StoredService>;
+    async fn get_service(
+        &self,
+        tenant_id: Uuid,
+        service_id: &ServiceId,
+    ) -> StoreResult<Option<StoredService>>;
+    async fn list_services(&self, tenant_id: Uuid) -> StoreResult<Vec<StoredService>>;
+
+    /// Creates or replaces a staff member (`created_at` of an existing one is kept).
+    async fn put_staff(&self, tenant_id: Uuid, staff: &StaffMember) -> StoreResult<StaffMember>;
+    async fn get_staff(
+        &self,
+        tenant_id: Uuid,
+        staff_id: &StaffId,
+    ) -> StoreResult<Option<StaffMember>>;
+    async fn list_staff(&self, tenant_id: Uuid) -> StoreResult<Vec<StaffMember>>;
+
+    /// Inserts the appointment, its segments and a pending sync job in one transaction,
+    /// and when `idempotency` is given completes that key with the response in the same
+    /// transaction. Fails with [`StoreError::DoubleBooking`] when a segment overlaps an
+    /// active segment of the same staff member.
+    async fn create_appointment(
+        &self,
+        appointment: &NewAppointment,
+        idempotency: Option<(&str, &IdempotentResponse)>,
+    ) -> StoreResult<()>;
+    async fn get_appointment(
+        &self,
+        tenant_id: Uuid,
+        appointment_id: Uuid,
+    ) -> StoreResult<Option<Appointment>>;
+    async fn list_appointments(
+        &self,
+        tenant_id: Uuid,
+        query: &AppointmentQuery,
+    ) -> StoreResult<Vec<Appointment>>;
+    /// Cancels locally: status cancelled, segments inactive (their time is free again),
+    /// and the sync job pending so the worker cancels what Cal.com holds. Cancelling a
+    /// cancelled appointment changes nothing. None when there is no such appointment.
+    async fn cancel_appointment(
+        &self,
+        tenant_id: Uuid,
+        appointment_id: Uuid,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<Appointment>>;
+
+    /// Claims `key` for a request with this body hash (see [`IdempotencyClaim`]). Expired
+    /// keys and stale in-flight keys are taken over.
+    async fn claim_idempotency_key(
+        &self,
+        tenant_id: Uuid,
+        key: &str,
+        request_hash: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<IdempotencyClaim>;
+    /// Pins a response that was produced without an appointment write (a 4xx).
+    async fn complete_idempotency_key(
+        &self,
+        tenant_id: Uuid,
+        key: &str,
+        response: &IdempotentResponse,
+    ) -> StoreResult<()>;
+    /// Forgets an in-flight key (the request failed with a 5xx or never finished).
+    async fn release_idempotency_key(&self, tenant_id: Uuid, key: &str) -> StoreResult<()>;
+    /// Deletes expired keys; returns how many.
+    async fn purge_expired_idempotency_keys(&self, now: DateTime<Utc>) -> StoreResult<u64>;
+}
+
+/// The configured database, as a concrete backend. Handlers use [`Database::store`];
+/// backend-specific code (the sync engine, event maps) matches on the variant.
+#[derive(Clone)]
+pub enum Database {
+    Postgres(PgStore),
+    Sqlite(SqliteStore),
+}
+
+impl Database {
+    /// Connects to `url`: `postgres://…`/`postgresql://…` selects PostgreSQL, `sqlite:…`
+    /// SQLite (the file is created when missing).
+    pub async fn connect(url: &str) -> StoreResult<Self> {
+        if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Ok(Self::Postgres(PgStore::connect(url).await?))
+        } else if url.starts_with("sqlite:") {
+            Ok(Self::Sqlite(SqliteStore::connect(url).await?))
+        } else {
+            Err(StoreError::Database(sqlx::Error::Configuration(
+                format!(
+                    "unsupported database URL scheme in {:?}; use postgres://… or sqlite://…",
+                    url.split(':').next().unwrap_or_default()
+                )
+                .into(),
+            )))
+        }
+    }
+
+    pub fn store(&self) -> &dyn Store {
+        match self {
+            Self::Postgres(s) => s,
+            Self::Sqlite(s) => s,
+        }
+    }
+
+    /// An owned handle on the same store.
+    pub fn shared(&self) -> Arc<dyn Store> {
+        match self {
+            Self::Postgres(s) => Arc::new(s.clone()),
+            Self::Sqlite(s) => Arc::new(s.clone()),
+        }
+    }
+
+    /// Closes the pool (waits for connections to be returned).
+    pub async fn close(&self) {
+        match self {
+            Self::Postgres(s) => s.pool.close().await,
+            Self::Sqlite(s) => s.pool.close().await,
+        }
+    }
+}
+
+/// How long a connection acquisition may wait before the request fails.
+pub(crate) const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
+
+pub(crate) fn parse_service_id(value: &str) -> StoreResult<ServiceId> {
+    ServiceId::parse(value).map_err(|e| StoreError::Corrupt(format!("service id: {e}")))
+}
+
+pub(crate) fn parse_staff_id(value: &str) -> StoreResult<StaffId> {
+    StaffId::parse(value).map_err(|e| StoreError::Corrupt(format!("staff id: {e}")))
+}
+
+pub(crate) fn parse_segment_key(value: &str) -> StoreResult<SegmentKey> {
+    SegmentKey::parse(value).map_err(|e| StoreError::Corrupt(format!("segment key: {e}")))
+}
+
+pub(crate) fn parse_role(value: &str) -> StoreResult<Role> {
+    value.parse().map_err(StoreError::Corrupt)
+}
+
+pub(crate) fn parse_appointment_status(value: &str) -> StoreResult<AppointmentStatus> {
+    AppointmentStatus::parse(value)
+        .ok_or_else(|| StoreError::Corrupt(format!("appointment status {value:?}")))
+}
+
+pub(crate) fn parse_appointment_sync_status(value: &str) -> StoreResult<AppointmentSyncStatus> {
+    AppointmentSyncStatus::parse(value)
+        .ok_or_else(|| StoreError::Corrupt(format!("appointment sync status {value:?}")))
+}
+
+pub(crate) fn parse_segment_sync_status(value: &str) -> StoreResult<SegmentSyncStatus> {
+    SegmentSyncStatus::parse(value)
+        .ok_or_else(|| StoreError::Corrupt(format!("segment sync status {value:?}")))
+}
+
+pub(crate) fn rebuild_customer(
+    name: &str,
+    email: Option<&str>,
+    phone: Option<&str>,
+) -> StoreResult<Customer> {
+    Customer::new(name, email, phone)
+        .map_err(|e| StoreError::Corrupt(format!("customer {}: {}", e.field, e.code)))
+}
+
+/// Rebuilds a service from its stored segment rows (already in position order).
+pub(crate) fn rebuild_service(
+    name: &str,
+    segments: Vec<phasebook_domain::SegmentSpec>,
+) -> StoreResult<Service> {
+    Service::new(name, segments).map_err(|e| StoreError::Corrupt(format!("service: {e}")))
+}
+
+/// Cal.com-facing segment state after a local cancel, derived by the domain rule.
+pub(crate) fn segment_status_after_cancel(segment: &AppointmentSegment) -> SegmentSyncStatus {
+    phasebook_domain::appointment::segment_status_on_cancel(
+        segment.sync_status,
+        segment.calcom_booking_uid.is_some() || segment.calcom_booking_id.is_some(),
+        u32::try_from(segment.attempts).unwrap_or(0),
+    )
+}
