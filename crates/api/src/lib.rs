@@ -11,3 +11,4 @@ pub mod routes;
 pub mod state;
 pub mod store;
 pub mod telemetry;
+pub mod testing;

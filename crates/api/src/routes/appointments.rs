@@ -196,7 +196,7 @@ fn record_appointment_id(id: Uuid) {
 
 /// A body hash that ignores key order and whitespace, so a client that re-serialises the
 /// same request still matches its key.
-fn request_hash(value: &serde_json::Value) -> String {
+pub fn request_hash(value: &serde_json::Value) -> String {
     fn canonical(value: &serde_json::Value, out: &mut String) {
         match value {
             serde_json::Value::Object(map) => {

@@ -1,0 +1,215 @@
+//! Test support shared by this crate's tests and the end-to-end tests: throw-away
+//! databases (a temporary SQLite file, or a fresh PostgreSQL database next to the one
+//! `DATABASE_URL` names, dropped afterwards) and a few outbox look-ups.
+
+use std::path::PathBuf;
+
+use sqlx::Connection;
+use uuid::Uuid;
+
+use crate::store::{Database, StoreResult};
+
+/// A database that exists for one test and is removed when dropped.
+pub struct TestDatabase {
+    pub url: String,
+    cleanup: Cleanup,
+}
+
+enum Cleanup {
+    SqliteFile(PathBuf),
+    Postgres { admin_url: String, name: String },
+}
+
+impl TestDatabase {
+    /// A fresh SQLite file in the temporary directory.
+    pub fn sqlite() -> Self {
+        let path = std::env::temp_dir().join(format!("phasebook-test-{}.db", Uuid::new_v4()));
+        Self {
+            url: format!("sqlite://{}", path.display()),
+            cleanup: Cleanup::SqliteFile(path),
+        }
+    }
+
+    /// A fresh PostgreSQL database on the server `DATABASE_URL` points at, or None when
+    /// it is unset (the PostgreSQL variants of a test are then skipped).
+    pub async fn postgres_from_env() -> Option<Self> {
+        let admin_url = std::env::var("DATABASE_URL").ok()?;
+        if !admin_url.starts_with("postgres") {
+            return None;
+        }
+        Some(
+            Self::postgres(&admin_url)
+                .await
+                .unwrap_or_else(|e| panic!("creating a test database failed: {e}")),
+        )
+    }
+
+    pub async fn postgres(admin_url: &str) -> Result<Self, sqlx::Error> {
+        let name = format!("phasebook_test_{}", Uuid::new_v4().simple());
+        let mut admin = sqlx::PgConnection::connect(admin_url).await?;
+        sqlx::query(sqlx::AssertSqlSafe(format!("create database {name}")))
+            .execute(&mut admin)
+            .await?;
+        admin.close().await?;
+        Ok(Self {
+            url: with_database(admin_url, &name),
+            cleanup: Cleanup::Postgres {
+                admin_url: admin_url.to_string(),
+                name,
+            },
+        })
+    }
+
+    /// Connects to the database and applies the migrations.
+    pub async fn connect(&self) -> StoreResult<Database> {
+        let db = Database::connect(&self.url).await?;
+        db.store().migrate().await?;
+        Ok(db)
+    }
+}
+
+/// `admin_url` with its database name replaced by `name`.
+fn with_database(admin_url: &str, name: &str) -> String {
+    let (base, query) = match admin_url.split_once('?') {
+        Some((base, query)) => (base, Some(query)),
+        None => (admin_url, None),
+    };
+    let authority_start = base.find("://").map_or(0, |i| i + 3);
+    let base = match base[authority_start..].find('/') {
+        Some(slash) => &base[..authority_start + slash],
+        None => base,
+    };
+    match query {
+        Some(query) => format!("{base}/{name}?{query}"),
+        None => format!("{base}/{name}"),
+    }
+}
+
+impl Drop for TestDatabase {
+    fn drop(&mut self) {
+        match &self.cleanup {
+            Cleanup::SqliteFile(path) => {
+                for suffix in ["", "-wal", "-shm"] {
+                    let mut file = path.clone().into_os_string();
+                    file.push(suffix);
+                    let _ = std::fs::remove_file(file);
+                }
+            }
+            Cleanup::Postgres { admin_url, name } => {
+                // Drop runs inside the test's runtime, which cannot be blocked on; a
+                // short-lived thread with its own runtime does the clean-up.
+                let admin_url = admin_url.clone();
+                let name = name.clone();
+                let _ = std::thread::spawn(move || {
+                    let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()
+                    else {
+                        return;
+                    };
+                    runtime.block_on(async {
+                        if let Ok(mut admin) = sqlx::PgConnection::connect(&admin_url).await {
+                            let _ = sqlx::query(sqlx::AssertSqlSafe(format!(
+                                "drop database if exists {name} with (force)"
+                            )))
+                            .execute(&mut admin)
+                            .await;
+                            let _ = admin.close().await;
+                        }
+                    });
+                })
+                .join();
+            }
+        }
+    }
+}
+
+/// The outbox row of an appointment: (state, runs), or None when there is none.
+pub async fn sync_job(db: &Database, appointment_id: Uuid) -> StoreResult<Option<String>> {
+    Ok(match db {
+        Database::Postgres(s) => {
+            sqlx::query_scalar("select state from sync_jobs where appointment_id = $1")
+                .bind(appointment_id)
+                .fetch_optional(&s.pool)
+                .await?
+        }
+        Database::Sqlite(s) => {
+            sqlx::query_scalar("select state from sync_jobs where appointment_id = ?1")
+                .bind(appointment_id.hyphenated().to_string())
+                .fetch_optional(&s.pool)
+                .await?
+        }
+    })
+}
+
+/// Sets an outbox row's state (to simulate the worker having finished).
+pub async fn set_sync_job_state(
+    db: &Database,
+    appointment_id: Uuid,
+    state: &str,
+) -> StoreResult<()> {
+    match db {
+        Database::Postgres(s) => {
+            sqlx::query("update sync_jobs set state = $2 where appointment_id = $1")
+                .bind(appointment_id)
+                .bind(state)
+                .execute(&s.pool)
+                .await?;
+        }
+        Database::Sqlite(s) => {
+            sqlx::query("update sync_jobs set state = ?2 where appointment_id = ?1")
+                .bind(appointment_id.hyphenated().to_string())
+                .bind(state)
+                .execute(&s.pool)
+                .await?;
+        }
+    }
+    Ok(())
+}
+
+/// How many rows of `table` belong to the tenant.
+pub async fn count_rows(db: &Database, table: &str, tenant_id: Uuid) -> StoreResult<i64> {
+    let table = match table {
+        "appointments" | "appointment_segments" | "sync_jobs" | "idempotency_keys" => table,
+        other => panic!("count_rows does not know table {other}"),
+    };
+    Ok(match db {
+        Database::Postgres(s) => {
+            sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+                "select count(*) from {table} where tenant_id = $1"
+            )))
+            .bind(tenant_id)
+            .fetch_one(&s.pool)
+            .await?
+        }
+        Database::Sqlite(s) => {
+            sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+                "select count(*) from {table} where tenant_id = ?1"
+            )))
+            .bind(tenant_id.hyphenated().to_string())
+            .fetch_one(&s.pool)
+            .await?
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::with_database;
+
+    #[test]
+    fn database_name_is_replaced_or_added() {
+        assert_eq!(
+            with_database("postgres://postgres@127.0.0.1:5432/postgres", "x"),
+            "postgres://postgres@127.0.0.1:5432/x"
+        );
+        assert_eq!(
+            with_database("postgres://u@h/db?sslmode=disable", "x"),
+            "postgres://u@h/x?sslmode=disable"
+        );
+        assert_eq!(
+            with_database("postgres://u@h:5432", "x"),
+            "postgres://u@h:5432/x"
+        );
+    }
+}
