@@ -1,0 +1,462 @@
+//! The issue-2 journey over real HTTP on both backends: define a salon, book, replay,
+//! collide, read back, list, cancel, and every way a request can be refused.
+
+mod support;
+
+use reqwest::Method;
+use serde_json::{Value, json};
+use support::{TestApp, booking, content_type, problem};
+
+async fn journey_book_replay_collide_read_list_cancel(app: TestApp) {
+    app.define_salon().await;
+    let body = booking("anna", "2026-05-04T09:00");
+
+    // Book with an idempotency key.
+    let first = app
+        .request(Method::POST, "/appointments", Some(&app.keys.agent))
+        .header("Idempotency-Key", "call-42")
+        .json(&body)
+        .send()
+        .await
+        .expect("create");
+    assert_eq!(first.status(), 201);
+    assert!(first.headers().get("idempotent-replayed").is_none());
+    let first_bytes = first.bytes().await.expect("body");
+    let created: Value = serde_json::from_slice(&first_bytes).expect("json");
+    let id = created["id"].as_str().expect("id").to_string();
+    assert_eq!(created["status"], "booked");
+    assert_eq!(created["starts_at"], "2026-05-04T07:00:00Z");
+    assert_eq!(created["ends_at"], "2026-05-04T09:10:00Z");
+    assert_eq!(created["time_zone"], "Europe/Berlin");
+    assert_eq!(created["sync"]["status"], "pending");
+    assert_eq!(created["sync"]["requires_manual_review"], false);
+    let segments = created["segments"].as_array().expect("segments");
+    let times: Vec<(&str, &str, &str)> = segments
+        .iter()
+        .map(|s| {
+            assert_eq!(s["sync_status"], "pending");
+            assert_eq!(s["staff_id"], "anna");
+            assert!(s["calcom_booking_uid"].is_null());
+            (
+                s["key"].as_str().unwrap_or_default(),
+                s["starts_at"].as_str().unwrap_or_default(),
+                s["ends_at"].as_str().unwrap_or_default(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        times,
+        [
+            ("A", "2026-05-04T07:00:00Z", "2026-05-04T07:30:00Z"),
+            ("B", "2026-05-04T08:05:00Z", "2026-05-04T08:20:00Z"),
+            ("C", "2026-05-04T08:20:00Z", "2026-05-04T08:50:00Z"),
+            ("D", "2026-05-04T08:50:00Z", "2026-05-04T09:10:00Z"),
+        ]
+    );
+
+    // Same key, same body (keys reordered): the first response, byte for byte.
+    let reordered: Value = serde_json::from_str(
+        &serde_json::to_string(&json!({
+            "customer": body["customer"], "notes": body["notes"], "time_zone": body["time_zone"],
+            "start": body["start"], "staff_id": body["staff_id"], "service_id": body["service_id"]
+        }))
+        .expect("json"),
+    )
+    .expect("json");
+    let replay = app
+        .request(Method::POST, "/appointments", Some(&app.keys.agent))
+        .header("Idempotency-Key", "call-42")
+        .json(&reordered)
+        .send()
+        .await
+        .expect("replay");
+    assert_eq!(replay.status(), 201);
+    assert_eq!(
+        replay.headers().get("idempotent-replayed").and_then(|v| v.to_str().ok()),
+        Some("true")
+    );
+    assert_eq!(replay.bytes().await.expect("body"), first_bytes);
+
+    // Same key, different body: refused.
+    let other_body = booking("anna", "2026-05-04T15:00");
+    let reused = app
+        .request(Method::POST, "/appointments", Some(&app.keys.agent))
+        .header("Idempotency-Key", "call-42")
+        .json(&other_body)
+        .send()
+        .await
+        .expect("reuse");
+    problem(reused, 422, "idempotency-key-reused").await;
+
+    // A new key for an overlapping time: 409 naming the holder.
+    let clash = app
+        .request(Method::POST, "/appointments", Some(&app.keys.agent))
+        .header("Idempotency-Key", "call-43")
+        .json(&json!({
+            "service_id": "cut", "staff_id": "anna", "start": "2026-05-04T10:30:00+02:00",
+            "customer": {"name": "Grace"}
+        }))
+        .send()
+        .await
+        .expect("clash");
+    let conflict = problem(clash, 409, "double-booking").await;
+    assert_eq!(conflict["conflicting_appointment_id"], id.as_str());
+
+    // The processing gap is free for another client.
+    let in_gap = app
+        .post_json(
+            "/appointments",
+            &app.keys.agent,
+            &json!({
+                "service_id": "cut", "staff_id": "anna", "start": "2026-05-04T07:30:00Z",
+                "time_zone": "Europe/Berlin", "customer": {"name": "Grace"}
+            }),
+        )
+        .await;
+    assert_eq!(in_gap.status(), 201);
+    let in_gap: Value = in_gap.json().await.expect("json");
+
+    // Read back (viewer may read).
+    let read = app.get(&format!("/appointments/{id}"), &app.keys.viewer).await;
+    assert_eq!(read.status(), 200);
+    let read: Value = read.json().await.expect("json");
+    assert_eq!(read, created);
+
+    // Ben's appointment, then list with filters and a cursor.
+    let bens = app
+        .post_json("/appointments", &app.keys.ops, &booking("ben", "2026-05-04T08:00"))
+        .await;
+    assert_eq!(bens.status(), 201);
+    let bens: Value = bens.json().await.expect("json");
+
+    let mut ids = Vec::new();
+    let mut path = "/appointments?limit=2".to_string();
+    loop {
+        let page: Value = app.get(&path, &app.keys.viewer).await.json().await.expect("page");
+        for item in page["items"].as_array().expect("items") {
+            ids.push(item["id"].as_str().expect("id").to_string());
+        }
+        match page["next_cursor"].as_str() {
+            Some(cursor) => path = format!("/appointments?limit=2&cursor={cursor}"),
+            None => break,
+        }
+    }
+    // Start order: anna 07:00 (created), anna 07:30 (gap), ben 08:00 (06:00Z).
+    assert_eq!(
+        ids,
+        [
+            bens["id"].as_str().expect("id"),
+            id.as_str(),
+            in_gap["id"].as_str().expect("id")
+        ]
+    );
+    let filtered: Value = app
+        .get(
+            "/appointments?staff_id=anna&sync_status=pending&requires_manual_review=false&from=2026-05-04T07:15:00Z&to=2026-05-05T00:00:00Z",
+            &app.keys.viewer,
+        )
+        .await
+        .json()
+        .await
+        .expect("filtered");
+    let filtered_ids: Vec<&str> = filtered["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .filter_map(|i| i["id"].as_str())
+        .collect();
+    assert_eq!(filtered_ids, [id.as_str(), in_gap["id"].as_str().expect("id")]);
+
+    // Cancel frees the slot; cancelling again changes nothing.
+    let cancelled = app
+        .post_json(&format!("/appointments/{id}/cancel"), &app.keys.agent, &json!({}))
+        .await;
+    assert_eq!(cancelled.status(), 200);
+    let cancelled: Value = cancelled.json().await.expect("json");
+    assert_eq!(cancelled["status"], "cancelled");
+    assert_eq!(cancelled["sync"]["status"], "cancelled");
+    let again: Value = app
+        .post_json(&format!("/appointments/{id}/cancel"), &app.keys.agent, &json!({}))
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(again["cancelled_at"], cancelled["cancelled_at"]);
+    let rebook = app
+        .post_json(
+            "/appointments",
+            &app.keys.agent,
+            &json!({
+                "service_id": "cut", "staff_id": "anna", "start": "2026-05-04T10:30:00+02:00",
+                "customer": {"name": "Grace"}
+            }),
+        )
+        .await;
+    assert_eq!(rebook.status(), 201, "the freed slot can be booked");
+    let cancelled_list: Value = app
+        .get("/appointments?sync_status=cancelled", &app.keys.viewer)
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(cancelled_list["items"].as_array().map(Vec::len), Some(1));
+}
+
+async fn keys_roles_and_tenants_are_enforced(app: TestApp) {
+    app.define_salon().await;
+    let created: Value = app
+        .post_json("/appointments", &app.keys.agent, &booking("anna", "2026-05-04T09:00"))
+        .await
+        .json()
+        .await
+        .expect("json");
+    let id = created["id"].as_str().expect("id");
+
+    let missing = app
+        .request(Method::GET, "/appointments", None)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(
+        missing.headers().get("www-authenticate").and_then(|v| v.to_str().ok()),
+        Some("Bearer")
+    );
+    problem(missing, 401, "unauthorized").await;
+    problem(app.get("/appointments", "pb_live_not_a_real_key").await, 401, "unauthorized").await;
+
+    // Viewers read only; agents cannot define the catalogue.
+    problem(
+        app.post_json("/appointments", &app.keys.viewer, &booking("anna", "2026-05-04T15:00"))
+            .await,
+        403,
+        "forbidden",
+    )
+    .await;
+    problem(
+        app.post_json(&format!("/appointments/{id}/cancel"), &app.keys.viewer, &json!({}))
+            .await,
+        403,
+        "forbidden",
+    )
+    .await;
+    problem(
+        app.put_json("/staff/carla", &app.keys.agent, &json!({"name": "Carla", "calcom_user_id": 3, "calcom_username": "carla", "time_zone": "Europe/Berlin"}))
+            .await,
+        403,
+        "forbidden",
+    )
+    .await;
+    assert_eq!(app.get("/services", &app.keys.agent).await.status(), 200);
+
+    // Another tenant's ids do not exist for you.
+    let other = &app.other_ops_key;
+    problem(app.get(&format!("/appointments/{id}"), other).await, 404, "not-found").await;
+    problem(
+        app.post_json(&format!("/appointments/{id}/cancel"), other, &json!({})).await,
+        404,
+        "not-found",
+    )
+    .await;
+    problem(app.get("/services/colour", other).await, 404, "not-found").await;
+    let theirs: Value = app.get("/appointments", other).await.json().await.expect("json");
+    assert_eq!(theirs["items"], json!([]));
+    // And their catalogue is theirs: booking our service id there is unknown.
+    let unknown = problem(
+        app.post_json("/appointments", other, &booking("anna", "2026-05-04T09:00")).await,
+        422,
+        "validation",
+    )
+    .await;
+    assert_eq!(unknown["field"], "service_id");
+}
+
+async fn bad_requests_are_problems_and_write_nothing(app: TestApp) {
+    app.define_salon().await;
+    let key = &app.keys.agent;
+
+    let malformed = app
+        .request(Method::POST, "/appointments", Some(key))
+        .header("content-type", "application/json")
+        .body("{\"service_id\": \"colour\", ")
+        .send()
+        .await
+        .expect("request");
+    problem(malformed, 400, "malformed-request").await;
+
+    let mut unknown_field = booking("anna", "2026-05-04T09:00");
+    unknown_field["customer"]["nickname"] = json!("Ada");
+    let body = problem(app.post_json("/appointments", key, &unknown_field).await, 422, "validation").await;
+    assert_eq!(body["field"], "customer.nickname");
+
+    let mut wrong_type = booking("anna", "2026-05-04T09:00");
+    wrong_type["customer"]["name"] = json!(42);
+    let body = problem(app.post_json("/appointments", key, &wrong_type).await, 422, "validation").await;
+    assert_eq!(body["field"], "customer.name");
+
+    let mut missing = booking("anna", "2026-05-04T09:00");
+    missing.as_object_mut().map(|m| m.remove("start"));
+    let body = problem(app.post_json("/appointments", key, &missing).await, 422, "validation").await;
+    assert_eq!(body["field"], "start");
+
+    let mut bad_email = booking("anna", "2026-05-04T09:00");
+    bad_email["customer"]["email"] = json!("ada-at-example");
+    let body = problem(app.post_json("/appointments", key, &bad_email).await, 422, "validation").await;
+    assert_eq!(body["field"], "customer.email");
+    assert_eq!(body["code"], "invalid_email");
+
+    let mut unknown_service = booking("anna", "2026-05-04T09:00");
+    unknown_service["service_id"] = json!("perm");
+    let body = problem(app.post_json("/appointments", key, &unknown_service).await, 422, "validation").await;
+    assert_eq!(body["field"], "service_id");
+
+    let body = problem(
+        app.post_json("/appointments", key, &booking("zoe", "2026-05-04T09:00")).await,
+        422,
+        "validation",
+    )
+    .await;
+    assert_eq!(body["field"], "staff_id");
+
+    let mut override_unknown = booking("anna", "2026-05-04T09:00");
+    override_unknown["segments"] = json!([{"key": "C", "staff_id": "zoe"}]);
+    let body = problem(app.post_json("/appointments", key, &override_unknown).await, 422, "validation").await;
+    assert_eq!(body["field"], "segments[0].staff_id");
+
+    // 02:30 does not exist in Berlin on the spring-forward day.
+    let body = problem(
+        app.post_json("/appointments", key, &booking("anna", "2026-03-29T02:30")).await,
+        422,
+        "validation",
+    )
+    .await;
+    assert_eq!(body["code"], "nonexistent_local_time");
+
+    let empty_service = app
+        .put_json("/services/empty", &app.keys.ops, &json!({"name": "Nothing", "segments": []}))
+        .await;
+    let body = problem(empty_service, 422, "validation").await;
+    assert_eq!(body["field"], "segments");
+    problem(app.get("/services/empty", &app.keys.ops).await, 404, "not-found").await;
+
+    let mut huge = booking("anna", "2026-05-04T09:00");
+    huge["notes"] = json!("x".repeat(70 * 1024));
+    problem(app.post_json("/appointments", key, &huge).await, 413, "payload-too-large").await;
+
+    let not_json = app
+        .request(Method::POST, "/appointments", Some(key))
+        .header("content-type", "text/plain")
+        .body("hello")
+        .send()
+        .await
+        .expect("request");
+    problem(not_json, 415, "unsupported-media-type").await;
+
+    let body = problem(app.get("/appointments?limit=500", key).await, 422, "validation").await;
+    assert_eq!(body["field"], "limit");
+    let body = problem(app.get("/appointments?cursor=garbage", key).await, 422, "validation").await;
+    assert_eq!(body["field"], "cursor");
+    let body = problem(app.get("/appointments?colour=red", key).await, 400, "malformed-request").await;
+    assert_eq!(body["field"], "colour");
+    problem(app.get("/appointments/not-a-uuid", key).await, 404, "not-found").await;
+    problem(app.get("/no/such/route", key).await, 404, "not-found").await;
+
+    let listed: Value = app.get("/appointments", key).await.json().await.expect("json");
+    assert_eq!(listed["items"], json!([]), "nothing was written");
+}
+
+async fn a_key_in_flight_answers_409(app: TestApp) {
+    app.define_salon().await;
+    let body = booking("anna", "2026-05-04T09:00");
+    // Hold the key as a concurrent request would.
+    let claim = app
+        .db
+        .store()
+        .claim_idempotency_key(
+            app.tenant_id,
+            "busy",
+            &phasebook_api::routes::appointments::request_hash(&body),
+            chrono::Utc::now(),
+        )
+        .await
+        .expect("claim");
+    assert_eq!(claim, phasebook_api::store::IdempotencyClaim::Claimed);
+    let response = app
+        .request(Method::POST, "/appointments", Some(&app.keys.agent))
+        .header("Idempotency-Key", "busy")
+        .json(&body)
+        .send()
+        .await
+        .expect("request");
+    problem(response, 409, "idempotency-key-in-flight").await;
+    // The same key in another tenant is unrelated.
+    let other_tenant = app
+        .request(Method::POST, "/appointments", Some(&app.other_ops_key))
+        .header("Idempotency-Key", "busy")
+        .json(&body)
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(other_tenant.status(), 422, "their catalogue has no such service");
+}
+
+async fn operations_endpoints_answer(app: TestApp) {
+    let health = app.request(Method::GET, "/healthz", None).send().await.expect("healthz");
+    assert_eq!(health.status(), 200);
+    assert!(health.headers().get("x-request-id").is_some(), "request id echoed");
+    let ready: Value = app
+        .request(Method::GET, "/readyz", None)
+        .send()
+        .await
+        .expect("readyz")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(ready["status"], "ready");
+
+    let spec: Value = app
+        .request(Method::GET, "/openapi.json", None)
+        .send()
+        .await
+        .expect("openapi")
+        .json()
+        .await
+        .expect("json");
+    assert!(spec["paths"]["/appointments"]["post"].is_object());
+    assert!(spec["paths"]["/appointments/{id}/cancel"]["post"].is_object());
+
+    // The docs UI and its script are served from the binary, no network needed.
+    let docs = app.request(Method::GET, "/docs/", None).send().await.expect("docs");
+    assert_eq!(docs.status(), 200);
+    assert!(docs.text().await.expect("html").contains("swagger-ui"));
+    let script = app
+        .request(Method::GET, "/docs/swagger-ui-bundle.js", None)
+        .send()
+        .await
+        .expect("script");
+    assert_eq!(script.status(), 200);
+    assert!(script.bytes().await.expect("js").len() > 100_000);
+    let init = app
+        .request(Method::GET, "/docs/swagger-initializer.js", None)
+        .send()
+        .await
+        .expect("initializer");
+    assert!(init.text().await.expect("js").contains("/openapi.json"));
+
+    let metrics = app.request(Method::GET, "/metrics", None).send().await.expect("metrics");
+    assert!(content_type(&metrics).starts_with("text/plain"));
+    assert!(
+        metrics
+            .text()
+            .await
+            .expect("text")
+            .contains("phasebook_http_requests_total")
+    );
+}
+
+on_both_backends!(
+    journey_book_replay_collide_read_list_cancel,
+    keys_roles_and_tenants_are_enforced,
+    bad_requests_are_problems_and_write_nothing,
+    a_key_in_flight_answers_409,
+    operations_endpoints_answer,
+);

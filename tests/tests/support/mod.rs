@@ -1,0 +1,239 @@
+//! `spawn_app()`: the real router on a loopback port with a fresh database (a SQLite file,
+//! or a new PostgreSQL database when `DATABASE_URL` is set), a tenant with one key per
+//! role, a second tenant, and a reqwest client.
+
+#![allow(dead_code)]
+
+use phasebook_api::auth::{self, TenantSettings};
+use phasebook_api::state::AppState;
+use phasebook_api::store::{Database, Role};
+use phasebook_api::testing::TestDatabase;
+use reqwest::{Method, RequestBuilder, Response};
+use secrecy::{ExposeSecret, SecretString};
+use serde_json::{Value, json};
+use tokio::sync::oneshot;
+use uuid::Uuid;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+pub struct Keys {
+    pub ops: String,
+    pub agent: String,
+    pub viewer: String,
+}
+
+pub struct TestApp {
+    pub base_url: String,
+    pub client: reqwest::Client,
+    pub db: Database,
+    pub tenant_id: Uuid,
+    pub keys: Keys,
+    pub other_tenant_id: Uuid,
+    pub other_ops_key: String,
+    stop: Option<oneshot::Sender<()>>,
+    _database: TestDatabase,
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+}
+
+async fn tenant_with_keys(db: &Database, name: &str) -> (Uuid, Keys) {
+    let ops = auth::create_tenant(
+        db.store(),
+        TenantSettings {
+            name: name.into(),
+            calcom_api_key: SecretString::from("cal_live_test"),
+            calcom_base_url: "http://127.0.0.1:9".into(),
+            calcom_team_id: None,
+        },
+    )
+    .await
+    .expect("tenant");
+    let key = |role| auth::issue_api_key(db.store(), ops.tenant_id, role);
+    let agent = key(Role::Agent).await.expect("agent key");
+    let viewer = key(Role::Viewer).await.expect("viewer key");
+    (
+        ops.tenant_id,
+        Keys {
+            ops: ops.api_key.expose_secret().to_string(),
+            agent: agent.api_key.expose_secret().to_string(),
+            viewer: viewer.api_key.expose_secret().to_string(),
+        },
+    )
+}
+
+pub fn http_client() -> reqwest::Client {
+    // reqwest is built without a default TLS provider; the tests speak plain HTTP but
+    // the client still wants one installed.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder()
+        .build()
+        .expect("http client")
+}
+
+/// Starts the app on `backend`, or None for PostgreSQL when `DATABASE_URL` is unset.
+pub async fn spawn_app(backend: Backend) -> Option<TestApp> {
+    let database = match backend {
+        Backend::Sqlite => TestDatabase::sqlite(),
+        Backend::Postgres => TestDatabase::postgres_from_env().await?,
+    };
+    let db = database.connect().await.expect("database");
+    let (tenant_id, keys) = tenant_with_keys(&db, "Salon Aurora").await;
+    let (other_tenant_id, other) = tenant_with_keys(&db, "Salon Borealis").await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let base_url = format!("http://{}", listener.local_addr().expect("address"));
+    let (stop, stopped) = oneshot::channel::<()>();
+    let state = AppState::new(db.clone());
+    tokio::spawn(phasebook_api::app::serve(listener, state, async move {
+        let _ = stopped.await;
+    }));
+    Some(TestApp {
+        base_url,
+        client: http_client(),
+        db,
+        tenant_id,
+        keys,
+        other_tenant_id,
+        other_ops_key: other.ops,
+        stop: Some(stop),
+        _database: database,
+    })
+}
+
+impl TestApp {
+    pub fn request(&self, method: Method, path: &str, key: Option<&str>) -> RequestBuilder {
+        let request = self.client.request(method, format!("{}{path}", self.base_url));
+        match key {
+            Some(key) => request.bearer_auth(key),
+            None => request,
+        }
+    }
+
+    pub async fn put_json(&self, path: &str, key: &str, body: &Value) -> Response {
+        self.request(Method::PUT, path, Some(key))
+            .json(body)
+            .send()
+            .await
+            .expect("request")
+    }
+
+    pub async fn post_json(&self, path: &str, key: &str, body: &Value) -> Response {
+        self.request(Method::POST, path, Some(key))
+            .json(body)
+            .send()
+            .await
+            .expect("request")
+    }
+
+    pub async fn get(&self, path: &str, key: &str) -> Response {
+        self.request(Method::GET, path, Some(key))
+            .send()
+            .await
+            .expect("request")
+    }
+
+    /// The sample salon: the colouring service (A 30, gap 35, B 15, C 30, D 20), a cut,
+    /// and two stylists.
+    pub async fn define_salon(&self) {
+        let colour = json!({
+            "name": "Colour, cut and blow-dry",
+            "segments": [
+                {"key": "A", "name": "Apply colour", "duration_minutes": 30, "gap_after_minutes": 35},
+                {"key": "B", "name": "Wash", "duration_minutes": 15},
+                {"key": "C", "name": "Cut", "duration_minutes": 30},
+                {"key": "D", "name": "Blow-dry", "duration_minutes": 20}
+            ]
+        });
+        let response = self.put_json("/services/colour", &self.keys.ops, &colour).await;
+        assert_eq!(response.status(), 200, "{}", response.text().await.unwrap_or_default());
+        let cut = json!({"name": "Cut", "segments": [{"key": "C", "name": "Cut", "duration_minutes": 30}]});
+        assert_eq!(self.put_json("/services/cut", &self.keys.ops, &cut).await.status(), 200);
+        for (id, user) in [("anna", 101), ("ben", 102)] {
+            let staff = json!({
+                "name": id.to_uppercase(),
+                "calcom_user_id": user,
+                "calcom_username": id,
+                "time_zone": "Europe/Berlin"
+            });
+            let response = self.put_json(&format!("/staff/{id}"), &self.keys.ops, &staff).await;
+            assert_eq!(response.status(), 200);
+        }
+    }
+}
+
+/// A booking request for the colouring service.
+pub fn booking(staff: &str, start: &str) -> Value {
+    json!({
+        "service_id": "colour",
+        "staff_id": staff,
+        "start": start,
+        "time_zone": "Europe/Berlin",
+        "customer": {"name": "Ada Lovelace", "email": "ada@example.com", "phone": "+4915123456789"},
+        "notes": "allergic to ammonia"
+    })
+}
+
+pub fn content_type(response: &Response) -> String {
+    response
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string()
+}
+
+/// Asserts a problem response and returns its document.
+pub async fn problem(response: Response, status: u16, kind: &str) -> Value {
+    assert_eq!(response.status().as_u16(), status, "status");
+    assert_eq!(content_type(&response), "application/problem+json");
+    let body: Value = response.json().await.expect("problem json");
+    assert_eq!(
+        body["type"],
+        format!("https://phasebook.dev/problems/{kind}"),
+        "{body}"
+    );
+    assert_eq!(body["status"], status);
+    assert!(body["title"].is_string() && body["detail"].is_string(), "{body}");
+    body
+}
+
+/// Runs each listed test body on SQLite, and on PostgreSQL when `DATABASE_URL` is set.
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($name:ident),+ $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let app = $crate::support::spawn_app($crate::support::Backend::Sqlite)
+                        .await
+                        .expect("sqlite app");
+                    super::$name(app).await;
+                }
+            )+
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let Some(app) = $crate::support::spawn_app($crate::support::Backend::Postgres).await else {
+                        eprintln!("DATABASE_URL not set: PostgreSQL variant skipped");
+                        return;
+                    };
+                    super::$name(app).await;
+                }
+            )+
+        }
+    };
+}
