@@ -328,7 +328,7 @@ impl Run<'_> {
         let attempt = self
             .begin(segment, "resolve", Some(configured.0), segment.status)
             .await?;
-        let answer = crate::event_maps::calcom::resolve(
+        let answer = super::resolve::resolve(
             client,
             self.work.tenant.team_id,
             *configured,

@@ -9,7 +9,10 @@
 pub mod clients;
 pub mod engine;
 pub mod failure;
+pub mod prefer;
+pub mod resolve;
 pub mod routes;
+pub mod settings;
 pub mod worker;
 
 use std::sync::Arc;
@@ -20,6 +23,7 @@ use tokio::sync::{Notify, broadcast};
 use uuid::Uuid;
 
 pub use clients::{ClientCache, ClientSettings};
+pub use settings::SyncArgs;
 pub use worker::Worker;
 
 use crate::store::Database;
@@ -187,5 +191,13 @@ pub fn sync_store(database: &Database) -> Arc<dyn SyncStore> {
     match database {
         Database::Postgres(store) => Arc::new(store.pool.clone()),
         Database::Sqlite(store) => Arc::new(store.pool.clone()),
+    }
+}
+
+/// The PostgreSQL pool, for the worker's notification listener (`None` on SQLite).
+pub fn postgres_pool(database: &Database) -> Option<sqlx::PgPool> {
+    match database {
+        Database::Postgres(store) => Some(store.pool.clone()),
+        Database::Sqlite(_) => None,
     }
 }

@@ -351,3 +351,21 @@ impl SyncHandle {
         tokio::spawn(worker.run(shutdown))
     }
 }
+
+/// `phasebook worker`: connects, migrates, and runs the worker until Ctrl-C/SIGTERM.
+pub async fn run_standalone(database_url: &str, config: SyncConfig) -> anyhow::Result<()> {
+    use anyhow::Context;
+    let db = crate::store::Database::connect(database_url)
+        .await
+        .context("connecting to the database")?;
+    db.store().migrate().await.context("applying migrations")?;
+    let handle = SyncHandle::for_database(&db);
+    let stop = CancellationToken::new();
+    let worker = handle.spawn_worker(config, super::postgres_pool(&db), stop.clone());
+    tracing::info!(database = db.store().backend(), "phasebook worker running");
+    crate::app::shutdown_signal().await;
+    stop.cancel();
+    let _ = worker.await;
+    db.close().await;
+    Ok(())
+}
