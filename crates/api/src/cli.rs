@@ -45,6 +45,8 @@ pub struct Cli {
 pub enum Command {
     /// Serve the API (and the sync worker unless --no-worker); applies migrations first.
     Serve(ServeArgs),
+    /// Run only the sync worker (no HTTP API); applies migrations first.
+    Worker(WorkerArgs),
     /// Apply pending database migrations.
     Migrate(JsonFlag),
     /// Manage tenants.
@@ -74,6 +76,14 @@ pub struct ServeArgs {
     /// Serve the API only; run the sync worker elsewhere (`phasebook worker`).
     #[arg(long)]
     pub no_worker: bool,
+    #[command(flatten)]
+    pub sync: crate::sync::SyncArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct WorkerArgs {
+    #[command(flatten)]
+    pub sync: crate::sync::SyncArgs,
 }
 
 #[derive(Debug, Subcommand)]
@@ -138,6 +148,7 @@ pub struct ServeConfig {
     pub database_url: String,
     pub listen: SocketAddr,
     pub run_worker: bool,
+    pub sync: crate::sync::SyncConfig,
 }
 
 /// Parses the command line and runs the command.
@@ -150,8 +161,12 @@ pub async fn run() -> Result<()> {
                 database_url: cli.database_url,
                 listen: args.listen,
                 run_worker: !args.no_worker,
+                sync: args.sync.config(),
             })
             .await
+        }
+        Command::Worker(args) => {
+            crate::sync::worker::run_standalone(&cli.database_url, args.sync.config()).await
         }
         Command::Migrate(flag) => {
             let db = connect(&cli.database_url).await?;
@@ -226,13 +241,17 @@ pub fn start_background(
     config: &ServeConfig,
     stop: &CancellationToken,
 ) -> Vec<tokio::task::JoinHandle<()>> {
-    let tasks = vec![tokio::spawn(app::purge_idempotency_keys(
+    let mut tasks = vec![tokio::spawn(app::purge_idempotency_keys(
         state.clone(),
         Duration::from_secs(15 * 60),
         stop.clone(),
     ))];
     if config.run_worker {
-        tracing::info!("sync worker not part of this build; appointments stay pending");
+        tasks.push(state.sync.spawn_worker(
+            config.sync.clone(),
+            crate::sync::postgres_pool(&state.db),
+            stop.clone(),
+        ));
     }
     tasks
 }

@@ -10,5 +10,6 @@ pub mod extract;
 pub mod routes;
 pub mod state;
 pub mod store;
+pub mod sync;
 pub mod telemetry;
 pub mod testing;

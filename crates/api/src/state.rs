@@ -15,13 +15,17 @@ pub struct AppState {
     pub store: Arc<dyn Store>,
     /// Renders `/metrics`; None when no recorder could be installed.
     pub metrics: Option<PrometheusHandle>,
+    /// The sync engine: its store, the worker's wake-up, finished runs.
+    pub sync: crate::sync::SyncHandle,
 }
 
 impl AppState {
     pub fn new(db: Database) -> Self {
         let store = db.shared();
+        let sync = crate::sync::SyncHandle::for_database(&db);
         Self {
             db,
+            sync,
             store,
             metrics: crate::telemetry::metrics_handle(),
         }

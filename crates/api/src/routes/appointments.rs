@@ -351,6 +351,7 @@ async fn create(
                 .await
             {
                 Ok(()) => {
+                    state.sync.wake();
                     metrics::counter!("phasebook_appointments_created_total").increment(1);
                     tracing::info!(segments = new.segments.len(), "appointment created");
                     return json_response(StatusCode::CREATED, pinned.body);
@@ -421,7 +422,10 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
 /// Books an appointment (agent, ops). With `Idempotency-Key`, a retry with the same body
 /// gets the first response again, byte for byte, with `Idempotent-Replayed: true`.
 #[utoipa::path(post, path = "/appointments", tag = "appointments",
-    params(("Idempotency-Key" = Option<String>, Header, description = "Unique per booking attempt; kept 24 h")),
+    params(
+        ("Idempotency-Key" = Option<String>, Header, description = "Unique per booking attempt; kept 24 h"),
+        ("Prefer" = Option<String>, Header, description = "`wait=N` (N <= 10): answer once the Cal.com sync is final or after N seconds; `Preference-Applied` echoes the wait and `Phasebook-Sync-Finished` says whether the sync finished")
+    ),
     request_body = CreateAppointment,
     responses(
         (status = 201, body = AppointmentView),
@@ -440,11 +444,19 @@ async fn create_appointment(
 ) -> Result<Response, ApiError> {
     caller.require(Permission::BookAppointments)?;
     let key = idempotency_key(&headers)?;
+    let wait = crate::sync::prefer::requested_wait(&headers);
     let hash = request_hash(&body);
     let request: CreateAppointment = parse_json(&serde_json::to_vec(&body).unwrap_or_default())?;
 
     let Some(key) = key else {
-        return Ok(create(state, caller, request, None).await);
+        let response = create(state.clone(), caller, request, None).await;
+        return Ok(match wait {
+            Some(seconds) => {
+                crate::sync::prefer::answer_after_wait(&state, caller.tenant_id, response, seconds)
+                    .await
+            }
+            None => response,
+        });
     };
     let now = Utc::now();
     match state
@@ -484,12 +496,19 @@ async fn create_appointment(
     let tenant_id = caller.tenant_id;
     let task_key = key.clone();
     let span = tracing::Span::current();
+    let wait_state = state.clone();
     let task = tokio::spawn(tracing::Instrument::instrument(
         create(state, caller, request, Some(task_key)),
         span,
     ));
     match task.await {
-        Ok(response) => Ok(response),
+        Ok(response) => Ok(match wait {
+            Some(seconds) => {
+                crate::sync::prefer::answer_after_wait(&wait_state, tenant_id, response, seconds)
+                    .await
+            }
+            None => response,
+        }),
         Err(err) => {
             let _ = store.release_idempotency_key(tenant_id, &key).await;
             Err(ApiError::Internal(format!(
@@ -550,6 +569,26 @@ async fn cancel_appointment(
         .cancel_appointment(caller.tenant_id, id, Utc::now().trunc_subsecs(3))
         .await?
         .ok_or_else(not_found)?;
+    // The sync job may be leased right now; this makes its worker run it again.
+    let appointment = match state
+        .sync
+        .store()
+        .request_sync(caller.tenant_id, id, Utc::now(), false)
+        .await
+    {
+        Ok(_) => {
+            state.sync.wake();
+            state
+                .store
+                .get_appointment(caller.tenant_id, id)
+                .await?
+                .unwrap_or(appointment)
+        }
+        Err(err) => {
+            tracing::error!(error = %err, "could not queue the Cal.com cancellation");
+            appointment
+        }
+    };
     tracing::info!("appointment cancelled");
     Ok(axum::Json(AppointmentView::from(&appointment)))
 }

@@ -27,6 +27,7 @@ use crate::state::AppState;
         (name = "services", description = "Services and their segments"),
         (name = "staff", description = "Staff members and their Cal.com users"),
         (name = "appointments", description = "Composite appointments"),
+        (name = "sync", description = "Cal.com sync: status, attempt log, resync, health, webhooks"),
         (name = "operations", description = "Health, readiness and metrics")
     )
 )]
@@ -57,6 +58,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(services::router())
         .merge(staff::router())
         .merge(appointments::router())
+        .merge(crate::sync::routes::router())
 }
 
 /// The OpenAPI document as served at `/openapi.json` and checked in at

@@ -4,6 +4,9 @@
 
 mod pg;
 mod sqlite;
+pub mod sync;
+mod sync_pg;
+mod sync_sqlite;
 
 use std::str::FromStr;
 use std::sync::Arc;
