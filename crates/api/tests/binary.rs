@@ -1,0 +1,112 @@
+//! The real `phasebook` binary: `tenant create --json` prints one JSON object with a key
+//! that works, and `serve` answers `/healthz` and authenticated requests.
+
+use std::net::TcpListener;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+struct Server(Child);
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn phasebook(database_url: &str) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_phasebook"));
+    command
+        .env("PHASEBOOK_DATABASE_URL", database_url)
+        .env("PHASEBOOK_LOG_FORMAT", "json");
+    command
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+#[tokio::test]
+async fn binary_creates_a_tenant_and_serves_healthz() {
+    let database = phasebook_api::testing::TestDatabase::sqlite();
+
+    let output = phasebook(&database.url)
+        .args(["tenant", "create", "--name", "Salon Aurora", "--calcom-api-key", "cal_live_x", "--json"])
+        .output()
+        .expect("run tenant create");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let stdout = String::from_utf8(output.stdout).expect("utf-8");
+    assert_eq!(stdout.lines().count(), 1, "one JSON object: {stdout}");
+    let created: Value = serde_json::from_str(&stdout).expect("json");
+    let key = created["api_key"].as_str().expect("api_key").to_string();
+    let tenant = created["tenant_id"].as_str().expect("tenant_id").to_string();
+    assert!(key.starts_with("pb_live_"));
+    assert_eq!(created["role"], "ops");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(!stderr.contains(&key), "the key is never logged");
+
+    let output = phasebook(&database.url)
+        .args(["key", "create", "--tenant", &tenant, "--role", "viewer", "--json"])
+        .output()
+        .expect("run key create");
+    assert!(output.status.success());
+    let viewer: Value = serde_json::from_slice(&output.stdout).expect("json");
+    assert_eq!(viewer["role"], "viewer");
+
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let _server = Server(
+        phasebook(&database.url)
+            .args(["serve", "--no-worker", "--listen", &listen])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("spawn serve"),
+    );
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let client = reqwest::Client::new();
+    let base = format!("http://{listen}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        match client.get(format!("{base}/healthz")).send().await {
+            Ok(response) if response.status() == 200 => break,
+            _ if Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(100)).await,
+            other => panic!("serve never became healthy: {other:?}"),
+        }
+    }
+    let services = client
+        .get(format!("{base}/services"))
+        .bearer_auth(&key)
+        .send()
+        .await
+        .expect("services");
+    assert_eq!(services.status(), 200);
+    let unauthorised = client
+        .get(format!("{base}/services"))
+        .send()
+        .await
+        .expect("services");
+    assert_eq!(unauthorised.status(), 401);
+}
+
+#[test]
+fn openapi_command_prints_the_document() {
+    let output = Command::new(env!("CARGO_BIN_EXE_phasebook"))
+        .arg("openapi")
+        .output()
+        .expect("run openapi");
+    assert!(output.status.success());
+    assert_eq!(
+        String::from_utf8(output.stdout).expect("utf-8"),
+        phasebook_api::routes::openapi_json()
+    );
+}
