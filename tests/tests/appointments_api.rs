@@ -72,7 +72,10 @@ async fn journey_book_replay_collide_read_list_cancel(app: TestApp) {
         .expect("replay");
     assert_eq!(replay.status(), 201);
     assert_eq!(
-        replay.headers().get("idempotent-replayed").and_then(|v| v.to_str().ok()),
+        replay
+            .headers()
+            .get("idempotent-replayed")
+            .and_then(|v| v.to_str().ok()),
         Some("true")
     );
     assert_eq!(replay.bytes().await.expect("body"), first_bytes);
@@ -117,14 +120,20 @@ async fn journey_book_replay_collide_read_list_cancel(app: TestApp) {
     let in_gap: Value = in_gap.json().await.expect("json");
 
     // Read back (viewer may read).
-    let read = app.get(&format!("/appointments/{id}"), &app.keys.viewer).await;
+    let read = app
+        .get(&format!("/appointments/{id}"), &app.keys.viewer)
+        .await;
     assert_eq!(read.status(), 200);
     let read: Value = read.json().await.expect("json");
     assert_eq!(read, created);
 
     // Ben's appointment, then list with filters and a cursor.
     let bens = app
-        .post_json("/appointments", &app.keys.ops, &booking("ben", "2026-05-04T08:00"))
+        .post_json(
+            "/appointments",
+            &app.keys.ops,
+            &booking("ben", "2026-05-04T08:00"),
+        )
         .await;
     assert_eq!(bens.status(), 201);
     let bens: Value = bens.json().await.expect("json");
@@ -132,7 +141,12 @@ async fn journey_book_replay_collide_read_list_cancel(app: TestApp) {
     let mut ids = Vec::new();
     let mut path = "/appointments?limit=2".to_string();
     loop {
-        let page: Value = app.get(&path, &app.keys.viewer).await.json().await.expect("page");
+        let page: Value = app
+            .get(&path, &app.keys.viewer)
+            .await
+            .json()
+            .await
+            .expect("page");
         for item in page["items"].as_array().expect("items") {
             ids.push(item["id"].as_str().expect("id").to_string());
         }
@@ -165,18 +179,29 @@ async fn journey_book_replay_collide_read_list_cancel(app: TestApp) {
         .iter()
         .filter_map(|i| i["id"].as_str())
         .collect();
-    assert_eq!(filtered_ids, [id.as_str(), in_gap["id"].as_str().expect("id")]);
+    assert_eq!(
+        filtered_ids,
+        [id.as_str(), in_gap["id"].as_str().expect("id")]
+    );
 
     // Cancel frees the slot; cancelling again changes nothing.
     let cancelled = app
-        .post_json(&format!("/appointments/{id}/cancel"), &app.keys.agent, &json!({}))
+        .post_json(
+            &format!("/appointments/{id}/cancel"),
+            &app.keys.agent,
+            &json!({}),
+        )
         .await;
     assert_eq!(cancelled.status(), 200);
     let cancelled: Value = cancelled.json().await.expect("json");
     assert_eq!(cancelled["status"], "cancelled");
     assert_eq!(cancelled["sync"]["status"], "cancelled");
     let again: Value = app
-        .post_json(&format!("/appointments/{id}/cancel"), &app.keys.agent, &json!({}))
+        .post_json(
+            &format!("/appointments/{id}/cancel"),
+            &app.keys.agent,
+            &json!({}),
+        )
         .await
         .json()
         .await
@@ -205,7 +230,11 @@ async fn journey_book_replay_collide_read_list_cancel(app: TestApp) {
 async fn keys_roles_and_tenants_are_enforced(app: TestApp) {
     app.define_salon().await;
     let created: Value = app
-        .post_json("/appointments", &app.keys.agent, &booking("anna", "2026-05-04T09:00"))
+        .post_json(
+            "/appointments",
+            &app.keys.agent,
+            &booking("anna", "2026-05-04T09:00"),
+        )
         .await
         .json()
         .await
@@ -218,23 +247,39 @@ async fn keys_roles_and_tenants_are_enforced(app: TestApp) {
         .await
         .expect("request");
     assert_eq!(
-        missing.headers().get("www-authenticate").and_then(|v| v.to_str().ok()),
+        missing
+            .headers()
+            .get("www-authenticate")
+            .and_then(|v| v.to_str().ok()),
         Some("Bearer")
     );
     problem(missing, 401, "unauthorized").await;
-    problem(app.get("/appointments", "pb_live_not_a_real_key").await, 401, "unauthorized").await;
+    problem(
+        app.get("/appointments", "pb_live_not_a_real_key").await,
+        401,
+        "unauthorized",
+    )
+    .await;
 
     // Viewers read only; agents cannot define the catalogue.
     problem(
-        app.post_json("/appointments", &app.keys.viewer, &booking("anna", "2026-05-04T15:00"))
-            .await,
+        app.post_json(
+            "/appointments",
+            &app.keys.viewer,
+            &booking("anna", "2026-05-04T15:00"),
+        )
+        .await,
         403,
         "forbidden",
     )
     .await;
     problem(
-        app.post_json(&format!("/appointments/{id}/cancel"), &app.keys.viewer, &json!({}))
-            .await,
+        app.post_json(
+            &format!("/appointments/{id}/cancel"),
+            &app.keys.viewer,
+            &json!({}),
+        )
+        .await,
         403,
         "forbidden",
     )
@@ -250,19 +295,31 @@ async fn keys_roles_and_tenants_are_enforced(app: TestApp) {
 
     // Another tenant's ids do not exist for you.
     let other = &app.other_ops_key;
-    problem(app.get(&format!("/appointments/{id}"), other).await, 404, "not-found").await;
     problem(
-        app.post_json(&format!("/appointments/{id}/cancel"), other, &json!({})).await,
+        app.get(&format!("/appointments/{id}"), other).await,
+        404,
+        "not-found",
+    )
+    .await;
+    problem(
+        app.post_json(&format!("/appointments/{id}/cancel"), other, &json!({}))
+            .await,
         404,
         "not-found",
     )
     .await;
     problem(app.get("/services/colour", other).await, 404, "not-found").await;
-    let theirs: Value = app.get("/appointments", other).await.json().await.expect("json");
+    let theirs: Value = app
+        .get("/appointments", other)
+        .await
+        .json()
+        .await
+        .expect("json");
     assert_eq!(theirs["items"], json!([]));
     // And their catalogue is theirs: booking our service id there is unknown.
     let unknown = problem(
-        app.post_json("/appointments", other, &booking("anna", "2026-05-04T09:00")).await,
+        app.post_json("/appointments", other, &booking("anna", "2026-05-04T09:00"))
+            .await,
         422,
         "validation",
     )
@@ -285,32 +342,58 @@ async fn bad_requests_are_problems_and_write_nothing(app: TestApp) {
 
     let mut unknown_field = booking("anna", "2026-05-04T09:00");
     unknown_field["customer"]["nickname"] = json!("Ada");
-    let body = problem(app.post_json("/appointments", key, &unknown_field).await, 422, "validation").await;
+    let body = problem(
+        app.post_json("/appointments", key, &unknown_field).await,
+        422,
+        "validation",
+    )
+    .await;
     assert_eq!(body["field"], "customer.nickname");
 
     let mut wrong_type = booking("anna", "2026-05-04T09:00");
     wrong_type["customer"]["name"] = json!(42);
-    let body = problem(app.post_json("/appointments", key, &wrong_type).await, 422, "validation").await;
+    let body = problem(
+        app.post_json("/appointments", key, &wrong_type).await,
+        422,
+        "validation",
+    )
+    .await;
     assert_eq!(body["field"], "customer.name");
 
     let mut missing = booking("anna", "2026-05-04T09:00");
     missing.as_object_mut().map(|m| m.remove("start"));
-    let body = problem(app.post_json("/appointments", key, &missing).await, 422, "validation").await;
+    let body = problem(
+        app.post_json("/appointments", key, &missing).await,
+        422,
+        "validation",
+    )
+    .await;
     assert_eq!(body["field"], "start");
 
     let mut bad_email = booking("anna", "2026-05-04T09:00");
     bad_email["customer"]["email"] = json!("ada-at-example");
-    let body = problem(app.post_json("/appointments", key, &bad_email).await, 422, "validation").await;
+    let body = problem(
+        app.post_json("/appointments", key, &bad_email).await,
+        422,
+        "validation",
+    )
+    .await;
     assert_eq!(body["field"], "customer.email");
     assert_eq!(body["code"], "invalid_email");
 
     let mut unknown_service = booking("anna", "2026-05-04T09:00");
     unknown_service["service_id"] = json!("perm");
-    let body = problem(app.post_json("/appointments", key, &unknown_service).await, 422, "validation").await;
+    let body = problem(
+        app.post_json("/appointments", key, &unknown_service).await,
+        422,
+        "validation",
+    )
+    .await;
     assert_eq!(body["field"], "service_id");
 
     let body = problem(
-        app.post_json("/appointments", key, &booking("zoe", "2026-05-04T09:00")).await,
+        app.post_json("/appointments", key, &booking("zoe", "2026-05-04T09:00"))
+            .await,
         422,
         "validation",
     )
@@ -319,12 +402,18 @@ async fn bad_requests_are_problems_and_write_nothing(app: TestApp) {
 
     let mut override_unknown = booking("anna", "2026-05-04T09:00");
     override_unknown["segments"] = json!([{"key": "C", "staff_id": "zoe"}]);
-    let body = problem(app.post_json("/appointments", key, &override_unknown).await, 422, "validation").await;
+    let body = problem(
+        app.post_json("/appointments", key, &override_unknown).await,
+        422,
+        "validation",
+    )
+    .await;
     assert_eq!(body["field"], "segments[0].staff_id");
 
     // 02:30 does not exist in Berlin on the spring-forward day.
     let body = problem(
-        app.post_json("/appointments", key, &booking("anna", "2026-03-29T02:30")).await,
+        app.post_json("/appointments", key, &booking("anna", "2026-03-29T02:30"))
+            .await,
         422,
         "validation",
     )
@@ -332,15 +421,29 @@ async fn bad_requests_are_problems_and_write_nothing(app: TestApp) {
     assert_eq!(body["code"], "nonexistent_local_time");
 
     let empty_service = app
-        .put_json("/services/empty", &app.keys.ops, &json!({"name": "Nothing", "segments": []}))
+        .put_json(
+            "/services/empty",
+            &app.keys.ops,
+            &json!({"name": "Nothing", "segments": []}),
+        )
         .await;
     let body = problem(empty_service, 422, "validation").await;
     assert_eq!(body["field"], "segments");
-    problem(app.get("/services/empty", &app.keys.ops).await, 404, "not-found").await;
+    problem(
+        app.get("/services/empty", &app.keys.ops).await,
+        404,
+        "not-found",
+    )
+    .await;
 
     let mut huge = booking("anna", "2026-05-04T09:00");
     huge["notes"] = json!("x".repeat(70 * 1024));
-    problem(app.post_json("/appointments", key, &huge).await, 413, "payload-too-large").await;
+    problem(
+        app.post_json("/appointments", key, &huge).await,
+        413,
+        "payload-too-large",
+    )
+    .await;
 
     let not_json = app
         .request(Method::POST, "/appointments", Some(key))
@@ -351,16 +454,41 @@ async fn bad_requests_are_problems_and_write_nothing(app: TestApp) {
         .expect("request");
     problem(not_json, 415, "unsupported-media-type").await;
 
-    let body = problem(app.get("/appointments?limit=500", key).await, 422, "validation").await;
+    let body = problem(
+        app.get("/appointments?limit=500", key).await,
+        422,
+        "validation",
+    )
+    .await;
     assert_eq!(body["field"], "limit");
-    let body = problem(app.get("/appointments?cursor=garbage", key).await, 422, "validation").await;
+    let body = problem(
+        app.get("/appointments?cursor=garbage", key).await,
+        422,
+        "validation",
+    )
+    .await;
     assert_eq!(body["field"], "cursor");
-    let body = problem(app.get("/appointments?colour=red", key).await, 400, "malformed-request").await;
+    let body = problem(
+        app.get("/appointments?colour=red", key).await,
+        400,
+        "malformed-request",
+    )
+    .await;
     assert_eq!(body["field"], "colour");
-    problem(app.get("/appointments/not-a-uuid", key).await, 404, "not-found").await;
+    problem(
+        app.get("/appointments/not-a-uuid", key).await,
+        404,
+        "not-found",
+    )
+    .await;
     problem(app.get("/no/such/route", key).await, 404, "not-found").await;
 
-    let listed: Value = app.get("/appointments", key).await.json().await.expect("json");
+    let listed: Value = app
+        .get("/appointments", key)
+        .await
+        .json()
+        .await
+        .expect("json");
     assert_eq!(listed["items"], json!([]), "nothing was written");
 }
 
@@ -396,13 +524,24 @@ async fn a_key_in_flight_answers_409(app: TestApp) {
         .send()
         .await
         .expect("request");
-    assert_eq!(other_tenant.status(), 422, "their catalogue has no such service");
+    assert_eq!(
+        other_tenant.status(),
+        422,
+        "their catalogue has no such service"
+    );
 }
 
 async fn operations_endpoints_answer(app: TestApp) {
-    let health = app.request(Method::GET, "/healthz", None).send().await.expect("healthz");
+    let health = app
+        .request(Method::GET, "/healthz", None)
+        .send()
+        .await
+        .expect("healthz");
     assert_eq!(health.status(), 200);
-    assert!(health.headers().get("x-request-id").is_some(), "request id echoed");
+    assert!(
+        health.headers().get("x-request-id").is_some(),
+        "request id echoed"
+    );
     let ready: Value = app
         .request(Method::GET, "/readyz", None)
         .send()
@@ -425,7 +564,11 @@ async fn operations_endpoints_answer(app: TestApp) {
     assert!(spec["paths"]["/appointments/{id}/cancel"]["post"].is_object());
 
     // The docs UI and its script are served from the binary, no network needed.
-    let docs = app.request(Method::GET, "/docs/", None).send().await.expect("docs");
+    let docs = app
+        .request(Method::GET, "/docs/", None)
+        .send()
+        .await
+        .expect("docs");
     assert_eq!(docs.status(), 200);
     assert!(docs.text().await.expect("html").contains("swagger-ui"));
     let script = app
@@ -442,7 +585,11 @@ async fn operations_endpoints_answer(app: TestApp) {
         .expect("initializer");
     assert!(init.text().await.expect("js").contains("/openapi.json"));
 
-    let metrics = app.request(Method::GET, "/metrics", None).send().await.expect("metrics");
+    let metrics = app
+        .request(Method::GET, "/metrics", None)
+        .send()
+        .await
+        .expect("metrics");
     assert!(content_type(&metrics).starts_with("text/plain"));
     assert!(
         metrics

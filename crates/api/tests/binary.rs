@@ -36,7 +36,15 @@ async fn binary_creates_a_tenant_and_serves_healthz() {
     let database = phasebook_api::testing::TestDatabase::sqlite();
 
     let output = phasebook(&database.url)
-        .args(["tenant", "create", "--name", "Salon Aurora", "--calcom-api-key", "cal_live_x", "--json"])
+        .args([
+            "tenant",
+            "create",
+            "--name",
+            "Salon Aurora",
+            "--calcom-api-key",
+            "cal_live_x",
+            "--json",
+        ])
         .output()
         .expect("run tenant create");
     assert!(
@@ -48,14 +56,19 @@ async fn binary_creates_a_tenant_and_serves_healthz() {
     assert_eq!(stdout.lines().count(), 1, "one JSON object: {stdout}");
     let created: Value = serde_json::from_str(&stdout).expect("json");
     let key = created["api_key"].as_str().expect("api_key").to_string();
-    let tenant = created["tenant_id"].as_str().expect("tenant_id").to_string();
+    let tenant = created["tenant_id"]
+        .as_str()
+        .expect("tenant_id")
+        .to_string();
     assert!(key.starts_with("pb_live_"));
     assert_eq!(created["role"], "ops");
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!stderr.contains(&key), "the key is never logged");
 
     let output = phasebook(&database.url)
-        .args(["key", "create", "--tenant", &tenant, "--role", "viewer", "--json"])
+        .args([
+            "key", "create", "--tenant", &tenant, "--role", "viewer", "--json",
+        ])
         .output()
         .expect("run key create");
     assert!(output.status.success());

@@ -197,8 +197,8 @@ mod tests {
             Customer::new("  ", None, None).expect_err("name").field,
             "name"
         );
-        let c = Customer::new(" Ada ", Some("ada@example.com"), Some("+4915123456789"))
-            .expect("valid");
+        let c =
+            Customer::new(" Ada ", Some("ada@example.com"), Some("+4915123456789")).expect("valid");
         assert_eq!(c.name(), "Ada");
         assert_eq!(
             Customer::new("Ada", Some("ada@"), None)
@@ -222,8 +222,8 @@ mod tests {
 
     #[test]
     fn customer_debug_hides_contact_details() {
-        let c = Customer::new("Ada", Some("ada@example.com"), Some("+4915123456789"))
-            .expect("valid");
+        let c =
+            Customer::new("Ada", Some("ada@example.com"), Some("+4915123456789")).expect("valid");
         let shown = format!("{c:?}");
         assert!(!shown.contains("ada@example.com"));
         assert!(!shown.contains("+4915123456789"));
@@ -245,6 +245,9 @@ mod tests {
         assert_eq!(segment_status_on_cancel(S::Pending, false, 0), S::Cancelled);
         assert_eq!(segment_status_on_cancel(S::Failed, false, 1), S::Cancelling);
         assert_eq!(segment_status_on_cancel(S::Synced, true, 1), S::Cancelling);
-        assert_eq!(segment_status_on_cancel(S::Syncing, false, 0), S::Cancelling);
+        assert_eq!(
+            segment_status_on_cancel(S::Syncing, false, 0),
+            S::Cancelling
+        );
     }
 }

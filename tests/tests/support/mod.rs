@@ -75,9 +75,7 @@ pub fn http_client() -> reqwest::Client {
     // reqwest is built without a default TLS provider; the tests speak plain HTTP but
     // the client still wants one installed.
     let _ = rustls::crypto::ring::default_provider().install_default();
-    reqwest::Client::builder()
-        .build()
-        .expect("http client")
+    reqwest::Client::builder().build().expect("http client")
 }
 
 /// Starts the app on `backend`, or None for PostgreSQL when `DATABASE_URL` is unset.
@@ -113,7 +111,9 @@ pub async fn spawn_app(backend: Backend) -> Option<TestApp> {
 
 impl TestApp {
     pub fn request(&self, method: Method, path: &str, key: Option<&str>) -> RequestBuilder {
-        let request = self.client.request(method, format!("{}{path}", self.base_url));
+        let request = self
+            .client
+            .request(method, format!("{}{path}", self.base_url));
         match key {
             Some(key) => request.bearer_auth(key),
             None => request,
@@ -155,10 +155,22 @@ impl TestApp {
                 {"key": "D", "name": "Blow-dry", "duration_minutes": 20}
             ]
         });
-        let response = self.put_json("/services/colour", &self.keys.ops, &colour).await;
-        assert_eq!(response.status(), 200, "{}", response.text().await.unwrap_or_default());
+        let response = self
+            .put_json("/services/colour", &self.keys.ops, &colour)
+            .await;
+        assert_eq!(
+            response.status(),
+            200,
+            "{}",
+            response.text().await.unwrap_or_default()
+        );
         let cut = json!({"name": "Cut", "segments": [{"key": "C", "name": "Cut", "duration_minutes": 30}]});
-        assert_eq!(self.put_json("/services/cut", &self.keys.ops, &cut).await.status(), 200);
+        assert_eq!(
+            self.put_json("/services/cut", &self.keys.ops, &cut)
+                .await
+                .status(),
+            200
+        );
         for (id, user) in [("anna", 101), ("ben", 102)] {
             let staff = json!({
                 "name": id.to_uppercase(),
@@ -166,7 +178,9 @@ impl TestApp {
                 "calcom_username": id,
                 "time_zone": "Europe/Berlin"
             });
-            let response = self.put_json(&format!("/staff/{id}"), &self.keys.ops, &staff).await;
+            let response = self
+                .put_json(&format!("/staff/{id}"), &self.keys.ops, &staff)
+                .await;
             assert_eq!(response.status(), 200);
         }
     }
@@ -204,7 +218,10 @@ pub async fn problem(response: Response, status: u16, kind: &str) -> Value {
         "{body}"
     );
     assert_eq!(body["status"], status);
-    assert!(body["title"].is_string() && body["detail"].is_string(), "{body}");
+    assert!(
+        body["title"].is_string() && body["detail"].is_string(),
+        "{body}"
+    );
     body
 }
 
