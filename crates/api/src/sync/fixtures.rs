@@ -1,0 +1,194 @@
+//! Setting up a salon whose segments can be synced, for the sync tests, the benchmark and
+//! the demo: a tenant pointing at a Cal.com (usually the emulator), a service, staff, and
+//! one event map per (segment, staff), written straight to the store.
+
+use chrono::{DateTime, SubsecRound, Utc};
+use phasebook_domain::{
+    CalcomUserId, Customer, SegmentKey, SegmentSpec, Service, ServiceId, StaffId, plan_appointment,
+};
+use secrecy::SecretString;
+use uuid::Uuid;
+
+use crate::auth::{self, TenantSettings};
+use crate::store::{Database, NewAppointment, StaffMember, StoreError, StoreResult};
+
+/// A staff member and their Cal.com user.
+#[derive(Debug, Clone)]
+pub struct FixtureStaff {
+    pub staff_id: StaffId,
+    pub calcom_user_id: i64,
+    pub calcom_username: String,
+}
+
+/// What [`seed_salon`] created.
+#[derive(Debug, Clone)]
+pub struct FixtureSalon {
+    pub tenant_id: Uuid,
+    /// An ops key for the HTTP API.
+    pub ops_key: String,
+    pub service_id: ServiceId,
+    pub segments: Vec<SegmentSpec>,
+    pub staff: Vec<FixtureStaff>,
+}
+
+/// Stores an event map as if `PUT /event-maps` had resolved it (an individual type when
+/// both ids are equal, a managed parent's child otherwise).
+pub async fn put_event_map(
+    db: &Database,
+    tenant_id: Uuid,
+    service_id: &ServiceId,
+    segment_key: &SegmentKey,
+    staff_id: &StaffId,
+    event_type_id: i64,
+    bookable_event_type_id: i64,
+) -> StoreResult<()> {
+    let resolution = if event_type_id == bookable_event_type_id {
+        "individual"
+    } else {
+        "managed_parent_child"
+    };
+    let now = Utc::now().trunc_subsecs(3);
+    match db {
+        Database::Postgres(store) => {
+            sqlx::query(
+                "insert into event_maps (tenant_id, service_id, segment_key, staff_id, \
+                 event_type_id, bookable_event_type_id, resolution, checked_at, created_at, \
+                 updated_at) values ($1, $2, $3, $4, $5, $6, $7, $8, $8, $8) \
+                 on conflict (tenant_id, service_id, segment_key, staff_id) do update set \
+                 event_type_id = excluded.event_type_id, \
+                 bookable_event_type_id = excluded.bookable_event_type_id, \
+                 resolution = excluded.resolution, checked_at = excluded.checked_at",
+            )
+            .bind(tenant_id)
+            .bind(service_id.as_str())
+            .bind(segment_key.as_str())
+            .bind(staff_id.as_str())
+            .bind(event_type_id)
+            .bind(bookable_event_type_id)
+            .bind(resolution)
+            .bind(now)
+            .execute(&store.pool)
+            .await?;
+        }
+        Database::Sqlite(store) => {
+            sqlx::query(
+                "insert into event_maps (tenant_id, service_id, segment_key, staff_id, \
+                 event_type_id, bookable_event_type_id, resolution, checked_at, created_at, \
+                 updated_at) values (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8, ?8) \
+                 on conflict (tenant_id, service_id, segment_key, staff_id) do update set \
+                 event_type_id = excluded.event_type_id, \
+                 bookable_event_type_id = excluded.bookable_event_type_id, \
+                 resolution = excluded.resolution, checked_at = excluded.checked_at",
+            )
+            .bind(tenant_id.hyphenated().to_string())
+            .bind(service_id.as_str())
+            .bind(segment_key.as_str())
+            .bind(staff_id.as_str())
+            .bind(event_type_id)
+            .bind(bookable_event_type_id)
+            .bind(resolution)
+            .bind(now.timestamp_millis())
+            .execute(&store.pool)
+            .await?;
+        }
+    }
+    Ok(())
+}
+
+fn invalid(e: phasebook_domain::FieldError) -> StoreError {
+    StoreError::Corrupt(e.to_string())
+}
+
+/// A tenant on `calcom_base_url`, one service of `segments`, and `staff`. Event maps are
+/// left to the caller (they depend on the Cal.com side).
+pub async fn seed_salon(
+    db: &Database,
+    calcom_base_url: &str,
+    calcom_api_key: &str,
+    service_id: &str,
+    segments: Vec<SegmentSpec>,
+    staff: Vec<FixtureStaff>,
+) -> StoreResult<FixtureSalon> {
+    let store = db.store();
+    let issued = auth::create_tenant(
+        store,
+        TenantSettings {
+            name: "Fixture salon".into(),
+            calcom_api_key: SecretString::from(calcom_api_key.to_string()),
+            calcom_base_url: calcom_base_url.to_string(),
+            calcom_team_id: None,
+        },
+    )
+    .await?;
+    let service_id = ServiceId::parse(service_id).map_err(invalid)?;
+    let service = Service::new("Colour", segments.clone()).map_err(invalid)?;
+    let now = Utc::now().trunc_subsecs(3);
+    store
+        .put_service(issued.tenant_id, &service_id, &service, now)
+        .await?;
+    for member in &staff {
+        store
+            .put_staff(
+                issued.tenant_id,
+                &StaffMember {
+                    staff_id: member.staff_id.clone(),
+                    name: member.calcom_username.clone(),
+                    calcom_user_id: CalcomUserId(member.calcom_user_id),
+                    calcom_username: member.calcom_username.clone(),
+                    time_zone: "Europe/Berlin".into(),
+                    created_at: now,
+                    updated_at: now,
+                },
+            )
+            .await?;
+    }
+    Ok(FixtureSalon {
+        tenant_id: issued.tenant_id,
+        ops_key: secrecy::ExposeSecret::expose_secret(&issued.api_key).to_string(),
+        service_id,
+        segments,
+        staff,
+    })
+}
+
+/// Segments `A`, `B`, … of `minutes` each, with `gap` minutes between them.
+pub fn segments(count: usize, minutes: u32, gap: u32) -> Vec<SegmentSpec> {
+    (0..count)
+        .filter_map(|i| {
+            let key = SegmentKey::parse(&((b'A' + i as u8) as char).to_string()).ok()?;
+            Some(SegmentSpec {
+                name: format!("Step {key}"),
+                key,
+                duration_minutes: minutes,
+                gap_after_minutes: if i + 1 == count { 0 } else { gap },
+                gap_after_max_minutes: None,
+            })
+        })
+        .collect()
+}
+
+/// Creates an appointment of the salon's service for `staff` at `start` (straight to the
+/// store, as `POST /appointments` does: appointment, segments and job in one transaction).
+pub async fn book(
+    db: &Database,
+    salon: &FixtureSalon,
+    staff: &StaffId,
+    start: DateTime<Utc>,
+) -> StoreResult<Uuid> {
+    let service = Service::new("Colour", salon.segments.clone()).map_err(invalid)?;
+    let assigned = vec![staff.clone(); salon.segments.len()];
+    let now = Utc::now().trunc_subsecs(3);
+    let appointment = NewAppointment {
+        appointment_id: Uuid::now_v7(),
+        tenant_id: salon.tenant_id,
+        service_id: salon.service_id.clone(),
+        staff_id: staff.clone(),
+        time_zone: "Europe/Berlin".into(),
+        customer: Customer::new("Ada Lovelace", Some("ada@example.com"), None).map_err(invalid)?,
+        notes: None,
+        segments: plan_appointment(&service, start.trunc_subsecs(3), &assigned),
+        created_at: now,
+    };
+    db.store().create_appointment(&appointment, None).await?;
+    Ok(appointment.appointment_id)
+}
