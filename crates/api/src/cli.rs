@@ -214,10 +214,16 @@ fn print_result(json: bool, value: serde_json::Value, text: &str) {
 pub async fn serve(config: ServeConfig) -> Result<()> {
     let db = connect(&config.database_url).await?;
     db.store().migrate().await.context("applying migrations")?;
-    let state = AppState::new(db.clone());
     let listener = TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("listening on {}", config.listen))?;
+    serve_with(db, listener, &config).await
+}
+
+/// Serves a migrated database on a bound listener until Ctrl-C/SIGTERM, with the
+/// background tasks `config` asks for.
+pub async fn serve_with(db: Database, listener: TcpListener, config: &ServeConfig) -> Result<()> {
+    let state = AppState::new(db.clone());
     tracing::info!(
         listen = %listener.local_addr()?,
         database = db.store().backend(),
@@ -225,7 +231,7 @@ pub async fn serve(config: ServeConfig) -> Result<()> {
         "phasebook serving"
     );
     let stop = CancellationToken::new();
-    let tasks = start_background(&state, &config, &stop);
+    let tasks = start_background(&state, config, &stop);
     let result = app::serve(listener, state, app::shutdown_signal()).await;
     stop.cancel();
     for task in tasks {
@@ -256,7 +262,7 @@ pub fn start_background(
     tasks
 }
 
-fn issued_json(issued: &IssuedKey) -> serde_json::Value {
+pub(crate) fn issued_json(issued: &IssuedKey) -> serde_json::Value {
     json!({
         "tenant_id": issued.tenant_id,
         "api_key_id": issued.api_key_id,
