@@ -75,13 +75,17 @@ async fn binary_creates_a_tenant_and_serves_healthz() {
     let viewer: Value = serde_json::from_slice(&output.stdout).expect("json");
     assert_eq!(viewer["role"], "viewer");
 
+    let log_path =
+        std::env::temp_dir().join(format!("phasebook-serve-{}.log", uuid::Uuid::new_v4()));
     let port = free_port();
     let listen = format!("127.0.0.1:{port}");
     let _server = Server(
         phasebook(&database.url)
             .args(["serve", "--no-worker", "--listen", &listen])
             .stdout(Stdio::null())
-            .stderr(Stdio::null())
+            .stderr(Stdio::from(
+                std::fs::File::create(&log_path).expect("log file"),
+            ))
             .spawn()
             .expect("spawn serve"),
     );
@@ -109,6 +113,66 @@ async fn binary_creates_a_tenant_and_serves_healthz() {
         .await
         .expect("services");
     assert_eq!(unauthorised.status(), 401);
+
+    // Book with personal data, then read the process's log lines.
+    let ops = |request: reqwest::RequestBuilder| request.bearer_auth(&key);
+    let put = |path: &str, body: Value| ops(client.put(format!("{base}{path}"))).json(&body).send();
+    put(
+        "/services/cut",
+        serde_json::json!({"name": "Cut", "segments": [{"key": "C", "name": "Cut", "duration_minutes": 30}]}),
+    )
+    .await
+    .expect("service");
+    put(
+        "/staff/anna",
+        serde_json::json!({"name": "Anna", "calcom_user_id": 1, "calcom_username": "anna", "time_zone": "Europe/Berlin"}),
+    )
+    .await
+    .expect("staff");
+    let created = ops(client.post(format!("{base}/appointments")))
+        .header("x-request-id", "req-under-test")
+        .json(&serde_json::json!({
+            "service_id": "cut", "staff_id": "anna", "start": "2026-05-04T09:00",
+            "customer": {"name": "Ada", "email": "ada.secret@example.com", "phone": "+4915199999999"}
+        }))
+        .send()
+        .await
+        .expect("create");
+    assert_eq!(created.status(), 201);
+    assert_eq!(
+        created
+            .headers()
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok()),
+        Some("req-under-test"),
+        "a caller's request id is kept and echoed"
+    );
+    let appointment: Value = created.json().await.expect("json");
+    let id = appointment["id"].as_str().expect("id");
+    drop(_server);
+    let log = std::fs::read_to_string(&log_path).expect("log");
+    let _ = std::fs::remove_file(&log_path);
+    for secret in [
+        key.as_str(),
+        "ada.secret@example.com",
+        "+4915199999999",
+        "Bearer",
+    ] {
+        assert!(!log.contains(secret), "the log leaks {secret:?}");
+    }
+    let lines: Vec<Value> = log
+        .lines()
+        .map(|line| serde_json::from_str(line).expect("every log line is JSON"))
+        .collect();
+    let of_request: Vec<&Value> = lines
+        .iter()
+        .filter(|l| l["span"]["request_id"] == "req-under-test")
+        .collect();
+    assert!(of_request.len() >= 2, "created and finished lines: {log}");
+    assert!(
+        of_request.iter().all(|l| l["span"]["appointment_id"] == id),
+        "the appointment id is on the request's lines"
+    );
 }
 
 #[test]
