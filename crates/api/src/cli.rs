@@ -59,6 +59,11 @@ pub enum Command {
     Openapi,
     /// Start a ready-to-curl sample salon: SQLite file, sample data, printed commands.
     Demo(DemoArgs),
+    /// Audit every event map against Cal.com; exits with 1 when anything needs fixing.
+    Doctor(crate::event_maps::cli::DoctorArgs),
+    /// Create one hidden single-host Cal.com team event type per segment of a service for
+    /// a staff member, verify each, and store the event maps (idempotent).
+    Provision(crate::event_maps::cli::ProvisionArgs),
 }
 
 #[derive(Debug, Args)]
@@ -188,6 +193,31 @@ pub async fn run() -> Result<()> {
             Ok(())
         }
         Command::Demo(args) => crate::demo::run(args).await,
+        Command::Doctor(args) => {
+            let db = connect(&cli.database_url).await?;
+            db.store().migrate().await.context("applying migrations")?;
+            let mut report = Vec::new();
+            let ok = crate::event_maps::cli::doctor(&db, &args, &mut report)
+                .await
+                .context("auditing event maps")?;
+            db.close().await;
+            std::io::Write::write_all(&mut std::io::stdout(), &report)?;
+            if !ok {
+                std::process::exit(1);
+            }
+            Ok(())
+        }
+        Command::Provision(args) => {
+            let db = connect(&cli.database_url).await?;
+            db.store().migrate().await.context("applying migrations")?;
+            let mut report = Vec::new();
+            crate::event_maps::cli::provision(&db, &args, &mut report)
+                .await
+                .context("provisioning event types")?;
+            db.close().await;
+            std::io::Write::write_all(&mut std::io::stdout(), &report)?;
+            Ok(())
+        }
     }
 }
 

@@ -47,6 +47,18 @@ pub enum ApiError {
     IdempotencyKeyReused,
     #[error("a request with this idempotency key is in flight")]
     IdempotencyKeyInFlight,
+    /// Cal.com's answer makes the requested configuration unusable (422); `slug` names
+    /// why, `fix` says what to do.
+    #[error("{detail}")]
+    Refused {
+        slug: &'static str,
+        title: &'static str,
+        detail: String,
+        fix: String,
+    },
+    /// Cal.com could not be asked, or refused the tenant's key (502).
+    #[error("Cal.com {kind}: {detail}")]
+    Calcom { kind: &'static str, detail: String },
     #[error("internal error: {0}")]
     Internal(String),
     #[error("service unavailable: {0}")]
@@ -71,6 +83,9 @@ pub struct Problem {
     /// For a double booking: the appointment that holds the time.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub conflicting_appointment_id: Option<Uuid>,
+    /// For a refused configuration: what to do about it, in one sentence.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fix: Option<String>,
 }
 
 impl ApiError {
@@ -93,6 +108,8 @@ impl ApiError {
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             Self::DoubleBooking { .. } | Self::IdempotencyKeyInFlight => StatusCode::CONFLICT,
+            Self::Refused { .. } => StatusCode::UNPROCESSABLE_ENTITY,
+            Self::Calcom { .. } => StatusCode::BAD_GATEWAY,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
         }
@@ -206,6 +223,27 @@ impl ApiError {
                 None,
                 None,
             ),
+            Self::Refused {
+                slug,
+                title,
+                detail,
+                fix,
+            } => (
+                *slug,
+                *title,
+                format!("{detail} Fix: {fix}"),
+                None,
+                Some(slug.to_string()),
+                None,
+            ),
+            Self::Calcom { kind, detail } => (
+                "calcom-failed",
+                "Cal.com did not answer as expected",
+                format!("Cal.com answered {kind}: {detail}"),
+                None,
+                Some(kind.to_string()),
+                None,
+            ),
             Self::Internal(_) => (
                 "internal",
                 "Internal error",
@@ -231,6 +269,10 @@ impl ApiError {
             field,
             code,
             conflicting_appointment_id: conflicting,
+            fix: match self {
+                Self::Refused { fix, .. } => Some(fix.clone()),
+                _ => None,
+            },
         }
     }
 

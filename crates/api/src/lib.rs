@@ -6,6 +6,7 @@ pub mod auth;
 pub mod cli;
 pub mod demo;
 pub mod error;
+pub mod event_maps;
 pub mod extract;
 pub mod routes;
 pub mod state;

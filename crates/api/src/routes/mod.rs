@@ -27,6 +27,7 @@ use crate::state::AppState;
         (name = "services", description = "Services and their segments"),
         (name = "staff", description = "Staff members and their Cal.com users"),
         (name = "appointments", description = "Composite appointments"),
+        (name = "event maps", description = "Which Cal.com event type each service segment is booked on, per staff member; checked with Cal.com before it is stored"),
         (name = "sync", description = "Cal.com sync: status, attempt log, resync, health, webhooks"),
         (name = "operations", description = "Health, readiness and metrics")
     )
@@ -58,6 +59,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(services::router())
         .merge(staff::router())
         .merge(appointments::router())
+        .merge(crate::event_maps::routes::router())
         .merge(crate::sync::routes::router())
 }
 

@@ -2,8 +2,11 @@
 //! ([`PgStore`]) and SQLite ([`SqliteStore`]); both pass the same conformance suite.
 //! Every method takes the tenant and every query filters by it.
 
+pub mod event_maps;
 mod pg;
+mod pg_event_maps;
 mod sqlite;
+mod sqlite_event_maps;
 pub mod sync;
 mod sync_pg;
 mod sync_sqlite;
