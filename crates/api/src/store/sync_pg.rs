@@ -695,7 +695,8 @@ impl SyncStore for PgPool {
                  join appointments a on a.appointment_id = s.appointment_id \
                  left join staff st on st.tenant_id = s.tenant_id and st.staff_id = s.staff_id \
                  where s.tenant_id = $1 and ((s.calcom_booking_uid = $2) \
-                   or ($3::bigint is not null and s.calcom_booking_id = $3)) limit 1",
+                   or ($3::bigint is not null and s.calcom_booking_id = $3)) \
+                 order by case when s.calcom_booking_uid = $2 then 0 else 1 end limit 1",
             )
             .bind(tenant_id)
             .bind(booking_uid)

@@ -731,7 +731,8 @@ impl SyncStore for SqlitePool {
                  join appointments a on a.appointment_id = s.appointment_id \
                  left join staff st on st.tenant_id = s.tenant_id and st.staff_id = s.staff_id \
                  where s.tenant_id = ?1 and ((s.calcom_booking_uid = ?2) \
-                   or (?3 is not null and s.calcom_booking_id = ?3)) limit 1",
+                   or (?3 is not null and s.calcom_booking_id = ?3)) \
+                 order by case when s.calcom_booking_uid = ?2 then 0 else 1 end limit 1",
             )
             .bind(id(tenant_id))
             .bind(booking_uid)

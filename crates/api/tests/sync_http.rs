@@ -1,0 +1,375 @@
+//! The sync engine through the HTTP API, with the worker running in the background:
+//! `Prefer: wait`, `GET /appointments/{id}/sync`, `POST /resync/{id}`, `GET /sync/health`,
+//! cancel, and signed Cal.com webhooks. Cal.com is the scripted stand-in.
+
+mod scripted_calcom;
+
+use std::time::Duration;
+
+use hmac::{Hmac, Mac};
+use phasebook_api::auth;
+use phasebook_api::state::AppState;
+use phasebook_api::store::{Database, Role};
+use phasebook_api::sync::fixtures::{self, FixtureSalon, FixtureStaff};
+use phasebook_api::sync::{ClientSettings, SyncConfig};
+use phasebook_api::testing::TestDatabase;
+use phasebook_domain::StaffId;
+use phasebook_domain::sync::RetryPolicy;
+use reqwest::StatusCode;
+use scripted_calcom::{Shared, spawn_calcom};
+use secrecy::ExposeSecret;
+use serde_json::{Value, json};
+use sha2::Sha256;
+use tokio_util::sync::CancellationToken;
+
+struct App {
+    url: String,
+    http: reqwest::Client,
+    db: Database,
+    salon: FixtureSalon,
+    cal: Shared,
+    stop: CancellationToken,
+    _database: TestDatabase,
+}
+
+impl Drop for App {
+    fn drop(&mut self) {
+        self.stop.cancel();
+    }
+}
+
+async fn databases() -> Vec<TestDatabase> {
+    let mut out = vec![TestDatabase::sqlite()];
+    if let Some(pg) = TestDatabase::postgres_from_env().await {
+        out.push(pg);
+    }
+    out
+}
+
+async fn spawn(database: TestDatabase) -> App {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let db = database.connect().await.expect("database");
+    let cal: Shared = Default::default();
+    let base_url = spawn_calcom(cal.clone()).await;
+    let anna = FixtureStaff {
+        staff_id: StaffId::parse("anna").expect("id"),
+        calcom_user_id: 7,
+        calcom_username: "anna".into(),
+    };
+    let salon = fixtures::seed_salon(
+        &db,
+        &base_url,
+        "cal_key",
+        "colour",
+        fixtures::segments(4, 30, 0),
+        vec![anna.clone()],
+    )
+    .await
+    .expect("salon");
+    for (i, segment) in salon.segments.iter().enumerate() {
+        let et = 1000 + i as i64;
+        fixtures::put_event_map(
+            &db,
+            salon.tenant_id,
+            &salon.service_id,
+            &segment.key,
+            &anna.staff_id,
+            et,
+            et,
+        )
+        .await
+        .expect("map");
+    }
+    let state = AppState::new(db.clone());
+    let stop = CancellationToken::new();
+    state.sync.spawn_worker(
+        SyncConfig {
+            worker_id: "http-test".into(),
+            poll_interval: Duration::from_millis(200),
+            retry: RetryPolicy {
+                max_attempts: 4,
+                base_delay: Duration::from_millis(20),
+                max_delay: Duration::from_millis(100),
+                min_delay: Duration::from_millis(5),
+            },
+            client: ClientSettings {
+                timeout: Duration::from_millis(700),
+                read_retries: 0,
+                ..ClientSettings::default()
+            },
+            ..SyncConfig::default()
+        },
+        phasebook_api::sync::postgres_pool(&db),
+        stop.clone(),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    let server_stop = stop.clone();
+    tokio::spawn(async move {
+        let _ = phasebook_api::app::serve(listener, state, async move {
+            server_stop.cancelled().await;
+        })
+        .await;
+    });
+    App {
+        url,
+        http: reqwest::Client::new(),
+        db,
+        salon,
+        cal,
+        stop,
+        _database: database,
+    }
+}
+
+impl App {
+    async fn post(&self, path: &str, key: &str, body: Option<Value>) -> reqwest::Response {
+        let mut request = self
+            .http
+            .post(format!("{}{path}", self.url))
+            .bearer_auth(key);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        request.send().await.expect("request")
+    }
+
+    async fn get(&self, path: &str, key: &str) -> Value {
+        let response = self
+            .http
+            .get(format!("{}{path}", self.url))
+            .bearer_auth(key)
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(response.status(), StatusCode::OK, "GET {path}");
+        response.json().await.expect("json")
+    }
+
+    /// Books with `Prefer: wait=5` and returns the answer.
+    async fn book(&self, start: &str) -> reqwest::Response {
+        self.http
+            .post(format!("{}/appointments", self.url))
+            .bearer_auth(&self.salon.ops_key)
+            .header("Prefer", "wait=5")
+            .json(&json!({
+                "service_id": "colour",
+                "staff_id": "anna",
+                "start": start,
+                "customer": {"name": "Ada Lovelace", "email": "ada@example.com"}
+            }))
+            .send()
+            .await
+            .expect("request")
+    }
+
+    /// Polls the sync status until `want` with the job done (bounded; the worker is event-driven, so this
+    /// normally returns on the first or second look).
+    async fn wait_for(&self, id: &str, want: &str) -> Value {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let view = self
+                .get(&format!("/appointments/{id}/sync"), &self.salon.ops_key)
+                .await;
+            let settled = view["status"] == want && view["job_state"] == "done";
+            if settled || tokio::time::Instant::now() > deadline {
+                return view;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    async fn secret(&self) -> String {
+        phasebook_api::sync::SyncHandle::for_database(&self.db)
+            .store()
+            .webhook_secret(self.salon.tenant_id)
+            .await
+            .expect("secret")
+            .expect("tenant")
+    }
+
+    async fn webhook(&self, body: &Value, secret: &str) -> reqwest::Response {
+        let raw = serde_json::to_vec(body).expect("json");
+        let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("key");
+        mac.update(&raw);
+        let signature = hex::encode(mac.finalize().into_bytes());
+        self.http
+            .post(format!(
+                "{}/webhooks/calcom/{}",
+                self.url, self.salon.tenant_id
+            ))
+            .header("content-type", "application/json")
+            .header("X-Cal-Signature-256", signature)
+            .body(raw)
+            .send()
+            .await
+            .expect("request")
+    }
+}
+
+#[tokio::test]
+async fn prefer_wait_answers_once_every_segment_is_booked_and_says_so() {
+    for database in databases().await {
+        let app = spawn(database).await;
+        let response = app.book("2030-01-07T09:00:00Z").await;
+        assert_eq!(response.status(), StatusCode::CREATED);
+        assert_eq!(
+            response.headers()["preference-applied"].to_str().ok(),
+            Some("wait=5")
+        );
+        assert_eq!(
+            response.headers()["phasebook-sync-finished"].to_str().ok(),
+            Some("true")
+        );
+        let body: Value = response.json().await.expect("json");
+        assert_eq!(body["sync"]["status"], "synced", "{body:#}");
+        let segments = body["segments"].as_array().expect("segments");
+        assert_eq!(segments.len(), 4);
+        assert!(segments.iter().all(|s| s["calcom_booking_uid"].is_string()));
+
+        let id = body["id"].as_str().expect("id");
+        let view = app
+            .get(&format!("/appointments/{id}/sync"), &app.salon.ops_key)
+            .await;
+        assert_eq!(view["requires_manual_review"], false);
+        assert_eq!(view["attempts"].as_array().map(Vec::len), Some(4));
+        assert!(view["segments"][0]["calcom_booking_id"].is_i64());
+    }
+}
+
+#[tokio::test]
+async fn resync_is_safe_to_repeat_and_limited_to_ops() {
+    for database in databases().await {
+        let app = spawn(database).await;
+        let body: Value = app
+            .book("2030-01-08T09:00:00Z")
+            .await
+            .json()
+            .await
+            .expect("json");
+        let id = body["id"].as_str().expect("id").to_string();
+        let viewer = auth::issue_api_key(app.db.store(), app.salon.tenant_id, Role::Viewer)
+            .await
+            .expect("viewer");
+        let viewer = viewer.api_key.expose_secret().to_string();
+        let refused = app.post(&format!("/resync/{id}"), &viewer, None).await;
+        assert_eq!(refused.status(), StatusCode::FORBIDDEN);
+        let unknown = app
+            .post(
+                &format!("/resync/{}", uuid::Uuid::now_v7()),
+                &app.salon.ops_key,
+                None,
+            )
+            .await;
+        assert_eq!(unknown.status(), StatusCode::NOT_FOUND);
+        for _ in 0..3 {
+            let accepted = app
+                .post(&format!("/resync/{id}"), &app.salon.ops_key, None)
+                .await;
+            assert_eq!(accepted.status(), StatusCode::ACCEPTED);
+            let view = app.wait_for(&id, "synced").await;
+            assert_eq!(view["status"], "synced");
+        }
+        let bookings = app.cal.lock().expect("lock").bookings.len();
+        assert_eq!(bookings, 4, "resync never books twice");
+        let health = app.get("/sync/health", &viewer).await;
+        assert_eq!(health["appointments_by_status"]["synced"], 1, "{health:#}");
+        assert_eq!(health["appointments_needing_review"], 0);
+        assert!(
+            health["success_rate_24h"]
+                .as_f64()
+                .is_some_and(|r| r > 0.99)
+        );
+    }
+}
+
+#[tokio::test]
+async fn cancelling_an_appointment_cancels_its_bookings_in_calcom() {
+    for database in databases().await {
+        let app = spawn(database).await;
+        let body: Value = app
+            .book("2030-01-09T09:00:00Z")
+            .await
+            .json()
+            .await
+            .expect("json");
+        let id = body["id"].as_str().expect("id").to_string();
+        let cancelled = app
+            .post(
+                &format!("/appointments/{id}/cancel"),
+                &app.salon.ops_key,
+                None,
+            )
+            .await;
+        assert_eq!(cancelled.status(), StatusCode::OK);
+        let view = app.wait_for(&id, "cancelled").await;
+        assert_eq!(view["status"], "cancelled", "{view:#}");
+        let cal = app.cal.lock().expect("lock");
+        assert!(cal.bookings.iter().all(|b| b["status"] == "cancelled"));
+    }
+}
+
+#[tokio::test]
+async fn a_booking_cancelled_or_moved_in_calcom_flags_the_appointment() {
+    for database in databases().await {
+        let app = spawn(database).await;
+        let body: Value = app
+            .book("2030-01-10T09:00:00Z")
+            .await
+            .json()
+            .await
+            .expect("json");
+        let id = body["id"].as_str().expect("id").to_string();
+        let a_uid = body["segments"][0]["calcom_booking_uid"]
+            .as_str()
+            .expect("uid")
+            .to_string();
+        let b_uid = body["segments"][1]["calcom_booking_uid"]
+            .as_str()
+            .expect("uid")
+            .to_string();
+        let a_id = app
+            .get(&format!("/appointments/{id}/sync"), &app.salon.ops_key)
+            .await["segments"][0]["calcom_booking_id"]
+            .clone();
+        assert!(a_id.is_i64());
+        let secret = app.secret().await;
+
+        let cancel = json!({"triggerEvent": "BOOKING_CANCELLED", "createdAt": "2030-01-01T00:00:00Z",
+            "payload": {"uid": a_uid, "bookingId": a_id, "cancellationReason": "client called", "status": "CANCELLED"}});
+        let forged = app.webhook(&cancel, "not-the-secret").await;
+        assert_eq!(forged.status(), StatusCode::UNAUTHORIZED);
+        let view = app
+            .get(&format!("/appointments/{id}/sync"), &app.salon.ops_key)
+            .await;
+        assert_eq!(view["status"], "synced", "a forged webhook changes nothing");
+
+        let accepted = app.webhook(&cancel, &secret).await;
+        assert_eq!(accepted.status(), StatusCode::OK);
+        let view = app
+            .get(&format!("/appointments/{id}/sync"), &app.salon.ops_key)
+            .await;
+        assert_eq!(view["status"], "needs_review");
+        assert_eq!(view["requires_manual_review"], true);
+        let reason = view["review_reason"].as_str().expect("reason");
+        assert!(reason.contains("was cancelled in Cal.com"), "{reason}");
+        assert!(reason.contains("client called"), "{reason}");
+        assert!(reason.contains("segment A"), "{reason}");
+
+        let moved = json!({"triggerEvent": "BOOKING_RESCHEDULED", "createdAt": "2030-01-01T00:00:00Z",
+            "payload": {"uid": "moved-uid", "bookingId": 77, "rescheduleUid": b_uid,
+                        "startTime": "2030-01-10T15:00:00Z", "status": "ACCEPTED"}});
+        let accepted = app.webhook(&moved, &secret).await;
+        assert_eq!(accepted.status(), StatusCode::OK);
+        let view = app
+            .get(&format!("/appointments/{id}/sync"), &app.salon.ops_key)
+            .await;
+        assert_eq!(view["segments"][1]["calcom_booking_uid"], "moved-uid");
+        assert_eq!(view["segments"][1]["status"], "needs_review");
+        let reason = view["review_reason"].as_str().expect("reason");
+        assert!(reason.contains("2 segments need review"), "{reason}");
+        assert!(reason.contains("moved in Cal.com"), "{reason}");
+    }
+}
