@@ -239,7 +239,11 @@ impl ApiError {
             Self::Calcom { kind, detail } => (
                 "calcom-failed",
                 "Cal.com did not answer as expected",
-                format!("Cal.com answered {kind}: {detail}"),
+                match *kind {
+                    "transport" => format!("Cal.com could not be reached: {detail}"),
+                    "outcome_unknown" => format!("Cal.com did not answer in time: {detail}"),
+                    _ => format!("Cal.com answered {kind}: {detail}"),
+                },
                 None,
                 Some(kind.to_string()),
                 None,

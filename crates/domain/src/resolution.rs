@@ -331,8 +331,10 @@ pub fn assess(
         })
     };
     // A child first: it carries the parent's scheduling type in some answers, yet it is
-    // the bookable one.
-    if et.parent.is_some() {
+    // the bookable one. The public listing omits `parentEventTypeId`; a personal type
+    // carrying `managedEventConfig` is a child all the same.
+    let listed_child = et.managed_config && et.team_id.is_none() && et.owner.is_some();
+    if et.parent.is_some() || listed_child {
         return if et.owner == Some(host.user_id) {
             bookable(ResolutionKind::ManagedChild)
         } else {
@@ -917,6 +919,14 @@ mod tests {
     fn own_child_configured_directly_is_bookable() {
         let c = child_listed(101, ANNA, Some(100));
         let r = bookable(assess(EventTypeId(101), Some(&c), &anna(), 30));
+        assert_eq!(r.kind, ResolutionKind::ManagedChild);
+        assert_eq!(r.bookable_event_type_id, EventTypeId(101));
+    }
+
+    #[test]
+    fn own_child_read_from_the_public_listing_is_a_managed_child() {
+        let et = child_listed(101, ANNA, None);
+        let r = bookable(assess(EventTypeId(101), Some(&et), &anna(), 30));
         assert_eq!(r.kind, ResolutionKind::ManagedChild);
         assert_eq!(r.bookable_event_type_id, EventTypeId(101));
     }

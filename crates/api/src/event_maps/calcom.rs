@@ -1,6 +1,6 @@
 //! What phasebook asks Cal.com to resolve an event map: read the configured event type with
-//! the tenant's key (own types first, then the tenant's team), and for a managed parent list
-//! the host's event types under the parent's slug. The decision itself is
+//! the tenant's key (own types first, then the tenant's team, then the host's public
+//! listing), and for a managed parent list the host's event types under the parent's slug. The decision itself is
 //! `phasebook_domain::resolution`; this module only turns Cal.com's answers into its facts.
 
 use calcom_client::{CalcomClient, CalcomError, EventType, SchedulingType};
@@ -47,23 +47,31 @@ fn not_visible(err: &CalcomError) -> bool {
 
 /// Reads one event type as the tenant's key sees it. `Ok(None)` means Cal.com has none it
 /// will show this key; an `Err` means Cal.com could not be asked (or refused the key).
+///
+/// Three reads, stopping at the first that finds it: `GET /v2/event-types/{id}` (only the
+/// key owner's own types, FACTS 5.1), the tenant's team endpoint (team types), and the
+/// host's public listing by username (another member's personal types and managed
+/// children, which a team admin's key cannot read by id).
 pub async fn read_event_type(
     client: &CalcomClient,
     team_id: Option<i64>,
     id: EventTypeId,
+    host: &HostIdentity,
 ) -> Result<Option<EventType>, CalcomError> {
-    // `GET /v2/event-types/{id}` only shows the key owner's own types (FACTS 5.1), so a
-    // 404 there is not final when the tenant has a team.
     match client.get_event_type(id.0).await {
         Ok(et) => return Ok(Some(et)),
         Err(e) if not_visible(&e) => {}
         Err(e) => return Err(e),
     }
-    let Some(team_id) = team_id else {
-        return Ok(None);
-    };
-    match client.get_team_event_type(team_id, id.0).await {
-        Ok(et) => Ok(Some(et)),
+    if let Some(team_id) = team_id {
+        match client.get_team_event_type(team_id, id.0).await {
+            Ok(et) => return Ok(Some(et)),
+            Err(e) if not_visible(&e) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    match client.list_event_types(&host.username, None).await {
+        Ok(listed) => Ok(listed.into_iter().find(|et| et.id == id.0)),
         Err(e) if not_visible(&e) => Ok(None),
         Err(e) => Err(e),
     }
@@ -80,7 +88,7 @@ pub async fn resolve(
     host: &HostIdentity,
     segment_minutes: u32,
 ) -> Result<Result<Resolution, Refusal>, CalcomError> {
-    let read = read_event_type(client, team_id, configured).await?;
+    let read = read_event_type(client, team_id, configured, host).await?;
     let read_facts = read.as_ref().map(facts);
     match assess(configured, read_facts.as_ref(), host, segment_minutes) {
         Assessment::Bookable(resolution) => Ok(Ok(resolution)),
