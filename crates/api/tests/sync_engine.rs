@@ -1,34 +1,35 @@
-//! The sync engine against a small scripted Cal.com stand-in (no emulator, no HTTP API):
-//! exact control over which call fails how, to pin the exactly-once rules — write-ahead,
+//! The sync engine against the Cal.com emulator (`calcom_sim`, real HTTP on loopback), the
+//! worker driven directly (no HTTP API): the exactly-once rules — write-ahead,
 //! reconcile-and-adopt after an unknown outcome, re-resolving a managed parent, review
-//! reasons, cancel with "already cancelled". The emulator-based proofs live in `tests/`.
+//! reasons, cancel with "already cancelled", resync re-creating a booking that vanished.
+//! Faults are the emulator's own (switched on for one run, then off), so every test is
+//! deterministic.
 
-mod scripted_calcom;
-
-use std::sync::Arc;
 use std::time::Duration;
 
+use calcom_sim::{
+    BookingRecord, BookingStatus, Faults, RateLimitConfig, RouteFaults, RunningSim, SeedBooking,
+    SeedEventType, Sim, SimConfig,
+};
 use chrono::{TimeDelta, TimeZone, Utc};
 use phasebook_api::store::Database;
-use phasebook_api::sync::fixtures::{self, FixtureSalon, FixtureStaff};
+use phasebook_api::sync::fixtures::{self, FixtureSalon, SimAccount};
 use phasebook_api::sync::{ClientSettings, SyncConfig, SyncHandle, Worker};
 use phasebook_api::testing::TestDatabase;
 use phasebook_domain::StaffId;
 use phasebook_domain::sync::{AppointmentSyncStatus, RetryPolicy};
-use scripted_calcom::{Fault, Shared, spawn_calcom};
-use serde_json::{Value, json};
+use serde_json::json;
 use uuid::Uuid;
 
 struct World {
     db: Database,
-    cal: Shared,
+    sim: RunningSim,
+    account: SimAccount,
     worker: Worker,
     handle: SyncHandle,
     salon: FixtureSalon,
     _database: TestDatabase,
 }
-
-const BASE: i64 = 1000;
 
 /// SQLite always; PostgreSQL too when `DATABASE_URL` points at a server.
 async fn databases() -> Vec<TestDatabase> {
@@ -39,39 +40,36 @@ async fn databases() -> Vec<TestDatabase> {
     out
 }
 
+/// A managed parent of the fixture team with no child at all (the incident: hosts added
+/// after the parent existed, and Cal.com never made their children).
+const CHILDLESS_PARENT: i64 = 9001;
+
 async fn world(database: TestDatabase) -> World {
     let db = database.connect().await.expect("database");
-    let cal: Shared = Arc::default();
-    let base_url = spawn_calcom(cal.clone()).await;
-    let anna = FixtureStaff {
-        staff_id: StaffId::parse("anna").expect("id"),
-        calcom_user_id: 7,
-        calcom_username: "anna".into(),
-    };
-    let salon = fixtures::seed_salon(
-        &db,
-        &base_url,
-        "cal_key",
-        "colour",
-        fixtures::segments(4, 30, 0),
-        vec![anna.clone()],
-    )
-    .await
-    .expect("salon");
-    for (i, segment) in salon.segments.iter().enumerate() {
-        let et = BASE + i as i64;
-        fixtures::put_event_map(
-            &db,
-            salon.tenant_id,
-            &salon.service_id,
-            &segment.key,
-            &anna.staff_id,
-            et,
-            et,
-        )
+    let segments = fixtures::segments(4, 30, 0);
+    let account = fixtures::sim_account(1, &segments);
+    let sim = Sim::new(SimConfig {
+        // Throttling itself stays out of the way; an injected 429 says "retry in 1 s".
+        rate_limit: Some(RateLimitConfig {
+            limit: 1_000_000,
+            window: Duration::from_secs(60),
+            block: Duration::from_secs(1),
+        }),
+        ..SimConfig::default()
+    });
+    let mut seed = account.seed.clone();
+    seed.event_types.push(SeedEventType::managed(
+        CHILDLESS_PARENT,
+        fixtures::SIM_TEAM_ID,
+        "segment-b",
+        30,
+        &[],
+    ));
+    sim.seed(seed).expect("seed");
+    let sim = sim.spawn().await.expect("sim");
+    let salon = fixtures::seed_sim_salon(&db, &sim.base_url, &account, "colour", segments)
         .await
-        .expect("map");
-    }
+        .expect("salon");
     let handle = SyncHandle::for_database(&db);
     let config = SyncConfig {
         worker_id: "test-worker".into(),
@@ -92,7 +90,8 @@ async fn world(database: TestDatabase) -> World {
     let worker = Worker::new(handle.clone(), config).with_jitter(|| 0.5);
     World {
         db,
-        cal,
+        sim,
+        account,
         worker,
         handle,
         salon,
@@ -105,14 +104,22 @@ impl World {
         self.salon.tenant_id
     }
 
+    fn staff(&self) -> StaffId {
+        self.account.staff[0].staff_id.clone()
+    }
+
+    /// The event type of segment `index` (A = 0).
+    fn event_type(&self, index: usize) -> i64 {
+        self.account.event_types[0][index]
+    }
+
     /// Books four 30-minute segments on 2030-01-`day` from 09:00 UTC.
     async fn appointment(&self, day: u32) -> Uuid {
         let start = Utc
             .with_ymd_and_hms(2030, 1, day, 9, 0, 0)
             .single()
             .expect("start");
-        let anna = StaffId::parse("anna").expect("id");
-        fixtures::book(&self.db, &self.salon, &anna, start)
+        fixtures::book(&self.db, &self.salon, &self.staff(), start)
             .await
             .expect("book")
     }
@@ -126,14 +133,29 @@ impl World {
         assert_eq!(left, 0, "jobs left outstanding");
     }
 
-    fn bookings_for(&self, appointment: Uuid) -> Vec<Value> {
-        self.cal
-            .lock()
-            .expect("lock")
+    /// One pass over the due jobs with `faults` switched on in the emulator, then off.
+    async fn run_once_with(&self, faults: Faults) {
+        self.sim.sim.set_faults(faults);
+        self.worker.run_one_pass().await.expect("run");
+        self.sim.sim.set_faults(Faults::default());
+    }
+
+    /// The emulator's bookings carrying this appointment's id, every status.
+    fn bookings_for(&self, appointment: Uuid) -> Vec<BookingRecord> {
+        self.sim
+            .state()
             .bookings
-            .iter()
-            .filter(|b| b["metadata"]["phasebook_appointment"] == json!(appointment.to_string()))
-            .cloned()
+            .into_iter()
+            .filter(|b| {
+                b.metadata.get("phasebook_appointment") == Some(&json!(appointment.to_string()))
+            })
+            .collect()
+    }
+
+    fn active_bookings_for(&self, appointment: Uuid) -> Vec<BookingRecord> {
+        self.bookings_for(appointment)
+            .into_iter()
+            .filter(|b| b.status == BookingStatus::Accepted)
             .collect()
     }
 
@@ -144,6 +166,14 @@ impl World {
             .await
             .expect("view")
             .expect("exists")
+    }
+
+    async fn resync(&self, appointment: Uuid) {
+        self.handle
+            .store()
+            .request_sync(self.tenant(), appointment, Utc::now(), true)
+            .await
+            .expect("resync");
     }
 
     async fn cancel(&self, appointment: Uuid) {
@@ -172,19 +202,21 @@ async fn every_segment_is_booked_once_with_uid_and_id_stored() {
         assert!(!view.requires_manual_review);
         let bookings = w.bookings_for(id);
         assert_eq!(bookings.len(), 4);
-        for segment in &view.segments {
+        for (index, segment) in view.segments.iter().enumerate() {
             let booking = bookings
                 .iter()
-                .find(|b| b["metadata"]["phasebook_segment"] == json!(segment.key))
+                .find(|b| b.metadata.get("phasebook_segment") == Some(&json!(segment.key)))
                 .expect("booking for segment");
             assert_eq!(
                 segment.calcom_booking_uid.as_deref(),
-                booking["uid"].as_str()
+                Some(booking.uid.as_str())
             );
-            assert_eq!(segment.calcom_booking_id, booking["id"].as_i64());
+            assert_eq!(segment.calcom_booking_id, Some(booking.id));
+            assert_eq!(booking.event_type_id, Some(w.event_type(index)));
+            assert_eq!(booking.status, BookingStatus::Accepted);
             assert_eq!(
-                booking["metadata"]["phasebook_tenant"],
-                json!(w.tenant().to_string())
+                booking.metadata.get("phasebook_tenant"),
+                Some(&json!(w.tenant().to_string()))
             );
         }
         // Every create was written down before it was sent and completed after.
@@ -201,12 +233,16 @@ async fn every_segment_is_booked_once_with_uid_and_id_stored() {
 async fn a_lost_response_is_adopted_not_booked_twice() {
     for database in databases().await {
         let w = world(database).await;
-        w.cal
-            .lock()
-            .expect("lock")
-            .faults
-            .extend([Fault::Lost, Fault::Server, Fault::Lost]);
         let id = w.appointment(8).await;
+        // Every create is carried out by Cal.com but its answer never arrives.
+        w.run_once_with(
+            Faults::default()
+                .with_seed(8)
+                .route("bookings.create", RouteFaults::lost_response_rate(1.0)),
+        )
+        .await;
+        assert_eq!(w.active_bookings_for(id).len(), 4, "Cal.com holds them");
+        assert_ne!(w.view(id).await.status, AppointmentSyncStatus::Synced);
         w.drain().await;
         let view = w.view(id).await;
         assert_eq!(view.status, AppointmentSyncStatus::Synced, "{view:#?}");
@@ -217,10 +253,53 @@ async fn a_lost_response_is_adopted_not_booked_twice() {
             .filter(|a| a.operation == "reconcile" && a.outcome.as_deref() == Some("adopted"))
             .count();
         assert_eq!(
-            adopted, 2,
-            "both lost creates were adopted: {:#?}",
+            adopted, 4,
+            "every lost create was adopted: {:#?}",
             view.attempts
         );
+        for segment in &view.segments {
+            let uid = segment.calcom_booking_uid.as_deref().expect("uid");
+            assert!(w.sim.state().booking(uid).is_some());
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_server_error_or_a_hang_is_retried_without_a_duplicate() {
+    for database in databases().await {
+        let w = world(database).await;
+        let id = w.appointment(15).await;
+        w.run_once_with(
+            Faults::default()
+                .with_seed(15)
+                .route("bookings.create", RouteFaults::error_rate(1.0)),
+        )
+        .await;
+        // The retries are due within the policy's 100 ms ceiling.
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        w.run_once_with(
+            Faults::default()
+                .with_seed(15)
+                .route("bookings.create", RouteFaults::hang_rate(1.0)),
+        )
+        .await;
+        assert!(
+            w.bookings_for(id).is_empty(),
+            "nothing was created yet: {:#?} {:#?}",
+            w.bookings_for(id),
+            w.view(id).await
+        );
+        w.drain().await;
+        let view = w.view(id).await;
+        assert_eq!(view.status, AppointmentSyncStatus::Synced, "{view:#?}");
+        assert_eq!(w.bookings_for(id).len(), 4);
+        let errors: Vec<_> = view
+            .attempts
+            .iter()
+            .filter_map(|a| a.error_kind.clone())
+            .collect();
+        assert!(errors.iter().any(|k| k == "server"), "{errors:?}");
+        assert!(errors.iter().any(|k| k == "outcome_unknown"), "{errors:?}");
     }
 }
 
@@ -228,16 +307,23 @@ async fn a_lost_response_is_adopted_not_booked_twice() {
 async fn rate_limits_wait_and_do_not_use_up_attempts() {
     for database in databases().await {
         let w = world(database).await;
-        w.cal
-            .lock()
-            .expect("lock")
-            .faults
-            .extend([Fault::RateLimited; 6]);
         let id = w.appointment(9).await;
+        for round in 0..6 {
+            w.run_once_with(
+                Faults::default()
+                    .with_seed(round)
+                    .route("bookings.create", RouteFaults::rate_limited_rate(1.0)),
+            )
+            .await;
+        }
         w.drain().await;
         let view = w.view(id).await;
         assert_eq!(view.status, AppointmentSyncStatus::Synced, "{view:#?}");
         assert_eq!(w.bookings_for(id).len(), 4);
+        assert!(
+            view.attempts.iter().any(|a| a.http_status == Some(429)),
+            "the 429 is in the attempt log"
+        );
     }
 }
 
@@ -245,7 +331,19 @@ async fn rate_limits_wait_and_do_not_use_up_attempts() {
 async fn a_managed_parent_without_child_needs_review_naming_parent_user_and_fix() {
     for database in databases().await {
         let w = world(database).await;
-        w.cal.lock().expect("lock").parents.push(BASE + 1);
+        // Segment B mapped to the parent itself, as installs before the event-map check did.
+        let staff = w.staff();
+        fixtures::put_event_map(
+            &w.db,
+            w.tenant(),
+            &w.salon.service_id,
+            &w.salon.segments[1].key,
+            &staff,
+            CHILDLESS_PARENT,
+            CHILDLESS_PARENT,
+        )
+        .await
+        .expect("map");
         let id = w.appointment(10).await;
         w.drain().await;
         let view = w.view(id).await;
@@ -253,13 +351,17 @@ async fn a_managed_parent_without_child_needs_review_naming_parent_user_and_fix(
         assert!(view.requires_manual_review);
         let reason = view.review_reason.expect("reason");
         assert!(
-            reason.contains(&format!("Event type {} is a managed parent", BASE + 1)),
+            reason.contains(&format!(
+                "Event type {CHILDLESS_PARENT} is a managed parent"
+            )),
             "{reason}"
         );
-        assert!(reason.contains("anna"), "{reason}");
+        assert!(reason.contains("stylist-1"), "{reason}");
         assert!(reason.contains("segment B"), "{reason}");
-        // The other three segments are booked; B is not.
+        // The other three segments are booked; B is not, and Cal.com refused it once.
         assert_eq!(w.bookings_for(id).len(), 3);
+        let b = &view.segments[1];
+        assert_eq!(b.last_error.as_ref().and_then(|e| e.http_status), Some(400));
     }
 }
 
@@ -267,12 +369,16 @@ async fn a_managed_parent_without_child_needs_review_naming_parent_user_and_fix(
 async fn a_busy_host_needs_review_and_a_resync_after_the_fix_books_it() {
     for database in databases().await {
         let w = world(database).await;
-        // Somebody else holds segment A's time on that event type.
-        w.cal.lock().expect("lock").bookings.push(json!({
-            "id": 999, "uid": "foreign", "title": "x", "status": "accepted",
-            "start": "2030-01-11T09:00:00.000Z", "end": "2030-01-11T09:30:00.000Z",
-            "eventTypeId": BASE, "metadata": {}
-        }));
+        // Somebody else holds segment A's time on that stylist's calendar.
+        let start = Utc
+            .with_ymd_and_hms(2030, 1, 11, 9, 0, 0)
+            .single()
+            .expect("start");
+        let foreign = w
+            .sim
+            .sim
+            .insert_booking(SeedBooking::new(w.event_type(0), start))
+            .expect("insert");
         let id = w.appointment(11).await;
         w.drain().await;
         let view = w.view(id).await;
@@ -285,17 +391,9 @@ async fn a_busy_host_needs_review_and_a_resync_after_the_fix_books_it() {
             "{reason}"
         );
         // Ops frees the time and resyncs (twice): A is booked, nothing twice.
-        w.cal
-            .lock()
-            .expect("lock")
-            .bookings
-            .retain(|b| b["uid"] != "foreign");
+        w.sim.sim.remove_booking(&foreign.uid).expect("removed");
         for _ in 0..2 {
-            w.handle
-                .store()
-                .request_sync(w.tenant(), id, Utc::now(), true)
-                .await
-                .expect("resync");
+            w.resync(id).await;
             w.drain().await;
         }
         let view = w.view(id).await;
@@ -307,20 +405,60 @@ async fn a_busy_host_needs_review_and_a_resync_after_the_fix_books_it() {
 }
 
 #[tokio::test]
+async fn a_resync_books_again_a_booking_that_vanished_from_calcom_and_nothing_else() {
+    for database in databases().await {
+        let w = world(database).await;
+        let id = w.appointment(16).await;
+        w.drain().await;
+        let before = w.view(id).await;
+        let c_uid = before.segments[2].calcom_booking_uid.clone().expect("uid");
+        w.sim.sim.remove_booking(&c_uid).expect("removed");
+        for _ in 0..2 {
+            w.resync(id).await;
+            w.drain().await;
+        }
+        let view = w.view(id).await;
+        assert_eq!(view.status, AppointmentSyncStatus::Synced, "{view:#?}");
+        let bookings = w.active_bookings_for(id);
+        assert_eq!(bookings.len(), 4, "C again, the others untouched");
+        let new_c = view.segments[2].calcom_booking_uid.clone().expect("uid");
+        assert_ne!(new_c, c_uid);
+        for (old, new) in before.segments.iter().zip(&view.segments) {
+            if old.key != "C" {
+                assert_eq!(old.calcom_booking_uid, new.calcom_booking_uid);
+            }
+        }
+        assert!(bookings.iter().any(|b| b.uid == new_c));
+    }
+}
+
+#[tokio::test]
 async fn cancelling_cancels_every_booking_even_when_the_answer_is_lost() {
     for database in databases().await {
         let w = world(database).await;
         let id = w.appointment(12).await;
         w.drain().await;
-        w.cal.lock().expect("lock").lose_cancels = 2;
         w.cancel(id).await;
+        w.run_once_with(
+            Faults::default()
+                .with_seed(12)
+                .route("bookings.cancel", RouteFaults::lost_response_rate(1.0)),
+        )
+        .await;
+        assert_eq!(
+            w.view(id).await.status,
+            AppointmentSyncStatus::Cancelling,
+            "the answers were lost: not done yet"
+        );
         w.drain().await;
         let view = w.view(id).await;
         assert_eq!(view.status, AppointmentSyncStatus::Cancelled, "{view:#?}");
+        let bookings = w.bookings_for(id);
+        assert_eq!(bookings.len(), 4);
         assert!(
-            w.bookings_for(id)
+            bookings
                 .iter()
-                .all(|b| b["status"] == "cancelled")
+                .all(|b| b.status == BookingStatus::Cancelled)
         );
         assert!(
             view.attempts

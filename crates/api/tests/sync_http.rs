@@ -1,22 +1,19 @@
 //! The sync engine through the HTTP API, with the worker running in the background:
 //! `Prefer: wait`, `GET /appointments/{id}/sync`, `POST /resync/{id}`, `GET /sync/health`,
-//! cancel, and signed Cal.com webhooks. Cal.com is the scripted stand-in.
-
-mod scripted_calcom;
+//! cancel, and signed Cal.com webhooks. Cal.com is the emulator (`calcom_sim`) on loopback.
 
 use std::time::Duration;
 
+use calcom_sim::{BookingStatus, RunningSim, Sim, SimConfig};
 use hmac::{Hmac, Mac};
 use phasebook_api::auth;
 use phasebook_api::state::AppState;
 use phasebook_api::store::{Database, Role};
-use phasebook_api::sync::fixtures::{self, FixtureSalon, FixtureStaff};
+use phasebook_api::sync::fixtures::{self, FixtureSalon};
 use phasebook_api::sync::{ClientSettings, SyncConfig};
 use phasebook_api::testing::TestDatabase;
-use phasebook_domain::StaffId;
 use phasebook_domain::sync::RetryPolicy;
 use reqwest::StatusCode;
-use scripted_calcom::{Shared, spawn_calcom};
 use secrecy::ExposeSecret;
 use serde_json::{Value, json};
 use sha2::Sha256;
@@ -27,7 +24,7 @@ struct App {
     http: reqwest::Client,
     db: Database,
     salon: FixtureSalon,
-    cal: Shared,
+    sim: RunningSim,
     stop: CancellationToken,
     _database: TestDatabase,
 }
@@ -49,37 +46,14 @@ async fn databases() -> Vec<TestDatabase> {
 async fn spawn(database: TestDatabase) -> App {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let db = database.connect().await.expect("database");
-    let cal: Shared = Default::default();
-    let base_url = spawn_calcom(cal.clone()).await;
-    let anna = FixtureStaff {
-        staff_id: StaffId::parse("anna").expect("id"),
-        calcom_user_id: 7,
-        calcom_username: "anna".into(),
-    };
-    let salon = fixtures::seed_salon(
-        &db,
-        &base_url,
-        "cal_key",
-        "colour",
-        fixtures::segments(4, 30, 0),
-        vec![anna.clone()],
-    )
-    .await
-    .expect("salon");
-    for (i, segment) in salon.segments.iter().enumerate() {
-        let et = 1000 + i as i64;
-        fixtures::put_event_map(
-            &db,
-            salon.tenant_id,
-            &salon.service_id,
-            &segment.key,
-            &anna.staff_id,
-            et,
-            et,
-        )
+    let segments = fixtures::segments(4, 30, 0);
+    let account = fixtures::sim_account(1, &segments);
+    let sim = Sim::new(SimConfig::default());
+    sim.seed(account.seed.clone()).expect("seed");
+    let sim = sim.spawn().await.expect("sim");
+    let salon = fixtures::seed_sim_salon(&db, &sim.base_url, &account, "colour", segments)
         .await
-        .expect("map");
-    }
+        .expect("salon");
     let state = AppState::new(db.clone());
     let stop = CancellationToken::new();
     state.sync.spawn_worker(
@@ -118,7 +92,7 @@ async fn spawn(database: TestDatabase) -> App {
         http: reqwest::Client::new(),
         db,
         salon,
-        cal,
+        sim,
         stop,
         _database: database,
     }
@@ -156,7 +130,7 @@ impl App {
             .header("Prefer", "wait=5")
             .json(&json!({
                 "service_id": "colour",
-                "staff_id": "anna",
+                "staff_id": "stylist-1",
                 "start": start,
                 "customer": {"name": "Ada Lovelace", "email": "ada@example.com"}
             }))
@@ -272,8 +246,9 @@ async fn resync_is_safe_to_repeat_and_limited_to_ops() {
             let view = app.wait_for(&id, "synced").await;
             assert_eq!(view["status"], "synced");
         }
-        let bookings = app.cal.lock().expect("lock").bookings.len();
-        assert_eq!(bookings, 4, "resync never books twice");
+        let bookings = app.sim.state().bookings;
+        assert_eq!(bookings.len(), 4, "resync never books twice");
+        assert!(bookings.iter().all(|b| b.status == BookingStatus::Accepted));
         let health = app.get("/sync/health", &viewer).await;
         assert_eq!(health["appointments_by_status"]["synced"], 1, "{health:#}");
         assert_eq!(health["appointments_needing_review"], 0);
@@ -306,8 +281,13 @@ async fn cancelling_an_appointment_cancels_its_bookings_in_calcom() {
         assert_eq!(cancelled.status(), StatusCode::OK);
         let view = app.wait_for(&id, "cancelled").await;
         assert_eq!(view["status"], "cancelled", "{view:#}");
-        let cal = app.cal.lock().expect("lock");
-        assert!(cal.bookings.iter().all(|b| b["status"] == "cancelled"));
+        let bookings = app.sim.state().bookings;
+        assert_eq!(bookings.len(), 4);
+        assert!(
+            bookings
+                .iter()
+                .all(|b| b.status == BookingStatus::Cancelled)
+        );
     }
 }
 

@@ -109,6 +109,27 @@ pub async fn seed_salon(
     segments: Vec<SegmentSpec>,
     staff: Vec<FixtureStaff>,
 ) -> StoreResult<FixtureSalon> {
+    seed_salon_in_team(
+        db,
+        calcom_base_url,
+        calcom_api_key,
+        None,
+        service_id,
+        segments,
+        staff,
+    )
+    .await
+}
+
+async fn seed_salon_in_team(
+    db: &Database,
+    calcom_base_url: &str,
+    calcom_api_key: &str,
+    calcom_team_id: Option<i64>,
+    service_id: &str,
+    segments: Vec<SegmentSpec>,
+    staff: Vec<FixtureStaff>,
+) -> StoreResult<FixtureSalon> {
     let store = db.store();
     let issued = auth::create_tenant(
         store,
@@ -116,7 +137,7 @@ pub async fn seed_salon(
             name: "Fixture salon".into(),
             calcom_api_key: SecretString::from(calcom_api_key.to_string()),
             calcom_base_url: calcom_base_url.to_string(),
-            calcom_team_id: None,
+            calcom_team_id,
         },
     )
     .await?;
@@ -191,4 +212,123 @@ pub async fn book(
     };
     db.store().create_appointment(&appointment, None).await?;
     Ok(appointment.appointment_id)
+}
+
+/// The Cal.com side of a fixture salon, as an emulator seed: one Cal.com user per stylist
+/// (working around the clock, so any future time is bookable), a team they all belong to
+/// whose owner is the first stylist (the API key acts as them, so it sees every stylist's
+/// bookings, as a salon owner's key does), and one individual event type per (stylist,
+/// segment) of the segment's length.
+#[derive(Debug, Clone)]
+pub struct SimAccount {
+    pub seed: calcom_sim::Seed,
+    pub api_key: String,
+    pub team_id: i64,
+    pub staff: Vec<FixtureStaff>,
+    /// `event_types[stylist][segment]`.
+    pub event_types: Vec<Vec<i64>>,
+}
+
+/// The Cal.com API key of every [`sim_account`].
+pub const SIM_API_KEY: &str = "cal_test_fixture_salon";
+/// The team of every [`sim_account`].
+pub const SIM_TEAM_ID: i64 = 1;
+
+/// A [`SimAccount`] for `stylists` stylists (`stylist-1`, … with Cal.com users 501, …)
+/// and `segments`.
+pub fn sim_account(stylists: usize, segments: &[SegmentSpec]) -> SimAccount {
+    use calcom_sim::{
+        Seed, SeedApiKey, SeedEventType, SeedMember, SeedTeam, SeedUser, WorkingHours,
+    };
+    let mut seed = Seed::default();
+    let mut staff = Vec::new();
+    let mut event_types = Vec::new();
+    for i in 0..stylists {
+        let user_id = 501 + i as i64;
+        let username = format!("stylist-{}", i + 1);
+        seed.users.push(
+            SeedUser::new(user_id, &username, "Europe/Berlin").working(WorkingHours::always()),
+        );
+        let mut ids = Vec::new();
+        for (j, segment) in segments.iter().enumerate() {
+            let id = 10_000 + 100 * (i as i64 + 1) + j as i64 + 1;
+            let slug = format!("segment-{}", segment.key.as_str().to_lowercase());
+            seed.event_types.push(SeedEventType::individual(
+                id,
+                user_id,
+                &slug,
+                i64::from(segment.duration_minutes),
+            ));
+            ids.push(id);
+        }
+        event_types.push(ids);
+        if let Ok(staff_id) = StaffId::parse(&username) {
+            staff.push(FixtureStaff {
+                staff_id,
+                calcom_user_id: user_id,
+                calcom_username: username,
+            });
+        }
+    }
+    seed.teams.push(SeedTeam {
+        id: SIM_TEAM_ID,
+        slug: "fixture-salon".into(),
+        name: "Fixture salon".into(),
+        members: staff
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                SeedMember::new(s.calcom_user_id, if i == 0 { "OWNER" } else { "MEMBER" })
+            })
+            .collect(),
+    });
+    if let Some(owner) = staff.first() {
+        seed.api_keys.push(SeedApiKey {
+            key: SIM_API_KEY.into(),
+            user_id: owner.calcom_user_id,
+        });
+    }
+    SimAccount {
+        seed,
+        api_key: SIM_API_KEY.into(),
+        team_id: SIM_TEAM_ID,
+        staff,
+        event_types,
+    }
+}
+
+/// A salon on the emulator at `calcom_base_url` (seeded with `account.seed`): tenant,
+/// service, the account's stylists, and every (segment, stylist) mapped to its event type.
+pub async fn seed_sim_salon(
+    db: &Database,
+    calcom_base_url: &str,
+    account: &SimAccount,
+    service_id: &str,
+    segments: Vec<SegmentSpec>,
+) -> StoreResult<FixtureSalon> {
+    let salon = seed_salon_in_team(
+        db,
+        calcom_base_url,
+        &account.api_key,
+        Some(account.team_id),
+        service_id,
+        segments,
+        account.staff.clone(),
+    )
+    .await?;
+    for (member, ids) in account.staff.iter().zip(&account.event_types) {
+        for (segment, id) in salon.segments.iter().zip(ids) {
+            put_event_map(
+                db,
+                salon.tenant_id,
+                &salon.service_id,
+                &segment.key,
+                &member.staff_id,
+                *id,
+                *id,
+            )
+            .await?;
+        }
+    }
+    Ok(salon)
 }

@@ -127,6 +127,15 @@ impl Worker {
         self.drop_hold(&job.fence);
     }
 
+    /// Claims the jobs due now and runs each once (a failed call is not retried within the
+    /// pass, even when its retry falls due meanwhile); returns how many runs were made.
+    pub async fn run_one_pass(&self) -> Result<usize, sqlx::Error> {
+        let jobs = self.claim(self.config.max_concurrent_jobs.max(1)).await?;
+        let runs = jobs.len();
+        futures::future::join_all(jobs.into_iter().map(|job| self.run_claimed(job))).await;
+        Ok(runs)
+    }
+
     /// Claims every due job and runs it, until none is due; returns how many runs were made.
     /// For tests and one-shot use: it never sleeps, so retries scheduled for later stay.
     pub async fn run_pending_jobs(&self) -> Result<usize, sqlx::Error> {
