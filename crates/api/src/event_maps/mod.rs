@@ -203,7 +203,11 @@ pub struct Finding {
     pub resolution: Option<String>,
     /// `ok`, `warning` or `error`.
     pub severity: String,
-    /// Stable code of the finding (`ok`, `managed-parent-without-child`, `segment-unmapped`, …).
+    /// Stable code of the finding: `ok`; `round-robin-shared` or `unverified` (warnings);
+    /// `service-unmapped`, `segment-unmapped`, `bookable-changed`, `map-missing`, or one of
+    /// the refusals of `PUT /event-maps/…` (`event-type-not-found`,
+    /// `event-type-length-mismatch`, `managed-parent-without-child`, `host-not-assigned`,
+    /// `event-type-owned-by-another-user`) (errors).
     pub code: String,
     pub message: String,
     /// The fix in one sentence; empty when nothing needs doing.

@@ -101,9 +101,18 @@ fn parse_path(
     request_body = PutEventMap,
     responses(
         (status = 200, description = "Stored: bookable for this staff member", body = EventMapBody),
-        (status = 404, description = "No such service, segment or staff member", body = Problem, content_type = "application/problem+json"),
-        (status = 422, description = "Not bookable for this staff member: `type` names why, `detail` what is wrong, `fix` how to fix it", body = Problem, content_type = "application/problem+json"),
-        (status = 502, description = "Cal.com could not be asked or refused the tenant's key", body = Problem, content_type = "application/problem+json"),
+        (status = 401, description = "`unauthorized`: no valid API key", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`forbidden`: only ops keys may map event types", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`not-found`: no such service, segment or staff member for this tenant", body = Problem, content_type = "application/problem+json"),
+        (status = 422, description = "Not stored, and nothing else changed. `detail` says what is wrong, `fix` how to fix it; \
+`type` (and `code`) is one of: \
+`event-type-not-found` (Cal.com has no such event type that the tenant's key can read); \
+`event-type-length-mismatch` (the event type's length differs from the segment's duration; both are named); \
+`managed-parent-without-child` (a managed parent with no child for this staff member's Cal.com user; names the parent and the user, and both fixes: assign the host through Cal.com's team event-type endpoints or run `phasebook provision`, or map an individual event type); \
+`host-not-assigned` (a round-robin or collective team event type that does not list the staff member as host); \
+`event-type-owned-by-another-user` (a personal event type or managed child of someone else); \
+`validation` (`event_type_id` is not a positive id)", body = Problem, content_type = "application/problem+json"),
+        (status = 502, description = "`calcom-failed`: Cal.com could not be reached, did not answer in time, or refused the tenant's key; `code` names what happened", body = Problem, content_type = "application/problem+json"),
     ),
 )]
 async fn put_event_map(
@@ -155,8 +164,10 @@ async fn put_event_map(
         ("staff_id" = String, Path),
     ),
     responses(
-        (status = 200, body = EventMapBody),
-        (status = 404, description = "No such event map", body = Problem, content_type = "application/problem+json"),
+        (status = 200, description = "The configured id, the bookable id, how it was resolved and when Cal.com last confirmed it", body = EventMapBody),
+        (status = 401, description = "`unauthorized`", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`forbidden`: ops keys only", body = Problem, content_type = "application/problem+json"),
+        (status = 404, description = "`not-found`: no such event map for this tenant", body = Problem, content_type = "application/problem+json"),
     ),
 )]
 async fn get_event_map(
@@ -180,7 +191,11 @@ async fn get_event_map(
     get,
     path = "/event-maps",
     tag = "event maps",
-    responses((status = 200, body = EventMapList)),
+    responses(
+        (status = 200, body = EventMapList),
+        (status = 401, description = "`unauthorized`", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`forbidden`: ops keys only", body = Problem, content_type = "application/problem+json"),
+    ),
 )]
 async fn list_event_maps(
     State(state): State<AppState>,
@@ -205,8 +220,10 @@ async fn list_event_maps(
     path = "/event-maps/audit",
     tag = "event maps",
     responses(
-        (status = 200, description = "The audit; `ok` is false when anything needs fixing", body = Audit),
-        (status = 502, description = "Cal.com refused the tenant's key", body = Problem, content_type = "application/problem+json"),
+        (status = 200, description = "The audit; `ok` is false when anything needs fixing. A map Cal.com could not be asked about is an `unverified` warning, not an error response", body = Audit),
+        (status = 401, description = "`unauthorized`", body = Problem, content_type = "application/problem+json"),
+        (status = 403, description = "`forbidden`: ops keys only", body = Problem, content_type = "application/problem+json"),
+        (status = 502, description = "`calcom-failed`: the tenant's Cal.com settings cannot be used (e.g. an invalid base URL)", body = Problem, content_type = "application/problem+json"),
     ),
 )]
 async fn audit_event_maps(
@@ -245,5 +262,31 @@ impl From<EventMapError> for ApiError {
             EventMapError::Store(e) => e.into(),
             EventMapError::Output(e) => ApiError::Internal(e),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use phasebook_domain::resolution::Refusal;
+
+    /// Every refusal `PUT /event-maps/…` can answer is named in the published document.
+    #[test]
+    fn every_refusal_type_is_documented() {
+        let doc: serde_json::Value =
+            serde_json::from_str(&crate::routes::openapi_json()).expect("openapi json");
+        let put = &doc["paths"]["/event-maps/{service_id}/{segment_key}/{staff_id}"]["put"];
+        let described = put["responses"]["422"]["description"]
+            .as_str()
+            .unwrap_or_default();
+        for code in Refusal::CODES {
+            assert!(
+                described.contains(&format!("`{code}`")),
+                "{code} is undocumented"
+            );
+        }
+        let gateway = put["responses"]["502"]["description"]
+            .as_str()
+            .unwrap_or_default();
+        assert!(gateway.contains("`calcom-failed`"));
     }
 }
