@@ -384,6 +384,30 @@ async fn provision_creates_one_hidden_single_host_team_type_per_segment_once(
     }
 }
 
+async fn provision_without_a_calcom_team_says_how_to_set_one(database: TestDatabase) {
+    run_json(
+        &database.url,
+        &[
+            "tenant",
+            "create",
+            "--name",
+            "Solo",
+            "--calcom-api-key",
+            salon::ANNA_KEY,
+            "--json",
+        ],
+    )
+    .await;
+    let output = run(
+        &database.url,
+        &["provision", "--service", "colour", "--staff", "ben"],
+    )
+    .await;
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("--calcom-team-id"), "{stderr}");
+}
+
 // ---------------------------------------------------------------------------------------
 // The incident
 // ---------------------------------------------------------------------------------------
@@ -606,5 +630,6 @@ macro_rules! on_both_backends {
 on_both_backends!(
     doctor_exits_1_with_a_table_and_json_when_something_is_wrong_and_0_when_clean,
     provision_creates_one_hidden_single_host_team_type_per_segment_once,
+    provision_without_a_calcom_team_says_how_to_set_one,
     incident_second_host_without_child_is_refused_until_provisioned_then_both_book,
 );

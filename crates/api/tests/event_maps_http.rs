@@ -10,17 +10,21 @@ use chrono::{DateTime, Utc};
 use event_maps_salon as salon;
 use phasebook_api::auth::{self, TenantSettings};
 use phasebook_api::state::AppState;
+use phasebook_api::store::event_maps::NewEventMap;
 use phasebook_api::store::{Database, Role};
 use phasebook_api::testing::TestDatabase;
+use phasebook_domain::{EventTypeId, SegmentKey, ServiceId, StaffId};
 use reqwest::Response;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
 use tokio::sync::oneshot;
+use uuid::Uuid;
 
 struct Salon {
     url: String,
     http: reqwest::Client,
-    _db: Database,
+    db: Database,
+    other_tenant_id: Uuid,
     ops: String,
     agent: String,
     viewer: String,
@@ -81,7 +85,8 @@ async fn spawn(database: TestDatabase) -> Salon {
     let salon = Salon {
         url,
         http: salon::http_client(),
-        _db: db,
+        db,
+        other_tenant_id: other.tenant_id,
         ops: secret(&ops.api_key),
         agent: secret(&agent.api_key),
         viewer: secret(&viewer.api_key),
@@ -370,6 +375,72 @@ async fn unreachable_calcom_is_a_502_problem_and_stores_nothing(s: Salon) {
     assert_eq!(missing.status(), 404);
 }
 
+async fn a_key_calcom_rejects_is_a_502_naming_it(s: Salon) {
+    let wrong = auth::create_tenant(
+        s.db.store(),
+        TenantSettings {
+            name: "Salon Wrong Key".into(),
+            calcom_api_key: SecretString::from("cal_live_revoked"),
+            calcom_base_url: s.sim.base_url.clone(),
+            calcom_team_id: Some(salon::TEAM_ID),
+        },
+    )
+    .await
+    .expect("tenant");
+    let key = wrong.api_key.expose_secret().to_string();
+    for (path, body) in [
+        ("/services/cut", salon::cut_service()),
+        ("/staff/anna", salon::staff("Anna", salon::ANNA, "anna")),
+    ] {
+        assert_eq!(s.put(path, &key, &body).await.status(), 200);
+    }
+    let response = s
+        .put(
+            "/event-maps/cut/C/anna",
+            &key,
+            &json!({"event_type_id": salon::ANNA_CUT}),
+        )
+        .await;
+    let body = problem(response, 502, "calcom-failed").await;
+    assert_eq!(body["code"], "unauthorized", "{body}");
+    assert!(
+        !text(&body, "detail").contains("cal_live_revoked"),
+        "the key is never echoed"
+    );
+    assert_eq!(s.get("/event-maps/cut/C/anna", &key).await.status(), 404);
+}
+
+async fn audit_marks_maps_it_cannot_check_as_unverified(s: Salon) {
+    for (path, body) in [
+        ("/services/cut", salon::cut_service()),
+        ("/staff/anna", salon::staff("Anna", salon::ANNA, "anna")),
+    ] {
+        assert_eq!(s.put(path, &s.other_ops, &body).await.status(), 200);
+    }
+    // A map stored while Cal.com was still reachable.
+    s.db.event_maps()
+        .put_event_map(
+            s.other_tenant_id,
+            &NewEventMap {
+                service_id: ServiceId::parse("cut").expect("id"),
+                segment_key: SegmentKey::parse("C").expect("key"),
+                staff_id: StaffId::parse("anna").expect("id"),
+                event_type_id: EventTypeId(salon::ANNA_CUT),
+                bookable_event_type_id: EventTypeId(salon::ANNA_CUT),
+                resolution: "individual".into(),
+                checked_at: Utc::now(),
+            },
+        )
+        .await
+        .expect("store a map");
+    let response = s.get("/event-maps/audit", &s.other_ops).await;
+    assert_eq!(response.status(), 200, "the audit still answers");
+    let audit: Value = response.json().await.expect("json");
+    assert_finding(&audit, ("cut", "C", "anna"), "warning", "unverified");
+    assert!(text(finding(&audit, "cut", "C", "anna"), "fix").contains("connectivity"));
+    assert_eq!(audit["ok"], false);
+}
+
 async fn a_refusal_keeps_the_previous_map(s: Salon) {
     let first = s.map_ok("colour", "A", "anna", salon::ANNA_APPLY).await;
     for event_type in [salon::ANNA_LONG, salon::MISSING, salon::RR_BEN] {
@@ -652,6 +723,8 @@ on_both_backends!(
     a_length_other_than_the_segments_is_refused_with_both_numbers,
     missing_invisible_or_foreign_event_types_are_422_not_500,
     unreachable_calcom_is_a_502_problem_and_stores_nothing,
+    a_key_calcom_rejects_is_a_502_naming_it,
+    audit_marks_maps_it_cannot_check_as_unverified,
     a_refusal_keeps_the_previous_map,
     only_ops_may_map_and_other_tenants_see_nothing,
     audit_reports_every_finding_with_severity_and_fix,

@@ -342,6 +342,16 @@ pub fn assess(
         };
     }
     match et.scheduling {
+        // A parent's hosts are its children's owners (FACTS 5.2): when it lists hosts and
+        // this one is not among them there is no child to look for. An answer without any
+        // hosts decides nothing; the lookup does.
+        Some(Scheduling::Managed) if !et.hosts.is_empty() && !et.has_host(host.user_id) => {
+            Assessment::Refused(Refusal::ManagedParentWithoutChild {
+                parent_id: et.id,
+                parent_slug: et.slug.clone(),
+                host: host.clone(),
+            })
+        }
         Some(Scheduling::Managed) => Assessment::FindChild {
             parent_id: et.id,
             slug: et.slug.clone(),
@@ -848,6 +858,19 @@ mod tests {
                 slug: "type-100".into()
             }
         );
+    }
+
+    #[test]
+    fn managed_parent_not_listing_the_host_is_refused_without_a_lookup() {
+        let et = team(100, Some(Scheduling::Managed), &[BEN]);
+        let r = refused(assess(EventTypeId(100), Some(&et), &anna(), 30));
+        assert_eq!(r.code(), "managed-parent-without-child");
+        // No hosts in the answer at all: the lookup decides.
+        let bare = team(100, Some(Scheduling::Managed), &[]);
+        assert!(matches!(
+            assess(EventTypeId(100), Some(&bare), &anna(), 30),
+            Assessment::FindChild { .. }
+        ));
     }
 
     #[test]
