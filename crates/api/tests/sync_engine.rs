@@ -498,3 +498,109 @@ async fn a_job_leased_by_a_dead_worker_is_taken_over_after_the_lease() {
         assert_eq!(w.bookings_for(id).len(), 4);
     }
 }
+
+#[tokio::test]
+async fn a_segment_without_an_event_map_needs_review_until_it_is_mapped_and_resynced() {
+    for database in databases().await {
+        let w = world(database).await;
+        fixtures::remove_event_map(
+            &w.db,
+            w.tenant(),
+            &w.salon.service_id,
+            &w.salon.segments[3].key,
+            &w.staff(),
+        )
+        .await
+        .expect("unmap");
+        let id = w.appointment(17).await;
+        w.drain().await;
+        let view = w.view(id).await;
+        assert_eq!(view.status, AppointmentSyncStatus::NeedsReview);
+        let reason = view.review_reason.clone().expect("reason");
+        assert!(reason.contains("no event map"), "{reason}");
+        assert!(reason.contains("segment D"), "{reason}");
+        assert!(reason.contains("stylist-1"), "{reason}");
+        assert!(reason.contains(&format!("/resync/{id}")), "{reason}");
+        assert_eq!(w.bookings_for(id).len(), 3, "A, B and C are booked anyway");
+
+        // Ops maps it and resyncs: D is booked, A–C are not booked again.
+        fixtures::put_event_map(
+            &w.db,
+            w.tenant(),
+            &w.salon.service_id,
+            &w.salon.segments[3].key,
+            &w.staff(),
+            w.event_type(3),
+            w.event_type(3),
+        )
+        .await
+        .expect("map");
+        w.resync(id).await;
+        w.drain().await;
+        let view = w.view(id).await;
+        assert_eq!(view.status, AppointmentSyncStatus::Synced, "{view:#?}");
+        assert!(!view.requires_manual_review);
+        assert_eq!(view.review_reason, None);
+        assert_eq!(w.active_bookings_for(id).len(), 4);
+    }
+}
+
+#[tokio::test]
+async fn a_managed_parent_books_the_hosts_child_once_cal_com_has_made_it() {
+    for database in databases().await {
+        let w = world(database).await;
+        fixtures::put_event_map(
+            &w.db,
+            w.tenant(),
+            &w.salon.service_id,
+            &w.salon.segments[1].key,
+            &w.staff(),
+            CHILDLESS_PARENT,
+            CHILDLESS_PARENT,
+        )
+        .await
+        .expect("map");
+        let id = w.appointment(18).await;
+        w.drain().await;
+        assert_eq!(w.view(id).await.status, AppointmentSyncStatus::NeedsReview);
+
+        // The fix the reason names: assign the host through the team event-type endpoint,
+        // and Cal.com creates the host's child.
+        let patched = reqwest::Client::new()
+            .patch(format!(
+                "{}/v2/teams/{}/event-types/{CHILDLESS_PARENT}",
+                w.sim.base_url,
+                fixtures::SIM_TEAM_ID
+            ))
+            .bearer_auth(fixtures::SIM_API_KEY)
+            .header("cal-api-version", "2024-06-14")
+            .json(&json!({"hosts": [{"userId": w.account.staff[0].calcom_user_id}]}))
+            .send()
+            .await
+            .expect("patch");
+        assert!(patched.status().is_success(), "{}", patched.status());
+        let child = w
+            .sim
+            .state()
+            .event_types
+            .iter()
+            .find(|e| e.parent_event_type_id == Some(CHILDLESS_PARENT))
+            .map(|e| e.id)
+            .expect("child made");
+
+        w.resync(id).await;
+        w.drain().await;
+        let view = w.view(id).await;
+        assert_eq!(view.status, AppointmentSyncStatus::Synced, "{view:#?}");
+        assert!(!view.requires_manual_review);
+        assert_eq!(view.review_reason, None);
+        assert_eq!(view.segments[1].event_type_id, Some(child));
+        let b = w
+            .active_bookings_for(id)
+            .into_iter()
+            .find(|b| b.metadata.get("phasebook_segment") == Some(&json!("B")))
+            .expect("B booked");
+        assert_eq!(b.event_type_id, Some(child), "booked on the child");
+        assert_eq!(w.active_bookings_for(id).len(), 4);
+    }
+}

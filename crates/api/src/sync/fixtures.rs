@@ -95,6 +95,43 @@ pub async fn put_event_map(
     Ok(())
 }
 
+/// Removes a (segment, staff) event map, as an install that never mapped it.
+pub async fn remove_event_map(
+    db: &Database,
+    tenant_id: Uuid,
+    service_id: &ServiceId,
+    segment_key: &SegmentKey,
+    staff_id: &StaffId,
+) -> StoreResult<()> {
+    match db {
+        Database::Postgres(store) => {
+            sqlx::query(
+                "delete from event_maps where tenant_id = $1 and service_id = $2 \
+                 and segment_key = $3 and staff_id = $4",
+            )
+            .bind(tenant_id)
+            .bind(service_id.as_str())
+            .bind(segment_key.as_str())
+            .bind(staff_id.as_str())
+            .execute(&store.pool)
+            .await?;
+        }
+        Database::Sqlite(store) => {
+            sqlx::query(
+                "delete from event_maps where tenant_id = ?1 and service_id = ?2 \
+                 and segment_key = ?3 and staff_id = ?4",
+            )
+            .bind(tenant_id.hyphenated().to_string())
+            .bind(service_id.as_str())
+            .bind(segment_key.as_str())
+            .bind(staff_id.as_str())
+            .execute(&store.pool)
+            .await?;
+        }
+    }
+    Ok(())
+}
+
 fn invalid(e: phasebook_domain::FieldError) -> StoreError {
     StoreError::Corrupt(e.to_string())
 }
