@@ -1,0 +1,440 @@
+//! The real `phasebook` binary syncing against the Cal.com emulator: killed with SIGKILL
+//! at random moments during a sync run and restarted (SQLite and PostgreSQL), and three
+//! `phasebook serve` replicas sharing one PostgreSQL. Either way, once the queue drains,
+//! every appointment is `synced` (or needs review with a reason), Cal.com holds exactly one
+//! active booking per synced segment — the one we stored — and nothing else.
+
+use std::collections::{HashMap, HashSet};
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use calcom_sim::{BookingStatus, Faults, RouteFaults, RunningSim, Sim, SimConfig};
+use chrono::{TimeDelta, TimeZone, Utc};
+use phasebook_api::store::Database;
+use phasebook_api::store::sync::SyncView;
+use phasebook_api::sync::SyncHandle;
+use phasebook_api::sync::fixtures::{self, FixtureSalon, SimAccount};
+use phasebook_api::testing::TestDatabase;
+use phasebook_domain::sync::{AppointmentSyncStatus, SegmentSyncStatus};
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+/// A running `phasebook serve`; killed with SIGKILL when dropped.
+struct Server {
+    child: Child,
+    port: u16,
+}
+
+impl Server {
+    fn kill(mut self) {
+        // `Child::kill` is SIGKILL on Unix: no shutdown code runs.
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("free port")
+}
+
+fn log_file(name: &str) -> PathBuf {
+    std::env::temp_dir().join(format!("phasebook-{name}-{}.log", Uuid::new_v4()))
+}
+
+/// `phasebook serve` with a worker tuned for tests: millisecond retries, a short lease (a
+/// killed worker's jobs are taken over quickly) and a short Cal.com timeout.
+fn serve(database_url: &str, concurrency: u32, log: &PathBuf) -> Server {
+    let port = free_port();
+    let log = std::fs::File::create(log).expect("log file");
+    let child = Command::new(env!("CARGO_BIN_EXE_phasebook"))
+        .env("PHASEBOOK_DATABASE_URL", database_url)
+        .env("PHASEBOOK_LOG_FORMAT", "json")
+        .args([
+            "serve",
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+            "--sync-concurrency",
+            &concurrency.to_string(),
+            "--sync-retry-base-ms",
+            "20",
+            "--sync-retry-max-ms",
+            "200",
+            "--sync-lease-ms",
+            "1500",
+            "--sync-poll-ms",
+            "200",
+            "--calcom-timeout-ms",
+            "1500",
+            "--calcom-rate-limit",
+            "1000000",
+            "--sync-shutdown-grace-ms",
+            "500",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::from(log))
+        .spawn()
+        .expect("spawn phasebook serve");
+    Server { child, port }
+}
+
+async fn wait_healthy(server: &Server) {
+    let http = reqwest::Client::new();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let ok = http
+            .get(format!("http://127.0.0.1:{}/healthz", server.port))
+            .send()
+            .await
+            .is_ok_and(|r| r.status().is_success());
+        if ok {
+            return;
+        }
+        assert!(Instant::now() < deadline, "phasebook serve did not come up");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+struct Setup {
+    db: Database,
+    sim: RunningSim,
+    salon: FixtureSalon,
+    account: SimAccount,
+    handle: SyncHandle,
+}
+
+async fn setup(database: &TestDatabase, stylists: usize, faults: Faults) -> Setup {
+    let db = database.connect().await.expect("database");
+    let segments = fixtures::segments(4, 30, 0);
+    let account = fixtures::sim_account(stylists, &segments);
+    let sim = Sim::new(SimConfig {
+        faults,
+        ..SimConfig::default()
+    });
+    sim.seed(account.seed.clone()).expect("seed");
+    let sim = sim.spawn().await.expect("sim");
+    let salon = fixtures::seed_sim_salon(&db, &sim.base_url, &account, "colour", segments)
+        .await
+        .expect("salon");
+    let handle = SyncHandle::for_database(&db);
+    Setup {
+        db,
+        sim,
+        salon,
+        account,
+        handle,
+    }
+}
+
+/// Appointment `n`'s start: back-to-back two-hour slots per stylist from 2030-03-01.
+fn slot(setup: &Setup, n: usize) -> (String, chrono::DateTime<Utc>) {
+    let stylists = setup.account.staff.len();
+    let first = Utc
+        .with_ymd_and_hms(2030, 3, 1, 0, 0, 0)
+        .single()
+        .expect("start");
+    let hours = 2 * i64::try_from(n / stylists).expect("small");
+    (
+        setup.account.staff[n % stylists].staff_id.to_string(),
+        first + TimeDelta::hours(hours),
+    )
+}
+
+async fn outstanding(setup: &Setup) -> i64 {
+    setup
+        .handle
+        .store()
+        .outstanding_jobs(Utc::now())
+        .await
+        .expect("outstanding")
+        .0
+}
+
+fn text(v: Option<&Value>) -> Option<String> {
+    v.and_then(Value::as_str).map(str::to_string)
+}
+
+/// The invariants after a drained run; returns every appointment's sync view.
+async fn check_invariants(setup: &Setup, appointments: &[Uuid], label: &str) -> Vec<SyncView> {
+    let mut views = Vec::new();
+    let mut ours: HashMap<String, (Uuid, String, Option<i64>)> = HashMap::new();
+    let mut synced_segments = 0;
+    for id in appointments {
+        let view = setup
+            .handle
+            .store()
+            .sync_view(setup.salon.tenant_id, *id)
+            .await
+            .expect("view")
+            .expect("exists");
+        match view.status {
+            AppointmentSyncStatus::Synced => assert!(!view.requires_manual_review),
+            AppointmentSyncStatus::NeedsReview => {
+                let reason = view.review_reason.as_deref().unwrap_or_default();
+                assert!(reason.contains("POST /resync/"), "{label}: {reason}");
+            }
+            other => panic!("{label}: appointment {id} ended {other}: {view:#?}"),
+        }
+        for segment in &view.segments {
+            if segment.status == SegmentSyncStatus::Synced {
+                synced_segments += 1;
+                let uid = segment.calcom_booking_uid.clone().expect("uid");
+                let previous = ours.insert(
+                    uid.clone(),
+                    (*id, segment.key.clone(), segment.calcom_booking_id),
+                );
+                assert!(previous.is_none(), "{label}: uid {uid} stored twice");
+            }
+        }
+        views.push(view);
+    }
+    let state = setup.sim.state();
+    let active: Vec<_> = state
+        .bookings
+        .iter()
+        .filter(|b| b.status == BookingStatus::Accepted)
+        .collect();
+    for booking in &active {
+        let Some((appointment, key, id)) = ours.get(&booking.uid) else {
+            panic!(
+                "{label}: Cal.com holds a booking we do not know about: {} {:?}",
+                booking.uid, booking.metadata
+            );
+        };
+        assert_eq!(Some(booking.id), *id, "{label}: stored id matches");
+        assert_eq!(
+            text(booking.metadata.get("phasebook_appointment")),
+            Some(appointment.to_string())
+        );
+        assert_eq!(
+            text(booking.metadata.get("phasebook_segment")),
+            Some(key.clone())
+        );
+    }
+    assert_eq!(
+        active.len(),
+        synced_segments,
+        "{label}: exactly one active booking per synced segment"
+    );
+    assert_eq!(
+        state.bookings.len(),
+        active.len(),
+        "{label}: no duplicate booking was ever created"
+    );
+    views
+}
+
+async fn crash_run(database: TestDatabase, label: &str) {
+    const APPOINTMENTS: usize = 80;
+    let started = Instant::now();
+    // Slow creates, so that kills land while calls are in flight; some answers are lost.
+    let faults = Faults::default().with_seed(4242).route(
+        "bookings.create",
+        RouteFaults {
+            latency_ms: 150,
+            lost_response_rate: 0.05,
+            ..RouteFaults::default()
+        },
+    );
+    let setup = setup(&database, 8, faults).await;
+    let mut appointments = Vec::new();
+    for n in 0..APPOINTMENTS {
+        let (staff, start) = slot(&setup, n);
+        let staff = phasebook_domain::StaffId::parse(&staff).expect("staff");
+        appointments.push(
+            fixtures::book(&setup.db, &setup.salon, &staff, start)
+                .await
+                .expect("book"),
+        );
+    }
+
+    let mut kills = 0;
+    let mut restarts = 0;
+    while kills < 5 {
+        let log = log_file("crash");
+        let server = serve(&database.url, 4, &log);
+        restarts += 1;
+        let pause = Duration::from_millis(300 + rand::random::<u64>() % 900);
+        tokio::time::sleep(pause).await;
+        server.kill();
+        kills += 1;
+        let _ = std::fs::remove_file(log);
+        if outstanding(&setup).await == 0 {
+            break;
+        }
+    }
+    // The last start runs until the queue is empty.
+    let log = log_file("crash-final");
+    let server = serve(&database.url, 4, &log);
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while outstanding(&setup).await > 0 {
+        assert!(
+            Instant::now() < deadline,
+            "{label}: jobs still outstanding; log in {}",
+            log.display()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    server.kill();
+    let _ = std::fs::remove_file(log);
+
+    let views = check_invariants(&setup, &appointments, label).await;
+    let cut_off = views
+        .iter()
+        .flat_map(|v| &v.attempts)
+        .filter(|a| a.outcome.is_none())
+        .count();
+    let adopted = views
+        .iter()
+        .flat_map(|v| &v.attempts)
+        .filter(|a| a.outcome.as_deref() == Some("adopted"))
+        .count();
+    println!(
+        "crash on {label}: {APPOINTMENTS} appointments, {kills} SIGKILLs over {restarts} starts, \
+         {cut_off} calls cut off mid-flight, {adopted} bookings adopted, {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+    setup.sim.sim.set_faults(Faults::default());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkilled_and_restarted_the_binary_still_books_every_segment_once_on_sqlite() {
+    crash_run(TestDatabase::sqlite(), "sqlite").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkilled_and_restarted_the_binary_still_books_every_segment_once_on_postgres() {
+    let Some(database) = TestDatabase::postgres_from_env().await else {
+        eprintln!("DATABASE_URL is not set: skipped");
+        return;
+    };
+    crash_run(database, "postgres").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_replicas_on_one_postgres_share_the_work_and_never_run_a_job_twice_at_once() {
+    const APPOINTMENTS: usize = 120;
+    let Some(database) = TestDatabase::postgres_from_env().await else {
+        eprintln!("DATABASE_URL is not set: the replica test needs PostgreSQL; skipped");
+        return;
+    };
+    let started = Instant::now();
+    let faults = Faults::default().with_seed(33).route(
+        "bookings.create",
+        RouteFaults {
+            latency_ms: 40,
+            error_rate: 0.05,
+            lost_response_rate: 0.05,
+            ..RouteFaults::default()
+        },
+    );
+    let setup = setup(&database, 8, faults).await;
+    let logs: Vec<PathBuf> = (0..3).map(|_| log_file("replica")).collect();
+    let replicas: Vec<Server> = logs
+        .iter()
+        .map(|log| serve(&database.url, 4, log))
+        .collect();
+    for replica in &replicas {
+        wait_healthy(replica).await;
+    }
+
+    // Appointments come in through all three APIs; any replica's worker may take any job
+    // (in-process wake-up for its own, PostgreSQL notifications for the others').
+    let http = reqwest::Client::new();
+    let mut appointments = Vec::new();
+    for n in 0..APPOINTMENTS {
+        let (staff, start) = slot(&setup, n);
+        let replica = &replicas[n % 3];
+        let response = http
+            .post(format!("http://127.0.0.1:{}/appointments", replica.port))
+            .bearer_auth(&setup.salon.ops_key)
+            .json(&json!({
+                "service_id": "colour",
+                "staff_id": staff,
+                "start": start.to_rfc3339(),
+                "customer": {"name": "Ada Lovelace", "email": "ada@example.com"}
+            }))
+            .send()
+            .await
+            .expect("request");
+        assert_eq!(response.status(), reqwest::StatusCode::CREATED);
+        let body: Value = response.json().await.expect("json");
+        appointments.push(Uuid::parse_str(body["id"].as_str().expect("id")).expect("uuid"));
+    }
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while outstanding(&setup).await > 0 {
+        assert!(Instant::now() < deadline, "jobs still outstanding");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for replica in replicas {
+        replica.kill();
+    }
+    for log in logs {
+        let _ = std::fs::remove_file(log);
+    }
+
+    let views = check_invariants(&setup, &appointments, "replicas").await;
+    // Every call for a segment is made by one worker at a time: per segment, the attempts
+    // (write-ahead rows with start and finish) of different workers never overlap.
+    let mut per_worker: HashMap<String, usize> = HashMap::new();
+    for view in &views {
+        let mut by_segment: HashMap<&str, Vec<_>> = HashMap::new();
+        for attempt in &view.attempts {
+            let worker = attempt.worker.clone().unwrap_or_default();
+            *per_worker.entry(worker).or_default() += 1;
+            by_segment
+                .entry(attempt.segment_key.as_str())
+                .or_default()
+                .push(attempt);
+        }
+        for (segment, attempts) in by_segment {
+            let created = attempts
+                .iter()
+                .filter(|a| matches!(a.outcome.as_deref(), Some("created" | "adopted")))
+                .count();
+            assert_eq!(
+                created, 1,
+                "segment {segment} of {} booked once",
+                view.appointment_id
+            );
+            for a in &attempts {
+                for b in &attempts {
+                    if a.worker == b.worker {
+                        continue;
+                    }
+                    let (Some(a_end), Some(b_end)) = (a.finished_at, b.finished_at) else {
+                        panic!("no worker died here, every attempt finished");
+                    };
+                    let overlap = a.started_at < b_end && b.started_at < a_end;
+                    assert!(
+                        !overlap,
+                        "two workers on segment {segment} of {} at once",
+                        view.appointment_id
+                    );
+                }
+            }
+        }
+    }
+    let workers: HashSet<&String> = per_worker.keys().collect();
+    assert_eq!(
+        workers.len(),
+        3,
+        "each replica did some work: {per_worker:?}"
+    );
+    println!(
+        "replicas: {APPOINTMENTS} appointments over 3 replicas, attempts per worker {:?}, {:.1} s",
+        per_worker.values().collect::<Vec<_>>(),
+        started.elapsed().as_secs_f64()
+    );
+}
