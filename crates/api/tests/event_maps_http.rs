@@ -278,6 +278,31 @@ async fn managed_parent_without_child_is_refused_naming_parent_user_and_both_fix
     assert_eq!(s.map_rows().await, 0);
 }
 
+async fn a_wrong_username_is_named_when_the_parent_lists_the_host(s: Salon) {
+    // Anna is stored with a username Cal.com does not know.
+    let response = s
+        .put(
+            "/staff/anna",
+            &s.ops,
+            &salon::staff("Anna", salon::ANNA, "anne"),
+        )
+        .await;
+    assert_eq!(response.status(), 200);
+    let body = problem(
+        s.map("colour", "C", "anna", salon::PARENT).await,
+        422,
+        "managed-parent-without-child",
+    )
+    .await;
+    let detail = text(&body, "detail");
+    assert!(
+        detail.contains(&format!("user {}", salon::ANNA)) && detail.contains("anne"),
+        "{detail}"
+    );
+    assert!(text(&body, "fix").contains("calcom_username"), "{body}");
+    assert_eq!(s.map_rows().await, 0);
+}
+
 async fn team_types_are_bookable_only_for_their_hosts(s: Salon) {
     let rr = s.map_ok("colour", "A", "anna", salon::RR_BOTH).await;
     assert_eq!(rr["resolution"], "round_robin_host");
@@ -719,6 +744,7 @@ on_both_backends!(
     individual_type_owned_by_the_stylist_is_bookable_as_is,
     managed_parent_is_stored_as_the_stylists_child,
     managed_parent_without_child_is_refused_naming_parent_user_and_both_fixes,
+    a_wrong_username_is_named_when_the_parent_lists_the_host,
     team_types_are_bookable_only_for_their_hosts,
     a_length_other_than_the_segments_is_refused_with_both_numbers,
     missing_invisible_or_foreign_event_types_are_422_not_500,

@@ -147,6 +147,9 @@ pub enum Refusal {
         parent_id: EventTypeId,
         parent_slug: String,
         host: HostIdentity,
+        /// Cal.com lists the host on the parent, yet the host's event types hold no child
+        /// under the parent's slug: the stored username is the likely culprit.
+        host_listed: bool,
     },
     /// A team type (round robin, collective) that does not list this host.
     NotAHost {
@@ -213,10 +216,22 @@ impl Refusal {
                 parent_id,
                 parent_slug,
                 host,
+                host_listed: false,
             } => format!(
                 "Event type {parent_id} ({parent_slug}) is a managed parent, which Cal.com refuses \
                  to book, and it has no child event type for {host}: hosts added outside the team \
                  event-type endpoints never get a child."
+            ),
+            Self::ManagedParentWithoutChild {
+                parent_id,
+                parent_slug,
+                host,
+                host_listed: true,
+            } => format!(
+                "Event type {parent_id} ({parent_slug}) is a managed parent, which Cal.com refuses \
+                 to book; Cal.com lists user {} as its host, but the event types of username \
+                 {} hold no child with slug {parent_slug}.",
+                host.user_id, host.username
             ),
             Self::NotAHost {
                 event_type_id,
@@ -255,6 +270,11 @@ impl Refusal {
                 "Set the event type's length to {segment_minutes} minutes in Cal.com, or map an \
                  event type of that length."
             ),
+            Self::ManagedParentWithoutChild {
+                host_listed: true, ..
+            } => "Set the staff member's calcom_username to their exact Cal.com username with \
+                  PUT /staff/{staff_id}, then map the event type again."
+                .to_string(),
             Self::ManagedParentWithoutChild { host, .. } => format!(
                 "Assign {} as a host through Cal.com's team event-type endpoints so Cal.com \
                  creates the child (or run `phasebook provision`), or map an individual event \
@@ -350,6 +370,7 @@ pub fn assess(
                 parent_id: et.id,
                 parent_slug: et.slug.clone(),
                 host: host.clone(),
+                host_listed: false,
             })
         }
         Some(Scheduling::Managed) => Assessment::FindChild {
@@ -431,6 +452,7 @@ pub fn pick_child(
             parent_id,
             parent_slug: parent_slug.to_string(),
             host: host.clone(),
+            host_listed: false,
         });
     };
     if let Some(refusal) = length_refusal(child, segment_minutes) {
@@ -441,6 +463,33 @@ pub fn pick_child(
         bookable_event_type_id: child.id,
         kind: ResolutionKind::ManagedParentChild,
         other_hosts: 0,
+    })
+}
+
+/// [`pick_child`] with the parent as Cal.com described it: when no child turns up although
+/// the parent lists the host, the refusal says so (the username used for the lookup is then
+/// the likely mistake, not the host assignment).
+pub fn pick_child_of(
+    parent: &EventTypeFacts,
+    listed: &[EventTypeFacts],
+    host: &HostIdentity,
+    segment_minutes: u32,
+) -> Result<Resolution, Refusal> {
+    pick_child(parent.id, &parent.slug, listed, host, segment_minutes).map_err(|refusal| {
+        match refusal {
+            Refusal::ManagedParentWithoutChild {
+                parent_id,
+                parent_slug,
+                host,
+                ..
+            } => Refusal::ManagedParentWithoutChild {
+                host_listed: parent.has_host(host.user_id),
+                parent_id,
+                parent_slug,
+                host,
+            },
+            other => other,
+        }
     })
 }
 
@@ -927,6 +976,24 @@ mod tests {
         let fix = r.fix();
         assert!(fix.contains("team event-type endpoints"), "{fix}");
         assert!(fix.contains("individual event type"), "{fix}");
+    }
+
+    #[test]
+    fn no_child_although_the_parent_lists_the_host_points_at_the_username() {
+        let parent = team(100, Some(Scheduling::Managed), &[ANNA]);
+        let r = pick_child_of(&parent, &[], &anna(), 30).expect_err("no child");
+        assert_eq!(r.code(), "managed-parent-without-child");
+        assert!(r.detail().contains("user 11") && r.detail().contains("anna"));
+        assert!(r.fix().contains("calcom_username"), "{}", r.fix());
+        // Not listed: the incident's explanation and both fixes.
+        let incident = pick_child_of(
+            &team(100, Some(Scheduling::Managed), &[BEN]),
+            &[],
+            &anna(),
+            30,
+        )
+        .expect_err("no child");
+        assert!(incident.fix().contains("team event-type endpoints"));
     }
 
     #[test]

@@ -1,12 +1,13 @@
 //! What phasebook asks Cal.com to resolve an event map: read the configured event type with
 //! the tenant's key (own types first, then the tenant's team, then the host's public
-//! listing), and for a managed parent list the host's event types under the parent's slug. The decision itself is
-//! `phasebook_domain::resolution`; this module only turns Cal.com's answers into its facts.
+//! listing), and for a managed parent list the host's event types under the parent's slug.
+//! The decision itself is `phasebook_domain::resolution`; this module only turns Cal.com's
+//! answers into its facts.
 
 use calcom_client::{CalcomClient, CalcomError, EventType, SchedulingType};
 use phasebook_domain::resolution::{
     Assessment, EventTypeFacts, HostFacts, HostIdentity, Refusal, Resolution, Scheduling, assess,
-    pick_child,
+    pick_child_of,
 };
 use phasebook_domain::{CalcomUserId, EventTypeId};
 
@@ -93,7 +94,7 @@ pub async fn resolve(
     match assess(configured, read_facts.as_ref(), host, segment_minutes) {
         Assessment::Bookable(resolution) => Ok(Ok(resolution)),
         Assessment::Refused(refusal) => Ok(Err(refusal)),
-        Assessment::FindChild { parent_id, slug } => {
+        Assessment::FindChild { slug, .. } => {
             // The public listing by the host's username and the parent's slug is the one
             // read that names the child's id (FACTS 5.4).
             let listed = match client.list_event_types(&host.username, Some(&slug)).await {
@@ -103,7 +104,13 @@ pub async fn resolve(
                 Err(e) => return Err(e),
             };
             let listed: Vec<EventTypeFacts> = listed.iter().map(facts).collect();
-            Ok(pick_child(parent_id, &slug, &listed, host, segment_minutes))
+            let Some(parent) = read_facts.as_ref() else {
+                // `assess` only asks for the lookup after reading the parent.
+                return Ok(Err(Refusal::NotFound {
+                    event_type_id: configured,
+                }));
+            };
+            Ok(pick_child_of(parent, &listed, host, segment_minutes))
         }
     }
 }

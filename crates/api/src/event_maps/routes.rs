@@ -108,7 +108,7 @@ fn parse_path(
 `type` (and `code`) is one of: \
 `event-type-not-found` (Cal.com has no such event type that the tenant's key can read); \
 `event-type-length-mismatch` (the event type's length differs from the segment's duration; both are named); \
-`managed-parent-without-child` (a managed parent with no child for this staff member's Cal.com user; names the parent and the user, and both fixes: assign the host through Cal.com's team event-type endpoints or run `phasebook provision`, or map an individual event type); \
+`managed-parent-without-child` (a managed parent with no child for this staff member's Cal.com user; names the parent and the user, and both fixes: assign the host through Cal.com's team event-type endpoints or run `phasebook provision`, or map an individual event type; when Cal.com lists the user as a host but no child turns up, the fix is the staff member's `calcom_username`); \
 `host-not-assigned` (a round-robin or collective team event type that does not list the staff member as host); \
 `event-type-owned-by-another-user` (a personal event type or managed child of someone else); \
 `validation` (`event_type_id` is not a positive id)", body = Problem, content_type = "application/problem+json"),
