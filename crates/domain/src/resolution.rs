@@ -638,12 +638,21 @@ pub fn unmapped_verdict(cell: &AuditCell) -> Verdict {
             severity: Severity::Error,
             code: "segment-unmapped",
             message: format!(
-                "Segment {} of service {} has no event map for {} while segments {} do, so an \
+                "Segment {} of service {} has no event map for {} while {} {}, so an \
                  appointment would only half sync.",
                 cell.segment_key,
                 cell.service_id,
                 cell.staff_id,
-                join_keys(mapped)
+                if mapped.len() == 1 {
+                    "segment"
+                } else {
+                    "segments"
+                },
+                if mapped.len() == 1 {
+                    format!("{} does", join_keys(mapped))
+                } else {
+                    format!("{} do", join_keys(mapped))
+                }
             ),
             fix: format!(
                 "Map it with PUT /event-maps/{}/{}/{} or run `{provision}`.",
@@ -1144,6 +1153,7 @@ mod tests {
         let v = unmapped_verdict(&cells[3]);
         assert_eq!(v.severity, Severity::Error);
         assert_eq!(v.code, "segment-unmapped");
+        assert!(v.message.contains("while segment A does,"), "{}", v.message);
         assert!(v.message.contains("half sync"));
         assert!(v.fix.contains("provision --service colour --staff ben"));
     }
