@@ -12,7 +12,9 @@ use std::time::{Duration, Instant};
 use calcom_sim::{RunningSim, Seed};
 use chrono::{Duration as Minutes, DurationRound, Utc};
 use event_maps_salon as salon;
+use phasebook_api::store::event_maps::NewEventMap;
 use phasebook_api::testing::TestDatabase;
+use phasebook_domain::{EventTypeId, SegmentKey, ServiceId, StaffId};
 use serde_json::{Value, json};
 
 /// A `phasebook serve` process; killed when dropped.
@@ -409,6 +411,106 @@ async fn provision_without_a_calcom_team_says_how_to_set_one(database: TestDatab
 }
 
 // ---------------------------------------------------------------------------------------
+// Using a map
+// ---------------------------------------------------------------------------------------
+
+/// Books the one-segment cut for `staff` two days out and waits until the sync is synced
+/// or needs a human; returns the sync view.
+async fn book_cut(s: &Setup, staff: &str) -> Value {
+    let start = (Utc::now() + Minutes::days(2))
+        .duration_trunc(Minutes::hours(1))
+        .expect("hour");
+    let response = s
+        .http
+        .post(format!("{}/appointments", s.url))
+        .bearer_auth(&s.key)
+        .header("Prefer", "wait=10")
+        .json(&json!({
+            "service_id": "cut",
+            "staff_id": staff,
+            "start": start.to_rfc3339(),
+            "time_zone": "Europe/Berlin",
+            "customer": {"name": "Ada Lovelace", "email": "ada@example.com"}
+        }))
+        .send()
+        .await
+        .expect("book");
+    assert_eq!(response.status(), 201, "{staff}");
+    let appointment: Value = response.json().await.expect("json");
+    let id = appointment["id"].as_str().expect("id").to_string();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let (_, sync) = s.get(&format!("/appointments/{id}/sync")).await;
+        if sync["status"] == "synced" || sync["requires_manual_review"] == true {
+            return sync;
+        }
+        assert!(Instant::now() < deadline, "{staff}: never settled: {sync}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+async fn a_map_left_on_a_managed_parent_is_re_resolved_once_when_calcom_refuses_it(
+    database: TestDatabase,
+) {
+    let s = setup(database, salon::seed()).await;
+    s.define(&[("cut", salon::cut_service())]).await;
+    // Maps written before phasebook checked them (e.g. carried over from the old system):
+    // both book the managed parent itself.
+    let db = phasebook_api::store::Database::connect(s.db_url())
+        .await
+        .expect("database");
+    let tenant_id: uuid::Uuid = s.tenant_id.parse().expect("tenant id");
+    for staff in ["anna", "ben"] {
+        db.event_maps()
+            .put_event_map(
+                tenant_id,
+                &NewEventMap {
+                    service_id: ServiceId::parse("cut").expect("id"),
+                    segment_key: SegmentKey::parse("C").expect("key"),
+                    staff_id: StaffId::parse(staff).expect("id"),
+                    event_type_id: EventTypeId(salon::PARENT),
+                    bookable_event_type_id: EventTypeId(salon::PARENT),
+                    resolution: "individual".into(),
+                    checked_at: Utc::now(),
+                },
+            )
+            .await
+            .expect("legacy map");
+    }
+    db.close().await;
+
+    // Anna has a child: Cal.com's refusal leads to it, the booking lands there, and the map
+    // now books it.
+    let anna = book_cut(&s, "anna").await;
+    assert_eq!(anna["status"], "synced", "{anna}");
+    let (_, map) = s.get("/event-maps/cut/C/anna").await;
+    assert_eq!(map["event_type_id"], salon::PARENT);
+    assert_eq!(map["bookable_event_type_id"], salon::ANNA_CHILD);
+    assert_eq!(map["resolution"], "managed_parent_child");
+
+    // Ben has none: flagged for a human with the reason and the fix.
+    let ben = book_cut(&s, "ben").await;
+    assert_eq!(ben["requires_manual_review"], true, "{ben}");
+    let reason = ben["review_reason"].as_str().unwrap_or_default();
+    assert!(
+        reason.contains(&salon::PARENT.to_string()) && reason.contains("ben"),
+        "{reason}"
+    );
+    assert!(reason.contains("team event-type endpoints"), "{reason}");
+
+    let state = s.sim.state();
+    assert_eq!(
+        state
+            .bookings
+            .iter()
+            .map(|b| b.event_type_id)
+            .collect::<Vec<_>>(),
+        vec![Some(salon::ANNA_CHILD)],
+        "one booking, on Anna's child; nothing on the parent"
+    );
+}
+
+// ---------------------------------------------------------------------------------------
 // The incident
 // ---------------------------------------------------------------------------------------
 
@@ -631,5 +733,6 @@ on_both_backends!(
     doctor_exits_1_with_a_table_and_json_when_something_is_wrong_and_0_when_clean,
     provision_creates_one_hidden_single_host_team_type_per_segment_once,
     provision_without_a_calcom_team_says_how_to_set_one,
+    a_map_left_on_a_managed_parent_is_re_resolved_once_when_calcom_refuses_it,
     incident_second_host_without_child_is_refused_until_provisioned_then_both_book,
 );
