@@ -384,6 +384,63 @@ async fn provision_creates_one_hidden_single_host_team_type_per_segment_once(
         let (_, map) = s.get(&format!("/event-maps/colour/{segment}/ben")).await;
         assert_eq!(map["bookable_event_type_id"], step["event_type_id"]);
     }
+
+    // Someone stretches the wash type to 45 minutes and adds Anna as a host: the plan says
+    // it will be put back, and the run does so in place.
+    let wash = steps[1]["event_type_id"].as_i64().expect("wash id");
+    salon::patch_event_type(
+        &s.sim,
+        salon::ANNA_KEY,
+        Some(salon::TEAM_ID),
+        wash,
+        json!({"lengthInMinutes": 45, "hosts": [{"userId": salon::BEN}, {"userId": salon::ANNA}]}),
+    )
+    .await;
+    let plan = run(
+        s.db_url(),
+        &[
+            "provision",
+            "--service",
+            "colour",
+            "--staff",
+            "ben",
+            "--dry-run",
+        ],
+    )
+    .await;
+    let text = stdout(&plan);
+    assert_eq!(text.matches("would update").count(), 1, "{text}");
+    assert_eq!(
+        s.sim.state().event_type(wash).map(|e| e.length_in_minutes),
+        Some(45),
+        "a dry run changes nothing"
+    );
+    let fixed = run_json(
+        s.db_url(),
+        &[
+            "provision",
+            "--service",
+            "colour",
+            "--staff",
+            "ben",
+            "--json",
+        ],
+    )
+    .await;
+    assert_eq!(fixed["steps"][1]["action"], "update");
+    assert_eq!(fixed["steps"][1]["event_type_id"], wash);
+    let state = s.sim.state();
+    let et = state.event_type(wash).expect("still there");
+    assert_eq!(et.length_in_minutes, 15);
+    assert_eq!(
+        et.hosts.iter().map(|h| h.user_id).collect::<Vec<_>>(),
+        vec![salon::BEN]
+    );
+    assert_eq!(
+        s.team_event_type_creates(),
+        4,
+        "updated in place, not recreated"
+    );
 }
 
 async fn provision_without_a_calcom_team_says_how_to_set_one(database: TestDatabase) {

@@ -498,6 +498,15 @@ async fn only_ops_may_map_and_other_tenants_see_nothing(s: Salon) {
     assert_eq!(s.map_rows().await, 0);
 
     s.map_ok("colour", "A", "anna", salon::ANNA_APPLY).await;
+    for key in [&s.agent, &s.viewer] {
+        for path in [
+            "/event-maps/colour/A/anna",
+            "/event-maps",
+            "/event-maps/audit",
+        ] {
+            assert_eq!(s.get(path, key).await.status(), 403, "{path}");
+        }
+    }
     // Another tenant's ops key: the map and the service do not exist for it.
     let theirs = s.get("/event-maps/colour/A/anna", &s.other_ops).await;
     assert_eq!(theirs.status(), 404);
