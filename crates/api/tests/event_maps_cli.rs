@@ -385,7 +385,7 @@ async fn provision_creates_one_hidden_single_host_team_type_per_segment_once(
         assert_eq!(map["bookable_event_type_id"], step["event_type_id"]);
     }
 
-    // Someone stretches the wash type to 45 minutes and adds Anna as a host: the plan says
+    // Someone renames the wash type, stretches it to 45 minutes and adds Anna as a host: the plan says
     // it will be put back, and the run does so in place.
     let wash = steps[1]["event_type_id"].as_i64().expect("wash id");
     salon::patch_event_type(
@@ -393,7 +393,11 @@ async fn provision_creates_one_hidden_single_host_team_type_per_segment_once(
         salon::ANNA_KEY,
         Some(salon::TEAM_ID),
         wash,
-        json!({"lengthInMinutes": 45, "hosts": [{"userId": salon::BEN}, {"userId": salon::ANNA}]}),
+        json!({
+            "title": "Wash",
+            "lengthInMinutes": 45,
+            "hosts": [{"userId": salon::BEN}, {"userId": salon::ANNA}]
+        }),
     )
     .await;
     let plan = run(
@@ -432,6 +436,7 @@ async fn provision_creates_one_hidden_single_host_team_type_per_segment_once(
     let state = s.sim.state();
     let et = state.event_type(wash).expect("still there");
     assert_eq!(et.length_in_minutes, 15);
+    assert_eq!(et.title, "Colour: Wash (2 of 4) - Ben");
     assert_eq!(
         et.hosts.iter().map(|h| h.user_id).collect::<Vec<_>>(),
         vec![salon::BEN]

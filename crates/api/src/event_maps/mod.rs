@@ -176,16 +176,39 @@ pub async fn put_event_map(
     subject: &MapSubject,
     event_type_id: EventTypeId,
 ) -> Result<EventMap, EventMapError> {
-    let resolution = calcom::resolve(
+    let decision = calcom::resolve(
         client,
         team_id,
         event_type_id,
         &subject.host(),
         subject.segment.duration_minutes,
     )
-    .await?
-    .map_err(EventMapError::Refused)?;
-    store_resolution(store, tenant_id, subject, &resolution).await
+    .await?;
+    let resolution = match decision {
+        Ok(resolution) => resolution,
+        Err(refusal) => {
+            tracing::info!(
+                service_id = %subject.service_id,
+                segment_key = %subject.segment.key,
+                staff_id = %subject.staff.staff_id,
+                event_type_id = event_type_id.0,
+                refusal = refusal.code(),
+                "event map refused"
+            );
+            return Err(EventMapError::Refused(refusal));
+        }
+    };
+    let map = store_resolution(store, tenant_id, subject, &resolution).await?;
+    tracing::info!(
+        service_id = %subject.service_id,
+        segment_key = %subject.segment.key,
+        staff_id = %subject.staff.staff_id,
+        event_type_id = event_type_id.0,
+        bookable_event_type_id = resolution.bookable_event_type_id.0,
+        resolution = resolution.kind.as_str(),
+        "event map stored"
+    );
+    Ok(map)
 }
 
 // ---------------------------------------------------------------------------------------
@@ -345,7 +368,7 @@ pub enum ProvisionAction {
     Create,
     /// One exists with the right length and host: it is reused.
     Reuse,
-    /// One exists but its length, host or visibility drifted: it is patched.
+    /// One exists but its length, title, host or visibility drifted: it is patched.
     Update,
 }
 
@@ -373,8 +396,9 @@ pub struct ProvisionReport {
 }
 
 /// True when an existing provisioned type already matches what provisioning would create.
-fn matches_plan(et: &EventType, host: &HostIdentity, length: u32) -> bool {
+fn matches_plan(et: &EventType, host: &HostIdentity, length: u32, title: &str) -> bool {
     et.length_in_minutes == i64::from(length)
+        && et.title == title
         && et.hidden
         && et.hosts.len() == 1
         && et.hosts.iter().all(|h| h.user_id == host.user_id.0)
@@ -416,7 +440,9 @@ pub async fn provision(
             .find(|et| et.slug == slug);
         let action = match &existing {
             None => ProvisionAction::Create,
-            Some(et) if matches_plan(et, &host, segment.duration_minutes) => ProvisionAction::Reuse,
+            Some(et) if matches_plan(et, &host, segment.duration_minutes, &title) => {
+                ProvisionAction::Reuse
+            }
             Some(_) => ProvisionAction::Update,
         };
         let mut step = ProvisionStep {
