@@ -215,7 +215,7 @@ async fn gate(AxState(sim): AxState<Sim>, request: Request, next: Next) -> Respo
         return finish(err.into_response(), &path);
     }
 
-    let limit_headers = match sim.throttle(&tracker(&headers)) {
+    let limit_headers = match sim.throttle(|| tracker(&headers)) {
         Ok(h) => h,
         Err(h) => {
             sim.count(route, 429);

@@ -369,7 +369,13 @@ impl Sim {
 
     pub(crate) fn count(&self, route: &str, status: u16) {
         let mut requests = lock(&self.inner.requests);
-        let c = requests.entry(route.to_owned()).or_default();
+        // Look up before inserting: the hot path should not allocate the key.
+        if !requests.contains_key(route) {
+            requests.insert(route.to_owned(), RouteCounts::default());
+        }
+        let Some(c) = requests.get_mut(route) else {
+            return;
+        };
         c.total += 1;
         match status {
             0 => c.hung += 1,
@@ -383,13 +389,17 @@ impl Sim {
     }
 
     /// Cal.com's throttler: `Ok` with the headers to send, or `Err` when refused.
-    pub(crate) fn throttle(&self, tracker: &str) -> Result<LimitHeaders, LimitHeaders> {
+    pub(crate) fn throttle(
+        &self,
+        tracker: impl FnOnce() -> String,
+    ) -> Result<LimitHeaders, LimitHeaders> {
         let mut t = lock(&self.inner.throttle);
         let Some(cfg) = t.config else {
             return Ok(NO_LIMIT);
         };
+        let tracker = tracker();
         let now = Instant::now();
-        let bucket = t.buckets.entry(tracker.to_owned()).or_insert(Bucket {
+        let bucket = t.buckets.entry(tracker).or_insert(Bucket {
             window_start: now,
             hits: 0,
             blocked_until: None,
