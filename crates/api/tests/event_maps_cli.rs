@@ -572,6 +572,50 @@ async fn a_map_left_on_a_managed_parent_is_re_resolved_once_when_calcom_refuses_
     );
 }
 
+/// Resync re-resolves a segment that is not booked yet. Ben's own event type is readable
+/// with the owner's key only through his listing; the sync engine's copy of the reading
+/// (`sync/resolve.rs`) does not look there yet and flags the segment "not found". Un-ignore
+/// once that path calls `event_maps::calcom::resolve`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "the sync engine's re-resolution does not read another stylist's types through their listing yet"]
+async fn resync_books_on_another_stylists_own_event_type_once_the_slot_is_free() {
+    let s = setup(TestDatabase::sqlite(), salon::seed()).await;
+    s.define(&[("cut", salon::cut_service())]).await;
+    s.map("cut", "C", "ben", salon::BEN_APPLY).await;
+    let start = (Utc::now() + Minutes::days(2))
+        .duration_trunc(Minutes::hours(1))
+        .expect("hour");
+    let busy = s
+        .sim
+        .sim
+        .insert_booking(calcom_sim::SeedBooking::new(salon::BEN_APPLY, start))
+        .expect("Ben is busy");
+    let first = book_cut(&s, "ben").await;
+    assert_eq!(first["requires_manual_review"], true, "{first}");
+    s.sim.sim.remove_booking(&busy.uid);
+    let id = first["appointment_id"].as_str().expect("id").to_string();
+    let resync = s
+        .http
+        .post(format!("{}/resync/{id}", s.url))
+        .bearer_auth(&s.key)
+        .send()
+        .await
+        .expect("resync");
+    assert_eq!(resync.status(), 202);
+    let attempts = |sync: &Value| sync["attempts"].as_array().map_or(0, Vec::len);
+    let before = attempts(&first);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let settled = loop {
+        let (_, sync) = s.get(&format!("/appointments/{id}/sync")).await;
+        if attempts(&sync) > before && sync["job_state"] == "done" {
+            break sync;
+        }
+        assert!(Instant::now() < deadline, "resync never ran: {sync}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert_eq!(settled["status"], "synced", "{settled}");
+}
+
 // ---------------------------------------------------------------------------------------
 // The incident
 // ---------------------------------------------------------------------------------------
