@@ -262,7 +262,8 @@ impl Refusal {
     pub fn fix(&self) -> String {
         match self {
             Self::NotFound { .. } => "Check the id in Cal.com and that the tenant's API key \
-                 belongs to the owner or a team admin, then map an event type it can read."
+                 belongs to the owner or a team admin (a hidden personal event type is visible \
+                 only to its owner's key), then map an event type it can read."
                 .to_string(),
             Self::LengthMismatch {
                 segment_minutes, ..
