@@ -278,6 +278,8 @@ async fn provision_creates_one_hidden_single_host_team_type_per_segment_once(
     let s = setup(database, salon::seed()).await;
     s.define(&[("colour", salon::colour_service())]).await;
     let types_before = s.sim.state().event_types.len();
+    // Ben already books segment A on his own type; provisioning will replace that map.
+    s.map("colour", "A", "ben", salon::BEN_APPLY).await;
 
     // Dry run: the plan, and nothing created or stored.
     let plan = run(
@@ -315,10 +317,13 @@ async fn provision_creates_one_hidden_single_host_team_type_per_segment_once(
     .await;
     assert_eq!(plan["dry_run"], true);
     assert_eq!(plan["steps"].as_array().map(Vec::len), Some(4));
+    assert_eq!(plan["steps"][0]["replaces_event_type_id"], salon::BEN_APPLY);
+    assert_eq!(plan["steps"][1]["replaces_event_type_id"], Value::Null);
     assert_eq!(s.sim.state().event_types.len(), types_before);
     assert_eq!(s.team_event_type_creates(), 0);
     let (_, maps) = s.get("/event-maps").await;
-    assert_eq!(maps["items"], json!([]));
+    assert_eq!(maps["items"].as_array().map(Vec::len), Some(1), "{maps}");
+    assert_eq!(maps["items"][0]["event_type_id"], salon::BEN_APPLY);
 
     // The real run.
     let report = run_json(

@@ -384,6 +384,9 @@ pub struct ProvisionStep {
     pub event_type_id: Option<i64>,
     /// Set after a real run: the bookable id stored in the map.
     pub bookable_event_type_id: Option<i64>,
+    /// The event type the segment's existing map points at, when provisioning replaces it
+    /// with another one.
+    pub replaces_event_type_id: Option<i64>,
 }
 
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
@@ -445,14 +448,20 @@ pub async fn provision(
             }
             Some(_) => ProvisionAction::Update,
         };
+        let current = store
+            .get_event_map(tenant_id, service_id, &segment.key, staff_id)
+            .await?
+            .map(|m| m.event_type_id.0);
+        let planned = existing.as_ref().map(|et| et.id);
         let mut step = ProvisionStep {
             segment_key: segment.key.to_string(),
             title,
             slug,
             length_in_minutes: segment.duration_minutes,
             action,
-            event_type_id: existing.as_ref().map(|et| et.id),
+            event_type_id: planned,
             bookable_event_type_id: None,
+            replaces_event_type_id: current.filter(|id| planned != Some(*id)),
         };
         if !dry_run {
             let id = apply_step(client, team_id, &host, &step, existing.as_ref()).await?;

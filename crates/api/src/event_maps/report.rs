@@ -113,6 +113,8 @@ pub fn provision_table(report: &ProvisionReport) -> String {
                 action.to_string(),
                 s.event_type_id.map_or("-".into(), |id| id.to_string()),
                 format!("{} min", s.length_in_minutes),
+                s.replaces_event_type_id
+                    .map_or("-".into(), |id| id.to_string()),
                 s.slug.clone(),
                 s.title.clone(),
             ]
@@ -130,7 +132,15 @@ pub fn provision_table(report: &ProvisionReport) -> String {
         report.team_id
     );
     out.push_str(&table(
-        &["SEGMENT", "ACTION", "EVENT TYPE", "LENGTH", "SLUG", "TITLE"],
+        &[
+            "SEGMENT",
+            "ACTION",
+            "EVENT TYPE",
+            "LENGTH",
+            "REPLACES MAP TO",
+            "SLUG",
+            "TITLE",
+        ],
         &rows,
     ));
     if !report.dry_run {
@@ -194,10 +204,15 @@ mod tests {
                 action: ProvisionAction::Create,
                 event_type_id: None,
                 bookable_event_type_id: None,
+                replaces_event_type_id: Some(1002),
             }],
         };
         let text = provision_table(&report);
         assert!(text.starts_with("Plan for service colour"));
         assert!(text.contains("would create"));
+        assert!(
+            text.contains("REPLACES MAP TO") && text.contains("1002"),
+            "{text}"
+        );
     }
 }
