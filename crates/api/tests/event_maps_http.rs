@@ -692,6 +692,25 @@ async fn audit_reports_every_finding_with_severity_and_fix(s: Salon) {
     let again = s.map_ok("colour", "C", "anna", salon::PARENT).await;
     assert_eq!(again["bookable_event_type_id"], children[0].0);
     assert_finding(&s.audit().await, ("colour", "C", "anna"), "ok", "ok");
+
+    // Anna is taken off the managed parent: her child goes, and the map with it.
+    salon::patch_event_type(
+        &s.sim,
+        salon::ANNA_KEY,
+        Some(salon::TEAM_ID),
+        salon::PARENT,
+        json!({"hosts": [{"userId": salon::BEN}]}),
+    )
+    .await;
+    let audit = s.audit().await;
+    assert_finding(
+        &audit,
+        ("colour", "C", "anna"),
+        "error",
+        "managed-parent-without-child",
+    );
+    let f = finding(&audit, "colour", "C", "anna");
+    assert!(text(f, "fix").contains("team event-type endpoints"), "{f}");
 }
 
 async fn audit_warns_when_a_round_robin_may_book_someone_else(s: Salon) {
