@@ -435,6 +435,32 @@ async fn a_key_calcom_rejects_is_a_502_naming_it(s: Salon) {
     assert_eq!(s.get("/event-maps/cut/C/anna", &key).await.status(), 404);
 }
 
+async fn calcom_failing_is_a_502_and_the_audit_says_unverified(s: Salon) {
+    s.map_ok("cut", "C", "anna", salon::ANNA_CUT).await;
+    s.sim.sim.set_faults(calcom_sim::Faults::everywhere(
+        7,
+        calcom_sim::RouteFaults {
+            error_rate: 1.0,
+            ..Default::default()
+        },
+    ));
+    let body = problem(
+        s.map("colour", "A", "anna", salon::ANNA_APPLY).await,
+        502,
+        "calcom-failed",
+    )
+    .await;
+    assert_eq!(body["code"], "server", "{body}");
+    assert!(s.stored("colour", "A", "anna").await.is_none());
+    let audit = s.audit().await;
+    assert_finding(&audit, ("cut", "C", "anna"), "warning", "unverified");
+    // The stored map is untouched.
+    assert_eq!(
+        s.stored("cut", "C", "anna").await.expect("kept")["bookable_event_type_id"],
+        salon::ANNA_CUT
+    );
+}
+
 async fn audit_marks_maps_it_cannot_check_as_unverified(s: Salon) {
     for (path, body) in [
         ("/services/cut", salon::cut_service()),
@@ -779,6 +805,7 @@ on_both_backends!(
     unreachable_calcom_is_a_502_problem_and_stores_nothing,
     a_key_calcom_rejects_is_a_502_naming_it,
     audit_marks_maps_it_cannot_check_as_unverified,
+    calcom_failing_is_a_502_and_the_audit_says_unverified,
     a_refusal_keeps_the_previous_map,
     only_ops_may_map_and_other_tenants_see_nothing,
     audit_reports_every_finding_with_severity_and_fix,
