@@ -19,6 +19,7 @@ use phasebook_api::testing::TestDatabase;
 use phasebook_domain::StaffId;
 use phasebook_domain::sync::{AppointmentSyncStatus, RetryPolicy};
 use serde_json::json;
+use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 struct World {
@@ -603,4 +604,106 @@ async fn a_managed_parent_books_the_hosts_child_once_cal_com_has_made_it() {
         assert_eq!(b.event_type_id, Some(child), "booked on the child");
         assert_eq!(w.active_bookings_for(id).len(), 4);
     }
+}
+
+#[tokio::test]
+async fn a_stopped_worker_gives_back_the_job_it_holds_and_the_next_one_finishes_it() {
+    for database in databases().await {
+        let w = world(database).await;
+        // Cal.com never answers the creates: the run is stuck in flight at shutdown.
+        w.sim.sim.set_faults(
+            Faults::default()
+                .with_seed(19)
+                .route("bookings.create", RouteFaults::hang_rate(1.0)),
+        );
+        let handle = w.handle.clone();
+        let stop = CancellationToken::new();
+        let stopping = std::sync::Arc::new(Worker::new(
+            handle.clone(),
+            SyncConfig {
+                worker_id: "stopping".into(),
+                // Far longer than the test: only the release lets another worker in.
+                lease: Duration::from_secs(600),
+                shutdown_grace: Duration::from_millis(50),
+                client: ClientSettings {
+                    timeout: Duration::from_secs(600),
+                    ..ClientSettings::default()
+                },
+                ..SyncConfig::default()
+            },
+        ));
+        let running = tokio::spawn(stopping.run(stop.clone()));
+        let id = w.appointment(19).await;
+        handle.wake();
+        // Until the creates are on the wire.
+        loop {
+            let view = w.view(id).await;
+            let in_flight = view
+                .attempts
+                .iter()
+                .filter(|a| a.operation == "create" && a.outcome.is_none())
+                .count();
+            if in_flight == 4 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        stop.cancel();
+        running.await.expect("worker stopped");
+        assert_eq!(
+            phasebook_api::testing::sync_job(&w.db, id)
+                .await
+                .expect("job")
+                .as_deref(),
+            Some("pending"),
+            "the lease was given back"
+        );
+
+        w.sim.sim.set_faults(Faults::default());
+        w.drain().await;
+        let view = w.view(id).await;
+        assert_eq!(view.status, AppointmentSyncStatus::Synced, "{view:#?}");
+        assert_eq!(w.bookings_for(id).len(), 4);
+        assert!(
+            view.attempts
+                .iter()
+                .filter(|a| a.operation == "reconcile")
+                .count()
+                >= 4,
+            "the cut-off creates were looked for before booking again"
+        );
+    }
+}
+
+#[tokio::test]
+async fn on_postgres_a_job_written_elsewhere_wakes_an_idle_worker_by_notification() {
+    let Some(database) = TestDatabase::postgres_from_env().await else {
+        return;
+    };
+    let w = world(database).await;
+    // A worker process that polls only once a minute …
+    let worker_side = SyncHandle::for_database(&w.db);
+    let stop = CancellationToken::new();
+    let running = worker_side.spawn_worker(
+        SyncConfig {
+            worker_id: "listening".into(),
+            poll_interval: Duration::from_secs(60),
+            ..SyncConfig::default()
+        },
+        phasebook_api::sync::postgres_pool(&w.db),
+        stop.clone(),
+    );
+    // … is idle (its first look found nothing) when another process writes a job.
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let id = w.appointment(20).await;
+    let outcome = w
+        .handle
+        .wait_for_outcome(w.tenant(), id, Duration::from_secs(20))
+        .await
+        .expect("wait")
+        .expect("exists");
+    assert!(outcome.finished, "woken by the notification, not the poll");
+    assert_eq!(outcome.sync.status, AppointmentSyncStatus::Synced);
+    stop.cancel();
+    running.await.expect("worker stopped");
 }
