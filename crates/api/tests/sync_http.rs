@@ -353,3 +353,83 @@ async fn a_booking_cancelled_or_moved_in_calcom_flags_the_appointment() {
         assert!(reason.contains("moved in Cal.com"), "{reason}");
     }
 }
+
+#[tokio::test]
+async fn signed_webhooks_from_calcom_flag_a_booking_cancelled_or_moved_there() {
+    for database in databases().await {
+        let app = spawn(database).await;
+        let secret = app.secret().await;
+        app.sim.sim.set_webhook(Some(calcom_sim::WebhookConfig {
+            url: format!("{}/webhooks/calcom/{}", app.url, app.salon.tenant_id),
+            secret: Some(secret),
+        }));
+        let body: Value = app
+            .book("2030-01-14T09:00:00Z")
+            .await
+            .json()
+            .await
+            .expect("json");
+        assert_eq!(body["sync"]["status"], "synced");
+        let id = body["id"].as_str().expect("id").to_string();
+        let uid = |i: usize| {
+            body["segments"][i]["calcom_booking_uid"]
+                .as_str()
+                .expect("uid")
+                .to_string()
+        };
+        let calcom = |path: String, body: Value| {
+            app.http
+                .post(format!("{}{path}", app.sim.base_url))
+                .bearer_auth(fixtures::SIM_API_KEY)
+                .header("cal-api-version", "2024-08-13")
+                .json(&body)
+                .send()
+        };
+        // The salon cancels segment A and moves segment B in Cal.com itself.
+        let cancelled = calcom(
+            format!("/v2/bookings/{}/cancel", uid(0)),
+            json!({"cancellationReason": "client called"}),
+        )
+        .await
+        .expect("cancel");
+        assert_eq!(cancelled.status(), StatusCode::OK);
+        let moved = calcom(
+            format!("/v2/bookings/{}/reschedule", uid(1)),
+            json!({"start": "2030-01-14T15:00:00Z", "reschedulingReason": "stylist asked"}),
+        )
+        .await
+        .expect("reschedule");
+        assert_eq!(moved.status(), StatusCode::CREATED);
+        let moved: Value = moved.json().await.expect("json");
+        let new_uid = moved["data"]["uid"].as_str().expect("uid").to_string();
+
+        // Every delivery (our own creates too) is answered, and accepted.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        let deliveries = loop {
+            let deliveries = app.sim.state().webhooks;
+            if deliveries.len() >= 6 && deliveries.iter().all(|d| d.response_status.is_some()) {
+                break deliveries;
+            }
+            assert!(tokio::time::Instant::now() < deadline, "{deliveries:#?}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        assert!(
+            deliveries.iter().all(|d| d.response_status == Some(200)),
+            "{deliveries:#?}"
+        );
+
+        let view = app
+            .get(&format!("/appointments/{id}/sync"), &app.salon.ops_key)
+            .await;
+        assert_eq!(view["status"], "needs_review", "{view:#}");
+        assert_eq!(view["requires_manual_review"], true);
+        assert_eq!(view["segments"][0]["status"], "needs_review");
+        assert_eq!(view["segments"][1]["status"], "needs_review");
+        assert_eq!(view["segments"][1]["calcom_booking_uid"], new_uid);
+        assert_eq!(view["segments"][2]["status"], "synced");
+        let reason = view["review_reason"].as_str().expect("reason");
+        assert!(reason.contains("was cancelled in Cal.com"), "{reason}");
+        assert!(reason.contains("client called"), "{reason}");
+        assert!(reason.contains("moved in Cal.com"), "{reason}");
+    }
+}
