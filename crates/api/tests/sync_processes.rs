@@ -53,9 +53,9 @@ fn log_file(name: &str) -> PathBuf {
     std::env::temp_dir().join(format!("phasebook-{name}-{}.log", Uuid::new_v4()))
 }
 
-/// `phasebook serve` with a worker tuned for tests: millisecond retries, a short lease (a
-/// killed worker's jobs are taken over quickly) and a short Cal.com timeout.
-fn serve(database_url: &str, concurrency: u32, log: &PathBuf) -> Server {
+/// `phasebook serve` with a worker tuned for tests: millisecond retries, a short lease
+/// where a killed worker's jobs must be taken over quickly, and a short Cal.com timeout.
+fn serve(database_url: &str, concurrency: u32, lease_ms: u32, log: &PathBuf) -> Server {
     let port = free_port();
     let log = std::fs::File::create(log).expect("log file");
     let child = Command::new(env!("CARGO_BIN_EXE_phasebook"))
@@ -72,7 +72,7 @@ fn serve(database_url: &str, concurrency: u32, log: &PathBuf) -> Server {
             "--sync-retry-max-ms",
             "200",
             "--sync-lease-ms",
-            "1500",
+            &lease_ms.to_string(),
             "--sync-poll-ms",
             "200",
             "--calcom-timeout-ms",
@@ -263,7 +263,7 @@ async fn crash_run(database: TestDatabase, label: &str) {
     let mut restarts = 0;
     while kills < 5 {
         let log = log_file("crash");
-        let server = serve(&database.url, 4, &log);
+        let server = serve(&database.url, 4, 1500, &log);
         restarts += 1;
         let pause = Duration::from_millis(300 + rand::random::<u64>() % 900);
         tokio::time::sleep(pause).await;
@@ -276,7 +276,7 @@ async fn crash_run(database: TestDatabase, label: &str) {
     }
     // The last start runs until the queue is empty.
     let log = log_file("crash-final");
-    let server = serve(&database.url, 4, &log);
+    let server = serve(&database.url, 4, 1500, &log);
     let deadline = Instant::now() + Duration::from_secs(90);
     while outstanding(&setup).await > 0 {
         assert!(
@@ -343,7 +343,7 @@ async fn three_replicas_on_one_postgres_share_the_work_and_never_run_a_job_twice
     let logs: Vec<PathBuf> = (0..3).map(|_| log_file("replica")).collect();
     let replicas: Vec<Server> = logs
         .iter()
-        .map(|log| serve(&database.url, 4, log))
+        .map(|log| serve(&database.url, 4, 5000, log))
         .collect();
     for replica in &replicas {
         wait_healthy(replica).await;
