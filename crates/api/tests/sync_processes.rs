@@ -438,3 +438,87 @@ async fn three_replicas_on_one_postgres_share_the_work_and_never_run_a_job_twice
         started.elapsed().as_secs_f64()
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_gives_back_the_leases_so_the_next_process_carries_on_at_once() {
+    const APPOINTMENTS: usize = 6;
+    let database = TestDatabase::sqlite();
+    // Cal.com never answers a create: every job is mid-call when the signal comes.
+    let faults = Faults::default()
+        .with_seed(7)
+        .route("bookings.create", RouteFaults::hang_rate(1.0));
+    let setup = setup(&database, 2, faults).await;
+    let mut appointments = Vec::new();
+    for n in 0..APPOINTMENTS {
+        let (staff, start) = slot(&setup, n);
+        let staff = phasebook_domain::StaffId::parse(&staff).expect("staff");
+        appointments.push(
+            fixtures::book(&setup.db, &setup.salon, &staff, start)
+                .await
+                .expect("book"),
+        );
+    }
+    // Leases far longer than the test: only giving them back lets the next process in.
+    let log = log_file("sigterm");
+    let mut server = serve(&database.url, 8, 600_000, &log);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let mut in_flight = 0;
+        for id in &appointments {
+            let view = setup
+                .handle
+                .store()
+                .sync_view(setup.salon.tenant_id, *id)
+                .await
+                .expect("view")
+                .expect("exists");
+            in_flight += view.attempts.iter().filter(|a| a.outcome.is_none()).count();
+        }
+        if in_flight == APPOINTMENTS * 4 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "creates never went out");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let pid = server.child.id().to_string();
+    let signalled = Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("kill");
+    assert!(signalled.success());
+    let exited = tokio::task::spawn_blocking(move || {
+        let status = server.child.wait();
+        (server, status)
+    })
+    .await
+    .expect("join");
+    let status = exited.1.expect("wait");
+    assert!(status.success(), "a clean exit on SIGTERM: {status}");
+    for id in &appointments {
+        assert_eq!(
+            phasebook_api::testing::sync_job(&setup.db, *id)
+                .await
+                .expect("job")
+                .as_deref(),
+            Some("pending"),
+            "the lease was given back"
+        );
+    }
+
+    setup.sim.sim.set_faults(Faults::default());
+    let log_next = log_file("sigterm-next");
+    let next = serve(&database.url, 8, 600_000, &log_next);
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while outstanding(&setup).await > 0 {
+        assert!(
+            Instant::now() < deadline,
+            "the next process did not carry on"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    next.kill();
+    for log in [log, log_next] {
+        let _ = std::fs::remove_file(log);
+    }
+    check_invariants(&setup, &appointments, "sigterm").await;
+}
