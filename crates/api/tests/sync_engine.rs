@@ -707,3 +707,35 @@ async fn on_postgres_a_job_written_elsewhere_wakes_an_idle_worker_by_notificatio
     stop.cancel();
     running.await.expect("worker stopped");
 }
+
+#[tokio::test]
+async fn cancelling_an_appointment_in_review_cancels_what_was_booked_and_leaves_nothing_to_review()
+{
+    for database in databases().await {
+        let w = world(database).await;
+        fixtures::put_event_map(
+            &w.db,
+            w.tenant(),
+            &w.salon.service_id,
+            &w.salon.segments[1].key,
+            &w.staff(),
+            CHILDLESS_PARENT,
+            CHILDLESS_PARENT,
+        )
+        .await
+        .expect("map");
+        let id = w.appointment(21).await;
+        w.drain().await;
+        assert_eq!(w.view(id).await.status, AppointmentSyncStatus::NeedsReview);
+        assert_eq!(w.active_bookings_for(id).len(), 3);
+
+        w.cancel(id).await;
+        w.drain().await;
+        let view = w.view(id).await;
+        assert_eq!(view.status, AppointmentSyncStatus::Cancelled, "{view:#?}");
+        assert!(!view.requires_manual_review);
+        assert_eq!(view.review_reason, None);
+        assert!(w.active_bookings_for(id).is_empty());
+        assert_eq!(w.bookings_for(id).len(), 3, "B was never booked");
+    }
+}
