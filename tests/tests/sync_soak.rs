@@ -1,10 +1,12 @@
 //! Fault soak: 300 four-segment appointments synced by the background worker against the
 //! Cal.com emulator with server errors, hangs, lost answers and 429s switched on, on
-//! SQLite and (when `DATABASE_URL` is set) PostgreSQL. After the queue drains every
-//! appointment is `synced` or needs review with a reason, and Cal.com holds exactly one
-//! active booking per synced segment — the one whose uid and id we stored — and nothing else.
+//! SQLite and (when `DATABASE_URL` is set) PostgreSQL; then every sixth is cancelled, faults
+//! still on. After the queue drains every appointment is `synced` (or `cancelled`) or needs
+//! review with a reason, and Cal.com holds exactly one active booking per synced segment —
+//! the one whose uid and id we stored — the cancelled ones' bookings cancelled, and nothing
+//! else.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::time::{Duration, Instant};
 
 use calcom_sim::{BookingStatus, Faults, RateLimitConfig, RouteFaults, Sim, SimConfig};
@@ -46,6 +48,26 @@ fn soak_faults() -> Faults {
                 ..RouteFaults::default()
             },
         )
+}
+
+/// Waits until no job is outstanding (bounded).
+async fn drain(handle: &SyncHandle, backend: &str) {
+    let deadline = Instant::now() + Duration::from_secs(150);
+    loop {
+        let (outstanding, _) = handle
+            .store()
+            .outstanding_jobs(Utc::now())
+            .await
+            .expect("outstanding");
+        if outstanding == 0 {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{outstanding} jobs still outstanding on {backend}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
 }
 
 fn text(v: Option<&Value>) -> Option<String> {
@@ -122,23 +144,24 @@ async fn soak(database: TestDatabase) {
         stop.clone(),
     );
     handle.wake();
+    drain(&handle, backend).await;
 
-    let deadline = Instant::now() + Duration::from_secs(150);
-    loop {
-        let (outstanding, _) = handle
-            .store()
-            .outstanding_jobs(Utc::now())
+    // Then every sixth appointment is cancelled, faults still on.
+    let cancelled_appointments: Vec<Uuid> = appointments.iter().step_by(6).copied().collect();
+    for id in &cancelled_appointments {
+        db.store()
+            .cancel_appointment(salon.tenant_id, *id, Utc::now())
             .await
-            .expect("outstanding");
-        if outstanding == 0 {
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{outstanding} jobs still outstanding on {backend}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
+            .expect("cancel")
+            .expect("exists");
+        handle
+            .store()
+            .request_sync(salon.tenant_id, *id, Utc::now(), false)
+            .await
+            .expect("queue the cancellation");
     }
+    handle.wake();
+    drain(&handle, backend).await;
     stop.cancel();
     worker.await.expect("worker");
 
@@ -148,6 +171,8 @@ async fn soak(database: TestDatabase) {
     let mut by_status: HashMap<String, usize> = HashMap::new();
     let mut synced_segments = 0;
     let mut adopted = 0;
+    // Bookings we cancelled, by uid.
+    let mut cancelled_uids: HashSet<String> = HashSet::new();
     for id in &appointments {
         let view = handle
             .store()
@@ -161,8 +186,12 @@ async fn soak(database: TestDatabase) {
             .iter()
             .filter(|a| a.outcome.as_deref() == Some("adopted"))
             .count();
+        let cancelled = cancelled_appointments.contains(id);
         match view.status {
-            AppointmentSyncStatus::Synced => assert!(!view.requires_manual_review),
+            AppointmentSyncStatus::Synced if !cancelled => assert!(!view.requires_manual_review),
+            AppointmentSyncStatus::Cancelled if cancelled => {
+                assert!(!view.requires_manual_review)
+            }
             AppointmentSyncStatus::NeedsReview => {
                 assert!(view.requires_manual_review);
                 let reason = view.review_reason.as_deref().unwrap_or_default();
@@ -174,6 +203,11 @@ async fn soak(database: TestDatabase) {
             other => panic!("appointment {id} ended {other} on {backend}: {view:#?}"),
         }
         for segment in &view.segments {
+            if segment.status == SegmentSyncStatus::Cancelled
+                && let Some(uid) = &segment.calcom_booking_uid
+            {
+                assert!(cancelled_uids.insert(uid.clone()), "uid {uid} stored twice");
+            }
             if segment.status == SegmentSyncStatus::Synced {
                 synced_segments += 1;
                 let uid = segment
@@ -216,8 +250,24 @@ async fn soak(database: TestDatabase) {
         synced_segments,
         "exactly one active booking per synced segment on {backend}"
     );
-    let cancelled = state.bookings.len() - active.len();
-    assert_eq!(cancelled, 0, "no duplicate was ever created on {backend}");
+    // Every other booking is one we cancelled on purpose: no duplicate was ever created.
+    for booking in state
+        .bookings
+        .iter()
+        .filter(|b| b.status != BookingStatus::Accepted)
+    {
+        assert!(
+            cancelled_uids.contains(&booking.uid),
+            "a cancelled booking we never owned on {backend}: {} {:?}",
+            booking.uid,
+            booking.metadata
+        );
+    }
+    assert_eq!(
+        state.bookings.len() - active.len(),
+        cancelled_uids.len(),
+        "one cancelled booking per cancelled segment on {backend}"
+    );
 
     let faults: Vec<String> = state
         .requests
@@ -231,8 +281,10 @@ async fn soak(database: TestDatabase) {
         .collect();
     println!(
         "soak on {backend}: {APPOINTMENTS} appointments x 4 segments in {:.1} s; {by_status:?}; \
-         {synced_segments} segments booked, {adopted} of them adopted after a lost answer\n  {}",
+         {synced_segments} segments booked, {adopted} adopted after a lost answer, \
+         {} cancelled with their appointment\n  {}",
         started.elapsed().as_secs_f64(),
+        cancelled_uids.len(),
         faults.join("\n  ")
     );
     sim.shutdown().await;
