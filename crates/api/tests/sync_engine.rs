@@ -739,3 +739,32 @@ async fn cancelling_an_appointment_in_review_cancels_what_was_booked_and_leaves_
         assert_eq!(w.bookings_for(id).len(), 3, "B was never booked");
     }
 }
+
+#[tokio::test]
+async fn a_create_that_lands_after_our_timeout_is_not_booked_twice() {
+    for database in databases().await {
+        let w = world(database).await;
+        let id = w.appointment(22).await;
+        // Cal.com takes 1.2 s; the client gives up after 0.7 s and the request lands later.
+        w.run_once_with(
+            Faults::default()
+                .with_seed(22)
+                .route("bookings.create", RouteFaults::latency(1200)),
+        )
+        .await;
+        w.drain().await;
+        // Let the late requests land (or be refused) in Cal.com.
+        tokio::time::sleep(Duration::from_millis(800)).await;
+        let view = w.view(id).await;
+        assert_eq!(view.status, AppointmentSyncStatus::Synced, "{view:#?}");
+        let active = w.active_bookings_for(id);
+        assert_eq!(active.len(), 4, "one booking per segment: {active:#?}");
+        for segment in &view.segments {
+            let uid = segment.calcom_booking_uid.as_deref().expect("uid");
+            assert!(
+                active.iter().any(|b| b.uid == uid),
+                "we hold the one that stands"
+            );
+        }
+    }
+}
