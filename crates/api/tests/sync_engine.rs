@@ -48,7 +48,8 @@ const CHILDLESS_PARENT: i64 = 9001;
 async fn world(database: TestDatabase) -> World {
     let db = database.connect().await.expect("database");
     let segments = fixtures::segments(4, 30, 0);
-    let account = fixtures::sim_account(1, &segments);
+    // Two stylists; the salon's Cal.com key acts as the first (the team's owner).
+    let account = fixtures::sim_account(2, &segments);
     let sim = Sim::new(SimConfig {
         // Throttling itself stays out of the way; an injected 429 says "retry in 1 s".
         rate_limit: Some(RateLimitConfig {
@@ -766,5 +767,47 @@ async fn a_create_that_lands_after_our_timeout_is_not_booked_twice() {
                 "we hold the one that stands"
             );
         }
+    }
+}
+
+#[tokio::test]
+async fn a_resync_for_a_stylist_other_than_the_keys_owner_books_on_their_own_event_type() {
+    for database in databases().await {
+        let w = world(database).await;
+        let second = w.account.staff[1].staff_id.clone();
+        let a = w.account.event_types[1][0];
+        let start = Utc
+            .with_ymd_and_hms(2030, 1, 23, 9, 0, 0)
+            .single()
+            .expect("start");
+        // The second stylist is busy for segment A; the salon's key is not theirs, so their
+        // personal event types are read through their listing when re-validated.
+        let busy = w
+            .sim
+            .sim
+            .insert_booking(SeedBooking::new(a, start))
+            .expect("busy");
+        let id = fixtures::book(&w.db, &w.salon, &second, start)
+            .await
+            .expect("book");
+        w.drain().await;
+        let view = w.view(id).await;
+        assert_eq!(view.status, AppointmentSyncStatus::NeedsReview);
+        assert!(
+            view.review_reason
+                .as_deref()
+                .is_some_and(|r| r.contains("busy or unavailable")),
+            "{view:#?}"
+        );
+        w.sim.sim.remove_booking(&busy.uid).expect("removed");
+        for _ in 0..2 {
+            w.resync(id).await;
+            w.drain().await;
+        }
+        let view = w.view(id).await;
+        assert_eq!(view.status, AppointmentSyncStatus::Synced, "{view:#?}");
+        assert_eq!(view.review_reason, None);
+        assert_eq!(view.segments[0].event_type_id, Some(a));
+        assert_eq!(w.active_bookings_for(id).len(), 4);
     }
 }
