@@ -578,11 +578,9 @@ async fn a_map_left_on_a_managed_parent_is_re_resolved_once_when_calcom_refuses_
 }
 
 /// Resync re-resolves a segment that is not booked yet. Ben's own event type is readable
-/// with the owner's key only through his listing; the sync engine's copy of the reading
-/// (`sync/resolve.rs`) does not look there yet and flags the segment "not found". Un-ignore
-/// once that path calls `event_maps::calcom::resolve`.
+/// with the owner's key only through his listing, so the sync engine must resolve the way
+/// the event-map PUT does, or it would flag the segment "not found".
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "the sync engine's re-resolution does not read another stylist's types through their listing yet"]
 async fn resync_books_on_another_stylists_own_event_type_once_the_slot_is_free() {
     let s = setup(TestDatabase::sqlite(), salon::seed()).await;
     s.define(&[("cut", salon::cut_service())]).await;
