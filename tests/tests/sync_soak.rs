@@ -6,17 +6,16 @@
 //! the one whose uid and id we stored — the cancelled ones' bookings cancelled, and nothing
 //! else.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use calcom_sim::{BookingStatus, Faults, RateLimitConfig, RouteFaults, Sim, SimConfig};
+use calcom_sim::{Faults, RateLimitConfig, RouteFaults, Sim, SimConfig};
 use chrono::{TimeDelta, TimeZone, Utc};
 use phasebook_api::store::Database;
 use phasebook_api::sync::fixtures;
 use phasebook_api::sync::{ClientSettings, SyncConfig, SyncHandle};
 use phasebook_api::testing::TestDatabase;
-use phasebook_domain::sync::{AppointmentSyncStatus, RetryPolicy, SegmentSyncStatus};
-use serde_json::Value;
+use phasebook_domain::sync::{AppointmentSyncStatus, RetryPolicy};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -68,10 +67,6 @@ async fn drain(handle: &SyncHandle, backend: &str) {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-}
-
-fn text(v: Option<&Value>) -> Option<String> {
-    v.and_then(Value::as_str).map(str::to_string)
 }
 
 async fn soak(database: TestDatabase) {
@@ -166,13 +161,9 @@ async fn soak(database: TestDatabase) {
     worker.await.expect("worker");
 
     let state = sim.state();
-    // Our segments, by the booking uid we stored.
-    let mut ours: HashMap<String, (Uuid, String, Option<i64>)> = HashMap::new();
+    let mut views = Vec::new();
     let mut by_status: HashMap<String, usize> = HashMap::new();
-    let mut synced_segments = 0;
     let mut adopted = 0;
-    // Bookings we cancelled, by uid.
-    let mut cancelled_uids: HashSet<String> = HashSet::new();
     for id in &appointments {
         let view = handle
             .store()
@@ -202,72 +193,11 @@ async fn soak(database: TestDatabase) {
             }
             other => panic!("appointment {id} ended {other} on {backend}: {view:#?}"),
         }
-        for segment in &view.segments {
-            if segment.status == SegmentSyncStatus::Cancelled
-                && let Some(uid) = &segment.calcom_booking_uid
-            {
-                assert!(cancelled_uids.insert(uid.clone()), "uid {uid} stored twice");
-            }
-            if segment.status == SegmentSyncStatus::Synced {
-                synced_segments += 1;
-                let uid = segment
-                    .calcom_booking_uid
-                    .clone()
-                    .expect("synced has a uid");
-                let previous = ours.insert(
-                    uid.clone(),
-                    (*id, segment.key.clone(), segment.calcom_booking_id),
-                );
-                assert!(previous.is_none(), "uid {uid} stored twice");
-            }
-        }
+        views.push(view);
     }
-
-    let active: Vec<_> = state
-        .bookings
-        .iter()
-        .filter(|b| b.status == BookingStatus::Accepted)
-        .collect();
-    for booking in &active {
-        let Some((appointment, key, id)) = ours.get(&booking.uid) else {
-            panic!(
-                "Cal.com holds a booking we do not know about on {backend}: {} {:?}",
-                booking.uid, booking.metadata
-            );
-        };
-        assert_eq!(Some(booking.id), *id, "stored id matches Cal.com's");
-        assert_eq!(
-            text(booking.metadata.get("phasebook_appointment")),
-            Some(appointment.to_string())
-        );
-        assert_eq!(
-            text(booking.metadata.get("phasebook_segment")),
-            Some(key.clone())
-        );
-    }
-    assert_eq!(
-        active.len(),
-        synced_segments,
-        "exactly one active booking per synced segment on {backend}"
-    );
-    // Every other booking is one we cancelled on purpose: no duplicate was ever created.
-    for booking in state
-        .bookings
-        .iter()
-        .filter(|b| b.status != BookingStatus::Accepted)
-    {
-        assert!(
-            cancelled_uids.contains(&booking.uid),
-            "a cancelled booking we never owned on {backend}: {} {:?}",
-            booking.uid,
-            booking.metadata
-        );
-    }
-    assert_eq!(
-        state.bookings.len() - active.len(),
-        cancelled_uids.len(),
-        "one cancelled booking per cancelled segment on {backend}"
-    );
+    let counted = fixtures::check_exactly_once(&views, &state)
+        .unwrap_or_else(|broken| panic!("on {backend}: {broken}"));
+    let synced_segments = counted.synced_segments;
 
     let faults: Vec<String> = state
         .requests
@@ -284,7 +214,7 @@ async fn soak(database: TestDatabase) {
          {synced_segments} segments booked, {adopted} adopted after a lost answer, \
          {} cancelled with their appointment\n  {}",
         started.elapsed().as_secs_f64(),
-        cancelled_uids.len(),
+        counted.cancelled_bookings,
         faults.join("\n  ")
     );
     sim.shutdown().await;

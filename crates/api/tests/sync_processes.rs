@@ -10,14 +10,14 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use calcom_sim::{BookingStatus, Faults, RouteFaults, RunningSim, Sim, SimConfig};
+use calcom_sim::{Faults, RouteFaults, RunningSim, Sim, SimConfig};
 use chrono::{TimeDelta, TimeZone, Utc};
 use phasebook_api::store::Database;
 use phasebook_api::store::sync::SyncView;
 use phasebook_api::sync::SyncHandle;
 use phasebook_api::sync::fixtures::{self, FixtureSalon, SimAccount};
 use phasebook_api::testing::TestDatabase;
-use phasebook_domain::sync::{AppointmentSyncStatus, SegmentSyncStatus};
+use phasebook_domain::sync::AppointmentSyncStatus;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
@@ -161,15 +161,9 @@ async fn outstanding(setup: &Setup) -> i64 {
         .0
 }
 
-fn text(v: Option<&Value>) -> Option<String> {
-    v.and_then(Value::as_str).map(str::to_string)
-}
-
 /// The invariants after a drained run; returns every appointment's sync view.
 async fn check_invariants(setup: &Setup, appointments: &[Uuid], label: &str) -> Vec<SyncView> {
     let mut views = Vec::new();
-    let mut ours: HashMap<String, (Uuid, String, Option<i64>)> = HashMap::new();
-    let mut synced_segments = 0;
     for id in appointments {
         let view = setup
             .handle
@@ -186,51 +180,13 @@ async fn check_invariants(setup: &Setup, appointments: &[Uuid], label: &str) -> 
             }
             other => panic!("{label}: appointment {id} ended {other}: {view:#?}"),
         }
-        for segment in &view.segments {
-            if segment.status == SegmentSyncStatus::Synced {
-                synced_segments += 1;
-                let uid = segment.calcom_booking_uid.clone().expect("uid");
-                let previous = ours.insert(
-                    uid.clone(),
-                    (*id, segment.key.clone(), segment.calcom_booking_id),
-                );
-                assert!(previous.is_none(), "{label}: uid {uid} stored twice");
-            }
-        }
         views.push(view);
     }
-    let state = setup.sim.state();
-    let active: Vec<_> = state
-        .bookings
-        .iter()
-        .filter(|b| b.status == BookingStatus::Accepted)
-        .collect();
-    for booking in &active {
-        let Some((appointment, key, id)) = ours.get(&booking.uid) else {
-            panic!(
-                "{label}: Cal.com holds a booking we do not know about: {} {:?}",
-                booking.uid, booking.metadata
-            );
-        };
-        assert_eq!(Some(booking.id), *id, "{label}: stored id matches");
-        assert_eq!(
-            text(booking.metadata.get("phasebook_appointment")),
-            Some(appointment.to_string())
-        );
-        assert_eq!(
-            text(booking.metadata.get("phasebook_segment")),
-            Some(key.clone())
-        );
-    }
+    let counted = fixtures::check_exactly_once(&views, &setup.sim.state())
+        .unwrap_or_else(|broken| panic!("{label}: {broken}"));
     assert_eq!(
-        active.len(),
-        synced_segments,
-        "{label}: exactly one active booking per synced segment"
-    );
-    assert_eq!(
-        state.bookings.len(),
-        active.len(),
-        "{label}: no duplicate booking was ever created"
+        counted.cancelled_bookings, 0,
+        "{label}: nothing was cancelled, so every booking is active"
     );
     views
 }

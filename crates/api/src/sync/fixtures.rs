@@ -369,3 +369,238 @@ pub async fn seed_sim_salon(
     }
     Ok(salon)
 }
+
+/// What [`check_exactly_once`] counted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ExactlyOnce {
+    pub synced_segments: usize,
+    pub cancelled_bookings: usize,
+}
+
+/// The sync contract's invariants after a drained run, checked against what Cal.com (the
+/// emulator) holds: one active booking per synced segment, with our uid, id and metadata;
+/// no active booking we do not know about; and every booking no longer active is one we
+/// cancelled on purpose, so no duplicate was ever created. The error says which rule broke.
+pub fn check_exactly_once(
+    views: &[crate::store::sync::SyncView],
+    calcom: &calcom_sim::State,
+) -> Result<ExactlyOnce, String> {
+    use phasebook_domain::sync::SegmentSyncStatus;
+    use std::collections::{HashMap, HashSet};
+
+    let mut ours: HashMap<&str, (Uuid, &str, Option<i64>)> = HashMap::new();
+    let mut cancelled: HashSet<&str> = HashSet::new();
+    for view in views {
+        for segment in &view.segments {
+            let uid = segment.calcom_booking_uid.as_deref();
+            match (segment.status, uid) {
+                (SegmentSyncStatus::Synced, None) => {
+                    return Err(format!(
+                        "segment {} of {} is synced without a booking uid",
+                        segment.key, view.appointment_id
+                    ));
+                }
+                (SegmentSyncStatus::Synced, Some(uid)) => {
+                    let entry = (
+                        view.appointment_id,
+                        segment.key.as_str(),
+                        segment.calcom_booking_id,
+                    );
+                    if ours.insert(uid, entry).is_some() {
+                        return Err(format!("booking uid {uid} is stored for two segments"));
+                    }
+                }
+                (SegmentSyncStatus::Cancelled, Some(uid)) if !cancelled.insert(uid) => {
+                    return Err(format!("cancelled booking uid {uid} is stored twice"));
+                }
+                _ => {}
+            }
+        }
+    }
+
+    let mut active = 0;
+    for booking in &calcom.bookings {
+        if booking.status != calcom_sim::BookingStatus::Accepted {
+            if !cancelled.contains(booking.uid.as_str()) {
+                return Err(format!(
+                    "Cal.com holds a {:?} booking {} that no cancelled segment owns (a duplicate): {:?}",
+                    booking.status, booking.uid, booking.metadata
+                ));
+            }
+            continue;
+        }
+        active += 1;
+        let Some((appointment_id, key, id)) = ours.get(booking.uid.as_str()) else {
+            return Err(format!(
+                "Cal.com holds an active booking {} that no synced segment owns: {:?}",
+                booking.uid, booking.metadata
+            ));
+        };
+        if Some(booking.id) != *id {
+            return Err(format!(
+                "booking {}: Cal.com's id {} but we stored {id:?}",
+                booking.uid, booking.id
+            ));
+        }
+        let appointment = appointment_id.to_string();
+        let text = |name: &str| {
+            booking
+                .metadata
+                .get(name)
+                .and_then(serde_json::Value::as_str)
+        };
+        if text("phasebook_appointment") != Some(appointment.as_str())
+            || text("phasebook_segment") != Some(*key)
+        {
+            return Err(format!(
+                "booking {} carries metadata {:?}, not appointment {appointment} segment {key}",
+                booking.uid, booking.metadata
+            ));
+        }
+    }
+    if active != ours.len() {
+        return Err(format!(
+            "{} synced segments but {active} active bookings in Cal.com",
+            ours.len()
+        ));
+    }
+    let gone = calcom.bookings.len() - active;
+    if gone != cancelled.len() {
+        return Err(format!(
+            "{} cancelled segments but {gone} bookings no longer active in Cal.com",
+            cancelled.len()
+        ));
+    }
+    Ok(ExactlyOnce {
+        synced_segments: ours.len(),
+        cancelled_bookings: cancelled.len(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use calcom_sim::{SeedBooking, Sim, salon};
+    use chrono::TimeZone;
+    use phasebook_domain::sync::{AppointmentSyncStatus, SegmentSyncStatus};
+    use serde_json::json;
+
+    use super::*;
+    use crate::store::sync::{SegmentSyncView, SyncView};
+
+    fn at(hour: u32) -> DateTime<Utc> {
+        // A Monday morning in Berlin, inside the salon's working hours.
+        Utc.with_ymd_and_hms(2030, 6, 3, hour, 0, 0)
+            .single()
+            .unwrap_or_default()
+    }
+
+    /// A booking in the emulator that carries appointment `id`, segment `key` as metadata.
+    fn booked(sim: &Sim, id: Uuid, key: &str, hour: u32) -> (String, i64) {
+        let mut booking = SeedBooking::new(salon::ANNA_SEGMENTS[0], at(hour));
+        booking
+            .metadata
+            .insert("phasebook_appointment".into(), json!(id.to_string()));
+        booking
+            .metadata
+            .insert("phasebook_segment".into(), json!(key));
+        let record = sim.insert_booking(booking).expect("inserted");
+        (record.uid, record.id)
+    }
+
+    /// A segment key, its status, and its booking's uid and id.
+    type Segment<'a> = (&'a str, SegmentSyncStatus, Option<(String, i64)>);
+
+    fn view(id: Uuid, segments: Vec<Segment<'_>>) -> SyncView {
+        SyncView {
+            appointment_id: id,
+            status: AppointmentSyncStatus::Synced,
+            requires_manual_review: false,
+            review_reason: None,
+            job_state: None,
+            next_run_at: None,
+            attempts: Vec::new(),
+            segments: segments
+                .into_iter()
+                .map(|(key, status, booking)| SegmentSyncView {
+                    key: key.into(),
+                    staff_id: "anna".into(),
+                    starts_at: at(9),
+                    ends_at: at(10),
+                    status,
+                    event_type_id: None,
+                    calcom_booking_uid: booking.as_ref().map(|b| b.0.clone()),
+                    calcom_booking_id: booking.map(|b| b.1),
+                    attempts: 1,
+                    last_error: None,
+                    next_attempt_at: None,
+                    review_reason: None,
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn one_booking_per_synced_segment_passes() {
+        let sim = Sim::salon();
+        let id = Uuid::now_v7();
+        let a = booked(&sim, id, "A", 8);
+        let b = booked(&sim, id, "B", 10);
+        let views = [view(
+            id,
+            vec![
+                ("A", SegmentSyncStatus::Synced, Some(a)),
+                ("B", SegmentSyncStatus::Synced, Some(b)),
+            ],
+        )];
+        let counted = check_exactly_once(&views, &sim.state()).expect("holds");
+        assert_eq!(counted.synced_segments, 2);
+    }
+
+    #[test]
+    fn a_second_booking_for_a_segment_is_a_duplicate() {
+        let sim = Sim::salon();
+        let id = Uuid::now_v7();
+        let a = booked(&sim, id, "A", 8);
+        booked(&sim, id, "A", 10);
+        let views = [view(id, vec![("A", SegmentSyncStatus::Synced, Some(a))])];
+        let broken = check_exactly_once(&views, &sim.state()).expect_err("duplicate");
+        assert!(broken.contains("no synced segment owns"), "{broken}");
+    }
+
+    #[test]
+    fn a_stored_id_or_metadata_that_differs_from_calcom_is_caught() {
+        let sim = Sim::salon();
+        let id = Uuid::now_v7();
+        let (uid, real_id) = booked(&sim, id, "A", 8);
+        let wrong_id = [view(
+            id,
+            vec![(
+                "A",
+                SegmentSyncStatus::Synced,
+                Some((uid.clone(), real_id + 1)),
+            )],
+        )];
+        let broken = check_exactly_once(&wrong_id, &sim.state()).expect_err("id");
+        assert!(broken.contains("we stored"), "{broken}");
+        let other_segment = [view(
+            id,
+            vec![("B", SegmentSyncStatus::Synced, Some((uid, real_id)))],
+        )];
+        let broken = check_exactly_once(&other_segment, &sim.state()).expect_err("metadata");
+        assert!(broken.contains("carries metadata"), "{broken}");
+    }
+
+    #[test]
+    fn a_synced_segment_whose_booking_vanished_is_caught() {
+        let sim = Sim::salon();
+        let id = Uuid::now_v7();
+        let a = booked(&sim, id, "A", 8);
+        sim.remove_booking(&a.0);
+        let views = [view(id, vec![("A", SegmentSyncStatus::Synced, Some(a))])];
+        let broken = check_exactly_once(&views, &sim.state()).expect_err("vanished");
+        assert!(
+            broken.contains("1 synced segments but 0 active"),
+            "{broken}"
+        );
+    }
+}
