@@ -670,6 +670,57 @@ pub fn rescheduled_in_calcom_reason(
     )
 }
 
+/// What Cal.com says happened to one of our bookings (its webhooks).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CalcomChange<'a> {
+    Cancelled {
+        booking_uid: &'a str,
+        cancellation_reason: Option<&'a str>,
+    },
+    Rescheduled {
+        new_uid: &'a str,
+        new_start: DateTime<Utc>,
+    },
+}
+
+/// What a change made in Cal.com means for the segment whose booking it touched.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ChangeVerdict {
+    /// The appointment asked for the cancel: the segment is cancelled. `record` is false
+    /// when the segment already says so (a late or repeated webhook).
+    CancelConfirmed { record: bool },
+    /// The calendar no longer matches the appointment: a human must decide, for this reason.
+    Flag(String),
+}
+
+/// Judges a change made in Cal.com against what the appointment wants: a cancel we asked
+/// for only confirms it; anything else means the calendar and the appointment disagree.
+pub fn judge_calcom_change(
+    desired: DesiredState,
+    status: SegmentSyncStatus,
+    subject: &ReviewSubject,
+    change: CalcomChange<'_>,
+) -> ChangeVerdict {
+    match change {
+        CalcomChange::Cancelled { .. } if desired == DesiredState::Cancelled => {
+            ChangeVerdict::CancelConfirmed {
+                record: status != SegmentSyncStatus::Cancelled,
+            }
+        }
+        CalcomChange::Cancelled {
+            booking_uid,
+            cancellation_reason,
+        } => ChangeVerdict::Flag(cancelled_in_calcom_reason(
+            subject,
+            booking_uid,
+            cancellation_reason,
+        )),
+        CalcomChange::Rescheduled { new_uid, new_start } => {
+            ChangeVerdict::Flag(rescheduled_in_calcom_reason(subject, new_uid, new_start))
+        }
+    }
+}
+
 fn capitalise(text: &str) -> String {
     let mut chars = text.chars();
     match chars.next() {
@@ -806,6 +857,73 @@ mod tests {
                 .expect("time"),
             time_zone: Some(chrono_tz::Europe::Berlin),
         }
+    }
+
+    #[test]
+    fn a_cancel_we_asked_for_is_confirmed_once_and_never_flagged() {
+        let change = CalcomChange::Cancelled {
+            booking_uid: "uid-1",
+            cancellation_reason: None,
+        };
+        let pending = judge_calcom_change(
+            DesiredState::Cancelled,
+            SegmentSyncStatus::Cancelling,
+            &subject(),
+            change,
+        );
+        assert_eq!(pending, ChangeVerdict::CancelConfirmed { record: true });
+        let repeated = judge_calcom_change(
+            DesiredState::Cancelled,
+            SegmentSyncStatus::Cancelled,
+            &subject(),
+            change,
+        );
+        assert_eq!(repeated, ChangeVerdict::CancelConfirmed { record: false });
+    }
+
+    #[test]
+    fn a_cancel_made_in_calcom_alone_flags_the_segment_with_the_reason_given() {
+        let verdict = judge_calcom_change(
+            DesiredState::Booked,
+            SegmentSyncStatus::Synced,
+            &subject(),
+            CalcomChange::Cancelled {
+                booking_uid: "uid-1",
+                cancellation_reason: Some("stylist ill"),
+            },
+        );
+        let ChangeVerdict::Flag(reason) = verdict else {
+            panic!("flagged: {verdict:?}");
+        };
+        assert!(
+            reason.contains("uid-1") && reason.contains("stylist ill"),
+            "{reason}"
+        );
+        assert!(reason.contains("POST /resync/"), "{reason}");
+    }
+
+    #[test]
+    fn a_booking_moved_in_calcom_flags_the_segment_naming_the_new_booking() {
+        let moved_to = Utc
+            .with_ymd_and_hms(2026, 5, 5, 9, 0, 0)
+            .single()
+            .expect("time");
+        let verdict = judge_calcom_change(
+            DesiredState::Booked,
+            SegmentSyncStatus::Synced,
+            &subject(),
+            CalcomChange::Rescheduled {
+                new_uid: "uid-2",
+                new_start: moved_to,
+            },
+        );
+        let ChangeVerdict::Flag(reason) = verdict else {
+            panic!("flagged: {verdict:?}");
+        };
+        assert!(
+            reason.contains("uid-2") && reason.contains("2026-05-05 09:00"),
+            "{reason}"
+        );
     }
 
     fn failure(class: FailureClass) -> CalcomFailure {

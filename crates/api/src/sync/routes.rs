@@ -6,10 +6,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use chrono::{DateTime, Utc};
 use hmac::{Hmac, Mac};
-use phasebook_domain::sync::{
-    DesiredState, ReviewSubject, SegmentSyncStatus, cancelled_in_calcom_reason,
-    rescheduled_in_calcom_reason,
-};
+use phasebook_domain::sync::{CalcomChange, ChangeVerdict, ReviewSubject, judge_calcom_change};
 use phasebook_domain::{CalcomUserId, EventTypeId};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
@@ -22,7 +19,7 @@ use crate::auth::{Caller, Permission};
 use crate::error::{ApiError, Problem};
 use crate::extract::Path;
 use crate::state::AppState;
-use crate::store::sync::{BookedSegment, SyncHealth, SyncView};
+use crate::store::sync::{BookedSegment, SyncHealth, SyncStore, SyncView};
 
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -164,6 +161,48 @@ pub fn signature_matches(secret: &str, body: &[u8], signature: &str) -> bool {
     mac.verify_slice(&expected).is_ok()
 }
 
+/// Records what a change made in Cal.com means for the segment; answers the outcome's name.
+async fn apply_verdict(
+    store: &dyn SyncStore,
+    tenant_id: Uuid,
+    segment: &BookedSegment,
+    verdict: ChangeVerdict,
+    new_booking: Option<(&str, Option<i64>)>,
+    now: DateTime<Utc>,
+) -> Result<&'static str, ApiError> {
+    match verdict {
+        ChangeVerdict::CancelConfirmed { record } => {
+            if record {
+                store
+                    .mark_segment_cancelled(
+                        tenant_id,
+                        segment.appointment_id,
+                        &segment.segment_key,
+                        now,
+                    )
+                    .await
+                    .map_err(internal)?;
+            }
+            Ok("cancelled")
+        }
+        ChangeVerdict::Flag(reason) => {
+            store
+                .flag_segment(
+                    tenant_id,
+                    segment.appointment_id,
+                    &segment.segment_key,
+                    &reason,
+                    new_booking,
+                    now,
+                )
+                .await
+                .map_err(internal)?;
+            tracing::warn!(appointment_id = %segment.appointment_id, segment = %segment.segment_key, "booking changed in Cal.com; appointment flagged for review");
+            Ok("flagged")
+        }
+    }
+}
+
 fn subject(segment: &BookedSegment) -> ReviewSubject {
     ReviewSubject {
         appointment_id: segment.appointment_id,
@@ -231,56 +270,32 @@ async fn calcom_webhook(
                 .await
                 .map_err(internal)?;
             match found {
-                None => ignored(),
                 Some(segment) => {
                     let key = segment.segment_key.to_string();
-                    if segment.desired == DesiredState::Cancelled {
-                        if segment.status != SegmentSyncStatus::Cancelled {
-                            store
-                                .mark_segment_cancelled(
-                                    tenant_id,
-                                    segment.appointment_id,
-                                    &segment.segment_key,
-                                    now,
-                                )
-                                .await
-                                .map_err(internal)?;
-                        }
-                        WebhookOutcome {
-                            outcome: "cancelled",
-                            appointment_id: Some(segment.appointment_id),
-                            segment_key: Some(key),
-                        }
-                    } else {
-                        let uid = segment
-                            .calcom_booking_uid
-                            .clone()
-                            .or_else(|| payload.uid.clone())
-                            .unwrap_or_default();
-                        let reason = cancelled_in_calcom_reason(
-                            &subject(&segment),
-                            &uid,
-                            payload.cancellation_reason.as_deref(),
-                        );
-                        store
-                            .flag_segment(
-                                tenant_id,
-                                segment.appointment_id,
-                                &segment.segment_key,
-                                &reason,
-                                None,
-                                now,
-                            )
-                            .await
-                            .map_err(internal)?;
-                        tracing::warn!(appointment_id = %segment.appointment_id, segment = %key, "booking cancelled in Cal.com; appointment flagged for review");
-                        WebhookOutcome {
-                            outcome: "flagged",
-                            appointment_id: Some(segment.appointment_id),
-                            segment_key: Some(key),
-                        }
+                    let booking_uid = segment
+                        .calcom_booking_uid
+                        .as_deref()
+                        .or(payload.uid.as_deref())
+                        .unwrap_or_default();
+                    let verdict = judge_calcom_change(
+                        segment.desired,
+                        segment.status,
+                        &subject(&segment),
+                        CalcomChange::Cancelled {
+                            booking_uid,
+                            cancellation_reason: payload.cancellation_reason.as_deref(),
+                        },
+                    );
+                    let outcome =
+                        apply_verdict(store.as_ref(), tenant_id, &segment, verdict, None, now)
+                            .await?;
+                    WebhookOutcome {
+                        outcome,
+                        appointment_id: Some(segment.appointment_id),
+                        segment_key: Some(key),
                     }
                 }
+                None => ignored(),
             }
         }
         "BOOKING_RESCHEDULED" => {
@@ -300,25 +315,27 @@ async fn calcom_webhook(
             match (found, payload.uid.as_deref()) {
                 (Some(segment), Some(new_uid)) => {
                     let key = segment.segment_key.to_string();
-                    let reason = rescheduled_in_calcom_reason(
+                    let verdict = judge_calcom_change(
+                        segment.desired,
+                        segment.status,
                         &subject(&segment),
-                        new_uid,
-                        new_start.unwrap_or(segment.starts_at),
+                        CalcomChange::Rescheduled {
+                            new_uid,
+                            new_start: new_start.unwrap_or(segment.starts_at),
+                        },
                     );
-                    store
-                        .flag_segment(
-                            tenant_id,
-                            segment.appointment_id,
-                            &segment.segment_key,
-                            &reason,
-                            Some((new_uid, payload.booking_id)),
-                            now,
-                        )
-                        .await
-                        .map_err(internal)?;
-                    tracing::warn!(appointment_id = %segment.appointment_id, segment = %key, "booking moved in Cal.com; appointment flagged for review");
+                    let new_booking = Some((new_uid, payload.booking_id));
+                    let outcome = apply_verdict(
+                        store.as_ref(),
+                        tenant_id,
+                        &segment,
+                        verdict,
+                        new_booking,
+                        now,
+                    )
+                    .await?;
                     WebhookOutcome {
-                        outcome: "flagged",
+                        outcome,
                         appointment_id: Some(segment.appointment_id),
                         segment_key: Some(key),
                     }
