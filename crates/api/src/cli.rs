@@ -318,11 +318,24 @@ async fn tenant_create(database_url: &str, args: TenantCreateArgs) -> Result<()>
     )
     .await
     .context("creating the tenant")?;
+    // Cal.com signs its webhooks with a secret set when the webhook is registered there, so
+    // ops needs the tenant's secret and path once, now.
+    let webhook_secret = crate::sync::sync_store(&db)
+        .webhook_secret(issued.tenant_id)
+        .await
+        .context("reading the webhook secret")?
+        .context("the new tenant has no webhook secret")?;
+    let webhook_path = format!("/webhooks/calcom/{}", issued.tenant_id);
+    let mut out = issued_json(&issued);
+    out["webhook_path"] = json!(webhook_path);
+    out["webhook_secret"] = json!(webhook_secret);
     print_result(
         args.json,
-        issued_json(&issued),
+        out,
         &format!(
-            "tenant {}\nops API key (shown once, store it now): {}",
+            "tenant {}\nops API key (shown once, store it now): {}\n\
+             Cal.com webhook (BOOKING_CANCELLED, BOOKING_RESCHEDULED): POST <this server>{webhook_path}\n\
+             webhook secret (enter it in Cal.com; shown once): {webhook_secret}",
             issued.tenant_id,
             issued.api_key.expose_secret()
         ),

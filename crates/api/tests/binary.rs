@@ -62,8 +62,26 @@ async fn binary_creates_a_tenant_and_serves_healthz() {
         .to_string();
     assert!(key.starts_with("pb_live_"));
     assert_eq!(created["role"], "ops");
+    // What ops enters in Cal.com's webhook settings, shown once.
+    let webhook_secret = created["webhook_secret"]
+        .as_str()
+        .expect("webhook_secret")
+        .to_string();
+    let webhook_path = created["webhook_path"]
+        .as_str()
+        .expect("webhook_path")
+        .to_string();
+    assert_eq!(webhook_path, format!("/webhooks/calcom/{tenant}"));
+    assert!(
+        webhook_secret.len() >= 32,
+        "a real secret: {webhook_secret}"
+    );
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(!stderr.contains(&key), "the key is never logged");
+    assert!(
+        !stderr.contains(&webhook_secret),
+        "the webhook secret is never logged"
+    );
 
     let output = phasebook(&database.url)
         .args([
@@ -113,6 +131,32 @@ async fn binary_creates_a_tenant_and_serves_healthz() {
         .await
         .expect("services");
     assert_eq!(unauthorised.status(), 401);
+
+    // A webhook signed with the printed secret is accepted (about a booking we do not
+    // own, so it changes nothing); the same body signed with anything else is refused.
+    let delivery =
+        br#"{"triggerEvent":"BOOKING_CANCELLED","payload":{"uid":"not-ours","bookingId":1}}"#;
+    let sign = |secret: &str| {
+        use hmac::Mac;
+        let mut mac =
+            hmac::Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).expect("hmac key");
+        mac.update(delivery);
+        hex::encode(mac.finalize().into_bytes())
+    };
+    let webhook = |signature: String| {
+        client
+            .post(format!("{base}{webhook_path}"))
+            .header("content-type", "application/json")
+            .header("x-cal-signature-256", signature)
+            .body(delivery.to_vec())
+            .send()
+    };
+    let accepted = webhook(sign(&webhook_secret)).await.expect("webhook");
+    assert_eq!(accepted.status(), 200);
+    let outcome: Value = accepted.json().await.expect("json");
+    assert_eq!(outcome["outcome"], "ignored", "{outcome}");
+    let forged = webhook(sign("whsec_guessed")).await.expect("webhook");
+    assert_eq!(forged.status(), 401);
 
     // Book with personal data, then read the process's log lines.
     let ops = |request: reqwest::RequestBuilder| request.bearer_auth(&key);
