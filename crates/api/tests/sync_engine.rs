@@ -106,6 +106,22 @@ impl World {
         self.salon.tenant_id
     }
 
+    /// Maps segment B straight to a managed parent without a child for the stylist, as an
+    /// install from before the event-map check could have it (the PUT would refuse it).
+    async fn map_segment_b_to_the_childless_parent(&self) {
+        fixtures::put_event_map(
+            &self.db,
+            self.tenant(),
+            &self.salon.service_id,
+            &self.salon.segments[1].key,
+            &self.staff(),
+            CHILDLESS_PARENT,
+            CHILDLESS_PARENT,
+        )
+        .await
+        .expect("map");
+    }
+
     fn staff(&self) -> StaffId {
         self.account.staff[0].staff_id.clone()
     }
@@ -334,18 +350,7 @@ async fn a_managed_parent_without_child_needs_review_naming_parent_user_and_fix(
     for database in databases().await {
         let w = world(database).await;
         // Segment B mapped to the parent itself, as installs before the event-map check did.
-        let staff = w.staff();
-        fixtures::put_event_map(
-            &w.db,
-            w.tenant(),
-            &w.salon.service_id,
-            &w.salon.segments[1].key,
-            &staff,
-            CHILDLESS_PARENT,
-            CHILDLESS_PARENT,
-        )
-        .await
-        .expect("map");
+        w.map_segment_b_to_the_childless_parent().await;
         let id = w.appointment(10).await;
         w.drain().await;
         let view = w.view(id).await;
@@ -551,17 +556,7 @@ async fn a_segment_without_an_event_map_needs_review_until_it_is_mapped_and_resy
 async fn a_managed_parent_books_the_hosts_child_once_cal_com_has_made_it() {
     for database in databases().await {
         let w = world(database).await;
-        fixtures::put_event_map(
-            &w.db,
-            w.tenant(),
-            &w.salon.service_id,
-            &w.salon.segments[1].key,
-            &w.staff(),
-            CHILDLESS_PARENT,
-            CHILDLESS_PARENT,
-        )
-        .await
-        .expect("map");
+        w.map_segment_b_to_the_childless_parent().await;
         let id = w.appointment(18).await;
         w.drain().await;
         assert_eq!(w.view(id).await.status, AppointmentSyncStatus::NeedsReview);
@@ -714,17 +709,7 @@ async fn cancelling_an_appointment_in_review_cancels_what_was_booked_and_leaves_
 {
     for database in databases().await {
         let w = world(database).await;
-        fixtures::put_event_map(
-            &w.db,
-            w.tenant(),
-            &w.salon.service_id,
-            &w.salon.segments[1].key,
-            &w.staff(),
-            CHILDLESS_PARENT,
-            CHILDLESS_PARENT,
-        )
-        .await
-        .expect("map");
+        w.map_segment_b_to_the_childless_parent().await;
         let id = w.appointment(21).await;
         w.drain().await;
         assert_eq!(w.view(id).await.status, AppointmentSyncStatus::NeedsReview);
