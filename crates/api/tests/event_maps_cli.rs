@@ -484,6 +484,12 @@ async fn provision_without_a_calcom_team_says_how_to_set_one(database: TestDatab
 /// Books the one-segment cut for `staff` two days out and waits until the sync is synced
 /// or needs a human; returns the sync view.
 async fn book_cut(s: &Setup, staff: &str) -> Value {
+    book(s, "cut", staff).await
+}
+
+/// Books `service_id` for `staff` two days out (top of the hour) and waits until the sync
+/// is synced or needs a human; returns the sync view.
+async fn book(s: &Setup, service_id: &str, staff: &str) -> Value {
     let start = (Utc::now() + Minutes::days(2))
         .duration_trunc(Minutes::hours(1))
         .expect("hour");
@@ -493,7 +499,7 @@ async fn book_cut(s: &Setup, staff: &str) -> Value {
         .bearer_auth(&s.key)
         .header("Prefer", "wait=10")
         .json(&json!({
-            "service_id": "cut",
+            "service_id": service_id,
             "staff_id": staff,
             "start": start.to_rfc3339(),
             "time_zone": "Europe/Berlin",
@@ -755,40 +761,12 @@ async fn incident_second_host_without_child_is_refused_until_provisioned_then_bo
     assert_eq!(ben_types.len(), 2);
 
     // Real bookings for both stylists, made by the worker through the API.
-    let start = (Utc::now() + Minutes::days(2))
-        .duration_trunc(Minutes::hours(1))
-        .expect("hour");
     for staff in ["anna", "ben"] {
-        let response = s
-            .http
-            .post(format!("{}/appointments", s.url))
-            .bearer_auth(&s.key)
-            .header("Prefer", "wait=10")
-            .json(&json!({
-                "service_id": "colour",
-                "staff_id": staff,
-                "start": start.to_rfc3339(),
-                "time_zone": "Europe/Berlin",
-                "customer": {"name": "Ada Lovelace", "email": "ada@example.com"}
-            }))
-            .send()
-            .await
-            .expect("book");
-        assert_eq!(response.status(), 201, "{staff}");
-        let appointment: Value = response.json().await.expect("json");
-        let id = appointment["id"].as_str().expect("id").to_string();
-        let deadline = Instant::now() + Duration::from_secs(30);
-        loop {
-            let (_, sync) = s.get(&format!("/appointments/{id}/sync")).await;
-            if sync["status"] == "synced" {
-                break;
-            }
-            assert!(
-                Instant::now() < deadline && sync["requires_manual_review"] != true,
-                "{staff}'s appointment never synced: {sync}"
-            );
-            tokio::time::sleep(Duration::from_millis(200)).await;
-        }
+        let sync = book(&s, "colour", staff).await;
+        assert_eq!(
+            sync["status"], "synced",
+            "{staff}'s appointment never synced: {sync}"
+        );
     }
     let state = s.sim.state();
     let booked: Vec<(Option<i64>, &str)> = state
