@@ -137,6 +137,21 @@ async fn setup(database: &TestDatabase, stylists: usize, faults: Faults) -> Setu
     }
 }
 
+/// Books `count` appointments straight through the store, one per [`slot`].
+async fn book_slots(setup: &Setup, count: usize) -> Vec<Uuid> {
+    let mut appointments = Vec::new();
+    for n in 0..count {
+        let (staff, start) = slot(setup, n);
+        let staff = phasebook_domain::StaffId::parse(&staff).expect("staff");
+        appointments.push(
+            fixtures::book(&setup.db, &setup.salon, &staff, start)
+                .await
+                .expect("book"),
+        );
+    }
+    appointments
+}
+
 /// Appointment `n`'s start: back-to-back two-hour slots per stylist from 2030-03-01.
 fn slot(setup: &Setup, n: usize) -> (String, chrono::DateTime<Utc>) {
     let stylists = setup.account.staff.len();
@@ -204,16 +219,7 @@ async fn crash_run(database: TestDatabase, label: &str) {
         },
     );
     let setup = setup(&database, 8, faults).await;
-    let mut appointments = Vec::new();
-    for n in 0..APPOINTMENTS {
-        let (staff, start) = slot(&setup, n);
-        let staff = phasebook_domain::StaffId::parse(&staff).expect("staff");
-        appointments.push(
-            fixtures::book(&setup.db, &setup.salon, &staff, start)
-                .await
-                .expect("book"),
-        );
-    }
+    let appointments = book_slots(&setup, APPOINTMENTS).await;
 
     let mut kills = 0;
     let mut restarts = 0;
@@ -404,16 +410,7 @@ async fn sigterm_gives_back_the_leases_so_the_next_process_carries_on_at_once() 
         .with_seed(7)
         .route("bookings.create", RouteFaults::hang_rate(1.0));
     let setup = setup(&database, 2, faults).await;
-    let mut appointments = Vec::new();
-    for n in 0..APPOINTMENTS {
-        let (staff, start) = slot(&setup, n);
-        let staff = phasebook_domain::StaffId::parse(&staff).expect("staff");
-        appointments.push(
-            fixtures::book(&setup.db, &setup.salon, &staff, start)
-                .await
-                .expect("book"),
-        );
-    }
+    let appointments = book_slots(&setup, APPOINTMENTS).await;
     // Leases far longer than the test: only giving them back lets the next process in.
     let log = log_file("sigterm");
     let mut server = serve(&database.url, 8, 600_000, &log);
