@@ -193,6 +193,60 @@ pub async fn count_rows(db: &Database, table: &str, tenant_id: Uuid) -> StoreRes
     })
 }
 
+/// Runs each listed test body on a fresh SQLite database, and on a fresh PostgreSQL one
+/// when `DATABASE_URL` is set. With `with setup;` each body gets what the test file's
+/// `async fn setup(TestDatabase)` builds from the database; without it, the database.
+#[macro_export]
+macro_rules! on_both_backends {
+    (with $setup:ident; $($name:ident),+ $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let database = $crate::testing::TestDatabase::sqlite();
+                    super::$name(super::$setup(database).await).await;
+                }
+            )+
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let Some(database) = $crate::testing::TestDatabase::postgres_from_env().await
+                    else {
+                        eprintln!("DATABASE_URL not set: PostgreSQL variant skipped");
+                        return;
+                    };
+                    super::$name(super::$setup(database).await).await;
+                }
+            )+
+        }
+    };
+    ($($name:ident),+ $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    super::$name($crate::testing::TestDatabase::sqlite()).await;
+                }
+            )+
+        }
+        mod postgres {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $name() {
+                    let Some(database) = $crate::testing::TestDatabase::postgres_from_env().await
+                    else {
+                        eprintln!("DATABASE_URL not set: PostgreSQL variant skipped");
+                        return;
+                    };
+                    super::$name(database).await;
+                }
+            )+
+        }
+    };
+}
+
 #[cfg(test)]
 mod tests {
     use super::with_database;

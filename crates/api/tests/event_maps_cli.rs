@@ -791,32 +791,7 @@ async fn incident_second_host_without_child_is_refused_until_provisioned_then_bo
     }
 }
 
-macro_rules! on_both_backends {
-    ($($name:ident),+ $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(super::TestDatabase::sqlite()).await;
-                }
-            )+
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    let Some(database) = super::TestDatabase::postgres_from_env().await else {
-                        eprintln!("DATABASE_URL not set: PostgreSQL variant skipped");
-                        return;
-                    };
-                    super::$name(database).await;
-                }
-            )+
-        }
-    };
-}
-
-on_both_backends!(
+phasebook_api::on_both_backends!(
     doctor_exits_1_with_a_table_and_json_when_something_is_wrong_and_0_when_clean,
     provision_creates_one_hidden_single_host_team_type_per_segment_once,
     provision_without_a_calcom_team_says_how_to_set_one,

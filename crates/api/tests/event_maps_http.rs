@@ -769,32 +769,8 @@ async fn audit_of_a_fully_mapped_salon_is_clean(s: Salon) {
     assert_eq!(audit["findings"].as_array().map(Vec::len), Some(5));
 }
 
-macro_rules! on_both_backends {
-    ($($name:ident),+ $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(super::spawn(super::TestDatabase::sqlite()).await).await;
-                }
-            )+
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    let Some(database) = super::TestDatabase::postgres_from_env().await else {
-                        eprintln!("DATABASE_URL not set: PostgreSQL variant skipped");
-                        return;
-                    };
-                    super::$name(super::spawn(database).await).await;
-                }
-            )+
-        }
-    };
-}
-
-on_both_backends!(
+phasebook_api::on_both_backends!(
+    with spawn;
     individual_type_owned_by_the_stylist_is_bookable_as_is,
     managed_parent_is_stored_as_the_stylists_child,
     managed_parent_without_child_is_refused_naming_parent_user_and_both_fixes,

@@ -666,32 +666,8 @@ async fn concurrent_overlapping_creates_have_exactly_one_winner(f: Fixture) {
     );
 }
 
-macro_rules! conformance {
-    ($($name:ident),+ $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name(super::fixture(super::TestDatabase::sqlite()).await).await;
-                }
-            )+
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    let Some(database) = super::TestDatabase::postgres_from_env().await else {
-                        eprintln!("DATABASE_URL not set: PostgreSQL variant skipped");
-                        return;
-                    };
-                    super::$name(super::fixture(database).await).await;
-                }
-            )+
-        }
-    };
-}
-
-conformance!(
+phasebook_api::on_both_backends!(
+    with fixture;
     migrate_twice_is_a_no_op,
     api_keys_are_found_by_hash_only,
     services_round_trip_and_replace_by_key,
