@@ -600,7 +600,68 @@ async fn operations_endpoints_answer(app: TestApp) {
     );
 }
 
+/// PostgreSQL cannot store NUL, SQLite can: both refuse control characters alike, naming
+/// the field, and store nothing.
+async fn control_characters_are_refused_alike_on_both_backends(app: TestApp) {
+    app.define_salon().await;
+    let mut nul_name = booking("anna", "2026-05-04T09:00");
+    nul_name["customer"]["name"] = json!("Ada\u{0}Lovelace");
+    let body = problem(
+        app.post_json("/appointments", &app.keys.agent, &nul_name)
+            .await,
+        422,
+        "validation",
+    )
+    .await;
+    assert_eq!(body["field"], "customer.name");
+    assert_eq!(body["code"], "control_character");
+
+    let mut bell_notes = booking("anna", "2026-05-04T09:00");
+    bell_notes["notes"] = json!("ring \u{7} twice");
+    let body = problem(
+        app.post_json("/appointments", &app.keys.agent, &bell_notes)
+            .await,
+        422,
+        "validation",
+    )
+    .await;
+    assert_eq!(body["field"], "notes");
+
+    let service = json!({"name": "Perm\u{0}", "segments": [{"key": "A", "name": "Wind", "duration_minutes": 30}]});
+    let body = problem(
+        app.put_json("/services/perm", &app.keys.ops, &service)
+            .await,
+        422,
+        "validation",
+    )
+    .await;
+    assert_eq!(body["field"], "name");
+    let staff = json!({"name": "Noa\u{0}", "calcom_user_id": 7, "calcom_username": "noa", "time_zone": "Europe/Berlin"});
+    let body = problem(
+        app.put_json("/staff/noa", &app.keys.ops, &staff).await,
+        422,
+        "validation",
+    )
+    .await;
+    assert_eq!(body["field"], "name");
+
+    let listed: Value = app
+        .get("/appointments", &app.keys.ops)
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(
+        listed["items"].as_array().map(Vec::len),
+        Some(0),
+        "{listed:#}"
+    );
+    assert_eq!(app.get("/services/perm", &app.keys.ops).await.status(), 404);
+    assert_eq!(app.get("/staff/noa", &app.keys.ops).await.status(), 404);
+}
+
 on_both_backends!(
+    control_characters_are_refused_alike_on_both_backends,
     journey_book_replay_collide_read_list_cancel,
     keys_roles_and_tenants_are_enforced,
     bad_requests_are_problems_and_write_nothing,

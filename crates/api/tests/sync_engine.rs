@@ -194,6 +194,42 @@ impl World {
             .expect("resync");
     }
 
+    /// Someone moves a booking in Cal.com itself (the salon's booking page, a stylist's
+    /// app): Cal.com makes a new booking with our metadata and cancels the old one.
+    async fn move_in_calcom(&self, uid: &str, minutes: i64) -> String {
+        let client = calcom_client::CalcomClient::new(calcom_client::ClientConfig::new(
+            self.sim.base_url.clone(),
+            secrecy::SecretString::from(self.account.api_key.clone()),
+        ))
+        .expect("client");
+        let old = client.get_booking(uid).await.expect("booking");
+        client
+            .reschedule_booking(
+                uid,
+                &calcom_client::RescheduleBooking {
+                    start: old.start + TimeDelta::minutes(minutes),
+                    rescheduled_by: None,
+                    rescheduling_reason: Some("moved at the desk".into()),
+                },
+            )
+            .await
+            .expect("moved")
+            .uid
+    }
+
+    /// Someone changes an event type's length in Cal.com (`PATCH /v2/event-types/{id}`).
+    async fn set_length_in_calcom(&self, event_type: i64, minutes: i64) {
+        let answer = reqwest::Client::new()
+            .patch(format!("{}/v2/event-types/{event_type}", self.sim.base_url))
+            .bearer_auth(&self.account.api_key)
+            .header("cal-api-version", "2024-06-14")
+            .json(&json!({ "lengthInMinutes": minutes }))
+            .send()
+            .await
+            .expect("patch");
+        assert!(answer.status().is_success(), "{:?}", answer.text().await);
+    }
+
     async fn cancel(&self, appointment: Uuid) {
         self.db
             .store()
@@ -793,6 +829,121 @@ async fn a_resync_for_a_stylist_other_than_the_keys_owner_books_on_their_own_eve
         assert_eq!(view.status, AppointmentSyncStatus::Synced, "{view:#?}");
         assert_eq!(view.review_reason, None);
         assert_eq!(view.segments[0].event_type_id, Some(a));
+        assert_eq!(w.active_bookings_for(id).len(), 4);
+    }
+}
+
+#[tokio::test]
+async fn a_resync_after_a_move_in_calcom_puts_the_planned_time_back_with_one_booking() {
+    for database in databases().await {
+        let w = world(database).await;
+        let id = w.appointment(17).await;
+        w.drain().await;
+        let before = w.view(id).await;
+        let d = &before.segments[3];
+        let d_uid = d.calcom_booking_uid.clone().expect("uid");
+        // Moved twice in Cal.com (no webhook reaches us), then a resync.
+        let moved = w.move_in_calcom(&d_uid, 120).await;
+        let moved_again = w.move_in_calcom(&moved, 60).await;
+        w.resync(id).await;
+        w.drain().await;
+        let view = w.view(id).await;
+        assert_eq!(view.status, AppointmentSyncStatus::Synced, "{view:#?}");
+        let active = w.active_bookings_for(id);
+        assert_eq!(
+            active.len(),
+            4,
+            "exactly one booking per segment: {active:#?}"
+        );
+        let d_now = active
+            .iter()
+            .find(|b| b.metadata.get("phasebook_segment") == Some(&json!("D")))
+            .expect("D is booked");
+        assert_eq!(d_now.start, d.starts_at, "D stands at its planned time");
+        assert_eq!(
+            view.segments[3].calcom_booking_uid.as_deref(),
+            Some(d_now.uid.as_str())
+        );
+        let stray = w.sim.state().booking(&moved_again).cloned().expect("stray");
+        assert_eq!(
+            stray.status,
+            BookingStatus::Cancelled,
+            "the moved booking is released"
+        );
+        // The other segments were checked and left alone.
+        for (old, new) in before.segments.iter().zip(&view.segments).take(3) {
+            assert_eq!(old.calcom_booking_uid, new.calcom_booking_uid);
+        }
+        // A second resync finds everything in place and changes nothing.
+        let total = w.bookings_for(id).len();
+        w.resync(id).await;
+        w.drain().await;
+        assert_eq!(w.bookings_for(id).len(), total, "nothing new was booked");
+        assert_eq!(w.active_bookings_for(id).len(), 4);
+        assert_eq!(
+            w.view(id).await.segments[3].calcom_booking_uid,
+            view.segments[3].calcom_booking_uid
+        );
+    }
+}
+
+#[tokio::test]
+async fn cancelling_after_a_move_in_calcom_cancels_the_moved_booking() {
+    for database in databases().await {
+        let w = world(database).await;
+        let id = w.appointment(18).await;
+        w.drain().await;
+        let view = w.view(id).await;
+        let b_uid = view.segments[1].calcom_booking_uid.clone().expect("uid");
+        let moved = w.move_in_calcom(&b_uid, 240).await;
+        w.cancel(id).await;
+        w.drain().await;
+        let view = w.view(id).await;
+        assert_eq!(view.status, AppointmentSyncStatus::Cancelled, "{view:#?}");
+        assert!(
+            w.active_bookings_for(id).is_empty(),
+            "no booking of a cancelled appointment stays active: {:#?}",
+            w.active_bookings_for(id)
+        );
+        assert_eq!(
+            w.sim.state().booking(&moved).map(|b| b.status),
+            Some(BookingStatus::Cancelled)
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_length_changed_in_calcom_needs_review_with_both_lengths_and_is_never_synced() {
+    for database in databases().await {
+        let w = world(database).await;
+        w.set_length_in_calcom(w.event_type(2), 45).await;
+        let id = w.appointment(19).await;
+        w.drain().await;
+        let view = w.view(id).await;
+        assert_eq!(view.status, AppointmentSyncStatus::NeedsReview, "{view:#?}");
+        let c = &view.segments[2];
+        assert_eq!(c.status.as_str(), "needs_review");
+        let reason = c.review_reason.as_deref().expect("reason");
+        assert!(
+            reason.contains("lasts 45 minutes") && reason.contains("30 minutes"),
+            "{reason}"
+        );
+        assert!(
+            !reason.contains("busy"),
+            "the real cause, not a busy host: {reason}"
+        );
+        assert!(
+            w.active_bookings_for(id)
+                .iter()
+                .all(|b| b.metadata.get("phasebook_segment") != Some(&json!("C"))),
+            "nothing was booked on the drifted type"
+        );
+        // The fix the reason names, then a resync: booked.
+        w.set_length_in_calcom(w.event_type(2), 30).await;
+        w.resync(id).await;
+        w.drain().await;
+        let view = w.view(id).await;
+        assert_eq!(view.status, AppointmentSyncStatus::Synced, "{view:#?}");
         assert_eq!(w.active_bookings_for(id).len(), 4);
     }
 }

@@ -326,6 +326,26 @@ async fn a_booking_cancelled_or_moved_in_calcom_flags_the_appointment() {
             .await;
         assert_eq!(view["status"], "synced", "a forged webhook changes nothing");
 
+        // A signed delivery that Cal.com contradicts (the booking still stands) is not
+        // believed: acting on it would release time the stylist is booked for.
+        let contradicted = app.webhook(&cancel, &secret).await;
+        assert_eq!(contradicted.status(), StatusCode::OK);
+        let outcome: Value = contradicted.json().await.expect("json");
+        assert_eq!(outcome["outcome"], "ignored", "{outcome:#}");
+        let view = app
+            .get(&format!("/appointments/{id}/sync"), &app.salon.ops_key)
+            .await;
+        assert_eq!(view["status"], "synced", "{view:#}");
+
+        let calcom = calcom_client::CalcomClient::new(calcom_client::ClientConfig::new(
+            app.sim.base_url.clone(),
+            secrecy::SecretString::from(fixtures::SIM_API_KEY),
+        ))
+        .expect("client");
+        calcom
+            .cancel_booking(&a_uid, "client called")
+            .await
+            .expect("cancelled in Cal.com");
         let accepted = app.webhook(&cancel, &secret).await;
         assert_eq!(accepted.status(), StatusCode::OK);
         let view = app
@@ -338,15 +358,29 @@ async fn a_booking_cancelled_or_moved_in_calcom_flags_the_appointment() {
         assert!(reason.contains("client called"), "{reason}");
         assert!(reason.contains("segment A"), "{reason}");
 
+        let moved_to = calcom
+            .reschedule_booking(
+                &b_uid,
+                &calcom_client::RescheduleBooking {
+                    start: "2030-01-10T15:00:00Z".parse().expect("start"),
+                    rescheduled_by: None,
+                    rescheduling_reason: None,
+                },
+            )
+            .await
+            .expect("moved in Cal.com");
         let moved = json!({"triggerEvent": "BOOKING_RESCHEDULED", "createdAt": "2030-01-01T00:00:00Z",
-            "payload": {"uid": "moved-uid", "bookingId": 77, "rescheduleUid": b_uid,
+            "payload": {"uid": moved_to.uid, "bookingId": moved_to.id, "rescheduleUid": b_uid,
                         "startTime": "2030-01-10T15:00:00Z", "status": "ACCEPTED"}});
         let accepted = app.webhook(&moved, &secret).await;
         assert_eq!(accepted.status(), StatusCode::OK);
         let view = app
             .get(&format!("/appointments/{id}/sync"), &app.salon.ops_key)
             .await;
-        assert_eq!(view["segments"][1]["calcom_booking_uid"], "moved-uid");
+        assert_eq!(
+            view["segments"][1]["calcom_booking_uid"],
+            moved_to.uid.as_str()
+        );
         assert_eq!(view["segments"][1]["status"], "needs_review");
         let reason = view["review_reason"].as_str().expect("reason");
         assert!(reason.contains("2 segments need review"), "{reason}");

@@ -6,6 +6,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use crate::FieldError;
+use crate::error::refuse_control_characters;
 use crate::sync::{DesiredState, SegmentSyncStatus};
 
 pub const MAX_CUSTOMER_NAME_CHARS: usize = 200;
@@ -36,6 +37,7 @@ impl Customer {
     /// `customer`). Empty strings for the optional fields count as absent.
     pub fn new(name: &str, email: Option<&str>, phone: Option<&str>) -> Result<Self, FieldError> {
         let name = name.trim();
+        refuse_control_characters("name", name, false)?;
         if name.is_empty() || name.chars().count() > MAX_CUSTOMER_NAME_CHARS {
             return Err(FieldError::new(
                 "name",
@@ -76,6 +78,7 @@ impl Customer {
 /// A pragmatic address check: one `@`, a non-empty local part, a dotted domain, no spaces.
 /// Deliverability is the mail server's business, not ours.
 fn parse_email(value: &str) -> Result<String, FieldError> {
+    refuse_control_characters("email", value, false)?;
     let invalid = || {
         FieldError::new(
             "email",
@@ -121,6 +124,7 @@ pub fn parse_notes(value: Option<&str>) -> Result<Option<String>, FieldError> {
     let Some(notes) = value.map(str::trim).filter(|n| !n.is_empty()) else {
         return Ok(None);
     };
+    refuse_control_characters("notes", notes, true)?;
     if notes.chars().count() > MAX_NOTES_CHARS {
         return Err(FieldError::new(
             "notes",

@@ -41,3 +41,43 @@ impl fmt::Display for FieldError {
 }
 
 impl std::error::Error for FieldError {}
+
+/// Refuses control characters in a text field (`multiline` lets line breaks and tabs
+/// through, for notes). PostgreSQL cannot store NUL at all and SQLite would, so both
+/// backends refuse them the same way, and nothing unprintable reaches Cal.com.
+pub fn refuse_control_characters(
+    field: &str,
+    value: &str,
+    multiline: bool,
+) -> Result<(), FieldError> {
+    let allowed = |c: char| multiline && matches!(c, '\n' | '\r' | '\t');
+    match value.chars().find(|&c| c.is_control() && !allowed(c)) {
+        None => Ok(()),
+        Some(c) => Err(FieldError::new(
+            field,
+            "control_character",
+            format!(
+                "{field} contains the control character U+{:04X}; send printable text only",
+                u32::from(c)
+            ),
+        )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn control_characters_are_refused_with_the_field_named() {
+        let err = refuse_control_characters("name", "Ada\u{0}", false).expect_err("nul");
+        assert_eq!(
+            (err.field.as_str(), err.code),
+            ("name", "control_character")
+        );
+        assert!(err.message.contains("U+0000"));
+        assert!(refuse_control_characters("notes", "line\nline\ttab", true).is_ok());
+        assert!(refuse_control_characters("name", "two\nlines", false).is_err());
+        assert!(refuse_control_characters("name", "Zoë Ärger", false).is_ok());
+    }
+}

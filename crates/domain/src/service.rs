@@ -6,6 +6,7 @@ use std::collections::HashSet;
 
 use serde::{Deserialize, Serialize};
 
+use crate::error::refuse_control_characters;
 use crate::{FieldError, SegmentKey};
 
 pub const MAX_SEGMENTS: usize = 10;
@@ -43,6 +44,7 @@ pub struct Service {
 impl Service {
     pub fn new(name: &str, segments: Vec<SegmentSpec>) -> Result<Self, FieldError> {
         let name = name.trim();
+        refuse_control_characters("name", name, false)?;
         if name.is_empty() || name.chars().count() > 200 {
             return Err(FieldError::new(
                 "name",
@@ -79,6 +81,7 @@ impl Service {
                 ));
             }
             let seg_name = segment.name.trim();
+            refuse_control_characters(&at("name"), seg_name, false)?;
             if seg_name.is_empty() || seg_name.chars().count() > 200 {
                 return Err(FieldError::new(
                     at("name"),

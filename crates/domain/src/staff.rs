@@ -3,6 +3,7 @@
 
 use chrono_tz::Tz;
 
+use crate::error::refuse_control_characters;
 use crate::plan::parse_time_zone;
 use crate::{CalcomUserId, FieldError};
 
@@ -23,6 +24,7 @@ impl StaffProfile {
         time_zone: &str,
     ) -> Result<Self, FieldError> {
         let name = name.trim();
+        refuse_control_characters("name", name, false)?;
         if name.is_empty() || name.chars().count() > 200 {
             return Err(FieldError::new(
                 "name",
@@ -38,6 +40,7 @@ impl StaffProfile {
             ));
         }
         let username = calcom_username.trim();
+        refuse_control_characters("calcom_username", username, false)?;
         if username.is_empty()
             || username.chars().count() > 200
             || username.chars().any(char::is_whitespace)

@@ -54,6 +54,17 @@ pub enum StoreError {
 
 pub type StoreResult<T> = Result<T, StoreError>;
 
+/// How often a transaction that PostgreSQL rolled back for a deadlock or a serialization
+/// failure is run again before the error is reported.
+pub(crate) const RETRIES_ON_CONFLICT: u32 = 4;
+
+/// True for PostgreSQL's deadlock (40P01) and serialization failure (40001): the whole
+/// transaction was rolled back and may simply be run again.
+pub(crate) fn is_retryable(err: &sqlx::Error) -> bool {
+    matches!(err, sqlx::Error::Database(db)
+        if matches!(db.code().as_deref(), Some("40P01") | Some("40001")))
+}
+
 /// What an API key may do; see `auth` for the permissions.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Role {
@@ -475,10 +486,25 @@ pub(crate) fn rebuild_service(
 }
 
 /// Cal.com-facing segment state after a local cancel, derived by the domain rule.
-pub(crate) fn segment_status_after_cancel(segment: &AppointmentSegment) -> SegmentSyncStatus {
+/// A column (`create_outcome_unknown`) over `appointment_segments s`: true when a create
+/// for the segment was sent and its outcome is not known (none recorded, or `unknown`).
+/// The sync engine reads the same fact as `earlier_outcome_unknown`.
+pub(crate) const CREATE_OUTCOME_UNKNOWN: &str = "exists (select 1 from sync_attempts x \
+     where x.appointment_id = s.appointment_id and x.segment_key = s.segment_key \
+     and x.operation = 'create' and (x.outcome is null or x.outcome = 'unknown')) \
+     as create_outcome_unknown";
+
+pub(crate) fn segment_status_after_cancel(
+    segment: &AppointmentSegment,
+    create_outcome_unknown: bool,
+) -> SegmentSyncStatus {
+    // A create whose answer never came (a run that died, or a resync that reset the
+    // segment meanwhile) may have left a booking: it must be looked for, not declared done.
     phasebook_domain::appointment::segment_status_on_cancel(
         segment.sync_status,
-        segment.calcom_booking_uid.is_some() || segment.calcom_booking_id.is_some(),
+        segment.calcom_booking_uid.is_some()
+            || segment.calcom_booking_id.is_some()
+            || create_outcome_unknown,
         u32::try_from(segment.attempts).unwrap_or(0),
     )
 }

@@ -14,10 +14,11 @@ use uuid::Uuid;
 
 use super::{
     ACQUIRE_TIMEOUT, ApiKeyOwner, Appointment, AppointmentQuery, AppointmentSegment,
-    IDEMPOTENCY_STALE_IN_FLIGHT, IDEMPOTENCY_TTL, IdempotencyClaim, IdempotentResponse, NewApiKey,
-    NewAppointment, NewTenant, StaffMember, Store, StoreError, StoreResult, StoredService,
-    parse_appointment_status, parse_appointment_sync_status, parse_role, parse_segment_key,
-    parse_segment_sync_status, parse_service_id, parse_staff_id, rebuild_customer, rebuild_service,
+    CREATE_OUTCOME_UNKNOWN, IDEMPOTENCY_STALE_IN_FLIGHT, IDEMPOTENCY_TTL, IdempotencyClaim,
+    IdempotentResponse, NewApiKey, NewAppointment, NewTenant, RETRIES_ON_CONFLICT, StaffMember,
+    Store, StoreError, StoreResult, StoredService, is_retryable, parse_appointment_status,
+    parse_appointment_sync_status, parse_role, parse_segment_key, parse_segment_sync_status,
+    parse_service_id, parse_staff_id, rebuild_customer, rebuild_service,
     segment_status_after_cancel,
 };
 
@@ -640,82 +641,21 @@ impl Store for PgStore {
         appointment_id: Uuid,
         now: DateTime<Utc>,
     ) -> StoreResult<Option<Appointment>> {
-        let mut tx = self.pool.begin().await?;
-        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "select {APPOINTMENT_COLUMNS} from appointments
-             where tenant_id = $1 and appointment_id = $2 for update"
-        )))
-        .bind(tenant_id)
-        .bind(appointment_id)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Some(row) = row else {
-            return Ok(None);
-        };
-        if appointment_from_row(&row)?.status == AppointmentStatus::Cancelled {
-            tx.commit().await?;
-            return self.get_appointment(tenant_id, appointment_id).await;
+        let mut tries = 0;
+        loop {
+            match self
+                .cancel_appointment_once(tenant_id, appointment_id, now)
+                .await
+            {
+                Err(StoreError::Database(err))
+                    if tries < RETRIES_ON_CONFLICT && is_retryable(&err) =>
+                {
+                    tries += 1;
+                    tracing::warn!(appointment_id = %appointment_id, error = %err, "cancel collided with another transaction; trying again");
+                }
+                other => return other,
+            }
         }
-        let segment_rows = sqlx::query(
-            "select appointment_id, segment_key, position, staff_id, starts_at, ends_at, active,
-                    sync_status, event_type_id, calcom_booking_uid, calcom_booking_id, attempts,
-                    last_error, next_attempt_at
-             from appointment_segments
-             where tenant_id = $1 and appointment_id = $2 for update",
-        )
-        .bind(tenant_id)
-        .bind(appointment_id)
-        .fetch_all(&mut *tx)
-        .await?;
-        let mut states = Vec::new();
-        for row in &segment_rows {
-            let segment = segment_from_row(row)?;
-            let status = segment_status_after_cancel(&segment);
-            sqlx::query(
-                "update appointment_segments
-                 set active = false, sync_status = $3, next_attempt_at = null, updated_at = $4
-                 where appointment_id = $1 and segment_key = $2",
-            )
-            .bind(appointment_id)
-            .bind(segment.key.as_str())
-            .bind(status.as_str())
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-            states.push(SegmentState {
-                key: segment.key,
-                status,
-                review_reason: None,
-            });
-        }
-        let sync = derive_appointment_sync(DesiredState::Cancelled, &states);
-        sqlx::query(
-            "update appointments
-             set status = 'cancelled', sync_status = $3, requires_manual_review = $4,
-                 review_reason = $5, cancelled_at = $6, updated_at = $6
-             where tenant_id = $1 and appointment_id = $2",
-        )
-        .bind(tenant_id)
-        .bind(appointment_id)
-        .bind(sync.status.as_str())
-        .bind(sync.requires_manual_review)
-        .bind(sync.review_reason.as_deref())
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-        // A leased job belongs to a worker right now; the sync engine decides how that
-        // worker learns of the change. Otherwise the job becomes due at once.
-        sqlx::query(
-            "update sync_jobs set state = 'pending', run_at = $3, updated_at = $3
-             where tenant_id = $1 and appointment_id = $2 and state <> 'leased'",
-        )
-        .bind(tenant_id)
-        .bind(appointment_id)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        self.get_appointment(tenant_id, appointment_id).await
     }
 
     async fn claim_idempotency_key(
@@ -818,5 +758,93 @@ impl Store for PgStore {
             .execute(&self.pool)
             .await?;
         Ok(done.rows_affected())
+    }
+}
+
+impl PgStore {
+    /// One try of [`Store::cancel_appointment`].
+    async fn cancel_appointment_once(
+        &self,
+        tenant_id: Uuid,
+        appointment_id: Uuid,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<Appointment>> {
+        let mut tx = self.pool.begin().await?;
+        let row = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "select {APPOINTMENT_COLUMNS} from appointments
+             where tenant_id = $1 and appointment_id = $2 for update"
+        )))
+        .bind(tenant_id)
+        .bind(appointment_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        if appointment_from_row(&row)?.status == AppointmentStatus::Cancelled {
+            tx.commit().await?;
+            return self.get_appointment(tenant_id, appointment_id).await;
+        }
+        let segment_rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "select appointment_id, segment_key, position, staff_id, starts_at, ends_at, active,
+                    sync_status, event_type_id, calcom_booking_uid, calcom_booking_id, attempts,
+                    last_error, next_attempt_at, {CREATE_OUTCOME_UNKNOWN}
+             from appointment_segments s
+             where tenant_id = $1 and appointment_id = $2 for update"
+        )))
+        .bind(tenant_id)
+        .bind(appointment_id)
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut states = Vec::new();
+        for row in &segment_rows {
+            let segment = segment_from_row(row)?;
+            let status =
+                segment_status_after_cancel(&segment, row.try_get("create_outcome_unknown")?);
+            sqlx::query(
+                "update appointment_segments
+                 set active = false, sync_status = $3, next_attempt_at = null, updated_at = $4
+                 where appointment_id = $1 and segment_key = $2",
+            )
+            .bind(appointment_id)
+            .bind(segment.key.as_str())
+            .bind(status.as_str())
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            states.push(SegmentState {
+                key: segment.key,
+                status,
+                review_reason: None,
+            });
+        }
+        let sync = derive_appointment_sync(DesiredState::Cancelled, &states);
+        sqlx::query(
+            "update appointments
+             set status = 'cancelled', sync_status = $3, requires_manual_review = $4,
+                 review_reason = $5, cancelled_at = $6, updated_at = $6
+             where tenant_id = $1 and appointment_id = $2",
+        )
+        .bind(tenant_id)
+        .bind(appointment_id)
+        .bind(sync.status.as_str())
+        .bind(sync.requires_manual_review)
+        .bind(sync.review_reason.as_deref())
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        // A leased job belongs to a worker right now; the sync engine decides how that
+        // worker learns of the change. Otherwise the job becomes due at once.
+        sqlx::query(
+            "update sync_jobs set state = 'pending', run_at = $3, updated_at = $3
+             where tenant_id = $1 and appointment_id = $2 and state <> 'leased'",
+        )
+        .bind(tenant_id)
+        .bind(appointment_id)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        self.get_appointment(tenant_id, appointment_id).await
     }
 }

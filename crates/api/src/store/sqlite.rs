@@ -20,11 +20,11 @@ use uuid::Uuid;
 
 use super::{
     ACQUIRE_TIMEOUT, ApiKeyOwner, Appointment, AppointmentQuery, AppointmentSegment,
-    IDEMPOTENCY_STALE_IN_FLIGHT, IDEMPOTENCY_TTL, IdempotencyClaim, IdempotentResponse, NewApiKey,
-    NewAppointment, NewTenant, StaffMember, Store, StoreError, StoreResult, StoredService,
-    parse_appointment_status, parse_appointment_sync_status, parse_role, parse_segment_key,
-    parse_segment_sync_status, parse_service_id, parse_staff_id, rebuild_customer, rebuild_service,
-    segment_status_after_cancel,
+    CREATE_OUTCOME_UNKNOWN, IDEMPOTENCY_STALE_IN_FLIGHT, IDEMPOTENCY_TTL, IdempotencyClaim,
+    IdempotentResponse, NewApiKey, NewAppointment, NewTenant, StaffMember, Store, StoreError,
+    StoreResult, StoredService, parse_appointment_status, parse_appointment_sync_status,
+    parse_role, parse_segment_key, parse_segment_sync_status, parse_service_id, parse_staff_id,
+    rebuild_customer, rebuild_service, segment_status_after_cancel,
 };
 
 static MIGRATOR: Migrator = sqlx::migrate!("../../migrations/sqlite");
@@ -679,7 +679,7 @@ impl Store for SqliteStore {
             return self.get_appointment(tenant_id, appointment_id).await;
         }
         let segment_rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "select {SEGMENT_COLUMNS} from appointment_segments
+            "select {SEGMENT_COLUMNS}, {CREATE_OUTCOME_UNKNOWN} from appointment_segments s
              where tenant_id = ?1 and appointment_id = ?2"
         )))
         .bind(&tenant)
@@ -689,7 +689,8 @@ impl Store for SqliteStore {
         let mut states = Vec::new();
         for row in &segment_rows {
             let segment = segment_from_row(row)?;
-            let status = segment_status_after_cancel(&segment);
+            let status =
+                segment_status_after_cancel(&segment, row.try_get("create_outcome_unknown")?);
             sqlx::query(
                 "update appointment_segments
                  set active = 0, sync_status = ?3, next_attempt_at = null, updated_at = ?4

@@ -18,6 +18,7 @@ use super::sync::{
     desired_state, encode_error, every_status_counted, parse_appointment_status,
     parse_segment_status, staff_id,
 };
+use super::{RETRIES_ON_CONFLICT, is_retryable};
 
 fn segment_key(raw: String) -> Result<SegmentKey, sqlx::Error> {
     SegmentKey::parse(&raw).map_err(|e| sqlx::Error::ColumnDecode {
@@ -100,8 +101,14 @@ async fn write_segment(
     Ok(())
 }
 
-/// Locks the job row if the fence still holds.
+/// Locks the job row if the fence still holds. The appointment's row is locked first:
+/// every transaction that touches an appointment (cancel, resync, the worker's writes)
+/// takes that lock before any other, so they queue instead of deadlocking.
 async fn check_fence(tx: &mut Transaction<'static, Postgres>, fence: &Fence) -> SyncResult<bool> {
+    sqlx::query("select 1 from appointments where appointment_id = $1 for update")
+        .bind(fence.appointment_id)
+        .fetch_optional(&mut **tx)
+        .await?;
     let held = sqlx::query(
         "select 1 from sync_jobs where appointment_id = $1 and state = 'leased' \
          and lease_owner = $2 and runs = $3 for update",
@@ -457,55 +464,16 @@ impl SyncStore for PgPool {
         resync: bool,
     ) -> BoxFuture<'a, SyncResult<Option<AppointmentSync>>> {
         async move {
-            let mut tx = self.begin().await?;
-            let owned = sqlx::query_scalar::<_, String>(
-                "select status from appointments where appointment_id = $1 and tenant_id = $2 \
-                 for update",
-            )
-            .bind(appointment_id)
-            .bind(tenant_id)
-            .fetch_optional(&mut *tx)
-            .await?;
-            let Some(status) = owned else {
-                return Ok(None);
-            };
-            if resync {
-                // Start over what failed or waits for a person; a cancelled appointment's
-                // segments go back to cancelling, a booked one's to pending.
-                sqlx::query(
-                    "update appointment_segments set \
-                     sync_status = case when $2 then 'cancelling' else 'pending' end, \
-                     attempts = 0, next_attempt_at = null, review_reason = null, \
-                     updated_at = now() \
-                     where appointment_id = $1 and sync_status in ('failed', 'needs_review', 'syncing')",
-                )
-                .bind(appointment_id)
-                .bind(status == "cancelled")
-                .execute(&mut *tx)
-                .await?;
+            let mut tries = 0;
+            loop {
+                match request_sync_once(self, tenant_id, appointment_id, now, resync).await {
+                    Err(err) if tries < RETRIES_ON_CONFLICT && is_retryable(&err) => {
+                        tries += 1;
+                        tracing::warn!(appointment_id = %appointment_id, error = %err, "resync request collided with another transaction; trying again");
+                    }
+                    other => return other,
+                }
             }
-            // A job already leased keeps its lease: the holder finishes, and the flag or
-            // state it leaves behind is re-read on the next run.
-            sqlx::query(
-                "insert into sync_jobs (sync_job_id, tenant_id, appointment_id, state, run_at, \
-                 verify_bookings, created_at, updated_at) \
-                 values ($1, $2, $3, 'pending', $4, $5, now(), now()) \
-                 on conflict (appointment_id) do update set \
-                   state = case when sync_jobs.state = 'leased' then 'leased' else 'pending' end, \
-                   rerun = sync_jobs.state = 'leased', \
-                   run_at = $4, verify_bookings = sync_jobs.verify_bookings or $5, \
-                   updated_at = now()",
-            )
-            .bind(Uuid::now_v7())
-            .bind(tenant_id)
-            .bind(appointment_id)
-            .bind(now)
-            .bind(resync)
-            .execute(&mut *tx)
-            .await?;
-            let derived = refresh_appointment(&mut tx, appointment_id).await?;
-            tx.commit().await?;
-            Ok(derived)
         }
         .boxed()
     }
@@ -811,4 +779,63 @@ impl SyncStore for PgPool {
         }
         .boxed()
     }
+}
+
+/// One try of [`SyncStore::request_sync`].
+async fn request_sync_once(
+    pool: &PgPool,
+    tenant_id: Uuid,
+    appointment_id: Uuid,
+    now: DateTime<Utc>,
+    resync: bool,
+) -> SyncResult<Option<AppointmentSync>> {
+    let mut tx = pool.begin().await?;
+    let owned = sqlx::query_scalar::<_, String>(
+        "select status from appointments where appointment_id = $1 and tenant_id = $2 \
+         for update",
+    )
+    .bind(appointment_id)
+    .bind(tenant_id)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some(status) = owned else {
+        return Ok(None);
+    };
+    if resync {
+        // Start over what failed or waits for a person; a cancelled appointment's
+        // segments go back to cancelling, a booked one's to pending.
+        sqlx::query(
+            "update appointment_segments set \
+             sync_status = case when $2 then 'cancelling' else 'pending' end, \
+             attempts = 0, next_attempt_at = null, review_reason = null, \
+             updated_at = now() \
+             where appointment_id = $1 and sync_status in ('failed', 'needs_review', 'syncing')",
+        )
+        .bind(appointment_id)
+        .bind(status == "cancelled")
+        .execute(&mut *tx)
+        .await?;
+    }
+    // A job already leased keeps its lease: the holder finishes, and the flag or
+    // state it leaves behind is re-read on the next run.
+    sqlx::query(
+        "insert into sync_jobs (sync_job_id, tenant_id, appointment_id, state, run_at, \
+         verify_bookings, created_at, updated_at) \
+         values ($1, $2, $3, 'pending', $4, $5, now(), now()) \
+         on conflict (appointment_id) do update set \
+           state = case when sync_jobs.state = 'leased' then 'leased' else 'pending' end, \
+           rerun = sync_jobs.state = 'leased', \
+           run_at = $4, verify_bookings = sync_jobs.verify_bookings or $5, \
+           updated_at = now()",
+    )
+    .bind(Uuid::now_v7())
+    .bind(tenant_id)
+    .bind(appointment_id)
+    .bind(now)
+    .bind(resync)
+    .execute(&mut *tx)
+    .await?;
+    let derived = refresh_appointment(&mut tx, appointment_id).await?;
+    tx.commit().await?;
+    Ok(derived)
 }

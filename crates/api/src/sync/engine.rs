@@ -6,7 +6,9 @@
 //! the segment's new state. When an earlier create's outcome is unknown, the bookings of
 //! that event type and time are listed and ours adopted before anything is created.
 
+use std::collections::HashMap;
 use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use calcom_client::{
     Attendee, Booking, BookingMetadata, BookingStatus, CalcomClient, CalcomError, CreateBooking,
@@ -15,12 +17,13 @@ use calcom_client::{
 use chrono::{DateTime, TimeDelta, Utc};
 use futures::StreamExt;
 use phasebook_domain::EventTypeId;
-use phasebook_domain::resolution::HostIdentity;
+use phasebook_domain::resolution::{HostIdentity, Refusal};
 use phasebook_domain::sync::{
-    AppointmentSync, BookingIdentity, CalcomFailure, Decision, DesiredState, FailureClass,
-    FailureInput, ObservedBooking, Operation, RetryPolicy, ReviewSubject, SegmentError,
-    SegmentSyncStatus, choose_adoption, decide, managed_parent_without_child_reason,
-    missing_event_map_reason,
+    AppointmentSync, BookingIdentity, CalcomFailure, Decision, DesiredState,
+    EVENT_TYPE_CHECK_TTL_SECS, FailureClass, FailureInput, MAX_RESCHEDULE_HOPS, ObservedBooking,
+    Operation, RetryPolicy, ReviewSubject, SegmentError, SegmentSyncStatus, converge, decide,
+    drift_refusal, event_map_refused_reason, managed_parent_without_child_reason,
+    missing_event_map_reason, reconcile_owed, successor,
 };
 use serde_json::Value;
 use tracing::Instrument;
@@ -42,8 +45,8 @@ pub enum RunError {
     Store(#[from] sqlx::Error),
 }
 
-/// How many result pages a reconcile reads at most (250 bookings each, one event type, one
-/// day): more would mean something else is badly wrong, and the segment is retried later.
+/// How many result pages a reconcile reads at most (250 bookings each, one event type, two
+/// days): more would mean something else is badly wrong, and the segment is retried later.
 const MAX_RECONCILE_PAGES: u32 = 8;
 
 /// The part of the engine that does not change between runs.
@@ -57,7 +60,12 @@ pub struct Engine {
     pub jitter: fn() -> f64,
     /// Stamped on attempts and leases.
     pub worker_id: String,
+    /// Bookable event types checked for drift lately (see [`Run::drifted`]).
+    checked: std::sync::Mutex<HashMap<CheckKey, (Instant, Option<Refusal>)>>,
 }
+
+/// (tenant, bookable event type, Cal.com user, segment minutes).
+type CheckKey = (Uuid, i64, i64, u32);
 
 /// The shared state of one run.
 struct Run<'a> {
@@ -82,6 +90,7 @@ impl Engine {
             segment_parallelism: 4,
             jitter: random_jitter,
             worker_id,
+            checked: std::sync::Mutex::new(HashMap::new()),
         }
     }
 
@@ -194,37 +203,37 @@ impl Run<'_> {
         self.book(segment).await
     }
 
-    /// Checks a booked segment's booking still stands in Cal.com. `false`: it is gone, the
-    /// segment was reset and must be booked again.
+    /// Checks a booked segment against Cal.com: every booking carrying its identity (the
+    /// stored one, where Cal.com moved it, and the event type's listing around the planned
+    /// time) is converged on one at the planned time. `false`: none stands there any more;
+    /// the segment was reset and must be booked again.
     async fn verify(&self, segment: &mut SegmentWork) -> Result<bool, RunError> {
-        let (Some(client), Some(uid)) = (&self.client, segment.calcom_booking_uid.clone()) else {
+        let (Some(client), Some(event_type)) =
+            (self.client.clone(), segment.event_type_id.map(EventTypeId))
+        else {
             return Ok(true);
         };
-        let attempt = self
-            .begin(
+        match self
+            .reconcile(
+                &client,
                 segment,
+                event_type,
                 "verify",
-                segment.event_type_id,
                 SegmentSyncStatus::Synced,
             )
-            .await?;
-        let (outcome, gone, error) = match client.get_booking(&uid).await {
-            Ok(booking) if booking.status == BookingStatus::Cancelled => ("missing", true, None),
-            Ok(_) => ("exists", false, None),
-            Err(CalcomError::NotFound { .. }) => ("missing", true, None),
+            .await?
+        {
             // Cannot tell now: keep it booked, the next resync checks again.
-            Err(err) => ("failed", false, Some(SegmentError::from(&classify(&err)))),
-        };
-        if gone {
-            tracing::warn!(appointment_id = %self.work.appointment_id, segment = %segment.key, "booked segment is gone from Cal.com; booking it again");
-            segment.status = SegmentSyncStatus::Pending;
-            segment.calcom_booking_uid = None;
-            segment.calcom_booking_id = None;
-            segment.attempts = 0;
+            Reconciled::Adopted | Reconciled::Failed(_) => Ok(true),
+            Reconciled::Missing => {
+                tracing::warn!(appointment_id = %self.work.appointment_id, segment = %segment.key, "no booking stands at the segment's planned time in Cal.com; booking it again");
+                segment.status = SegmentSyncStatus::Pending;
+                segment.calcom_booking_uid = None;
+                segment.calcom_booking_id = None;
+                segment.attempts = 0;
+                Ok(false)
+            }
         }
-        self.finish(attempt, outcome, error, Some(uid), segment)
-            .await?;
-        Ok(!gone)
     }
 
     /// Books one segment: reconcile if needed, create, and decide on failure.
@@ -255,10 +264,22 @@ impl Run<'_> {
         }
 
         let mut re_resolved = false;
-        let mut reconcile = segment.earlier_outcome_unknown;
+        let mut reconcile = reconcile_owed(
+            segment.earlier_outcome_unknown,
+            segment.calcom_booking_uid.is_some(),
+        );
         loop {
             if reconcile {
-                match self.reconcile(&client, &mut segment, event_type).await? {
+                match self
+                    .reconcile(
+                        &client,
+                        &mut segment,
+                        event_type,
+                        "reconcile",
+                        SegmentSyncStatus::Syncing,
+                    )
+                    .await?
+                {
                     Reconciled::Adopted => return Ok(segment),
                     Reconciled::Missing => {}
                     Reconciled::Failed(failure) => {
@@ -267,6 +288,17 @@ impl Run<'_> {
                             .await;
                     }
                 }
+            }
+            if let Some(refusal) = self.drifted(&client, &segment, event_type).await {
+                let reason =
+                    event_map_refused_reason(&self.subject(&segment, Some(event_type)), &refusal);
+                let failure = CalcomFailure {
+                    class: FailureClass::Validation,
+                    kind: refusal.code().to_string(),
+                    http_status: None,
+                    message: refusal.detail(),
+                };
+                return self.review(segment, reason, Some(&failure)).await;
             }
             match self.create(&client, &mut segment, event_type).await? {
                 Created::Booked => return Ok(segment),
@@ -306,6 +338,62 @@ impl Run<'_> {
                 }
             }
         }
+    }
+
+    /// Reads the bookable event type (at most once a minute per type, host and length) and
+    /// asks the domain whether it still fits the segment and its staff member. Cal.com not
+    /// answering is not drift: the create then decides.
+    async fn drifted(
+        &self,
+        client: &CalcomClient,
+        segment: &SegmentWork,
+        bookable: EventTypeId,
+    ) -> Option<Refusal> {
+        let staff = segment.staff.as_ref()?;
+        let minutes = u32::try_from((segment.ends_at - segment.starts_at).num_minutes()).ok()?;
+        let key = (
+            self.work.tenant.tenant_id,
+            bookable.0,
+            staff.user_id.0,
+            minutes,
+        );
+        let ttl = Duration::from_secs(EVENT_TYPE_CHECK_TTL_SECS);
+        // A resync asks for Cal.com's word now (ops may just have fixed the type).
+        if !self.job.verify_bookings
+            && let Ok(checked) = self.engine.checked.lock()
+            && let Some((at, refusal)) = checked.get(&key)
+            && at.elapsed() < ttl
+        {
+            return refusal.clone();
+        }
+        let host = HostIdentity {
+            user_id: staff.user_id,
+            username: staff.username.clone(),
+        };
+        let read = crate::event_maps::calcom::read_event_type(
+            client,
+            self.work.tenant.team_id,
+            bookable,
+            &host,
+        )
+        .await;
+        // A read that failed is remembered too: at most one extra read a minute, whatever
+        // Cal.com's state.
+        let refusal = match read {
+            Ok(read) => {
+                let facts = read.as_ref().map(crate::event_maps::calcom::facts);
+                drift_refusal(bookable, facts.as_ref(), &host, minutes)
+            }
+            Err(_) => None,
+        };
+        if let Ok(mut checked) = self.engine.checked.lock() {
+            checked.retain(|_, (at, _)| at.elapsed() < ttl);
+            checked.insert(key, (Instant::now(), refusal.clone()));
+        }
+        if refusal.is_some() {
+            tracing::warn!(appointment_id = %self.work.appointment_id, segment = %segment.key, event_type = %bookable, "the bookable event type no longer fits the segment");
+        }
+        refusal
     }
 
     /// Asks the event-map resolution (the event-map issue's code) what is bookable now for
@@ -359,15 +447,7 @@ impl Run<'_> {
                 (Resolved::Bookable(bookable), "resolved", None)
             }
             Ok(Err(refusal)) => {
-                let reason = format!(
-                    "Segment {} of appointment {} at {} cannot be booked: {} Fix: {} Then POST /resync/{}.",
-                    segment.key,
-                    self.work.appointment_id,
-                    segment.starts_at.format("%Y-%m-%d %H:%M UTC"),
-                    refusal.detail(),
-                    refusal.fix(),
-                    self.work.appointment_id
-                );
+                let reason = event_map_refused_reason(&self.subject(segment, None), &refusal);
                 let error = SegmentError {
                     kind: refusal.code().to_string(),
                     http_status: None,
@@ -387,27 +467,34 @@ impl Run<'_> {
         Ok(resolved)
     }
 
-    /// Lists the bookings of `event_type` from the segment's start (one day) and adopts ours.
+    /// Finds every booking carrying the segment's identity (by its stored uid and Cal.com's
+    /// reschedule links, and by listing `event_type` around the planned time) and converges:
+    /// the one at the planned time is adopted, every other active one of ours is cancelled.
+    /// `Missing`: none stands at the planned time (strays are already cancelled, so a create
+    /// does not collide with our own moved booking).
     async fn reconcile(
         &self,
         client: &CalcomClient,
         segment: &mut SegmentWork,
         event_type: EventTypeId,
+        operation: &'static str,
+        status: SegmentSyncStatus,
     ) -> Result<Reconciled, RunError> {
         let attempt = self
-            .begin(
-                segment,
-                "reconcile",
-                Some(event_type.0),
-                SegmentSyncStatus::Syncing,
-            )
+            .begin(segment, operation, Some(event_type.0), status)
             .await?;
-        let listed = list_day(client, event_type, segment.starts_at).await;
-        let bookings = match listed {
+        let found = find_bookings(
+            client,
+            segment.calcom_booking_uid.as_deref(),
+            event_type,
+            segment.starts_at,
+        )
+        .await;
+        let bookings = match found {
             Ok(bookings) => bookings,
             Err(err) => {
                 let failure = classify(&err);
-                // A failed list says nothing about the earlier create: still unknown.
+                // A failed look-up says nothing about what Cal.com holds: still unknown.
                 segment.last_error = Some(SegmentError::from(&failure));
                 self.finish(
                     attempt,
@@ -421,40 +508,54 @@ impl Run<'_> {
             }
         };
         let observed: Vec<ObservedBooking> = bookings.iter().map(observe).collect();
-        let adoption = choose_adoption(
+        let plan = converge(
             &self.identity(segment),
             event_type,
             segment.starts_at,
             &observed,
         );
-        let Some(index) = adoption.adopt else {
-            self.finish(attempt, "missing", None, None, segment).await?;
-            return Ok(Reconciled::Missing);
+        let kept = match plan.keep {
+            Some(index) => {
+                let booking = &bookings[index];
+                if segment.calcom_booking_uid.as_deref() != Some(booking.uid.as_str()) {
+                    tracing::info!(appointment_id = %self.work.appointment_id, segment = %segment.key, booking_uid = %booking.uid, "adopted the booking that stands at the planned time");
+                }
+                mark_synced(segment, booking, event_type);
+                let outcome = if operation == "verify" {
+                    "exists"
+                } else {
+                    "adopted"
+                };
+                self.finish(attempt, outcome, None, Some(booking.uid.clone()), segment)
+                    .await?;
+                Reconciled::Adopted
+            }
+            None => {
+                let mut unchanged = segment.clone();
+                self.finish(attempt, "missing", None, None, &mut unchanged)
+                    .await?;
+                Reconciled::Missing
+            }
         };
-        let booking = &bookings[index];
-        tracing::info!(appointment_id = %self.work.appointment_id, segment = %segment.key, booking_uid = %booking.uid, "adopted the booking an earlier attempt created");
-        mark_synced(segment, booking, event_type);
-        self.finish(attempt, "adopted", None, Some(booking.uid.clone()), segment)
-            .await?;
-        for duplicate in adoption.duplicates {
-            self.cancel_duplicate(client, segment, &bookings[duplicate])
-                .await?;
+        for stray in plan.strays {
+            self.cancel_stray(client, segment, &bookings[stray]).await?;
         }
-        Ok(Reconciled::Adopted)
+        Ok(kept)
     }
 
-    /// A second booking of ours should never exist; if one does, it is cancelled.
-    async fn cancel_duplicate(
+    /// A booking of ours that does not stand at the planned time (moved in Cal.com, or a
+    /// duplicate) is cancelled: the appointment's plan is the truth.
+    async fn cancel_stray(
         &self,
         client: &CalcomClient,
         segment: &mut SegmentWork,
         booking: &Booking,
     ) -> Result<(), RunError> {
-        tracing::warn!(appointment_id = %self.work.appointment_id, segment = %segment.key, booking_uid = %booking.uid, "cancelling a duplicate booking");
+        tracing::warn!(appointment_id = %self.work.appointment_id, segment = %segment.key, booking_uid = %booking.uid, "cancelling a booking of ours that is not at the planned time");
         let attempt = self
             .begin(
                 segment,
-                "cancel_duplicate",
+                "cancel_stray",
                 booking.event_type_id,
                 segment.status,
             )
@@ -462,7 +563,7 @@ impl Run<'_> {
         let result = client
             .cancel_booking(
                 &booking.uid,
-                "Duplicate booking created by a retried request; phasebook keeps the first one.",
+                "phasebook keeps exactly one booking per segment, at the appointment's planned time.",
             )
             .await;
         let (outcome, error) = match result {
@@ -581,8 +682,15 @@ impl Run<'_> {
                 .or_else(|| segment.map.as_ref().map(|m| m.bookable_event_type_id));
             if let Some(event_type) = event_type {
                 segment.status = SegmentSyncStatus::Cancelling;
-                if let Reconciled::Failed(failure) =
-                    self.reconcile(&client, &mut segment, event_type).await?
+                if let Reconciled::Failed(failure) = self
+                    .reconcile(
+                        &client,
+                        &mut segment,
+                        event_type,
+                        "reconcile",
+                        SegmentSyncStatus::Syncing,
+                    )
+                    .await?
                 {
                     return self
                         .after_failure(segment, &failure, true, Operation::Cancel)
@@ -605,42 +713,72 @@ impl Run<'_> {
                 Err(RunError::LeaseLost)
             };
         };
-        let attempt = self
-            .begin(
-                &segment,
-                "cancel",
-                segment.event_type_id,
-                SegmentSyncStatus::Cancelling,
-            )
-            .await?;
         let reason = format!(
             "Appointment {} was cancelled in phasebook.",
             self.work.appointment_id
         );
-        match client.cancel_booking(&uid, &reason).await {
-            Ok(_) => self.cancelled(segment, attempt, "cancelled", uid).await,
-            Err(err) if err.is_already_cancelled() => {
-                self.cancelled(segment, attempt, "already_cancelled", uid)
-                    .await
-            }
-            Err(CalcomError::NotFound { .. }) => {
-                self.cancelled(segment, attempt, "not_found", uid).await
-            }
-            Err(err) => {
-                let failure = classify(&err);
-                let mut snapshot = segment.clone();
-                snapshot.status = SegmentSyncStatus::Cancelling;
-                self.finish(
-                    attempt,
-                    "failed",
-                    Some(SegmentError::from(&failure)),
-                    Some(uid),
-                    &mut snapshot,
+        let mut uid = uid;
+        let mut hops = 0;
+        loop {
+            let attempt = self
+                .begin(
+                    &segment,
+                    "cancel",
+                    segment.event_type_id,
+                    SegmentSyncStatus::Cancelling,
                 )
                 .await?;
-                self.after_failure(segment, &failure, true, Operation::Cancel)
-                    .await
-            }
+            let error = match client.cancel_booking(&uid, &reason).await {
+                Ok(_) => return self.cancelled(segment, attempt, "cancelled", uid).await,
+                Err(CalcomError::NotFound { .. }) => {
+                    return self.cancelled(segment, attempt, "not_found", uid).await;
+                }
+                // Cal.com cancels the old booking of a reschedule: what holds the stylist's
+                // time now is the booking it was moved to, so that is the one to cancel.
+                Err(err) if err.is_already_cancelled() => match client.get_booking(&uid).await {
+                    Ok(old) => match successor(&observe(&old)) {
+                        Some(next) if hops < MAX_RESCHEDULE_HOPS => {
+                            hops += 1;
+                            let next = next.to_owned();
+                            tracing::info!(appointment_id = %self.work.appointment_id, segment = %segment.key, booking_uid = %next, "the booking was moved in Cal.com; cancelling where it went");
+                            segment.calcom_booking_uid = Some(next.clone());
+                            segment.calcom_booking_id = None;
+                            let mut snapshot = segment.clone();
+                            snapshot.status = SegmentSyncStatus::Cancelling;
+                            self.finish(attempt, "moved", None, Some(uid), &mut snapshot)
+                                .await?;
+                            uid = next;
+                            continue;
+                        }
+                        _ => {
+                            return self
+                                .cancelled(segment, attempt, "already_cancelled", uid)
+                                .await;
+                        }
+                    },
+                    Err(CalcomError::NotFound { .. }) => {
+                        return self
+                            .cancelled(segment, attempt, "already_cancelled", uid)
+                            .await;
+                    }
+                    Err(err) => err,
+                },
+                Err(err) => err,
+            };
+            let failure = classify(&error);
+            let mut snapshot = segment.clone();
+            snapshot.status = SegmentSyncStatus::Cancelling;
+            self.finish(
+                attempt,
+                "failed",
+                Some(SegmentError::from(&failure)),
+                Some(uid),
+                &mut snapshot,
+            )
+            .await?;
+            return self
+                .after_failure(segment, &failure, true, Operation::Cancel)
+                .await;
         }
     }
 
@@ -868,17 +1006,33 @@ fn mark_synced(segment: &mut SegmentWork, booking: &Booking, event_type: EventTy
     segment.last_error = None;
 }
 
-/// All bookings of `event_type` starting within a day from `start` (every status).
-async fn list_day(
+/// Every booking that may be the segment's: the stored one and each booking Cal.com moved
+/// it to (following `rescheduledToUid`), then every booking of `event_type` within a day of
+/// the planned start (every status).
+async fn find_bookings(
     client: &CalcomClient,
+    stored_uid: Option<&str>,
     event_type: EventTypeId,
     start: DateTime<Utc>,
 ) -> Result<Vec<Booking>, CalcomError> {
     let mut out = Vec::new();
+    let mut next = stored_uid.map(str::to_owned);
+    for _ in 0..=MAX_RESCHEDULE_HOPS {
+        let Some(uid) = next.take() else { break };
+        match client.get_booking(&uid).await {
+            Ok(booking) => {
+                next = successor(&observe(&booking)).map(str::to_owned);
+                out.push(booking);
+            }
+            // Deleted in Cal.com: the listing below finds whatever else is ours.
+            Err(CalcomError::NotFound { .. }) => break,
+            Err(err) => return Err(err),
+        }
+    }
     for page in 0..MAX_RECONCILE_PAGES {
         let query = ListBookings {
             event_type_id: Some(event_type.0),
-            after_start: Some(start),
+            after_start: Some(start - TimeDelta::days(1)),
             // The end Cal.com stores is start + the event type's length, which may differ
             // from ours: bound by a day and match the start exactly instead.
             before_end: Some(start + TimeDelta::days(1)),
@@ -895,7 +1049,7 @@ async fn list_day(
     }
     Err(CalcomError::OutcomeUnknown {
         reason: format!(
-            "more than {} bookings of event type {event_type} in one day; could not finish the reconcile",
+            "more than {} bookings of event type {event_type} around one day; could not finish the reconcile",
             MAX_RECONCILE_PAGES * MAX_BOOKINGS_PAGE
         ),
     })
@@ -910,7 +1064,8 @@ fn metadata_text(booking: &Booking, key: &str) -> Option<String> {
     }
 }
 
-fn observe(booking: &Booking) -> ObservedBooking {
+/// A Cal.com booking reduced to what the sync rules look at.
+pub(crate) fn observe(booking: &Booking) -> ObservedBooking {
     use phasebook_domain::sync::{METADATA_APPOINTMENT, METADATA_SEGMENT, METADATA_TENANT};
     ObservedBooking {
         id: booking.id,
@@ -927,5 +1082,6 @@ fn observe(booking: &Booking) -> ObservedBooking {
         tenant: metadata_text(booking, METADATA_TENANT),
         appointment: metadata_text(booking, METADATA_APPOINTMENT),
         segment: metadata_text(booking, METADATA_SEGMENT),
+        rescheduled_to_uid: booking.rescheduled_to_uid.clone(),
     }
 }

@@ -4,9 +4,12 @@
 use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
+use calcom_client::CalcomError;
 use chrono::{DateTime, Utc};
 use hmac::{Hmac, Mac};
-use phasebook_domain::sync::{CalcomChange, ChangeVerdict, ReviewSubject, judge_calcom_change};
+use phasebook_domain::sync::{
+    CalcomAnswer, CalcomChange, ChangeVerdict, ReviewSubject, change_confirmed, judge_calcom_change,
+};
 use phasebook_domain::{CalcomUserId, EventTypeId};
 use serde::{Deserialize, Serialize};
 use sha2::Sha256;
@@ -217,6 +220,28 @@ fn subject(segment: &BookedSegment) -> ReviewSubject {
     }
 }
 
+/// Asks Cal.com about the booking a webhook names, with the tenant's own key.
+async fn ask_calcom(state: &AppState, tenant_id: Uuid, uid: Option<&str>) -> CalcomAnswer {
+    let Some(uid) = uid.filter(|u| !u.is_empty()) else {
+        return CalcomAnswer::Gone;
+    };
+    let tenant = match state.db.event_maps().tenant_calcom(tenant_id).await {
+        Ok(Some(tenant)) => tenant,
+        _ => return CalcomAnswer::Unknown,
+    };
+    let Ok(client) = crate::event_maps::client_for(&tenant) else {
+        return CalcomAnswer::Unknown;
+    };
+    match client.get_booking(uid).await {
+        Ok(booking) => CalcomAnswer::Booking(super::engine::observe(&booking)),
+        Err(CalcomError::NotFound { .. }) => CalcomAnswer::Gone,
+        Err(err) => {
+            tracing::warn!(tenant_id = %tenant_id, error = %err, "could not confirm a webhook with Cal.com; believing it");
+            CalcomAnswer::Unknown
+        }
+    }
+}
+
 /// Receives Cal.com's webhooks for one tenant. A booking of ours cancelled in Cal.com
 /// flags its appointment for review (or, if the appointment is cancelled too, confirms the
 /// cancel); a booking moved in Cal.com points the segment at the new booking and flags the
@@ -277,18 +302,24 @@ async fn calcom_webhook(
                         .as_deref()
                         .or(payload.uid.as_deref())
                         .unwrap_or_default();
-                    let verdict = judge_calcom_change(
-                        segment.desired,
-                        segment.status,
-                        &subject(&segment),
-                        CalcomChange::Cancelled {
-                            booking_uid,
-                            cancellation_reason: payload.cancellation_reason.as_deref(),
-                        },
-                    );
-                    let outcome =
+                    let change = CalcomChange::Cancelled {
+                        booking_uid,
+                        cancellation_reason: payload.cancellation_reason.as_deref(),
+                    };
+                    let answer = ask_calcom(&state, tenant_id, payload.uid.as_deref()).await;
+                    let outcome = if change_confirmed(&change, &answer) {
+                        let verdict = judge_calcom_change(
+                            segment.desired,
+                            segment.status,
+                            &subject(&segment),
+                            change,
+                        );
                         apply_verdict(store.as_ref(), tenant_id, &segment, verdict, None, now)
-                            .await?;
+                            .await?
+                    } else {
+                        tracing::warn!(appointment_id = %segment.appointment_id, segment = %segment.segment_key, "webhook says cancelled but Cal.com still holds the booking; ignored");
+                        "ignored"
+                    };
                     WebhookOutcome {
                         outcome,
                         appointment_id: Some(segment.appointment_id),
@@ -315,25 +346,32 @@ async fn calcom_webhook(
             match (found, payload.uid.as_deref()) {
                 (Some(segment), Some(new_uid)) => {
                     let key = segment.segment_key.to_string();
-                    let verdict = judge_calcom_change(
-                        segment.desired,
-                        segment.status,
-                        &subject(&segment),
-                        CalcomChange::Rescheduled {
-                            new_uid,
-                            new_start: new_start.unwrap_or(segment.starts_at),
-                        },
-                    );
-                    let new_booking = Some((new_uid, payload.booking_id));
-                    let outcome = apply_verdict(
-                        store.as_ref(),
-                        tenant_id,
-                        &segment,
-                        verdict,
-                        new_booking,
-                        now,
-                    )
-                    .await?;
+                    let change = CalcomChange::Rescheduled {
+                        new_uid,
+                        new_start: new_start.unwrap_or(segment.starts_at),
+                    };
+                    let answer = ask_calcom(&state, tenant_id, Some(new_uid)).await;
+                    let outcome = if change_confirmed(&change, &answer) {
+                        let verdict = judge_calcom_change(
+                            segment.desired,
+                            segment.status,
+                            &subject(&segment),
+                            change,
+                        );
+                        let new_booking = Some((new_uid, payload.booking_id));
+                        apply_verdict(
+                            store.as_ref(),
+                            tenant_id,
+                            &segment,
+                            verdict,
+                            new_booking,
+                            now,
+                        )
+                        .await?
+                    } else {
+                        tracing::warn!(appointment_id = %segment.appointment_id, segment = %segment.segment_key, "webhook says moved but Cal.com has no such booking; ignored");
+                        "ignored"
+                    };
                     WebhookOutcome {
                         outcome,
                         appointment_id: Some(segment.appointment_id),

@@ -16,6 +16,13 @@ use uuid::Uuid;
 
 use crate::{CalcomUserId, EventTypeId, SegmentKey, StaffId};
 
+mod converge;
+mod drift;
+pub use converge::{
+    Convergence, MAX_RESCHEDULE_HOPS, carries_identity, converge, reconcile_owed, successor,
+};
+pub use drift::{EVENT_TYPE_CHECK_TTL_SECS, drift_refusal, event_map_refused_reason};
+
 /// Metadata key carrying the tenant id on every booking phasebook creates.
 pub const METADATA_TENANT: &str = "phasebook_tenant";
 /// Metadata key carrying the appointment id.
@@ -341,7 +348,7 @@ pub struct ReviewSubject {
 }
 
 impl ReviewSubject {
-    fn when(&self) -> String {
+    pub(crate) fn when(&self) -> String {
         let utc = self.starts_at.format("%Y-%m-%d %H:%M UTC").to_string();
         match self.time_zone {
             Some(zone) => format!(
@@ -376,7 +383,7 @@ impl ReviewSubject {
         }
     }
 
-    fn resync(&self) -> String {
+    pub(crate) fn resync(&self) -> String {
         format!("POST /resync/{}", self.appointment_id)
     }
 
@@ -662,7 +669,7 @@ pub fn rescheduled_in_calcom_reason(
     new_start: DateTime<Utc>,
 ) -> String {
     format!(
-        "The Cal.com booking of {} for {} was moved in Cal.com to {} (new booking {new_uid}), so the calendar no longer matches the appointment; fix: move the appointment to match, or cancel booking {new_uid} in Cal.com and {} to book the planned time again.",
+        "The Cal.com booking of {} for {} was moved in Cal.com to {} (new booking {new_uid}), so the calendar no longer matches the appointment; fix: {} puts the planned time back (it books the planned time and cancels booking {new_uid}), or cancel the appointment.",
         subject.segment(),
         subject.user(),
         new_start.format("%Y-%m-%d %H:%M UTC"),
@@ -721,6 +728,34 @@ pub fn judge_calcom_change(
     }
 }
 
+/// What Cal.com answers, asked about the booking a webhook names.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CalcomAnswer {
+    /// The booking as Cal.com holds it now.
+    Booking(ObservedBooking),
+    /// Cal.com has no such booking.
+    Gone,
+    /// Cal.com could not be asked (unreachable, throttled).
+    Unknown,
+}
+
+/// True when Cal.com's current state agrees with the change a signed webhook reports, so it
+/// may be acted on. A delivery Cal.com contradicts (a "cancelled" booking that is still
+/// active, a "moved to" booking that does not exist) is not believed: acting on it would
+/// flag or release a booking that still stands. When Cal.com cannot be asked, the change is
+/// believed, since flagging only asks a person to look.
+pub fn change_confirmed(change: &CalcomChange<'_>, answer: &CalcomAnswer) -> bool {
+    match (change, answer) {
+        (_, CalcomAnswer::Unknown) => true,
+        (CalcomChange::Cancelled { .. }, CalcomAnswer::Gone) => true,
+        (CalcomChange::Cancelled { .. }, CalcomAnswer::Booking(booking)) => booking.cancelled,
+        (CalcomChange::Rescheduled { .. }, CalcomAnswer::Gone) => false,
+        (CalcomChange::Rescheduled { new_uid, .. }, CalcomAnswer::Booking(booking)) => {
+            booking.uid == *new_uid
+        }
+    }
+}
+
 fn capitalise(text: &str) -> String {
     let mut chars = text.chars();
     match chars.next() {
@@ -761,6 +796,8 @@ pub struct ObservedBooking {
     pub tenant: Option<String>,
     pub appointment: Option<String>,
     pub segment: Option<String>,
+    /// Set on a booking that was moved in Cal.com: the uid of the booking it became.
+    pub rescheduled_to_uid: Option<String>,
 }
 
 /// True when `booking` is the one phasebook created for `identity`: our metadata (tenant,
@@ -1244,6 +1281,7 @@ mod tests {
             tenant: Some(ident.tenant_id.to_string()),
             appointment: Some(ident.appointment_id.to_string()),
             segment: Some("A".into()),
+            rescheduled_to_uid: None,
         }
     }
 
