@@ -660,7 +660,83 @@ async fn control_characters_are_refused_alike_on_both_backends(app: TestApp) {
     assert_eq!(app.get("/staff/noa", &app.keys.ops).await.status(), 404);
 }
 
+/// `PATCH /appointments/{id}` corrects the caller's contact details and the notes: what
+/// is left out stays, bad values are refused with nothing changed, and roles and tenants
+/// are enforced as on every other write.
+async fn contact_details_and_notes_can_be_corrected(app: TestApp) {
+    app.define_salon().await;
+    let created = app
+        .post_json(
+            "/appointments",
+            &app.keys.agent,
+            &booking("anna", "2027-05-04T09:00"),
+        )
+        .await;
+    assert_eq!(created.status(), 201);
+    let created: Value = created.json().await.expect("json");
+    let id = created["id"].as_str().expect("id").to_string();
+    let path = format!("/appointments/{id}");
+    let patch = |key: &str, body: Value| {
+        app.request(Method::PATCH, &path, Some(key))
+            .json(&body)
+            .send()
+    };
+
+    let changed = patch(
+        &app.keys.agent,
+        json!({"customer": {"email": "ada@lovelace.example", "phone": ""}, "notes": "prefers mornings"}),
+    )
+    .await
+    .expect("patch");
+    assert_eq!(changed.status(), 200);
+    let changed: Value = changed.json().await.expect("json");
+    assert_eq!(
+        changed["customer"]["name"], "Ada Lovelace",
+        "left out, kept"
+    );
+    assert_eq!(changed["customer"]["email"], "ada@lovelace.example");
+    assert_eq!(
+        changed["customer"]["phone"],
+        Value::Null,
+        "an empty phone removes it"
+    );
+    assert_eq!(changed["notes"], "prefers mornings");
+    assert_eq!(
+        changed["starts_at"], created["starts_at"],
+        "the times are untouched"
+    );
+
+    let refused = patch(
+        &app.keys.ops,
+        json!({"customer": {"email": "not-an-address"}}),
+    )
+    .await
+    .expect("patch");
+    let body = problem(refused, 422, "validation").await;
+    assert_eq!(body["field"], "customer.email");
+    let read: Value = app
+        .get(&path, &app.keys.viewer)
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(
+        read["customer"]["email"], "ada@lovelace.example",
+        "nothing changed"
+    );
+
+    let viewer = patch(&app.keys.viewer, json!({"notes": "x"}))
+        .await
+        .expect("patch");
+    assert_eq!(viewer.status(), 403);
+    let stranger = patch(&app.other_ops_key, json!({"notes": "x"}))
+        .await
+        .expect("patch");
+    assert_eq!(stranger.status(), 404);
+}
+
 on_both_backends!(
+    contact_details_and_notes_can_be_corrected,
     control_characters_are_refused_alike_on_both_backends,
     journey_book_replay_collide_read_list_cancel,
     keys_roles_and_tenants_are_enforced,

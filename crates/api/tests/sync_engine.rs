@@ -947,3 +947,142 @@ async fn a_length_changed_in_calcom_needs_review_with_both_lengths_and_is_never_
         assert_eq!(w.active_bookings_for(id).len(), 4);
     }
 }
+
+#[tokio::test]
+async fn cancels_and_resyncs_racing_the_worker_never_fail_and_leave_exactly_once() {
+    for database in databases().await {
+        let w = world(database).await;
+        let mut ids = Vec::new();
+        for day in 20..28 {
+            ids.push(w.appointment(day).await);
+        }
+        // Eight clients cancel and resync the same appointments while the worker books them:
+        // every call must succeed (a deadlock is retried, never an error).
+        let worker = async {
+            for _ in 0..30 {
+                w.worker.run_one_pass().await.expect("run");
+                tokio::time::sleep(Duration::from_millis(3)).await;
+            }
+        };
+        let clients = (0..8).map(|client| {
+            let ids = &ids;
+            let w = &w;
+            async move {
+                for round in 0..8 {
+                    let id = ids[(client * 3 + round) % ids.len()];
+                    if (client + round) % 4 == 0 {
+                        w.cancel(id).await;
+                    } else {
+                        w.resync(id).await;
+                    }
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                }
+            }
+        });
+        tokio::join!(worker, futures::future::join_all(clients));
+        let left = w
+            .worker
+            .run_until_idle(Duration::from_secs(20))
+            .await
+            .expect("run");
+        if left > 0 {
+            let mut views = Vec::new();
+            for &id in &ids {
+                views.push(w.view(id).await);
+            }
+            panic!("{left} jobs left outstanding: {views:#?}");
+        }
+        let mut views = Vec::new();
+        let mut cancelled = 0;
+        for &id in &ids {
+            let view = w.view(id).await;
+            match view.status {
+                AppointmentSyncStatus::Cancelled => {
+                    cancelled += 1;
+                    assert!(
+                        w.active_bookings_for(id).is_empty(),
+                        "a cancelled appointment keeps no booking: {view:#?}"
+                    );
+                }
+                AppointmentSyncStatus::Synced => {
+                    assert_eq!(w.active_bookings_for(id).len(), 4, "{view:#?}");
+                }
+                other => panic!("{id} ended {other}: {view:#?}"),
+            }
+            views.push(view);
+        }
+        assert!(cancelled > 0, "the race cancelled something");
+        fixtures::check_exactly_once(&views, &w.sim.state()).expect("exactly once");
+    }
+}
+
+#[tokio::test]
+async fn the_verification_sweep_repairs_bookings_changed_in_calcom_without_a_webhook() {
+    for database in databases().await {
+        let w = world(database).await;
+        // Three appointments in the coming days (the sweep looks 14 days ahead).
+        let soon = |days: i64| {
+            let day = (Utc::now() + TimeDelta::days(days)).date_naive();
+            day.and_hms_opt(9, 0, 0).expect("time").and_utc()
+        };
+        let mut ids = Vec::new();
+        for days in 2..5 {
+            let id = fixtures::book(&w.db, &w.salon, &w.staff(), soon(days))
+                .await
+                .expect("book");
+            ids.push(id);
+        }
+        w.drain().await;
+        // Behind phasebook's back: one booking deleted, one cancelled, one moved.
+        let uid = |view: &phasebook_api::store::sync::SyncView, i: usize| {
+            view.segments[i].calcom_booking_uid.clone().expect("uid")
+        };
+        let first = w.view(ids[0]).await;
+        w.sim.sim.remove_booking(&uid(&first, 1)).expect("removed");
+        let second = w.view(ids[1]).await;
+        let calcom = calcom_client::CalcomClient::new(calcom_client::ClientConfig::new(
+            w.sim.base_url.clone(),
+            secrecy::SecretString::from(w.account.api_key.clone()),
+        ))
+        .expect("client");
+        calcom
+            .cancel_booking(&uid(&second, 2), "cancelled at the desk")
+            .await
+            .expect("cancelled");
+        let third = w.view(ids[2]).await;
+        w.move_in_calcom(&uid(&third, 3), 180).await;
+        assert_eq!(
+            w.view(ids[0]).await.status,
+            AppointmentSyncStatus::Synced,
+            "nothing told phasebook"
+        );
+
+        let swept = w.worker.verify_due_tenants().await.expect("sweep");
+        assert_eq!(swept.tenants, 1);
+        assert_eq!(swept.appointments_queued, 3, "{swept:?}");
+        w.drain().await;
+        for &id in &ids {
+            let view = w.view(id).await;
+            assert_eq!(view.status, AppointmentSyncStatus::Synced, "{view:#?}");
+            let active = w.active_bookings_for(id);
+            assert_eq!(active.len(), 4, "one booking per segment: {active:#?}");
+            for segment in &view.segments {
+                let booking = active
+                    .iter()
+                    .find(|b| Some(b.uid.as_str()) == segment.calcom_booking_uid.as_deref())
+                    .expect("the stored booking is active");
+                assert_eq!(booking.start, segment.starts_at, "at its planned time");
+            }
+        }
+        let health = w
+            .handle
+            .store()
+            .sync_health(w.tenant(), Utc::now())
+            .await
+            .expect("health");
+        assert!(health.last_verified_at.is_some(), "{health:?}");
+        // Within the interval, the tenant is not swept again.
+        let again = w.worker.verify_due_tenants().await.expect("sweep");
+        assert_eq!(again.tenants, 0);
+    }
+}

@@ -66,6 +66,21 @@ impl Customer {
         &self.name
     }
 
+    /// The customer with some details replaced (`None`: unchanged; an empty e-mail or
+    /// phone removes it), validated as a whole as a new customer would be.
+    pub fn amended(
+        &self,
+        name: Option<&str>,
+        email: Option<&str>,
+        phone: Option<&str>,
+    ) -> Result<Self, FieldError> {
+        Self::new(
+            name.unwrap_or(&self.name),
+            email.or(self.email.as_deref()),
+            phone.or(self.phone.as_deref()),
+        )
+    }
+
     pub fn email(&self) -> Option<&str> {
         self.email.as_deref()
     }

@@ -38,7 +38,7 @@ pub const MAX_PAGE_SIZE: u32 = 200;
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(create_appointment, list_appointments))
-        .routes(routes!(get_appointment))
+        .routes(routes!(get_appointment, update_appointment))
         .routes(routes!(cancel_appointment))
 }
 
@@ -541,6 +541,99 @@ async fn get_appointment(
         .get_appointment(caller.tenant_id, id)
         .await?
         .ok_or_else(not_found)?;
+    Ok(axum::Json(AppointmentView::from(&appointment)))
+}
+
+/// A change to the customer's contact details or the notes. A field left out stays as it
+/// is; an empty string removes an e-mail, a phone or the notes. Bookings already made in
+/// Cal.com keep the details they were made with; segments booked after the change (a
+/// resync of a segment in review, say) carry the new ones.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UpdateAppointment {
+    #[serde(default)]
+    pub customer: Option<CustomerUpdate>,
+    #[serde(default)]
+    pub notes: Option<String>,
+}
+
+/// The customer's details to replace; each one optional.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CustomerUpdate {
+    #[serde(default)]
+    pub name: Option<String>,
+    #[serde(default)]
+    pub email: Option<String>,
+    /// E.164, e.g. `+4915123456789`.
+    #[serde(default)]
+    pub phone: Option<String>,
+}
+
+impl std::fmt::Debug for CustomerUpdate {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CustomerUpdate { <redacted> }")
+    }
+}
+
+/// Corrects the customer's contact details or the notes (agent, ops), e.g. before a resync
+/// of a segment Cal.com refused for the attendee's details.
+#[utoipa::path(patch, path = "/appointments/{id}", tag = "appointments",
+    params(("id" = Uuid, Path)),
+    request_body = UpdateAppointment,
+    responses(
+        (status = 200, body = AppointmentView),
+        (status = 400, body = Problem, content_type = "application/problem+json", description = "Malformed JSON"),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json", description = "Invalid value (names `field`)")
+    ))]
+async fn update_appointment(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Json(body): Json<serde_json::Value>,
+) -> Result<axum::Json<AppointmentView>, ApiError> {
+    caller.require(Permission::BookAppointments)?;
+    let not_found = || ApiError::NotFound {
+        what: "appointment",
+    };
+    let id = Uuid::parse_str(&id).map_err(|_| not_found())?;
+    record_appointment_id(id);
+    let request: UpdateAppointment = parse_json(&serde_json::to_vec(&body).unwrap_or_default())?;
+    let current = state
+        .store
+        .get_appointment(caller.tenant_id, id)
+        .await?
+        .ok_or_else(not_found)?;
+    let customer = match &request.customer {
+        Some(update) => current
+            .customer
+            .amended(
+                update.name.as_deref(),
+                update.email.as_deref(),
+                update.phone.as_deref(),
+            )
+            .map_err(|e| e.within("customer"))?,
+        None => current.customer.clone(),
+    };
+    let notes = match &request.notes {
+        Some(notes) => parse_notes(Some(notes))?,
+        None => current.notes.clone(),
+    };
+    let appointment = state
+        .store
+        .update_appointment_details(
+            caller.tenant_id,
+            id,
+            &customer,
+            notes.as_deref(),
+            Utc::now().trunc_subsecs(3),
+        )
+        .await?
+        .ok_or_else(not_found)?;
+    tracing::info!("appointment details updated");
     Ok(axum::Json(AppointmentView::from(&appointment)))
 }
 

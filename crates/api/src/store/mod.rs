@@ -354,6 +354,17 @@ pub trait Store: Send + Sync + 'static {
     /// Cancels locally: status cancelled, segments inactive (their time is free again),
     /// and the sync job pending so the worker cancels what Cal.com holds. Cancelling a
     /// cancelled appointment changes nothing. None when there is no such appointment.
+    /// Replaces the customer's contact details and the notes (`None`: none); `None` when
+    /// the tenant has no such appointment.
+    async fn update_appointment_details(
+        &self,
+        tenant_id: Uuid,
+        appointment_id: Uuid,
+        customer: &Customer,
+        notes: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<Appointment>>;
+
     async fn cancel_appointment(
         &self,
         tenant_id: Uuid,

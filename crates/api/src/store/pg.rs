@@ -5,7 +5,9 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use phasebook_domain::sync::{DesiredState, SegmentState, derive_appointment_sync};
-use phasebook_domain::{AppointmentStatus, CalcomUserId, SegmentSpec, Service, ServiceId, StaffId};
+use phasebook_domain::{
+    AppointmentStatus, CalcomUserId, Customer, SegmentSpec, Service, ServiceId, StaffId,
+};
 use secrecy::ExposeSecret;
 use sqlx::migrate::Migrator;
 use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
@@ -633,6 +635,34 @@ impl Store for PgStore {
             .push_bind(i64::from(q.limit));
         let rows = sql.build().fetch_all(&self.pool).await?;
         self.with_segments(tenant_id, rows).await
+    }
+
+    async fn update_appointment_details(
+        &self,
+        tenant_id: Uuid,
+        appointment_id: Uuid,
+        customer: &Customer,
+        notes: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<Appointment>> {
+        let updated = sqlx::query(
+            "update appointments set customer_name = $3, customer_email = $4,
+                 customer_phone = $5, notes = $6, updated_at = $7
+             where tenant_id = $1 and appointment_id = $2",
+        )
+        .bind(tenant_id)
+        .bind(appointment_id)
+        .bind(customer.name())
+        .bind(customer.email())
+        .bind(customer.phone())
+        .bind(notes)
+        .bind(now)
+        .execute(&self.pool)
+        .await?;
+        if updated.rows_affected() == 0 {
+            return Ok(None);
+        }
+        self.get_appointment(tenant_id, appointment_id).await
     }
 
     async fn cancel_appointment(

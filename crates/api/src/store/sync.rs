@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 use futures::future::BoxFuture;
 use phasebook_domain::sync::{
     AppointmentSync, AppointmentSyncStatus, DesiredState, SegmentError, SegmentState,
-    SegmentSyncStatus, derive_appointment_sync,
+    SegmentSyncStatus, StoredBooking, derive_appointment_sync,
 };
 use phasebook_domain::{CalcomUserId, EventTypeId, SegmentKey, StaffId};
 use secrecy::SecretString;
@@ -202,6 +202,9 @@ pub struct SyncHealth {
     pub jobs_pending: i64,
     pub jobs_leased: i64,
     pub appointments_needing_review: i64,
+    /// When the verification sweep last compared this tenant's coming bookings with
+    /// Cal.com; `None` until it first has.
+    pub last_verified_at: Option<DateTime<Utc>>,
 }
 
 /// A segment found by its Cal.com booking (webhooks carry only uid and id).
@@ -345,6 +348,32 @@ pub trait SyncStore: Send + Sync + 'static {
         tenant_id: Uuid,
         now: DateTime<Utc>,
     ) -> BoxFuture<'a, SyncResult<SyncHealth>>;
+
+    /// Claims the verification sweep of tenants not swept since `since` (every replica may
+    /// ask; each tenant is handed to one): stamps `verified_at = now` and returns their
+    /// Cal.com connections.
+    fn claim_verification<'a>(
+        &'a self,
+        since: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> BoxFuture<'a, SyncResult<Vec<TenantConnection>>>;
+
+    /// The synced segments of booked appointments starting in `[from, to)`.
+    fn synced_bookings_between<'a>(
+        &'a self,
+        tenant_id: Uuid,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> BoxFuture<'a, SyncResult<Vec<StoredBooking>>>;
+
+    /// Asks the appointment's job to verify its bookings in Cal.com (and converge them),
+    /// due now; a leased job runs again after its holder. `false`: no such appointment.
+    fn request_verification<'a>(
+        &'a self,
+        tenant_id: Uuid,
+        appointment_id: Uuid,
+        now: DateTime<Utc>,
+    ) -> BoxFuture<'a, SyncResult<bool>>;
 
     /// The tenant's webhook secret (`None`: no such tenant).
     fn webhook_secret<'a>(&'a self, tenant_id: Uuid) -> BoxFuture<'a, SyncResult<Option<String>>>;

@@ -4,7 +4,7 @@
 use chrono::{DateTime, Utc};
 use futures::FutureExt;
 use futures::future::BoxFuture;
-use phasebook_domain::sync::{AppointmentSync, SegmentSyncStatus};
+use phasebook_domain::sync::{AppointmentSync, SegmentSyncStatus, StoredBooking};
 use phasebook_domain::{CalcomUserId, EventTypeId, SegmentKey};
 use secrecy::SecretString;
 use sqlx::postgres::PgRow;
@@ -314,6 +314,13 @@ impl SyncStore for PgPool {
         segment_status: SegmentSyncStatus,
     ) -> BoxFuture<'a, SyncResult<bool>> {
         async move {
+            let mut tx = self.begin().await?;
+            // The appointment first, as every writer does (see `check_fence`); a key-share
+            // lock is enough here and lets the segments' attempts begin side by side.
+            sqlx::query("select 1 from appointments where appointment_id = $1 for key share")
+                .bind(fence.appointment_id)
+                .fetch_optional(&mut *tx)
+                .await?;
             // One statement: the fence check, the write-ahead row and the segment's status.
             let done = sqlx::query(
                 "with attempt as ( \
@@ -337,8 +344,9 @@ impl SyncStore for PgPool {
             .bind(attempt.event_type_id)
             .bind(attempt.started_at)
             .bind(segment_status.as_str())
-            .execute(self)
+            .execute(&mut *tx)
             .await?;
+            tx.commit().await?;
             Ok(done.rows_affected() == 1)
         }
         .boxed()
@@ -466,7 +474,7 @@ impl SyncStore for PgPool {
         async move {
             let mut tries = 0;
             loop {
-                match request_sync_once(self, tenant_id, appointment_id, now, resync).await {
+                match request_sync_once(self, tenant_id, appointment_id, now, resync, resync).await {
                     Err(err) if tries < RETRIES_ON_CONFLICT && is_retryable(&err) => {
                         tries += 1;
                         tracing::warn!(appointment_id = %appointment_id, error = %err, "resync request collided with another transaction; trying again");
@@ -624,6 +632,12 @@ impl SyncStore for PgPool {
             .bind(tenant_id)
             .fetch_one(self)
             .await?;
+            let last_verified_at: Option<DateTime<Utc>> =
+                sqlx::query_scalar("select verified_at from tenants where tenant_id = $1")
+                    .bind(tenant_id)
+                    .fetch_optional(self)
+                    .await?
+                    .flatten();
             Ok(SyncHealth {
                 appointments_by_status: every_status_counted(counts),
                 success_rate_24h: (total > 0).then(|| (total - failed) as f64 / total as f64),
@@ -634,7 +648,88 @@ impl SyncStore for PgPool {
                 jobs_pending: pending,
                 jobs_leased: leased,
                 appointments_needing_review: review,
+                last_verified_at,
             })
+        }
+        .boxed()
+    }
+
+    fn claim_verification<'a>(
+        &'a self,
+        since: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> BoxFuture<'a, SyncResult<Vec<TenantConnection>>> {
+        async move {
+            let rows = sqlx::query(
+                "update tenants set verified_at = $2 \
+                 where verified_at is null or verified_at < $1 \
+                 returning tenant_id, calcom_api_key, calcom_base_url, calcom_team_id",
+            )
+            .bind(since)
+            .bind(now)
+            .fetch_all(self)
+            .await?;
+            rows.iter()
+                .map(|row| {
+                    Ok(TenantConnection {
+                        tenant_id: row.try_get("tenant_id")?,
+                        api_key: SecretString::from(row.try_get::<String, _>("calcom_api_key")?),
+                        base_url: row.try_get("calcom_base_url")?,
+                        team_id: row.try_get("calcom_team_id")?,
+                    })
+                })
+                .collect()
+        }
+        .boxed()
+    }
+
+    fn synced_bookings_between<'a>(
+        &'a self,
+        tenant_id: Uuid,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> BoxFuture<'a, SyncResult<Vec<StoredBooking>>> {
+        async move {
+            let rows = sqlx::query(
+                "select s.appointment_id, s.segment_key, s.calcom_booking_uid, s.starts_at \
+                 from appointment_segments s \
+                 join appointments a on a.appointment_id = s.appointment_id \
+                 where s.tenant_id = $1 and a.status = 'booked' and s.sync_status = 'synced' \
+                   and s.calcom_booking_uid is not null and s.starts_at >= $2 and s.starts_at < $3",
+            )
+            .bind(tenant_id)
+            .bind(from)
+            .bind(to)
+            .fetch_all(self)
+            .await?;
+            rows.iter()
+                .map(|row| {
+                    Ok(StoredBooking {
+                        appointment_id: row.try_get("appointment_id")?,
+                        segment_key: segment_key(row.try_get("segment_key")?)?,
+                        calcom_booking_uid: row.try_get("calcom_booking_uid")?,
+                        starts_at: row.try_get("starts_at")?,
+                    })
+                })
+                .collect()
+        }
+        .boxed()
+    }
+
+    fn request_verification<'a>(
+        &'a self,
+        tenant_id: Uuid,
+        appointment_id: Uuid,
+        now: DateTime<Utc>,
+    ) -> BoxFuture<'a, SyncResult<bool>> {
+        async move {
+            let mut tries = 0;
+            loop {
+                match request_sync_once(self, tenant_id, appointment_id, now, false, true).await {
+                    Err(err) if tries < RETRIES_ON_CONFLICT && is_retryable(&err) => tries += 1,
+                    other => return other.map(|found| found.is_some()),
+                }
+            }
         }
         .boxed()
     }
@@ -781,13 +876,15 @@ impl SyncStore for PgPool {
     }
 }
 
-/// One try of [`SyncStore::request_sync`].
+/// One try of [`SyncStore::request_sync`]: `resync` starts over what failed or waits for
+/// a person, `verify` asks the run to check booked segments in Cal.com.
 async fn request_sync_once(
     pool: &PgPool,
     tenant_id: Uuid,
     appointment_id: Uuid,
     now: DateTime<Utc>,
     resync: bool,
+    verify: bool,
 ) -> SyncResult<Option<AppointmentSync>> {
     let mut tx = pool.begin().await?;
     let owned = sqlx::query_scalar::<_, String>(
@@ -832,7 +929,7 @@ async fn request_sync_once(
     .bind(tenant_id)
     .bind(appointment_id)
     .bind(now)
-    .bind(resync)
+    .bind(verify)
     .execute(&mut *tx)
     .await?;
     let derived = refresh_appointment(&mut tx, appointment_id).await?;

@@ -6,7 +6,7 @@
 use chrono::{DateTime, Utc};
 use futures::FutureExt;
 use futures::future::BoxFuture;
-use phasebook_domain::sync::{AppointmentSync, SegmentSyncStatus};
+use phasebook_domain::sync::{AppointmentSync, SegmentSyncStatus, StoredBooking};
 use phasebook_domain::{CalcomUserId, EventTypeId, SegmentKey};
 use secrecy::SecretString;
 use sqlx::sqlite::SqliteRow;
@@ -492,53 +492,81 @@ impl SyncStore for SqlitePool {
         now: DateTime<Utc>,
         resync: bool,
     ) -> BoxFuture<'a, SyncResult<Option<AppointmentSync>>> {
+        request_sync_once(self, tenant_id, appointment_id, now, resync, resync).boxed()
+    }
+
+    fn claim_verification<'a>(
+        &'a self,
+        since: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> BoxFuture<'a, SyncResult<Vec<TenantConnection>>> {
         async move {
-            let mut tx = self.begin_with("begin immediate").await?;
-            let owned = sqlx::query_scalar::<_, String>(
-                "select status from appointments where appointment_id = ?1 and tenant_id = ?2",
+            let rows = sqlx::query(
+                "update tenants set verified_at = ?2 \
+                 where verified_at is null or verified_at < ?1 \
+                 returning tenant_id, calcom_api_key, calcom_base_url, calcom_team_id",
             )
-            .bind(id(appointment_id))
-            .bind(id(tenant_id))
-            .fetch_optional(&mut *tx)
-            .await?;
-            let Some(status) = owned else {
-                return Ok(None);
-            };
-            if resync {
-                // Start over what failed or waits for a person; a cancelled appointment's
-                // segments go back to cancelling, a booked one's to pending.
-                sqlx::query(
-                    "update appointment_segments set \
-                     sync_status = case when ?3 then 'cancelling' else 'pending' end, \
-                     attempts = 0, next_attempt_at = null, review_reason = null, updated_at = ?2 \
-                     where appointment_id = ?1 and sync_status in ('failed', 'needs_review', 'syncing')",
-                )
-                .bind(id(appointment_id))
-                .bind(ms(now))
-                .bind(status == "cancelled")
-                .execute(&mut *tx)
-                .await?;
-            }
-            sqlx::query(
-                "insert into sync_jobs (sync_job_id, tenant_id, appointment_id, state, run_at, \
-                 verify_bookings, created_at, updated_at) \
-                 values (?1, ?2, ?3, 'pending', ?4, ?5, ?4, ?4) \
-                 on conflict (appointment_id) do update set \
-                   state = case when sync_jobs.state = 'leased' then 'leased' else 'pending' end, \
-                   rerun = sync_jobs.state = 'leased', \
-                   run_at = ?4, verify_bookings = sync_jobs.verify_bookings or ?5, \
-                   updated_at = ?4",
-            )
-            .bind(id(Uuid::now_v7()))
-            .bind(id(tenant_id))
-            .bind(id(appointment_id))
+            .bind(ms(since))
             .bind(ms(now))
-            .bind(resync)
-            .execute(&mut *tx)
+            .fetch_all(self)
             .await?;
-            let derived = refresh_appointment(&mut tx, appointment_id, now).await?;
-            tx.commit().await?;
-            Ok(derived)
+            rows.iter()
+                .map(|row| {
+                    Ok(TenantConnection {
+                        tenant_id: uuid_col(row, "tenant_id")?,
+                        api_key: SecretString::from(row.try_get::<String, _>("calcom_api_key")?),
+                        base_url: row.try_get("calcom_base_url")?,
+                        team_id: row.try_get("calcom_team_id")?,
+                    })
+                })
+                .collect()
+        }
+        .boxed()
+    }
+
+    fn synced_bookings_between<'a>(
+        &'a self,
+        tenant_id: Uuid,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> BoxFuture<'a, SyncResult<Vec<StoredBooking>>> {
+        async move {
+            let rows = sqlx::query(
+                "select s.appointment_id, s.segment_key, s.calcom_booking_uid, s.starts_at \
+                 from appointment_segments s \
+                 join appointments a on a.appointment_id = s.appointment_id \
+                 where s.tenant_id = ?1 and a.status = 'booked' and s.sync_status = 'synced' \
+                   and s.calcom_booking_uid is not null and s.starts_at >= ?2 and s.starts_at < ?3",
+            )
+            .bind(id(tenant_id))
+            .bind(ms(from))
+            .bind(ms(to))
+            .fetch_all(self)
+            .await?;
+            rows.iter()
+                .map(|row| {
+                    Ok(StoredBooking {
+                        appointment_id: uuid_col(row, "appointment_id")?,
+                        segment_key: segment_key(row.try_get("segment_key")?)?,
+                        calcom_booking_uid: row.try_get("calcom_booking_uid")?,
+                        starts_at: instant(row, "starts_at")?,
+                    })
+                })
+                .collect()
+        }
+        .boxed()
+    }
+
+    fn request_verification<'a>(
+        &'a self,
+        tenant_id: Uuid,
+        appointment_id: Uuid,
+        now: DateTime<Utc>,
+    ) -> BoxFuture<'a, SyncResult<bool>> {
+        async move {
+            request_sync_once(self, tenant_id, appointment_id, now, false, true)
+                .await
+                .map(|found| found.is_some())
         }
         .boxed()
     }
@@ -692,6 +720,12 @@ impl SyncStore for SqlitePool {
             .bind(&tenant)
             .fetch_one(self)
             .await?;
+            let verified: Option<i64> =
+                sqlx::query_scalar("select verified_at from tenants where tenant_id = ?1")
+                    .bind(&tenant)
+                    .fetch_optional(self)
+                    .await?
+                    .flatten();
             Ok(SyncHealth {
                 appointments_by_status: every_status_counted(counts),
                 success_rate_24h: (total > 0).then(|| (total - failed) as f64 / total as f64),
@@ -702,6 +736,9 @@ impl SyncStore for SqlitePool {
                 jobs_pending: pending,
                 jobs_leased: leased,
                 appointments_needing_review: review,
+                last_verified_at: verified
+                    .map(|at| decode_instant("verified_at", at))
+                    .transpose()?,
             })
         }
         .boxed()
@@ -850,4 +887,62 @@ impl SyncStore for SqlitePool {
         }
         .boxed()
     }
+}
+
+/// [`SyncStore::request_sync`]: `resync` starts over what failed or waits for a person,
+/// `verify` asks the run to check booked segments in Cal.com.
+async fn request_sync_once(
+    pool: &SqlitePool,
+    tenant_id: Uuid,
+    appointment_id: Uuid,
+    now: DateTime<Utc>,
+    resync: bool,
+    verify: bool,
+) -> SyncResult<Option<AppointmentSync>> {
+    let mut tx = pool.begin_with("begin immediate").await?;
+    let owned = sqlx::query_scalar::<_, String>(
+        "select status from appointments where appointment_id = ?1 and tenant_id = ?2",
+    )
+    .bind(id(appointment_id))
+    .bind(id(tenant_id))
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some(status) = owned else {
+        return Ok(None);
+    };
+    if resync {
+        // Start over what failed or waits for a person; a cancelled appointment's
+        // segments go back to cancelling, a booked one's to pending.
+        sqlx::query(
+            "update appointment_segments set \
+             sync_status = case when ?3 then 'cancelling' else 'pending' end, \
+             attempts = 0, next_attempt_at = null, review_reason = null, updated_at = ?2 \
+             where appointment_id = ?1 and sync_status in ('failed', 'needs_review', 'syncing')",
+        )
+        .bind(id(appointment_id))
+        .bind(ms(now))
+        .bind(status == "cancelled")
+        .execute(&mut *tx)
+        .await?;
+    }
+    sqlx::query(
+        "insert into sync_jobs (sync_job_id, tenant_id, appointment_id, state, run_at, \
+         verify_bookings, created_at, updated_at) \
+         values (?1, ?2, ?3, 'pending', ?4, ?5, ?4, ?4) \
+         on conflict (appointment_id) do update set \
+           state = case when sync_jobs.state = 'leased' then 'leased' else 'pending' end, \
+           rerun = sync_jobs.state = 'leased', \
+           run_at = ?4, verify_bookings = sync_jobs.verify_bookings or ?5, \
+           updated_at = ?4",
+    )
+    .bind(id(Uuid::now_v7()))
+    .bind(id(tenant_id))
+    .bind(id(appointment_id))
+    .bind(ms(now))
+    .bind(verify)
+    .execute(&mut *tx)
+    .await?;
+    let derived = refresh_appointment(&mut tx, appointment_id, now).await?;
+    tx.commit().await?;
+    Ok(derived)
 }

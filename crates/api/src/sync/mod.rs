@@ -14,6 +14,7 @@ pub mod prefer;
 pub mod resolve;
 pub mod routes;
 pub mod settings;
+pub mod sweep;
 pub mod worker;
 
 use std::sync::Arc;
@@ -25,6 +26,7 @@ use uuid::Uuid;
 
 pub use clients::{ClientCache, ClientSettings};
 pub use settings::SyncArgs;
+pub use sweep::VerificationSettings;
 pub use worker::Worker;
 
 use crate::store::Database;
@@ -49,6 +51,8 @@ pub struct SyncConfig {
     pub client: ClientSettings,
     /// On shutdown, how long running jobs may take to finish before they are released.
     pub shutdown_grace: Duration,
+    /// How the verification sweep compares booked segments with Cal.com.
+    pub verification: VerificationSettings,
 }
 
 impl Default for SyncConfig {
@@ -62,6 +66,7 @@ impl Default for SyncConfig {
             retry: RetryPolicy::default(),
             client: ClientSettings::default(),
             shutdown_grace: Duration::from_secs(10),
+            verification: VerificationSettings::default(),
         }
     }
 }

@@ -7,7 +7,7 @@ use calcom_client::RateLimit;
 use clap::Args;
 use phasebook_domain::sync::RetryPolicy;
 
-use super::{ClientSettings, SyncConfig, default_worker_id};
+use super::{ClientSettings, SyncConfig, VerificationSettings, default_worker_id};
 
 /// How the sync worker runs. The defaults suit production; tests and load runs shorten them.
 #[derive(Debug, Clone, Args)]
@@ -46,6 +46,13 @@ pub struct SyncArgs {
         default_value_t = 10_000
     )]
     pub sync_shutdown_grace_ms: u64,
+    /// How often each tenant's coming bookings are compared with Cal.com, in seconds
+    /// (0 turns the verification sweep off).
+    #[arg(long, env = "PHASEBOOK_VERIFY_EVERY_SECS", default_value_t = 900)]
+    pub verify_every_secs: u64,
+    /// How many days ahead the verification sweep looks.
+    #[arg(long, env = "PHASEBOOK_VERIFY_DAYS", default_value_t = 14)]
+    pub verify_days: u32,
 }
 
 impl SyncArgs {
@@ -71,6 +78,12 @@ impl SyncArgs {
                 ..ClientSettings::default()
             },
             shutdown_grace: Duration::from_millis(self.sync_shutdown_grace_ms),
+            verification: VerificationSettings {
+                every: (self.verify_every_secs > 0)
+                    .then(|| Duration::from_secs(self.verify_every_secs)),
+                days: self.verify_days.max(1),
+                ..VerificationSettings::default()
+            },
         }
     }
 }

@@ -65,8 +65,20 @@ impl Worker {
         &self.config.worker_id
     }
 
-    fn store(&self) -> &Arc<dyn SyncStore> {
+    pub(crate) fn store(&self) -> &Arc<dyn SyncStore> {
         self.handle.store()
+    }
+
+    pub(crate) fn config(&self) -> &SyncConfig {
+        &self.config
+    }
+
+    pub(crate) fn handle(&self) -> &SyncHandle {
+        &self.handle
+    }
+
+    pub(crate) fn clients(&self) -> &ClientCache {
+        &self.engine.clients
     }
 
     fn hold(&self, fence: &Fence) {
@@ -117,8 +129,13 @@ impl Worker {
                     tracing::warn!("lease lost during the run; another worker owns the job now");
                 }
                 Err(RunError::Store(err)) => {
-                    // The lease runs out and the job is retried by whoever claims it next.
-                    tracing::error!(error = %err, "sync run failed on the database");
+                    // Whatever was recorded stands (every write is fenced and whole); the
+                    // job is given back at once so the next pass carries on, instead of
+                    // waiting for the lease to run out. If even that fails, the lease does.
+                    tracing::error!(error = %err, "sync run failed on the database; giving the job back");
+                    if let Err(err) = self.store().release_job(&job.fence, Utc::now()).await {
+                        tracing::error!(error = %err, "could not give the job back; its lease will run out");
+                    }
                 }
             }
         }
@@ -178,6 +195,7 @@ impl Worker {
         let mut tasks: JoinSet<()> = JoinSet::new();
         let heartbeat_stop = CancellationToken::new();
         let heartbeat = tokio::spawn(self.clone().heartbeat(heartbeat_stop.clone()));
+        let sweeper = tokio::spawn(self.clone().sweeper(heartbeat_stop.clone()));
 
         while !shutdown.is_cancelled() {
             while tasks.try_join_next().is_some() {}
@@ -257,6 +275,7 @@ impl Worker {
         }
         heartbeat_stop.cancel();
         let _ = heartbeat.await;
+        let _ = sweeper.await;
         tracing::info!(worker_id = %self.config.worker_id, "sync worker stopped");
     }
 

@@ -18,10 +18,12 @@ use crate::{CalcomUserId, EventTypeId, SegmentKey, StaffId};
 
 mod converge;
 mod drift;
+mod sweep;
 pub use converge::{
     Convergence, MAX_RESCHEDULE_HOPS, carries_identity, converge, reconcile_owed, successor,
 };
 pub use drift::{EVENT_TYPE_CHECK_TTL_SECS, drift_refusal, event_map_refused_reason};
+pub use sweep::{StoredBooking, sweep_findings};
 
 /// Metadata key carrying the tenant id on every booking phasebook creates.
 pub const METADATA_TENANT: &str = "phasebook_tenant";
@@ -511,6 +513,9 @@ pub fn decide(
         FailureClass::ManagedParent { event_type_id } => Decision::NeedsReview {
             reason: managed_parent_without_child_reason(subject, event_type_id),
         },
+        FailureClass::SlotUnavailable if subject.starts_at <= now => Decision::NeedsReview {
+            reason: start_passed_reason(subject, failure),
+        },
         FailureClass::SlotUnavailable => Decision::NeedsReview {
             reason: slot_unavailable_reason(subject, failure),
         },
@@ -556,10 +561,21 @@ pub fn managed_parent_without_child_reason(subject: &ReviewSubject, parent: Even
     )
 }
 
+/// Cal.com refused a segment whose start has already passed: no resync can book the past.
+fn start_passed_reason(subject: &ReviewSubject, failure: &CalcomFailure) -> String {
+    format!(
+        "The start of {} has passed, so Cal.com will not book it for {} ({}); fix: cancel the appointment (POST /appointments/{}/cancel) and book a new time.",
+        subject.segment(),
+        subject.user(),
+        said(failure),
+        subject.appointment_id
+    )
+}
+
 /// The host is busy or the time cannot be booked.
 pub fn slot_unavailable_reason(subject: &ReviewSubject, failure: &CalcomFailure) -> String {
     format!(
-        "{} is busy or unavailable for {} on {} ({}); fix: free that time in the host's Cal.com calendar or move the appointment, then {}.",
+        "{} is busy or unavailable for {} on {} ({}); fix: free that time in the host's Cal.com calendar (another booking, a blocked calendar or working hours), then {}; or cancel the appointment and book a time the host has free.",
         subject.user(),
         subject.segment(),
         subject.event_type(),
@@ -593,11 +609,12 @@ fn unauthorized_reason(subject: &ReviewSubject, failure: &CalcomFailure) -> Stri
 
 fn rejected_reason(subject: &ReviewSubject, failure: &CalcomFailure) -> String {
     format!(
-        "Cal.com rejected the booking of {} on {} for {} ({}); fix what the message names (event type settings or the customer's details), then {}.",
+        "Cal.com rejected the booking of {} on {} for {} ({}); fix what the message names: the event type's settings in Cal.com, or the customer's details with PATCH /appointments/{}; then {}.",
         subject.segment(),
         subject.event_type(),
         subject.user(),
         said(failure),
+        subject.appointment_id,
         subject.resync()
     )
 }
@@ -976,6 +993,32 @@ mod tests {
         Utc.with_ymd_and_hms(2026, 5, 1, 12, 0, 0)
             .single()
             .expect("time")
+    }
+
+    #[test]
+    fn a_refused_start_in_the_past_says_so_and_never_asks_to_free_the_time() {
+        let f = failure(FailureClass::SlotUnavailable);
+        let s = subject();
+        let later = s.starts_at + TimeDelta::minutes(5);
+        let Decision::NeedsReview { reason } = decide(
+            &input(&f, &s, 1, Operation::Create),
+            &RetryPolicy::default(),
+            later,
+            0.5,
+        ) else {
+            panic!("review");
+        };
+        assert!(reason.contains("has passed"), "{reason}");
+        assert!(!reason.contains("free that time"), "{reason}");
+        let Decision::NeedsReview { reason } = decide(
+            &input(&f, &s, 1, Operation::Create),
+            &RetryPolicy::default(),
+            now(),
+            0.5,
+        ) else {
+            panic!("review");
+        };
+        assert!(reason.contains("busy or unavailable"), "{reason}");
     }
 
     fn input<'a>(
