@@ -735,7 +735,73 @@ async fn contact_details_and_notes_can_be_corrected(app: TestApp) {
     assert_eq!(stranger.status(), 404);
 }
 
+/// Renaming a mapped segment's key would delete its event maps: refused with 409, naming
+/// the segment and who is mapped, and nothing changes. A rename of the segment's `name`, or
+/// a new length, goes through.
+async fn a_service_change_that_would_delete_event_maps_is_refused(app: TestApp) {
+    use phasebook_api::sync::fixtures::put_event_map;
+    use phasebook_domain::{SegmentKey, ServiceId, StaffId};
+    app.define_salon().await;
+    let colour = ServiceId::parse("colour").expect("id");
+    for (key, event_type) in [("A", 11), ("B", 12), ("C", 13), ("D", 14)] {
+        put_event_map(
+            &app.db,
+            app.tenant_id,
+            &colour,
+            &SegmentKey::parse(key).expect("key"),
+            &StaffId::parse("anna").expect("staff"),
+            event_type,
+            event_type,
+        )
+        .await
+        .expect("map");
+    }
+    let renamed = json!({
+        "name": "Colour, cut and blow-dry",
+        "segments": [
+            {"key": "A", "name": "Apply colour", "duration_minutes": 30, "gap_after_minutes": 35},
+            {"key": "B", "name": "Wash", "duration_minutes": 15},
+            {"key": "CUT", "name": "Cut", "duration_minutes": 30},
+            {"key": "D", "name": "Blow-dry", "duration_minutes": 20}
+        ]
+    });
+    let body = problem(
+        app.put_json("/services/colour", &app.keys.ops, &renamed)
+            .await,
+        409,
+        "service-change-loses-event-maps",
+    )
+    .await;
+    let detail = body["detail"].as_str().expect("detail");
+    assert!(
+        detail.contains("segment C") && detail.contains("anna"),
+        "{detail}"
+    );
+    let kept: Value = app
+        .get("/services/colour", &app.keys.ops)
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(kept["segments"][2]["key"], "C", "nothing changed");
+
+    let relabelled = json!({
+        "name": "Colour, cut and blow-dry",
+        "segments": [
+            {"key": "A", "name": "Apply colour", "duration_minutes": 30, "gap_after_minutes": 35},
+            {"key": "B", "name": "Wash and condition", "duration_minutes": 20},
+            {"key": "C", "name": "Cut", "duration_minutes": 30},
+            {"key": "D", "name": "Blow-dry", "duration_minutes": 20}
+        ]
+    });
+    let stored = app
+        .put_json("/services/colour", &app.keys.ops, &relabelled)
+        .await;
+    assert_eq!(stored.status(), 200);
+}
+
 on_both_backends!(
+    a_service_change_that_would_delete_event_maps_is_refused,
     contact_details_and_notes_can_be_corrected,
     control_characters_are_refused_alike_on_both_backends,
     journey_book_replay_collide_read_list_cancel,

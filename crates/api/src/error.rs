@@ -59,6 +59,10 @@ pub enum ApiError {
     /// Cal.com could not be asked, or refused the tenant's key (502).
     #[error("Cal.com {kind}: {detail}")]
     Calcom { kind: &'static str, detail: String },
+    /// A change of a service that would silently delete the event maps of the segments it
+    /// drops (409).
+    #[error("{detail}")]
+    ServiceChangeLosesMaps { detail: String },
     #[error("internal error: {0}")]
     Internal(String),
     #[error("service unavailable: {0}")]
@@ -107,7 +111,9 @@ impl ApiError {
             Self::MalformedRequest { .. } => StatusCode::BAD_REQUEST,
             Self::PayloadTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Self::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            Self::DoubleBooking { .. } | Self::IdempotencyKeyInFlight => StatusCode::CONFLICT,
+            Self::DoubleBooking { .. }
+            | Self::IdempotencyKeyInFlight
+            | Self::ServiceChangeLosesMaps { .. } => StatusCode::CONFLICT,
             Self::Refused { .. } => StatusCode::UNPROCESSABLE_ENTITY,
             Self::Calcom { .. } => StatusCode::BAD_GATEWAY,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
@@ -246,6 +252,14 @@ impl ApiError {
                 },
                 None,
                 Some(kind.to_string()),
+                None,
+            ),
+            Self::ServiceChangeLosesMaps { detail } => (
+                "service-change-loses-event-maps",
+                "The change would delete event maps",
+                detail.clone(),
+                Some("segments".to_string()),
+                None,
                 None,
             ),
             Self::Internal(_) => (

@@ -8,6 +8,7 @@ pub mod ids;
 pub mod plan;
 pub mod resolution;
 pub mod service;
+pub mod service_change;
 pub mod staff;
 pub mod sync;
 

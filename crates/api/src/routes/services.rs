@@ -3,7 +3,8 @@
 
 use axum::extract::State;
 use chrono::{DateTime, SubsecRound, Utc};
-use phasebook_domain::{SegmentKey, SegmentSpec, Service, ServiceId};
+use phasebook_domain::service_change::{ServiceChange, service_change};
+use phasebook_domain::{SegmentKey, SegmentSpec, Service, ServiceId, StaffId};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
@@ -127,6 +128,7 @@ fn to_service(request: ServiceRequest) -> Result<Service, ApiError> {
         (status = 200, body = ServiceView),
         (status = 401, body = Problem, content_type = "application/problem+json"),
         (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 409, body = Problem, content_type = "application/problem+json", description = "The new segments drop a segment key that event maps point at; nothing is changed"),
         (status = 422, body = Problem, content_type = "application/problem+json")
     ))]
 async fn put_service(
@@ -138,6 +140,32 @@ async fn put_service(
     caller.require(Permission::Operate)?;
     let service_id = parse_service_id(&service_id)?;
     let service = to_service(request)?;
+    if let Some(current) = state
+        .store
+        .get_service(caller.tenant_id, &service_id)
+        .await?
+    {
+        let maps: Vec<(SegmentKey, StaffId)> = state
+            .db
+            .event_maps()
+            .list_event_maps(caller.tenant_id)
+            .await?
+            .into_iter()
+            .filter(|m| m.service_id == service_id)
+            .map(|m| (m.segment_key, m.staff_id))
+            .collect();
+        let change = service_change(&current.service, &service, &maps);
+        if change.loses_maps() {
+            return Err(ApiError::ServiceChangeLosesMaps {
+                detail: loses_maps_detail(&service_id, &change),
+            });
+        }
+        for (key, staff) in &change.resized {
+            // The worker checks every bookable type's length before it books, so a map
+            // left on the old length sends its segment to review, never to a wrong block.
+            tracing::warn!(service_id = %service_id, segment = %key, maps = staff.len(), "segment length changed; its event maps must match the new length");
+        }
+    }
     let stored = state
         .store
         .put_service(
@@ -148,6 +176,21 @@ async fn put_service(
         )
         .await?;
     Ok(axum::Json(ServiceView::from(&stored)))
+}
+
+fn loses_maps_detail(service_id: &ServiceId, change: &ServiceChange) -> String {
+    let lost: Vec<String> = change
+        .removed
+        .iter()
+        .map(|(key, staff)| {
+            let who: Vec<&str> = staff.iter().map(StaffId::as_str).collect();
+            format!("segment {key} (mapped for {})", who.join(", "))
+        })
+        .collect();
+    format!(
+        "The new definition of service {service_id} drops {}; storing it would delete those event maps, and appointments still waiting to sync would point at maps that no longer exist. Keep the segment keys (rename a segment with its `name`, not its `key`), or define the new segments as another service with PUT /services/{{new_service_id}} and map that one.",
+        lost.join(" and ")
+    )
 }
 
 /// One service.
