@@ -61,7 +61,7 @@ pub async fn appointment_page(
                     button type="submit" name="resync" { "Resync" }
                 }
                 form method="get" action={ "/ops/appointments/" (id) "/cancel" } {
-                    button.danger type="submit" name="cancel" { "Cancel…" }
+                    button.danger type="submit" { "Cancel…" }
                 }
             }
         }

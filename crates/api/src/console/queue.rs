@@ -95,7 +95,7 @@ fn review_row(
                         button type="submit" name="resync" aria-describedby=(heading) { "Resync" }
                     }
                     form method="get" action={ "/ops/appointments/" (id) "/cancel" } {
-                        button.danger type="submit" name="cancel" aria-describedby=(heading) { "Cancel…" }
+                        button.danger type="submit" aria-describedby=(heading) { "Cancel…" }
                     }
                 }
             }
