@@ -97,7 +97,9 @@ async fn ops_logs_in_sees_the_review_reason_and_a_resync_after_the_fix_turns_the
         "the outcome is shown in place"
     );
     assert_eq!(world.sync_view(world.broken).await["status"], "synced");
-    browser.screenshot(&format!("{name}-queue-resynced"), DESKTOP).await;
+    browser
+        .screenshot(&format!("{name}-queue-resynced"), DESKTOP)
+        .await;
 }
 
 async fn the_day_view_shows_the_gap_between_segments_a_and_b_free_and_a_block_opens_the_appointment(
@@ -135,12 +137,20 @@ async fn the_day_view_shows_the_gap_between_segments_a_and_b_free_and_a_block_op
     let a = browser.execute(&at("10:10"), vec![]).await;
     assert_eq!(a["segment"], "A", "{a}");
     assert!(
-        a["status"].as_str().unwrap_or_default().contains("status-synced"),
+        a["status"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("status-synced"),
         "{a}"
     );
     let b = browser.execute(&at("11:10"), vec![]).await;
     assert_eq!(b["segment"], "B", "{b}");
-    browser.execute("window.scrollTo(0, 0); document.querySelector('.dayview').scrollTop = 0;", vec![]).await;
+    browser
+        .execute(
+            "window.scrollTo(0, 0); document.querySelector('.dayview').scrollTop = 0;",
+            vec![],
+        )
+        .await;
     browser.screenshot(&format!("{name}-day"), DESKTOP).await;
     browser.screenshot(&format!("{name}-day"), PHONE).await;
 
@@ -170,19 +180,26 @@ async fn the_day_view_shows_the_gap_between_segments_a_and_b_free_and_a_block_op
     }
     assert!(page.contains("Processing gap, 35 min"), "the gap is named");
     let attempts = browser.find_all("table#attempts tbody tr").await.len();
-    assert_eq!(attempts, api["attempts"].as_array().expect("attempts").len());
-    browser.screenshot(&format!("{name}-appointment"), DESKTOP).await;
-    browser.screenshot(&format!("{name}-appointment"), PHONE).await;
+    assert_eq!(
+        attempts,
+        api["attempts"].as_array().expect("attempts").len()
+    );
+    browser
+        .screenshot(&format!("{name}-appointment"), DESKTOP)
+        .await;
+    browser
+        .screenshot(&format!("{name}-appointment"), PHONE)
+        .await;
 
     // The broken one shows Cal.com's refusal in its attempt log.
     browser
         .goto(&format!("{}/ops/appointments/{}", world.url, world.broken))
         .await;
-    let log = browser
-        .text(&browser.find("table#attempts").await)
-        .await;
+    let log = browser.text(&browser.find("table#attempts").await).await;
     assert!(log.contains("HTTP 400"), "{log}");
-    browser.screenshot(&format!("{name}-appointment-review"), DESKTOP).await;
+    browser
+        .screenshot(&format!("{name}-appointment-review"), DESKTOP)
+        .await;
 
     // Sync health and event maps render, with their figures and findings.
     browser.goto(&format!("{}/ops/health", world.url)).await;
@@ -199,13 +216,23 @@ async fn the_day_view_shows_the_gap_between_segments_a_and_b_free_and_a_block_op
     assert!(broken.contains("stylist-2"), "{broken}");
     let service = browser.find("select#service").await;
     browser.click(&service).await;
-    browser.click(&browser.find("select#service option[value=colour]").await).await;
-    browser.click(&browser.find("select#staff option[value='stylist-2']").await).await;
-    browser.click(&browser.find("form.plan button[type=submit]").await).await;
+    browser
+        .click(&browser.find("select#service option[value=colour]").await)
+        .await;
+    browser
+        .click(&browser.find("select#staff option[value='stylist-2']").await)
+        .await;
+    browser
+        .click(&browser.find("form.plan button[type=submit]").await)
+        .await;
     let plan = browser.text(&browser.find("table#plan").await).await;
     assert!(plan.contains("create"), "{plan}");
-    browser.screenshot(&format!("{name}-event-maps"), DESKTOP).await;
-    browser.screenshot(&format!("{name}-event-maps"), PHONE).await;
+    browser
+        .screenshot(&format!("{name}-event-maps"), DESKTOP)
+        .await;
+    browser
+        .screenshot(&format!("{name}-event-maps"), PHONE)
+        .await;
 }
 
 async fn a_viewer_sees_no_buttons(world: World) {
@@ -219,7 +246,9 @@ async fn a_viewer_sees_no_buttons(world: World) {
     let reason = browser.find("[data-role=review-reason]").await;
     assert!(browser.text(&reason).await.contains("managed parent"));
     assert_eq!(browser.execute(only_logout, vec![]).await, json!([]));
-    browser.screenshot(&format!("{name}-queue-viewer"), PHONE).await;
+    browser
+        .screenshot(&format!("{name}-queue-viewer"), PHONE)
+        .await;
     browser
         .goto(&format!("{}/ops/appointments/{}", world.url, world.broken))
         .await;
@@ -230,9 +259,7 @@ async fn a_viewer_sees_no_buttons(world: World) {
     assert_eq!(browser.execute(only_logout, vec![]).await, json!([]));
 }
 
-async fn a_forged_post_without_the_csrf_token_is_refused_and_logout_ends_the_session(
-    world: World,
-) {
+async fn a_forged_post_without_the_csrf_token_is_refused_and_logout_ends_the_session(world: World) {
     let Some(browser) = Browser::start().await else {
         return;
     };

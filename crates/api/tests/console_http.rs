@@ -58,7 +58,8 @@ async fn every_page_forbids_inline_script_and_loads_only_its_own_assets(world: W
         assert!(!html.contains(" onclick="), "{path}: no inline handler");
         for outside in ["http://", "https://", "//cdn"] {
             assert!(
-                !html.contains(&format!("src=\"{outside}")) && !html.contains(&format!("href=\"{outside}")),
+                !html.contains(&format!("src=\"{outside}"))
+                    && !html.contains(&format!("href=\"{outside}")),
                 "{path}: nothing is loaded from elsewhere"
             );
         }
@@ -87,7 +88,10 @@ async fn another_tenants_appointment_answers_404(world: World) {
     }
     let response = world
         .http
-        .post(format!("{}/ops/appointments/{}/resync", world.url, world.broken))
+        .post(format!(
+            "{}/ops/appointments/{}/resync",
+            world.url, world.broken
+        ))
         .header("cookie", &other.cookie)
         .header("content-type", "application/x-www-form-urlencoded")
         .body(form(&[("csrf_token", &other.csrf_token)]))
@@ -95,7 +99,10 @@ async fn another_tenants_appointment_answers_404(world: World) {
         .await
         .expect("post");
     assert_eq!(response.status(), 404);
-    assert_eq!(world.sync_view(world.broken).await["status"], "needs_review");
+    assert_eq!(
+        world.sync_view(world.broken).await["status"],
+        "needs_review"
+    );
 }
 
 async fn a_post_without_the_session_csrf_token_is_refused(world: World) {
@@ -127,7 +134,10 @@ async fn a_post_without_the_session_csrf_token_is_refused(world: World) {
     // With the token, the same cancel goes through (and cancels in Cal.com via the worker).
     let response = world
         .http
-        .post(format!("{}/ops/appointments/{}/cancel", world.url, world.broken))
+        .post(format!(
+            "{}/ops/appointments/{}/cancel",
+            world.url, world.broken
+        ))
         .header("cookie", &session.cookie)
         .header("content-type", "application/x-www-form-urlencoded")
         .body(form(&[("csrf_token", &session.csrf_token)]))
@@ -193,7 +203,10 @@ async fn logout_ends_the_session_and_only_ops_or_viewer_keys_log_in(world: World
         .http
         .post(format!("{}/ops/login", world.url))
         .header("content-type", "application/x-www-form-urlencoded")
-        .body(form(&[("api_key", &world.salon.ops_key), ("csrf_token", "x")]))
+        .body(form(&[
+            ("api_key", &world.salon.ops_key),
+            ("csrf_token", "x"),
+        ]))
         .send()
         .await
         .expect("login");
@@ -267,7 +280,11 @@ async fn the_demo_prints_the_console_url_and_its_review_appointment_is_first_on_
         .await
         .expect("login page");
     let login_cookie = set_cookie(&login, "phasebook_console_login").expect("cookie");
-    let login_cookie = login_cookie.split(';').next().unwrap_or_default().to_string();
+    let login_cookie = login_cookie
+        .split(';')
+        .next()
+        .unwrap_or_default()
+        .to_string();
     let token = console_support::csrf_token(&login.text().await.expect("html")).expect("token");
     let key = printed["ops_key"].as_str().expect("ops key");
     let response = http

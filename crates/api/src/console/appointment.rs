@@ -89,7 +89,7 @@ pub async fn appointment_page(
                         }
                         tr data-segment=(segment.key) {
                             th scope="row" { (segment.key) }
-                            td { (segment.staff_id) }
+                            td { (salon.names.staff_text(&segment.staff_id)) }
                             td { (salon.clock(segment.starts_at)) "–" (salon.clock(segment.ends_at)) }
                             td { (status_badge(segment.status.as_str())) }
                             td { @if let Some(et) = segment.event_type_id { (et) } }
@@ -122,7 +122,7 @@ pub async fn appointment_page(
                     tbody {
                         @for attempt in &sync.attempts {
                             tr {
-                                td { (attempt.started_at.with_timezone(&salon.zone).format("%H:%M:%S")) }
+                                td { (attempt.started_at.with_timezone(&salon.zone).format("%-d %b %H:%M:%S")) }
                                 td { (attempt.segment_key) }
                                 td { (attempt.operation) }
                                 td { @if let Some(et) = attempt.event_type_id { (et) } }

@@ -329,8 +329,10 @@ fn block_cell(block: &DayBlock, rows: usize, clock: &dyn Fn(DateTime<Utc>) -> St
             );
             html! {
                 td.block.hold rowspan=(rows) data-segment=(key) data-hold="true" title=(label) {
-                    span.key { (key) } " " span.what { "Held: " (service) } " "
-                    span.t { (times) } " " span.who { "until " (clock(*expires_at)) }
+                    span.in {
+                        span.key { (key) } " " span.what { "Held: " (service) } " "
+                        span.t { (times) } " " span.who { "until " (clock(*expires_at)) }
+                    }
                 }
             }
         }
@@ -399,7 +401,9 @@ pub async fn day_page(
             Ok(date) => (date, None),
             Err(_) => (
                 today,
-                Some(format!("{raw:?} is not a date like 2030-01-07; showing today.")),
+                Some(format!(
+                    "{raw:?} is not a date like 2030-01-07; showing today."
+                )),
             ),
         },
     };
@@ -548,7 +552,10 @@ mod tests {
             anna[row_of(&grid, at(11, 5))],
             Slot::Start { block: 1, rows: 3 }
         );
-        assert!(grid.slots[1].iter().all(|s| *s == Slot::Free), "Ben is free");
+        assert!(
+            grid.slots[1].iter().all(|s| *s == Slot::Free),
+            "Ben is free"
+        );
         assert_eq!(grid.rows[0], at(8, 0), "the day starts at opening time");
         assert_eq!(
             *grid.rows.last().expect("rows"),
@@ -585,12 +592,19 @@ mod tests {
             ben[row_of(&grid, at(14, 0))],
             Slot::Start { block: 0, rows: 6 }
         );
-        assert_eq!(ben[row_of(&grid, at(14, 45))], Slot::Free, "the gap of a hold is free");
+        assert_eq!(
+            ben[row_of(&grid, at(14, 45))],
+            Slot::Free,
+            "the gap of a hold is free"
+        );
         let html = render_grid(&grid).into_string();
         assert_eq!(html.matches("class=\"block hold\"").count(), 2);
         assert!(html.contains("Held: colour"));
         assert!(html.contains("until 09:10"));
-        assert!(!html.contains("/ops/appointments/"), "a hold opens no appointment");
+        assert!(
+            !html.contains("/ops/appointments/"),
+            "a hold opens no appointment"
+        );
     }
 
     #[test]

@@ -33,13 +33,22 @@ fn problem(err: event_maps::EventMapError) -> Result<String, ConsoleError> {
     }
 }
 
+/// `1 error`, `2 errors`.
+fn count(n: usize, word: &str) -> String {
+    if n == 1 {
+        format!("{n} {word}")
+    } else {
+        format!("{n} {word}s")
+    }
+}
+
 fn audit_table(audit: &Audit) -> Markup {
     html! {
         p #audit-summary {
             @if audit.ok {
                 "Every segment of every service is mapped to an event type Cal.com will book for its stylist."
             } @else {
-                (audit.errors) " errors, " (audit.warnings) " warnings."
+                (count(audit.errors, "error")) ", " (count(audit.warnings, "warning")) "."
             }
         }
         (scroll_table("Event-map audit", html! {
@@ -143,14 +152,23 @@ pub async fn event_maps_page(
         (Some(service), Some(staff), Ok(client)) => {
             match (ServiceId::parse(service), StaffId::parse(staff)) {
                 (Ok(service_id), Ok(staff_id)) => Some(
-                    match event_maps::provision(store, client, tenant_id, &service_id, &staff_id, true)
-                        .await
+                    match event_maps::provision(
+                        store,
+                        client,
+                        tenant_id,
+                        &service_id,
+                        &staff_id,
+                        true,
+                    )
+                    .await
                     {
                         Ok(report) => Ok(report),
                         Err(err) => Err(problem(err)?),
                     },
                 ),
-                _ => Some(Err("Choose a service and a stylist from the lists.".to_string())),
+                _ => Some(Err(
+                    "Choose a service and a stylist from the lists.".to_string()
+                )),
             }
         }
         _ => None,

@@ -20,9 +20,7 @@ pub const CHART_HOURS: i64 = 24;
 
 /// The chart's hourly buckets from the store's rows: every hour present, oldest first.
 pub fn hourly_buckets(rows: &[HourlyAttempts], now: DateTime<Utc>) -> Vec<HourlyAttempts> {
-    let current = now
-        .duration_trunc(Duration::hours(1))
-        .unwrap_or(now);
+    let current = now.duration_trunc(Duration::hours(1)).unwrap_or(now);
     (0..CHART_HOURS)
         .map(|i| {
             let hour_start = current - Duration::hours(CHART_HOURS - 1 - i);
@@ -205,12 +203,18 @@ mod tests {
             .expect("now");
         let rows = [
             HourlyAttempts {
-                hour_start: Utc.with_ymd_and_hms(2030, 1, 7, 12, 0, 0).single().expect("h"),
+                hour_start: Utc
+                    .with_ymd_and_hms(2030, 1, 7, 12, 0, 0)
+                    .single()
+                    .expect("h"),
                 attempts: 8,
                 failures: 2,
             },
             HourlyAttempts {
-                hour_start: Utc.with_ymd_and_hms(2030, 1, 6, 13, 0, 0).single().expect("h"),
+                hour_start: Utc
+                    .with_ymd_and_hms(2030, 1, 6, 13, 0, 0)
+                    .single()
+                    .expect("h"),
                 attempts: 3,
                 failures: 0,
             },

@@ -55,7 +55,7 @@ pub fn page(title: &str, user: &ConsoleUser, current: Nav, main: Markup) -> Mark
                     div.brand {
                         "phasebook ops"
                         span.role title="The role of the key this session was opened with" {
-                            (user.caller.role.as_str())
+                            (user.caller.role.as_str()) " key"
                             @if !user.can_operate() { " · read only" }
                         }
                     }

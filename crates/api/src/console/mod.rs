@@ -39,10 +39,7 @@ pub const CONTENT_SECURITY_POLICY: &str = "default-src 'none'; script-src 'self'
 pub fn router() -> Router<AppState> {
     Router::new()
         .route("/ops", get(queue::queue_page))
-        .route(
-            "/ops/login",
-            get(session::login_page).post(session::login),
-        )
+        .route("/ops/login", get(session::login_page).post(session::login))
         .route("/ops/logout", post(session::logout))
         .route("/ops/day", get(day::day_page))
         .route("/ops/health", get(health::health_page))
@@ -79,7 +76,10 @@ async fn security_headers(request: Request, next: Next) -> Response {
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
     );
-    headers.insert(header::REFERRER_POLICY, HeaderValue::from_static("no-referrer"));
+    headers.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
     if !is_asset {
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     }
@@ -175,7 +175,10 @@ pub fn appointment_id(raw: &str) -> Result<Uuid, ConsoleError> {
 pub fn salon_time_zone(staff: &[StaffMember]) -> Tz {
     let mut counts: Vec<(&str, usize)> = Vec::new();
     for member in staff {
-        match counts.iter_mut().find(|(zone, _)| *zone == member.time_zone) {
+        match counts
+            .iter_mut()
+            .find(|(zone, _)| *zone == member.time_zone)
+        {
             Some((_, n)) => *n += 1,
             None => counts.push((&member.time_zone, 1)),
         }
@@ -211,6 +214,11 @@ impl Names {
 
     pub fn staff<'a>(&'a self, id: &'a StaffId) -> &'a str {
         self.staff.get(id).map_or(id.as_str(), String::as_str)
+    }
+
+    /// The name of a staff id as stored in text (the sync view's form).
+    pub fn staff_text(&self, id: &str) -> String {
+        StaffId::parse(id).map_or_else(|_| id.to_string(), |id| self.staff(&id).to_string())
     }
 
     pub fn service<'a>(&'a self, id: &'a ServiceId) -> &'a str {

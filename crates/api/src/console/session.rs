@@ -69,7 +69,9 @@ impl ConsoleUser {
 /// Compares two tokens in time that does not depend on where they differ.
 fn same_token(a: &str, b: &str) -> bool {
     let (a, b) = (a.as_bytes(), b.as_bytes());
-    !a.is_empty() && a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+    !a.is_empty()
+        && a.len() == b.len()
+        && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// A fresh random token: 32 bytes, URL-safe base64.
@@ -155,10 +157,7 @@ async fn current_user(
 impl FromRequestParts<AppState> for ConsoleUser {
     type Rejection = ConsoleError;
 
-    async fn from_request_parts(
-        parts: &mut Parts,
-        state: &AppState,
-    ) -> Result<Self, ConsoleError> {
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ConsoleError> {
         current_user(parts, state)
             .await?
             .ok_or(ConsoleError::LoginRequired)

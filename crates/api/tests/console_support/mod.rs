@@ -266,7 +266,11 @@ impl World {
         }
         let page = request.send().await.expect("login page");
         let login_cookie = set_cookie(&page, "phasebook_console_login").expect("login cookie");
-        let login_cookie = login_cookie.split(';').next().unwrap_or_default().to_string();
+        let login_cookie = login_cookie
+            .split(';')
+            .next()
+            .unwrap_or_default()
+            .to_string();
         let token = csrf_token(&page.text().await.expect("html")).expect("token");
         let mut request = self
             .http
@@ -293,13 +297,7 @@ impl World {
             .await
             .expect("html");
         let csrf_token = csrf_token(&queue).expect("session token");
-        (
-            response,
-            Some(HttpSession {
-                cookie,
-                csrf_token,
-            }),
-        )
+        (response, Some(HttpSession { cookie, csrf_token }))
     }
 
     pub async fn get_page(&self, session: &HttpSession, path: &str) -> reqwest::Response {

@@ -180,7 +180,11 @@ impl Browser {
     }
 
     pub async fn current_url(&self) -> String {
-        self.get("/url").await.as_str().unwrap_or_default().to_string()
+        self.get("/url")
+            .await
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
     }
 
     pub async fn find_all(&self, css: &str) -> Vec<Element> {
