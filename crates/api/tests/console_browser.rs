@@ -10,16 +10,17 @@ use console_support::{DAY, World, setup};
 use serde_json::{Value, json};
 
 const DESKTOP: u32 = 1280;
+/// The Enter key, as WebDriver types it.
+const ENTER: char = '\u{E007}';
 const PHONE: u32 = 375;
 
 /// Opens the login page and logs in with `key` by typing it, as a person would.
 async fn log_in(browser: &Browser, world: &World, key: &str) {
     browser.goto(&format!("{}/ops", world.url)).await;
     let field = browser.find("input#api_key").await;
-    browser.type_into(&field, key).await;
-    browser
-        .click(&browser.find("form.login button[type=submit]").await)
-        .await;
+    assert_every_control_is_labelled(browser).await;
+    // Typed, and sent with Enter: the login works from the keyboard.
+    browser.type_into(&field, &format!("{key}{ENTER}")).await;
     browser.find("header.top form.logout").await;
     assert!(
         !browser.current_url().await.contains(key),
@@ -35,6 +36,23 @@ async fn log_in(browser: &Browser, world: &World, key: &str) {
         !stored.as_str().unwrap_or_default().contains(key),
         "the key is in no storage a script can read"
     );
+}
+
+/// Every input and select has a label, every button and link a name a screen reader reads.
+async fn assert_every_control_is_labelled(browser: &Browser) {
+    let unlabelled = browser
+        .execute(
+            "return [...document.querySelectorAll('input:not([type=hidden]), select, button, a[href], textarea')]
+                .filter(c => {
+                    const named = (c.getAttribute('aria-label') || '').trim() !== '';
+                    if (c.matches('input, select, textarea')) return !(named || c.labels.length > 0);
+                    return !(named || c.textContent.trim() !== '');
+                })
+                .map(c => c.outerHTML);",
+            vec![],
+        )
+        .await;
+    assert_eq!(unlabelled, json!([]), "controls without a label");
 }
 
 fn backend(world: &World) -> &'static str {
@@ -66,6 +84,7 @@ async fn ops_logs_in_sees_the_review_reason_and_a_resync_after_the_fix_turns_the
         )
         .await;
     assert_eq!(shown.as_str(), Some(reason.as_str()));
+    assert_every_control_is_labelled(&browser).await;
     browser.screenshot(&format!("{name}-queue"), DESKTOP).await;
     browser.screenshot(&format!("{name}-queue"), PHONE).await;
 
@@ -77,7 +96,8 @@ async fn ops_logs_in_sees_the_review_reason_and_a_resync_after_the_fix_turns_the
             world.broken
         ))
         .await;
-    browser.click(&resync).await;
+    // Pressed with Enter, as a keyboard user would.
+    browser.type_into(&resync, &ENTER.to_string()).await;
     browser
         .wait_until(
             &format!(
@@ -114,6 +134,7 @@ async fn the_day_view_shows_the_gap_between_segments_a_and_b_free_and_a_block_op
         .goto(&format!("{}/ops/day?date={DAY}", world.url))
         .await;
     browser.find("table.day").await;
+    assert_every_control_is_labelled(&browser).await;
 
     // What is drawn where a person looks: stylist-1's column, in the middle of the 35 min
     // processing gap after A (10:00–10:30) and before B (11:05–11:20).
@@ -163,6 +184,7 @@ async fn the_day_view_shows_the_gap_between_segments_a_and_b_free_and_a_block_op
         .await;
     browser.click(&block).await;
     browser.find("table#segments").await;
+    assert_every_control_is_labelled(&browser).await;
     assert!(
         browser
             .current_url()
@@ -204,6 +226,7 @@ async fn the_day_view_shows_the_gap_between_segments_a_and_b_free_and_a_block_op
     // Sync health and event maps render, with their figures and findings.
     browser.goto(&format!("{}/ops/health", world.url)).await;
     browser.find("svg.chart").await;
+    assert_every_control_is_labelled(&browser).await;
     let bars = browser.find_all("svg.chart g.hour").await.len();
     assert_eq!(bars, 24);
     browser.screenshot(&format!("{name}-health"), DESKTOP).await;
@@ -214,6 +237,7 @@ async fn the_day_view_shows_the_gap_between_segments_a_and_b_free_and_a_block_op
         .text(&browser.find("table#audit tr[data-severity=error]").await)
         .await;
     assert!(broken.contains("stylist-2"), "{broken}");
+    assert_every_control_is_labelled(&browser).await;
     let service = browser.find("select#service").await;
     browser.click(&service).await;
     browser
