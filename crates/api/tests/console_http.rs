@@ -214,7 +214,45 @@ async fn logout_ends_the_session_and_only_ops_or_viewer_keys_log_in(world: World
     assert!(set_cookie(&response, "phasebook_console").is_none());
 }
 
+async fn an_expired_session_sends_the_browser_back_to_login(world: World) {
+    use sha2::Digest;
+    let token = "an-expired-session-token";
+    let now = chrono::Utc::now();
+    world
+        .db
+        .console()
+        .create_console_session(&phasebook_api::store::console::NewConsoleSession {
+            token_hash: hex::encode(sha2::Sha256::digest(token.as_bytes())),
+            tenant_id: world.salon.tenant_id,
+            key_hash: phasebook_api::auth::hash_api_key(&world.salon.ops_key),
+            csrf_token: "csrf".into(),
+            created_at: now - chrono::Duration::hours(9),
+            expires_at: now - chrono::Duration::hours(1),
+        })
+        .await
+        .expect("session");
+    let response = world
+        .http
+        .get(format!("{}/ops", world.url))
+        .header("cookie", format!("phasebook_console={token}"))
+        .send()
+        .await
+        .expect("request");
+    assert_eq!(response.status(), 303);
+    assert_eq!(response.headers()["location"], "/ops/login");
+    assert_eq!(
+        world
+            .db
+            .console()
+            .purge_expired_console_sessions(now)
+            .await
+            .expect("purge"),
+        1
+    );
+}
+
 phasebook_api::on_both_backends!(with setup;
+    an_expired_session_sends_the_browser_back_to_login,
     the_session_cookie_is_http_only_strict_expiring_and_secure_behind_tls,
     every_page_forbids_inline_script_and_loads_only_its_own_assets,
     another_tenants_appointment_answers_404,
