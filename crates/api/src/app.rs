@@ -30,6 +30,7 @@ pub fn build(state: AppState) -> Router {
     let (api, openapi) = routes::router().split_for_parts();
     let docs: Router<AppState> = SwaggerUi::new("/docs").url("/openapi.json", openapi).into();
     api.merge(docs)
+        .merge(crate::console::router())
         .fallback(|| async { ApiError::NoRoute })
         .method_not_allowed_fallback(|| async { ApiError::MethodNotAllowed })
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))

@@ -463,6 +463,7 @@ pub async fn run(args: DemoArgs) -> Result<()> {
             "{}",
             json!({
                 "base_url": base,
+                "console_url": format!("{base}/ops"),
                 "database_url": database_url,
                 "tenant_id": ops.tenant_id,
                 "ops_key": ops.api_key.expose_secret(),
@@ -501,6 +502,10 @@ pub async fn run(args: DemoArgs) -> Result<()> {
                 println!("    needs review: {reason}");
             }
         }
+        println!();
+        println!(
+            "Ops console: {base}/ops (log in with the ops key below; the appointment in review is first on the queue)"
+        );
         println!();
         println!("export PHASEBOOK_KEY={}", agent.api_key.expose_secret());
         println!("export PHASEBOOK_OPS_KEY={}", ops.api_key.expose_secret());

@@ -4,6 +4,7 @@
 pub mod app;
 pub mod auth;
 pub mod cli;
+pub mod console;
 pub mod demo;
 pub mod error;
 pub mod event_maps;

@@ -646,7 +646,7 @@ async fn update_appointment(
         (status = 403, body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json")
     ))]
-async fn cancel_appointment(
+pub(crate) async fn cancel_appointment(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,

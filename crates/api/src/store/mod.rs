@@ -2,6 +2,7 @@
 //! ([`PgStore`]) and SQLite ([`SqliteStore`]); both pass the same conformance suite.
 //! Every method takes the tenant and every query filters by it.
 
+pub mod console;
 pub mod event_maps;
 mod pg;
 mod pg_event_maps;

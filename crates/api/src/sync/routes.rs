@@ -73,7 +73,7 @@ async fn get_sync(
         (status = 403, body = Problem, content_type = "application/problem+json"),
         (status = 404, body = Problem, content_type = "application/problem+json")
     ))]
-async fn resync(
+pub(crate) async fn resync(
     State(state): State<AppState>,
     caller: Caller,
     Path(appointment_id): Path<Uuid>,
