@@ -1086,3 +1086,29 @@ async fn the_verification_sweep_repairs_bookings_changed_in_calcom_without_a_web
         assert_eq!(again.tenants, 0);
     }
 }
+
+#[tokio::test]
+async fn a_segment_waiting_out_a_rate_limit_shows_pending_with_its_retry_time() {
+    for database in databases().await {
+        let w = world(database).await;
+        let id = w.appointment(10).await;
+        w.run_once_with(
+            Faults::default()
+                .with_seed(10)
+                .route("bookings.create", RouteFaults::rate_limited_rate(1.0)),
+        )
+        .await;
+        let view = w.view(id).await;
+        for segment in &view.segments {
+            assert_eq!(segment.status.as_str(), "pending", "{view:#?}");
+            assert!(segment.next_attempt_at.is_some(), "{view:#?}");
+            assert_eq!(
+                segment.last_error.as_ref().and_then(|e| e.http_status),
+                Some(429)
+            );
+        }
+        assert!(!view.requires_manual_review);
+        w.drain().await;
+        assert_eq!(w.view(id).await.status, AppointmentSyncStatus::Synced);
+    }
+}

@@ -845,6 +845,7 @@ impl PgStore {
             states.push(SegmentState {
                 key: segment.key,
                 status,
+                retrying: false,
                 review_reason: None,
             });
         }

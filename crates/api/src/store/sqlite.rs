@@ -735,6 +735,7 @@ impl Store for SqliteStore {
             states.push(SegmentState {
                 key: segment.key,
                 status,
+                retrying: false,
                 review_reason: None,
             });
         }

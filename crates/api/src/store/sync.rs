@@ -418,15 +418,16 @@ pub trait SyncStore: Send + Sync + 'static {
 /// review_reason)`.
 pub(crate) fn derive_from_rows(
     appointment_status: &str,
-    rows: Vec<(String, String, Option<String>)>,
+    rows: Vec<(String, String, Option<String>, bool)>,
 ) -> AppointmentSync {
     let desired = desired_state(appointment_status);
     let segments: Vec<SegmentState> = rows
         .into_iter()
-        .filter_map(|(key, status, reason)| {
+        .filter_map(|(key, status, reason, has_error)| {
             Some(SegmentState {
                 key: SegmentKey::parse(&key).ok()?,
                 status: SegmentSyncStatus::parse(&status).unwrap_or(SegmentSyncStatus::Pending),
+                retrying: has_error,
                 review_reason: reason,
             })
         })

@@ -160,9 +160,9 @@ async fn refresh_appointment(
     else {
         return Ok(None);
     };
-    let rows: Vec<(String, String, Option<String>)> = sqlx::query_as(
-        "select segment_key, sync_status, review_reason from appointment_segments \
-         where appointment_id = ?1 order by position",
+    let rows: Vec<(String, String, Option<String>, bool)> = sqlx::query_as(
+        "select segment_key, sync_status, review_reason, last_error is not null \
+         from appointment_segments where appointment_id = ?1 order by position",
     )
     .bind(id(appointment_id))
     .fetch_all(&mut **tx)

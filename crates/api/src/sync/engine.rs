@@ -125,10 +125,12 @@ impl Engine {
         let mut next: Option<DateTime<Utc>> = None;
         for result in results {
             let segment = result?;
+            // A pending segment with a retry time waits out a backoff or a rate limit.
             let waiting = matches!(
                 segment.status,
                 SegmentSyncStatus::Failed | SegmentSyncStatus::Cancelling
-            );
+            ) || (segment.status == SegmentSyncStatus::Pending
+                && segment.next_attempt_at.is_some());
             if waiting {
                 let at = segment.next_attempt_at.unwrap_or_else(Utc::now);
                 next = Some(next.map_or(at, |n| n.min(at)));
@@ -197,7 +199,9 @@ impl Run<'_> {
                     return Ok(segment);
                 }
             }
-            SegmentSyncStatus::Failed if Self::not_due(&segment) => return Ok(segment),
+            SegmentSyncStatus::Pending | SegmentSyncStatus::Failed if Self::not_due(&segment) => {
+                return Ok(segment);
+            }
             _ => {}
         }
         self.book(segment).await

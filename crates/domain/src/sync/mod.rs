@@ -129,6 +129,8 @@ pub enum DesiredState {
 pub struct SegmentState {
     pub key: SegmentKey,
     pub status: SegmentSyncStatus,
+    /// A `pending` segment whose last attempt failed: it waits for its retry.
+    pub retrying: bool,
     /// Set exactly when `status` is `needs_review`.
     pub review_reason: Option<String>,
 }
@@ -170,9 +172,13 @@ pub fn derive_appointment_sync(
             }
             DesiredState::Booked => {
                 let synced = count(S::Synced);
+                let retrying = segments
+                    .iter()
+                    .filter(|s| s.status == S::Failed || (s.status == S::Pending && s.retrying))
+                    .count();
                 if synced == total {
                     AppointmentSyncStatus::Synced
-                } else if count(S::Failed) > 0 {
+                } else if retrying > 0 {
                     if synced > 0 {
                         AppointmentSyncStatus::PartiallySynced
                     } else {
@@ -433,7 +439,9 @@ impl Decision {
             (Self::NeedsReview { .. }, _) => SegmentSyncStatus::NeedsReview,
             (_, Operation::Cancel) => SegmentSyncStatus::Cancelling,
             (Self::ReResolveEventType, Operation::Create) => SegmentSyncStatus::Syncing,
-            (_, Operation::Create) => SegmentSyncStatus::Failed,
+            // Waiting out a backoff or a rate limit: nothing is wrong yet, the segment is
+            // simply not booked; `next_attempt_at` and `last_error` say when and why.
+            (_, Operation::Create) => SegmentSyncStatus::Pending,
         }
     }
 }
@@ -1041,6 +1049,7 @@ mod tests {
         SegmentState {
             key: SegmentKey::parse(key).expect("key"),
             status,
+            retrying: false,
             review_reason: (status == SegmentSyncStatus::NeedsReview)
                 .then(|| format!("reason {key}")),
         }
