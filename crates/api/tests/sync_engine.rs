@@ -1112,3 +1112,60 @@ async fn a_segment_waiting_out_a_rate_limit_shows_pending_with_its_retry_time() 
         assert_eq!(w.view(id).await.status, AppointmentSyncStatus::Synced);
     }
 }
+
+#[tokio::test]
+async fn after_an_outage_reviews_caused_only_by_calcom_are_retried_once_it_answers() {
+    for database in databases().await {
+        let w = world(database).await;
+        let outage = w.appointment(24).await;
+        w.sim.sim.set_faults(
+            Faults::default()
+                .with_seed(24)
+                .route("bookings.create", RouteFaults::error_rate(1.0)),
+        );
+        w.drain().await;
+        w.sim.sim.set_faults(Faults::default());
+        let view = w.view(outage).await;
+        assert_eq!(view.status, AppointmentSyncStatus::NeedsReview, "{view:#?}");
+        // Another appointment is in review for a reason a person must fix.
+        w.map_segment_b_to_the_childless_parent().await;
+        let misconfigured = w.appointment(25).await;
+        w.drain().await;
+        assert_eq!(
+            w.view(misconfigured).await.status,
+            AppointmentSyncStatus::NeedsReview
+        );
+        let store = w.handle.store();
+        assert_eq!(
+            store
+                .reviews_waiting_for_calcom(w.tenant())
+                .await
+                .expect("reviews"),
+            vec![outage],
+            "only the outage's appointment waits for Cal.com alone"
+        );
+        fixtures::put_event_map(
+            &w.db,
+            w.tenant(),
+            &w.salon.service_id,
+            &w.salon.segments[1].key,
+            &w.staff(),
+            w.event_type(1),
+            w.event_type(1),
+        )
+        .await
+        .expect("map");
+        // The sweep's listing is the probe: Cal.com answers, so the outage's review is
+        // retried; the misconfigured one waits for its resync.
+        let swept = w.worker.verify_due_tenants().await.expect("sweep");
+        assert_eq!(swept.requeued_after_outage, 1, "{swept:?}");
+        w.drain().await;
+        let view = w.view(outage).await;
+        assert_eq!(view.status, AppointmentSyncStatus::Synced, "{view:#?}");
+        assert_eq!(w.active_bookings_for(outage).len(), 4);
+        assert_eq!(
+            w.view(misconfigured).await.status,
+            AppointmentSyncStatus::NeedsReview
+        );
+    }
+}

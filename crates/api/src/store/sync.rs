@@ -8,10 +8,11 @@
 //! can never overwrite what its successor recorded.
 
 use chrono::{DateTime, Utc};
+use futures::FutureExt;
 use futures::future::BoxFuture;
 use phasebook_domain::sync::{
     AppointmentSync, AppointmentSyncStatus, DesiredState, SegmentError, SegmentState,
-    SegmentSyncStatus, StoredBooking, derive_appointment_sync,
+    SegmentSyncStatus, StoredBooking, derive_appointment_sync, only_calcom_was_unavailable,
 };
 use phasebook_domain::{CalcomUserId, EventTypeId, SegmentKey, StaffId};
 use secrecy::SecretString;
@@ -374,6 +375,37 @@ pub trait SyncStore: Send + Sync + 'static {
         appointment_id: Uuid,
         now: DateTime<Utc>,
     ) -> BoxFuture<'a, SyncResult<bool>>;
+
+    /// Booked appointments in review whose every segment in review failed only because
+    /// Cal.com was unavailable (see `only_calcom_was_unavailable`).
+    fn reviews_waiting_for_calcom<'a>(
+        &'a self,
+        tenant_id: Uuid,
+    ) -> BoxFuture<'a, SyncResult<Vec<Uuid>>> {
+        async move {
+            let rows = self.review_error_kinds(tenant_id).await?;
+            let mut kinds: std::collections::BTreeMap<Uuid, Vec<Option<String>>> =
+                std::collections::BTreeMap::new();
+            for (appointment_id, kind) in rows {
+                kinds.entry(appointment_id).or_default().push(kind);
+            }
+            Ok(kinds
+                .into_iter()
+                .filter(|(_, k)| {
+                    let k: Vec<Option<&str>> = k.iter().map(Option::as_deref).collect();
+                    only_calcom_was_unavailable(&k)
+                })
+                .map(|(id, _)| id)
+                .collect())
+        }
+        .boxed()
+    }
+
+    /// (appointment, last error kind) of every segment in review of a booked appointment.
+    fn review_error_kinds<'a>(
+        &'a self,
+        tenant_id: Uuid,
+    ) -> BoxFuture<'a, SyncResult<Vec<(Uuid, Option<String>)>>>;
 
     /// The tenant's webhook secret (`None`: no such tenant).
     fn webhook_secret<'a>(&'a self, tenant_id: Uuid) -> BoxFuture<'a, SyncResult<Option<String>>>;

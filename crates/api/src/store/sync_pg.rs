@@ -734,6 +734,23 @@ impl SyncStore for PgPool {
         .boxed()
     }
 
+    fn review_error_kinds<'a>(
+        &'a self,
+        tenant_id: Uuid,
+    ) -> BoxFuture<'a, SyncResult<Vec<(Uuid, Option<String>)>>> {
+        async move {
+            sqlx::query_as(
+                "select s.appointment_id, s.last_error->>'kind' from appointment_segments s \
+                 join appointments a on a.appointment_id = s.appointment_id \
+                 where s.tenant_id = $1 and a.status = 'booked' and s.sync_status = 'needs_review'",
+            )
+            .bind(tenant_id)
+            .fetch_all(self)
+            .await
+        }
+        .boxed()
+    }
+
     fn webhook_secret<'a>(&'a self, tenant_id: Uuid) -> BoxFuture<'a, SyncResult<Option<String>>> {
         async move {
             sqlx::query_scalar("select webhook_secret from tenants where tenant_id = $1")

@@ -744,6 +744,31 @@ impl SyncStore for SqlitePool {
         .boxed()
     }
 
+    fn review_error_kinds<'a>(
+        &'a self,
+        tenant_id: Uuid,
+    ) -> BoxFuture<'a, SyncResult<Vec<(Uuid, Option<String>)>>> {
+        async move {
+            let rows: Vec<(String, Option<String>)> = sqlx::query_as(
+                "select s.appointment_id, json_extract(s.last_error, '$.kind') \
+                 from appointment_segments s \
+                 join appointments a on a.appointment_id = s.appointment_id \
+                 where s.tenant_id = ?1 and a.status = 'booked' and s.sync_status = 'needs_review'",
+            )
+            .bind(id(tenant_id))
+            .fetch_all(self)
+            .await?;
+            rows.into_iter()
+                .map(|(appointment, kind)| {
+                    Uuid::parse_str(&appointment)
+                        .map(|id| (id, kind))
+                        .map_err(|e| sqlx::Error::Decode(Box::new(e)))
+                })
+                .collect()
+        }
+        .boxed()
+    }
+
     fn webhook_secret<'a>(&'a self, tenant_id: Uuid) -> BoxFuture<'a, SyncResult<Option<String>>> {
         async move {
             sqlx::query_scalar("select webhook_secret from tenants where tenant_id = ?1")

@@ -20,7 +20,7 @@ use uuid::Uuid;
 
 use crate::auth::{Caller, Permission};
 use crate::error::{ApiError, Problem};
-use crate::extract::Path;
+use crate::extract::{Path, Query};
 use crate::state::AppState;
 use crate::store::sync::{BookedSegment, SyncHealth, SyncStore, SyncView};
 
@@ -28,6 +28,7 @@ pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(get_sync))
         .routes(routes!(resync))
+        .routes(routes!(resync_many))
         .routes(routes!(sync_health))
         .routes(routes!(calcom_webhook))
 }
@@ -97,6 +98,74 @@ pub(crate) async fn resync(
             what: "appointment",
         })?;
     Ok((StatusCode::ACCEPTED, axum::Json(view)))
+}
+
+/// Which appointments a bulk resync retries.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct ResyncFilter {
+    /// `calcom_unavailable`: every appointment in review only because Cal.com could not be
+    /// reached or kept failing (nothing for a person to fix), e.g. after an outage.
+    pub reason: ResyncReason,
+}
+
+#[derive(Debug, Clone, Copy, Deserialize, ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum ResyncReason {
+    CalcomUnavailable,
+}
+
+/// What a bulk resync queued.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ResyncQueued {
+    pub queued: usize,
+    pub appointment_ids: Vec<Uuid>,
+}
+
+/// Retries every appointment matching the filter (ops), as `POST /resync/{id}` would one
+/// by one; safe to repeat.
+#[utoipa::path(post, path = "/resync", tag = "sync",
+    params(ResyncFilter),
+    responses(
+        (status = 202, body = ResyncQueued),
+        (status = 401, body = Problem, content_type = "application/problem+json"),
+        (status = 403, body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json", description = "Missing or unknown `reason`")
+    ))]
+async fn resync_many(
+    State(state): State<AppState>,
+    caller: Caller,
+    Query(filter): Query<ResyncFilter>,
+) -> Result<(StatusCode, axum::Json<ResyncQueued>), ApiError> {
+    caller.require(Permission::Operate)?;
+    let ResyncReason::CalcomUnavailable = filter.reason;
+    let store = state.sync.store();
+    let ids = store
+        .reviews_waiting_for_calcom(caller.tenant_id)
+        .await
+        .map_err(internal)?;
+    let now = Utc::now();
+    for &id in &ids {
+        store
+            .request_sync(caller.tenant_id, id, now, true)
+            .await
+            .map_err(internal)?;
+    }
+    if !ids.is_empty() {
+        state.sync.wake();
+    }
+    tracing::info!(
+        queued = ids.len(),
+        "bulk resync of appointments waiting for Cal.com"
+    );
+    Ok((
+        StatusCode::ACCEPTED,
+        axum::Json(ResyncQueued {
+            queued: ids.len(),
+            appointment_ids: ids,
+        }),
+    ))
 }
 
 /// Counts by sync status, the success rate of Cal.com calls over 24 h, the oldest due job

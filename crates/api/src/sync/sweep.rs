@@ -43,6 +43,9 @@ pub struct SweepOutcome {
     pub tenants: usize,
     /// Appointments whose job was asked to verify and converge.
     pub appointments_queued: usize,
+    /// Appointments in review only because Cal.com was unavailable, retried now that it
+    /// answered the sweep.
+    pub requeued_after_outage: usize,
 }
 
 impl Worker {
@@ -61,9 +64,11 @@ impl Worker {
             ..SweepOutcome::default()
         };
         for tenant in &tenants {
-            outcome.appointments_queued += self.sweep_tenant(tenant, now, settings).await?;
+            let (queued, requeued) = self.sweep_tenant(tenant, now, settings).await?;
+            outcome.appointments_queued += queued;
+            outcome.requeued_after_outage += requeued;
         }
-        if outcome.appointments_queued > 0 {
+        if outcome.appointments_queued + outcome.requeued_after_outage > 0 {
             self.handle().wake();
         }
         Ok(outcome)
@@ -74,14 +79,14 @@ impl Worker {
         tenant: &TenantConnection,
         now: DateTime<Utc>,
         settings: VerificationSettings,
-    ) -> Result<usize, sqlx::Error> {
+    ) -> Result<(usize, usize), sqlx::Error> {
         let span = tracing::info_span!("verification_sweep", tenant_id = %tenant.tenant_id);
         let _entered = span.enter();
         let client = match self.clients().get(tenant) {
             Ok(client) => client,
             Err(err) => {
                 tracing::warn!(error = %err, "no Cal.com client for the verification sweep");
-                return Ok(0);
+                return Ok((0, 0));
             }
         };
         let until = now + TimeDelta::days(i64::from(settings.days));
@@ -91,6 +96,7 @@ impl Worker {
             .await?;
         let mut listed = Vec::new();
         let mut complete = false;
+        let mut requeued = 0;
         for page in 0..settings.max_pages {
             let query = ListBookings {
                 after_start: Some(now),
@@ -102,6 +108,11 @@ impl Worker {
             };
             match client.list_bookings(&query).await {
                 Ok(found) => {
+                    if page == 0 {
+                        // Cal.com answered: what waited only for it is retried (the probe
+                        // of a per-tenant circuit that opened when retries ran out).
+                        requeued = self.requeue_after_outage(tenant, now).await?;
+                    }
                     listed.extend(found.bookings.iter().map(observe));
                     if !found.has_next_page {
                         complete = true;
@@ -110,7 +121,7 @@ impl Worker {
                 }
                 Err(err) => {
                     tracing::warn!(error = %err, "Cal.com could not be listed; the sweep tries again next time");
-                    return Ok(0);
+                    return Ok((0, requeued));
                 }
             }
         }
@@ -119,7 +130,7 @@ impl Worker {
                 pages = settings.max_pages,
                 "more bookings in the window than one sweep reads; not judged this time"
             );
-            return Ok(0);
+            return Ok((0, requeued));
         }
         let findings = sweep_findings(tenant.tenant_id, &stored, &listed);
         for &appointment_id in &findings {
@@ -134,7 +145,25 @@ impl Worker {
             queued = findings.len(),
             "verification sweep done"
         );
-        Ok(findings.len())
+        Ok((findings.len(), requeued))
+    }
+
+    async fn requeue_after_outage(
+        &self,
+        tenant: &TenantConnection,
+        now: DateTime<Utc>,
+    ) -> Result<usize, sqlx::Error> {
+        let waiting = self
+            .store()
+            .reviews_waiting_for_calcom(tenant.tenant_id)
+            .await?;
+        for &appointment_id in &waiting {
+            tracing::info!(appointment_id = %appointment_id, "Cal.com answers again; retrying an appointment that was in review only for its outage");
+            self.store()
+                .request_sync(tenant.tenant_id, appointment_id, now, true)
+                .await?;
+        }
+        Ok(waiting.len())
     }
 
     /// Sweeps tenants on the configured schedule until `stop` is cancelled.

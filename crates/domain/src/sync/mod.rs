@@ -657,6 +657,27 @@ fn exhausted_reason(
     )
 }
 
+/// The client's error kinds that mean Cal.com could not be reached or did not answer in
+/// time (see `calcom_client::CalcomError::kind`).
+pub const CALCOM_UNAVAILABLE_KINDS: [&str; 5] = [
+    "transport",
+    "outcome_unknown",
+    "server",
+    "decode",
+    "rate_limited",
+];
+
+/// True when every segment in review got there only because Cal.com was unavailable
+/// (each one's last error is one of [`CALCOM_UNAVAILABLE_KINDS`]): nothing needs a person's
+/// fix, so once Cal.com answers again the appointment is simply retried. `kinds` holds the
+/// last error kind of each segment in review (`None`: no error, e.g. a missing map).
+pub fn only_calcom_was_unavailable(kinds: &[Option<&str>]) -> bool {
+    !kinds.is_empty()
+        && kinds
+            .iter()
+            .all(|k| k.is_some_and(|k| CALCOM_UNAVAILABLE_KINDS.contains(&k)))
+}
+
 /// The segment's (service, segment, staff) has no event map.
 pub fn missing_event_map_reason(subject: &ReviewSubject) -> String {
     format!(
@@ -1001,6 +1022,17 @@ mod tests {
         Utc.with_ymd_and_hms(2026, 5, 1, 12, 0, 0)
             .single()
             .expect("time")
+    }
+
+    #[test]
+    fn only_reviews_caused_by_an_unreachable_calcom_are_retried_by_themselves() {
+        assert!(only_calcom_was_unavailable(&[
+            Some("server"),
+            Some("transport")
+        ]));
+        assert!(!only_calcom_was_unavailable(&[Some("server"), None]));
+        assert!(!only_calcom_was_unavailable(&[Some("slot_unavailable")]));
+        assert!(!only_calcom_was_unavailable(&[]));
     }
 
     #[test]
