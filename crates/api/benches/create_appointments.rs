@@ -23,7 +23,9 @@ fn env_or(name: &str, default: u64) -> u64 {
 }
 
 fn phasebook() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_phasebook"))
+    let mut command = Command::new(env!("CARGO_BIN_EXE_phasebook"));
+    command.env("PHASEBOOK_SECRET_KEY", phasebook_api::testing::secret_key());
+    command
 }
 
 fn psql(admin_url: &str, sql: &str) -> Result<()> {
