@@ -29,6 +29,8 @@ use uuid::Uuid;
 
 /// A second key of the salon owner, accepted by the emulator.
 const SECOND_CALCOM_KEY: &str = "cal_test_second_key_of_the_owner";
+/// The key of the second stylist, a plain member of the team.
+const MEMBER_CALCOM_KEY: &str = "cal_test_key_of_a_plain_member";
 
 struct App {
     url: String,
@@ -52,11 +54,16 @@ async fn setup(database: TestDatabase) -> App {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let db = database.connect().await.expect("database");
     let segments = fixtures::segments(2, 30, 0);
-    let mut account = fixtures::sim_account(1, &segments);
+    let mut account = fixtures::sim_account(2, &segments);
     let owner = account.staff[0].calcom_user_id;
+    let member = account.staff[1].calcom_user_id;
     account.seed.api_keys.push(SeedApiKey {
         key: SECOND_CALCOM_KEY.to_string(),
         user_id: owner,
+    });
+    account.seed.api_keys.push(SeedApiKey {
+        key: MEMBER_CALCOM_KEY.to_string(),
+        user_id: member,
     });
     let sim = Sim::new(SimConfig::default());
     sim.seed(account.seed.clone()).expect("seed");
@@ -259,18 +266,19 @@ async fn dump(db: &Database) -> Vec<(String, String)> {
                 .map(|r| r.get::<String, _>("name"))
                 .collect();
                 for column in columns {
-                    let values: Vec<Option<String>> = sqlx::query_scalar(sqlx::AssertSqlSafe(
-                        format!("select cast(\"{column}\" as text) from \"{table}\""),
+                    // Bytes, since some columns hold binary (migration checksums).
+                    let values: Vec<Option<Vec<u8>>> = sqlx::query_scalar(sqlx::AssertSqlSafe(
+                        format!("select cast(\"{column}\" as blob) from \"{table}\""),
                     ))
                     .fetch_all(s.pool())
                     .await
                     .expect("values");
-                    out.extend(
-                        values
-                            .into_iter()
-                            .flatten()
-                            .map(|v| (format!("{table}.{column}"), v)),
-                    );
+                    out.extend(values.into_iter().flatten().map(|v| {
+                        (
+                            format!("{table}.{column}"),
+                            String::from_utf8_lossy(&v).into_owned(),
+                        )
+                    }));
                 }
             }
         }
@@ -1049,7 +1057,7 @@ async fn rotating_the_master_key_keeps_the_tenant_syncing_during_and_after(app: 
             "service_id": "colour",
             "staff_id": app.salon.staff[0].staff_id.as_str(),
             "start": "2031-04-03T10:00:00+02:00",
-            "customer": {"name": "Ada Lovelace"}
+            "customer": {"name": "Ada Lovelace", "email": "ada@example.com"}
         }))
         .send()
         .await
@@ -1135,7 +1143,50 @@ async fn the_command_line_lists_and_revokes_keys_without_showing_them(app: App) 
     );
 }
 
+async fn doctor_warns_when_the_calcom_key_belongs_to_a_plain_team_member(app: App) {
+    let member = auth::create_tenant(
+        app.db.store(),
+        TenantSettings {
+            calcom_api_key: SecretString::from(MEMBER_CALCOM_KEY),
+            ..tenant_settings_for(&app).await
+        },
+    )
+    .await
+    .expect("tenant");
+    let doctor = |tenant: Uuid| {
+        let db = app.db.clone();
+        async move {
+            let mut out = Vec::new();
+            phasebook_api::event_maps::cli::doctor(
+                &db,
+                &phasebook_api::event_maps::cli::DoctorArgs {
+                    tenant: Some(tenant),
+                    json: true,
+                },
+                &mut out,
+            )
+            .await
+            .expect("doctor");
+            serde_json::from_slice::<Value>(&out).expect("json")
+        }
+    };
+    let report = doctor(member.tenant_id).await;
+    let warning = report["tenants"][0]["calcom_key_warnings"][0]
+        .as_str()
+        .unwrap_or_else(|| panic!("no warning: {report}"));
+    assert!(warning.contains("plain MEMBER"), "{warning}");
+    assert!(warning.contains("stylist-2"), "{warning}");
+    assert!(!report.to_string().contains(MEMBER_CALCOM_KEY));
+
+    let owner = doctor(app.salon.tenant_id).await;
+    assert!(
+        owner["tenants"][0].get("calcom_key_warnings").is_none(),
+        "the owner's key sees every booking: {owner}"
+    );
+}
+
 phasebook_api::on_both_backends!(with setup;
+    doctor_warns_when_the_calcom_key_belongs_to_a_plain_team_member,
     a_database_dump_holds_no_calcom_key_or_webhook_secret_in_plain_text,
     migrating_with_the_key_set_encrypts_plain_text_rows,
     a_revoked_key_gets_401_within_5_seconds,

@@ -1,5 +1,5 @@
 //! The command line of secrets and keys: where the master keys come from
-//! (`PHASEBOOK_SECRET_KEY` or `--secret-key-file`, plus a previous key during a rotation),
+//! (`PHASEBOOK_SECRET_KEY` or `--secret-key-file`, plus an extra decrypt-only key during a rotation),
 //! `phasebook secrets …`, `phasebook tenant update` and `phasebook key list|revoke`.
 //! Nothing here prints a secret except what it has just created.
 
@@ -27,10 +27,10 @@ pub struct SecretKeyArgs {
     /// PHASEBOOK_SECRET_KEY.
     #[arg(long, env = "PHASEBOOK_SECRET_KEY_FILE", global = true)]
     pub secret_key_file: Option<PathBuf>,
-    /// A file holding the previous master key: it still decrypts, it no longer encrypts
-    /// (during a rotation); instead of PHASEBOOK_PREVIOUS_SECRET_KEY.
-    #[arg(long, env = "PHASEBOOK_PREVIOUS_SECRET_KEY_FILE", global = true)]
-    pub previous_secret_key_file: Option<PathBuf>,
+    /// A file holding a second master key that only decrypts (the other key of a
+    /// rotation); instead of PHASEBOOK_EXTRA_SECRET_KEY.
+    #[arg(long, env = "PHASEBOOK_EXTRA_SECRET_KEY_FILE", global = true)]
+    pub extra_secret_key_file: Option<PathBuf>,
 }
 
 fn read_key(file: Option<&PathBuf>, variable: &str) -> Result<Option<MasterKey>> {
@@ -51,15 +51,15 @@ impl SecretKeyArgs {
     /// The configured keys (possibly none).
     pub fn secret_box(&self) -> Result<SecretBox> {
         let primary = read_key(self.secret_key_file.as_ref(), "PHASEBOOK_SECRET_KEY")?;
-        let previous = read_key(
-            self.previous_secret_key_file.as_ref(),
-            "PHASEBOOK_PREVIOUS_SECRET_KEY",
+        let extra = read_key(
+            self.extra_secret_key_file.as_ref(),
+            "PHASEBOOK_EXTRA_SECRET_KEY",
         )?;
-        Ok(match (primary, previous) {
-            (Some(primary), Some(previous)) => SecretBox::new(primary).with_decrypt_key(previous),
+        Ok(match (primary, extra) {
+            (Some(primary), Some(extra)) => SecretBox::new(primary).with_decrypt_key(extra),
             (Some(primary), None) => SecretBox::new(primary),
             (None, Some(_)) => bail!(
-                "a previous master key is configured but no current one: set \
+                "an extra master key is configured but no main one: set \
                  PHASEBOOK_SECRET_KEY or pass --secret-key-file"
             ),
             (None, None) => SecretBox::without_key(),
@@ -260,12 +260,13 @@ pub async fn tenant_update(database_url: &str, args: TenantUpdateArgs) -> Result
         ..TenantUpdate::default()
     };
     let mut changed = Vec::new();
+    let mut warning = None;
     if let Some(key) = &args.calcom_api_key {
         let key = SecretString::from(key.clone());
         let team_id = team_id.context(
             "the tenant has no Cal.com team id, so the new key cannot be checked: pass --calcom-team-id",
         )?;
-        check_calcom_key(&base_url, &key, team_id).await?;
+        warning = check_calcom_key(&base_url, &key, team_id).await?;
         update.calcom_api_key = Some(key);
         changed.push("calcom_api_key");
     }
@@ -314,6 +315,10 @@ pub async fn tenant_update(database_url: &str, args: TenantUpdateArgs) -> Result
              the previous secret is accepted until {grace_until}"
         ));
     }
+    if let Some(warning) = &warning {
+        out["warning"] = json!(warning);
+        text.push_str(&format!("\nwarning: {warning}"));
+    }
     if let Some(limit) = update.rate_limit {
         out["rate_limit"] = json!({"per_second": limit.per_second, "burst": limit.burst});
     }
@@ -321,9 +326,14 @@ pub async fn tenant_update(database_url: &str, args: TenantUpdateArgs) -> Result
     Ok(())
 }
 
-/// A replacement key must be able to list the team's event types, or nothing could be
-/// booked with it; the check runs before anything is stored.
-async fn check_calcom_key(base_url: &str, key: &SecretString, team_id: i64) -> Result<()> {
+/// A replacement key must act as a Cal.com user (`/v2/me`) and be able to list the team's
+/// event types, or nothing could be booked with it; the check runs before anything is
+/// stored. Returns a warning when the key belongs to a plain team member.
+async fn check_calcom_key(
+    base_url: &str,
+    key: &SecretString,
+    team_id: i64,
+) -> Result<Option<String>> {
     let client = calcom_client::CalcomClient::new(calcom_client::ClientConfig {
         base_url: base_url.to_string(),
         api_key: key.clone(),
@@ -332,16 +342,50 @@ async fn check_calcom_key(base_url: &str, key: &SecretString, team_id: i64) -> R
         read_retries: calcom_client::ClientConfig::DEFAULT_READ_RETRIES,
     })
     .context("building a Cal.com client")?;
+    let refused = |e: calcom_client::CalcomError| {
+        anyhow::anyhow!(
+            "the new Cal.com key cannot list the event types of team {team_id}, so it was not \
+             stored: {e}"
+        )
+    };
+    client.me().await.map_err(refused)?;
     client
         .list_team_event_types(team_id, None)
         .await
-        .map_err(|e| {
-            anyhow::anyhow!(
-                "the new Cal.com key cannot list the event types of team {team_id}, so it was \
-                 not stored: {e}"
-            )
-        })?;
-    Ok(())
+        .map_err(refused)?;
+    Ok(team_role_warning(&client, team_id).await)
+}
+
+/// A warning when the client's key belongs to a plain member of the team: Cal.com then
+/// shows it only that member's own bookings, so reconciling another stylist's booking
+/// finds nothing and ends in a false review. Also a warning when the role cannot be read.
+pub async fn team_role_warning(
+    client: &calcom_client::CalcomClient,
+    team_id: i64,
+) -> Option<String> {
+    let me = match client.me().await {
+        Ok(me) => me,
+        Err(e) => return Some(format!("could not tell whose Cal.com key this is: {e}")),
+    };
+    match client.list_team_memberships(team_id).await {
+        Ok(members) => match members.iter().find(|m| m.user_id == me.id) {
+            Some(m) if m.sees_team_bookings() => None,
+            Some(m) => Some(format!(
+                "the Cal.com key belongs to {} (user {}), a plain {} of team {team_id}: it \
+                 sees only that user's bookings, so reconciliation cannot find the other \
+                 stylists' bookings and flags them for review; use an admin's or the \
+                 owner's key",
+                me.username, me.id, m.role
+            )),
+            None => Some(format!(
+                "the Cal.com key belongs to {} (user {}), who is not a member of team {team_id}",
+                me.username, me.id
+            )),
+        },
+        Err(e) => Some(format!(
+            "could not read the members of Cal.com team {team_id} with this key: {e}"
+        )),
+    }
 }
 
 pub async fn key_list(database_url: &str, args: KeyListArgs) -> Result<()> {

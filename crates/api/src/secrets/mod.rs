@@ -64,7 +64,7 @@ pub enum SecretError {
     NoMasterKey,
     #[error(
         "{field} of tenant {tenant_id} was encrypted with master key {key_id}, which is not \
-         configured; add it with --previous-secret-key-file (PHASEBOOK_PREVIOUS_SECRET_KEY)"
+         configured; add it with --extra-secret-key-file (PHASEBOOK_EXTRA_SECRET_KEY)"
     )]
     UnknownKey {
         tenant_id: Uuid,

@@ -60,7 +60,7 @@ pub async fn check_keys_cover_database(
     if !missing.is_empty() {
         return Err(format!(
             "secrets in this database were encrypted with master key(s) {} which are not \
-             configured (configured: {}); add the old key with --previous-secret-key-file",
+             configured (configured: {}); add the old key with --extra-secret-key-file",
             join(&missing),
             keys.key_ids().join(", ")
         ));
