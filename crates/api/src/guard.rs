@@ -49,8 +49,14 @@ struct Bucket {
 /// What the bucket said about one request.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum Admission {
-    Allowed { remaining: u32 },
-    Limited { retry_after: Duration },
+    /// `refilled_in`: whole seconds until the bucket is full again.
+    Allowed {
+        remaining: u32,
+        refilled_in: u64,
+    },
+    Limited {
+        retry_after: Duration,
+    },
 }
 
 /// Per-process guard state, shared by every request.
@@ -175,6 +181,7 @@ impl Guard {
             bucket.tokens -= 1.0;
             Admission::Allowed {
                 remaining: bucket.tokens.floor() as u32,
+                refilled_in: ((burst - bucket.tokens) / rate).ceil() as u64,
             }
         } else {
             Admission::Limited {
@@ -202,7 +209,8 @@ fn exempt(path: &str) -> bool {
 
 /// The IETF RateLimit fields (draft-ietf-httpapi-ratelimit-headers): the policy is the
 /// bucket (quota = burst, window = the time to refill it), the state is what is left now
-/// and when one more request will be allowed.
+/// and in how many seconds the bucket is full again (on a 429: when one request will be
+/// allowed).
 fn rate_limit_headers(headers: &mut HeaderMap, limit: ApiRateLimit, remaining: u32, reset: u64) {
     let window = u64::from(limit.burst)
         .div_ceil(u64::from(limit.per_second.max(1)))
@@ -240,8 +248,12 @@ pub async fn guard(State(state): State<AppState>, mut request: Request, next: Ne
     let Ok((caller, limit)) = state.guard.authenticate(&state, token).await else {
         return next.run(request).await;
     };
-    let remaining = match state.guard.admit(caller.api_key_id, limit, Instant::now()) {
-        Admission::Allowed { remaining } => remaining,
+    let (remaining, refilled_in) = match state.guard.admit(caller.api_key_id, limit, Instant::now())
+    {
+        Admission::Allowed {
+            remaining,
+            refilled_in,
+        } => (remaining, refilled_in),
         Admission::Limited { retry_after } => {
             let seconds = retry_after.as_secs_f64().ceil().max(1.0) as u64;
             tracing::warn!(api_key_id = %caller.api_key_id, "request limit reached");
@@ -263,7 +275,7 @@ pub async fn guard(State(state): State<AppState>, mut request: Request, next: Ne
         .map(|p| p.as_str().to_string());
     let path = request.uri().path().to_string();
     let mut response = next.run(request).await;
-    rate_limit_headers(response.headers_mut(), limit, remaining, 0);
+    rate_limit_headers(response.headers_mut(), limit, remaining, refilled_in);
 
     let changes = !matches!(method, Method::GET | Method::HEAD | Method::OPTIONS);
     if let Some(route) = route
@@ -312,7 +324,8 @@ mod tests {
             assert_eq!(
                 guard.admit(key, limit, t0),
                 Admission::Allowed {
-                    remaining: expected
+                    remaining: expected,
+                    refilled_in: 1,
                 }
             );
         }
