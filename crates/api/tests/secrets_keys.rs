@@ -1202,3 +1202,62 @@ phasebook_api::on_both_backends!(with setup;
     serve_refuses_to_start_without_the_master_key,
     the_command_line_lists_and_revokes_keys_without_showing_them,
 );
+
+/// The demo's own database, read while it serves: the sample salon's Cal.com key
+/// (`cal_live_demo_salon`) and its webhook secret (`whsec_…`) are nowhere in plain text.
+#[tokio::test]
+async fn the_demo_database_holds_no_calcom_key_or_webhook_secret_in_plain_text() {
+    use std::io::{BufRead, BufReader};
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("port");
+    let file = std::env::temp_dir().join(format!("phasebook-demo-dump-{}.db", Uuid::now_v7()));
+    let mut demo = Serving(
+        Command::new(env!("CARGO_BIN_EXE_phasebook"))
+            .env_remove("PHASEBOOK_SECRET_KEY")
+            .args([
+                "demo",
+                "--json",
+                "--db",
+                &file.display().to_string(),
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+            ])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("demo"),
+    );
+    let stdout = demo.0.stdout.take().expect("stdout");
+    let line = tokio::task::spawn_blocking(move || {
+        let mut line = String::new();
+        BufReader::new(stdout).read_line(&mut line).map(|_| line)
+    })
+    .await
+    .expect("join")
+    .expect("read");
+    let printed: Value = serde_json::from_str(&line).expect("one JSON object");
+    assert_eq!(printed["demo_appointments"][0]["sync"]["status"], "synced");
+
+    let db = Database::connect(&format!("sqlite://{}", file.display()))
+        .await
+        .expect("open the demo database");
+    let dump = dump(&db).await;
+    assert!(
+        dump.iter()
+            .any(|(c, v)| c == "tenants.calcom_api_key" && v.starts_with("pbsec:v1:"))
+    );
+    assert_nowhere(&dump, "cal_live_demo_salon");
+    for (column, value) in &dump {
+        assert!(
+            !value.contains("whsec_"),
+            "{column} holds a webhook secret in plain text"
+        );
+    }
+    db.close().await;
+    drop(demo);
+    for suffix in ["", "-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", file.display()));
+    }
+}
