@@ -668,7 +668,7 @@ async fn the_audit_log_records_each_ops_action(app: App) {
         .status()
         .is_success()
     );
-    let staff = &app.salon.staff[0];
+    let staff = &app.salon.staff[1];
     assert!(
         put(
             "/staff/stylist-2",
@@ -677,6 +677,17 @@ async fn the_audit_log_records_each_ops_action(app: App) {
         .await
         .status()
         .is_success()
+    );
+    let map = put(
+        "/event-maps/colour/A/stylist-2",
+        // The second stylist's own event type for segment A (see `fixtures::sim_account`).
+        json!({"event_type_id": 10201}),
+    )
+    .await;
+    assert!(
+        map.status().is_success(),
+        "{}",
+        map.text().await.unwrap_or_default()
     );
     assert_eq!(
         app.book_and_wait(&app.salon, "2031-03-04T10:00:00+01:00")
@@ -729,6 +740,10 @@ async fn the_audit_log_records_each_ops_action(app: App) {
     };
     assert_eq!(find("put service")["target"], "/services/cut");
     assert_eq!(find("put staff")["target"], "/staff/stylist-2");
+    assert_eq!(
+        find("put event map")["target"],
+        "/event-maps/colour/A/stylist-2"
+    );
     assert_eq!(find("resync")["target"], format!("/resync/{id}"));
     assert_eq!(
         find("cancel appointment")["target"],
