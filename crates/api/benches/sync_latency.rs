@@ -64,6 +64,20 @@ async fn start(
     let salon = fixtures::seed_sim_salon(&db, &sim.base_url, &account, "colour", segments)
         .await
         .context("salon")?;
+    // The bench measures the sync, not phasebook's per-key request limit.
+    db.keys()
+        .update_tenant(
+            salon.tenant_id,
+            &phasebook_api::store::keys::TenantUpdate {
+                rate_limit: Some(phasebook_api::store::keys::ApiRateLimit {
+                    per_second: 1_000_000,
+                    burst: 1_000_000,
+                }),
+                ..Default::default()
+            },
+        )
+        .await
+        .context("lifting the request limit")?;
     let state = AppState::new(db.clone());
     let stop = CancellationToken::new();
     state.sync.spawn_worker(

@@ -4,7 +4,7 @@
 use axum::extract::FromRequestParts;
 use axum::http::header::AUTHORIZATION;
 use axum::http::request::Parts;
-use chrono::Utc;
+use chrono::{DateTime, TimeDelta, Utc};
 use rand::Rng;
 use rand::distr::Alphanumeric;
 use secrecy::SecretString;
@@ -27,6 +27,11 @@ pub fn generate_api_key() -> String {
         .map(char::from)
         .collect();
     format!("{KEY_PREFIX}{random}")
+}
+
+/// A fresh webhook secret: `whsec_` and 32 random characters.
+pub fn generate_webhook_secret() -> String {
+    generate_api_key().replacen(KEY_PREFIX, "whsec_", 1)
 }
 
 /// The only form of a key that is stored: lowercase hex SHA-256.
@@ -87,6 +92,10 @@ impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
+        // The guard middleware authenticated the key already (and limited its rate).
+        if let Some(caller) = parts.extensions.get::<Caller>() {
+            return Ok(*caller);
+        }
         let key = parts
             .headers
             .get(AUTHORIZATION)
@@ -97,17 +106,8 @@ impl FromRequestParts<AppState> for Caller {
             })
             .filter(|token| !token.is_empty())
             .ok_or(ApiError::Unauthorized)?;
-        let owner = state
-            .store
-            .find_api_key(&hash_api_key(key))
-            .await?
-            .ok_or(ApiError::Unauthorized)?;
-        tracing::Span::current().record("tenant_id", tracing::field::display(owner.tenant_id));
-        Ok(Self {
-            tenant_id: owner.tenant_id,
-            role: owner.role,
-            api_key_id: owner.api_key_id,
-        })
+        let (caller, _) = state.guard.authenticate(state, key).await?;
+        Ok(caller)
     }
 }
 
@@ -127,6 +127,7 @@ pub struct IssuedKey {
     pub tenant_id: Uuid,
     pub role: Role,
     pub api_key: SecretString,
+    pub expires_at: Option<DateTime<Utc>>,
 }
 
 /// Creates a tenant and its first ops key.
@@ -139,9 +140,7 @@ pub async fn create_tenant(store: &dyn Store, settings: TenantSettings) -> Store
             calcom_api_key: settings.calcom_api_key,
             calcom_base_url: settings.calcom_base_url,
             calcom_team_id: settings.calcom_team_id,
-            webhook_secret: SecretString::from(
-                generate_api_key().replacen(KEY_PREFIX, "whsec_", 1),
-            ),
+            webhook_secret: SecretString::from(generate_webhook_secret()),
             created_at: Utc::now(),
         })
         .await?;
@@ -154,6 +153,16 @@ pub async fn issue_api_key(
     tenant_id: Uuid,
     role: Role,
 ) -> StoreResult<IssuedKey> {
+    issue_expiring_api_key(store, tenant_id, role, None).await
+}
+
+/// Creates a key that is refused after `expires_at` (never, when None).
+pub async fn issue_expiring_api_key(
+    store: &dyn Store,
+    tenant_id: Uuid,
+    role: Role,
+    expires_at: Option<DateTime<Utc>>,
+) -> StoreResult<IssuedKey> {
     let key = generate_api_key();
     let api_key_id = Uuid::now_v7();
     store
@@ -164,6 +173,7 @@ pub async fn issue_api_key(
             key_hash: hash_api_key(&key),
             key_prefix: key.chars().take(KEY_PREFIX.len() + 4).collect(),
             created_at: Utc::now(),
+            expires_at,
         })
         .await?;
     Ok(IssuedKey {
@@ -171,7 +181,33 @@ pub async fn issue_api_key(
         tenant_id,
         role,
         api_key: SecretString::from(key),
+        expires_at,
     })
+}
+
+/// Reads a lifetime such as `90d`, `12h`, `30m` or `2w` (a positive whole number and a
+/// unit).
+pub fn parse_lifetime(text: &str) -> Result<TimeDelta, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .ok_or_else(|| format!("{text:?} has no unit; use e.g. 90d, 12h, 30m or 2w"))?;
+    let (number, unit) = text.split_at(split);
+    let n: i64 = number
+        .parse()
+        .ok()
+        .filter(|n| *n > 0)
+        .ok_or_else(|| format!("{text:?} does not start with a positive whole number"))?;
+    let delta = match unit {
+        "m" => TimeDelta::try_minutes(n),
+        "h" => TimeDelta::try_hours(n),
+        "d" => TimeDelta::try_days(n),
+        "w" => TimeDelta::try_weeks(n),
+        other => return Err(format!("{other:?} is not a unit; use m, h, d or w")),
+    };
+    delta
+        .filter(|d| *d <= TimeDelta::days(3660))
+        .ok_or_else(|| format!("{text:?} is longer than ten years"))
 }
 
 #[cfg(test)]
@@ -197,5 +233,16 @@ mod tests {
         assert!(Permission::BookAppointments.allowed_for(Role::Agent));
         assert!(!Permission::Operate.allowed_for(Role::Agent));
         assert!(Permission::Operate.allowed_for(Role::Ops));
+    }
+
+    #[test]
+    fn lifetimes_read_minutes_hours_days_and_weeks() {
+        assert_eq!(parse_lifetime("90d"), Ok(TimeDelta::days(90)));
+        assert_eq!(parse_lifetime("12h"), Ok(TimeDelta::hours(12)));
+        assert_eq!(parse_lifetime("30m"), Ok(TimeDelta::minutes(30)));
+        assert_eq!(parse_lifetime("2w"), Ok(TimeDelta::weeks(2)));
+        for bad in ["90", "d", "0d", "-1d", "5y", "99999w"] {
+            assert!(parse_lifetime(bad).is_err(), "{bad}");
+        }
     }
 }

@@ -37,6 +37,8 @@ pub struct Cli {
     /// Log line format (logs go to stderr).
     #[arg(long, env = "PHASEBOOK_LOG_FORMAT", value_enum, default_value_t = LogFormat::Json, global = true)]
     pub log_format: LogFormat,
+    #[command(flatten)]
+    pub secret_keys: crate::secrets::cli::SecretKeyArgs,
     #[command(subcommand)]
     pub command: Command,
 }
@@ -64,6 +66,9 @@ pub enum Command {
     /// Create one hidden single-host Cal.com team event type per segment of a service for
     /// a staff member, verify each, and store the event maps (idempotent).
     Provision(crate::event_maps::cli::ProvisionArgs),
+    /// The master keys that encrypt tenants' Cal.com keys and webhook secrets.
+    #[command(subcommand)]
+    Secrets(crate::secrets::cli::SecretsCommand),
 }
 
 #[derive(Debug, Args)]
@@ -95,6 +100,9 @@ pub struct WorkerArgs {
 pub enum TenantCommand {
     /// Create a tenant and print its id and an ops key (shown once).
     Create(TenantCreateArgs),
+    /// Replace a tenant's Cal.com key (checked with Cal.com first), rotate its webhook
+    /// secret, or set its API request limit.
+    Update(crate::secrets::cli::TenantUpdateArgs),
 }
 
 #[derive(Debug, Args)]
@@ -117,6 +125,10 @@ pub struct TenantCreateArgs {
 pub enum KeyCommand {
     /// Create an API key for a tenant and print it (shown once).
     Create(KeyCreateArgs),
+    /// List a tenant's API keys: prefix, role, created, last used, expiry (never the key).
+    List(crate::secrets::cli::KeyListArgs),
+    /// Revoke an API key; it is refused everywhere within seconds.
+    Revoke(crate::secrets::cli::KeyRevokeArgs),
 }
 
 #[derive(Debug, Args)]
@@ -126,6 +138,9 @@ pub struct KeyCreateArgs {
     /// agent, viewer or ops.
     #[arg(long, value_parser = parse_role)]
     pub role: Role,
+    /// The key is refused after this long, e.g. `90d`, `12h`, `2w` (default: never).
+    #[arg(long, value_parser = auth::parse_lifetime)]
+    pub expires_in: Option<chrono::TimeDelta>,
     #[arg(long)]
     pub json: bool,
 }
@@ -160,6 +175,12 @@ pub struct ServeConfig {
 pub async fn run() -> Result<()> {
     let cli = Cli::parse();
     telemetry::init_logging(cli.log_format);
+    // The keys are installed before any database is opened: every store seals and opens
+    // with them. The demo makes its own, for its own fresh database.
+    crate::secrets::install(match cli.command {
+        Command::Demo(_) => crate::secrets::SecretBox::new(crate::secrets::MasterKey::generate().0),
+        _ => cli.secret_keys.secret_box()?,
+    });
     match cli.command {
         Command::Serve(args) => {
             serve(ServeConfig {
@@ -171,15 +192,19 @@ pub async fn run() -> Result<()> {
             .await
         }
         Command::Worker(args) => {
+            require_master_keys(&cli.database_url).await?;
             crate::sync::worker::run_standalone(&cli.database_url, args.sync.config()).await
         }
         Command::Migrate(flag) => {
             let db = connect(&cli.database_url).await?;
             db.store().migrate().await.context("applying migrations")?;
+            let usage = crate::secrets::rotation::key_usage(db.keys())
+                .await
+                .context("reading how secrets are stored")?;
             print_result(
                 flag.json,
-                json!({"migrated": true, "database": db.store().backend()}),
-                "migrations applied",
+                json!({"migrated": true, "database": db.store().backend(), "secrets": usage}),
+                &format!("migrations applied; secret columns by master key: {usage:?}"),
             );
             db.close().await;
             Ok(())
@@ -187,7 +212,17 @@ pub async fn run() -> Result<()> {
         Command::Tenant(TenantCommand::Create(args)) => {
             tenant_create(&cli.database_url, args).await
         }
+        Command::Tenant(TenantCommand::Update(args)) => {
+            crate::secrets::cli::tenant_update(&cli.database_url, args).await
+        }
         Command::Key(KeyCommand::Create(args)) => key_create(&cli.database_url, args).await,
+        Command::Key(KeyCommand::List(args)) => {
+            crate::secrets::cli::key_list(&cli.database_url, args).await
+        }
+        Command::Key(KeyCommand::Revoke(args)) => {
+            crate::secrets::cli::key_revoke(&cli.database_url, args).await
+        }
+        Command::Secrets(command) => crate::secrets::cli::run(&cli.database_url, command).await,
         Command::Openapi => {
             print!("{}", routes::openapi_json());
             Ok(())
@@ -221,6 +256,17 @@ pub async fn run() -> Result<()> {
     }
 }
 
+/// Refuses to go on when the configured master keys cannot open every stored secret.
+pub(crate) async fn require_master_keys(url: &str) -> Result<()> {
+    let db = connect(url).await?;
+    db.store().migrate().await.context("applying migrations")?;
+    let checked =
+        crate::secrets::rotation::check_keys_cover_database(db.keys(), &crate::secrets::current())
+            .await;
+    db.close().await;
+    checked.map_err(anyhow::Error::msg)
+}
+
 pub(crate) async fn connect(url: &str) -> Result<Database> {
     Database::connect(url)
         .await
@@ -232,7 +278,7 @@ fn scheme(url: &str) -> &str {
     url.split(':').next().unwrap_or_default()
 }
 
-fn print_result(json: bool, value: serde_json::Value, text: &str) {
+pub(crate) fn print_result(json: bool, value: serde_json::Value, text: &str) {
     if json {
         println!("{value}");
     } else {
@@ -244,6 +290,9 @@ fn print_result(json: bool, value: serde_json::Value, text: &str) {
 pub async fn serve(config: ServeConfig) -> Result<()> {
     let db = connect(&config.database_url).await?;
     db.store().migrate().await.context("applying migrations")?;
+    crate::secrets::rotation::check_keys_cover_database(db.keys(), &crate::secrets::current())
+        .await
+        .map_err(anyhow::Error::msg)?;
     let listener = TcpListener::bind(config.listen)
         .await
         .with_context(|| format!("listening on {}", config.listen))?;
@@ -298,6 +347,7 @@ pub(crate) fn issued_json(issued: &IssuedKey) -> serde_json::Value {
         "api_key_id": issued.api_key_id,
         "role": issued.role.as_str(),
         "api_key": issued.api_key.expose_secret(),
+        "expires_at": issued.expires_at,
     })
 }
 
@@ -350,9 +400,19 @@ async fn key_create(database_url: &str, args: KeyCreateArgs) -> Result<()> {
     if !db.store().tenant_exists(args.tenant).await? {
         bail!("there is no tenant {}", args.tenant);
     }
-    let issued = auth::issue_api_key(db.store(), args.tenant, args.role)
+    let expires_at = args
+        .expires_in
+        .map(|lifetime| chrono::Utc::now() + lifetime);
+    let issued = auth::issue_expiring_api_key(db.store(), args.tenant, args.role, expires_at)
         .await
         .context("creating the key")?;
+    crate::secrets::cli::record_cli_action(
+        &db,
+        args.tenant,
+        "create key",
+        format!("key {} ({})", issued.api_key_id, issued.role.as_str()),
+    )
+    .await?;
     print_result(
         args.json,
         issued_json(&issued),

@@ -67,6 +67,12 @@ pub enum ApiError {
     Internal(String),
     #[error("service unavailable: {0}")]
     Unavailable(String),
+    /// The API key's request limit is used up (429).
+    #[error("request limit reached")]
+    RateLimited { retry_after_seconds: u64 },
+    /// The request conflicts with the resource's state (409), e.g. revoking the last ops key.
+    #[error("{detail}")]
+    Conflict { slug: &'static str, detail: String },
 }
 
 /// The problem document (RFC 9457) every error response carries.
@@ -118,6 +124,8 @@ impl ApiError {
             Self::Calcom { .. } => StatusCode::BAD_GATEWAY,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
+            Self::Conflict { .. } => StatusCode::CONFLICT,
         }
     }
 
@@ -278,6 +286,21 @@ impl ApiError {
                 None,
                 None,
             ),
+            Self::RateLimited {
+                retry_after_seconds,
+            } => (
+                "rate-limited",
+                "Too many requests",
+                format!(
+                    "This API key sent more requests than its limit allows; retry after {retry_after_seconds} s."
+                ),
+                None,
+                None,
+                None,
+            ),
+            Self::Conflict { slug, detail } => {
+                (*slug, "Conflict", detail.clone(), None, None, None)
+            }
         };
         Problem {
             kind: format!("{PROBLEM_BASE}{slug}"),

@@ -17,6 +17,8 @@ pub struct AppState {
     pub metrics: Option<PrometheusHandle>,
     /// The sync engine: its store, the worker's wake-up, finished runs.
     pub sync: crate::sync::SyncHandle,
+    /// API-key cache, per-key request limits and the audit hook.
+    pub guard: Arc<crate::guard::Guard>,
 }
 
 impl AppState {
@@ -28,6 +30,7 @@ impl AppState {
             sync,
             store,
             metrics: crate::telemetry::metrics_handle(),
+            guard: Arc::new(crate::guard::Guard::default()),
         }
     }
 }

@@ -9,6 +9,15 @@ use uuid::Uuid;
 
 use crate::store::{Database, StoreResult};
 
+/// The master key of this test process, for a `phasebook` child process that must open
+/// what this process stored: pass it as `PHASEBOOK_SECRET_KEY`.
+pub fn secret_key() -> String {
+    use secrecy::ExposeSecret;
+    crate::secrets::process_default_key()
+        .expose_secret()
+        .to_string()
+}
+
 /// A database that exists for one test and is removed when dropped.
 pub struct TestDatabase {
     pub url: String,

@@ -20,6 +20,7 @@ fn phasebook(database_url: &str) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_phasebook"));
     command
         .env("PHASEBOOK_DATABASE_URL", database_url)
+        .env("PHASEBOOK_SECRET_KEY", phasebook_api::testing::secret_key())
         .env("PHASEBOOK_LOG_FORMAT", "json");
     command
 }

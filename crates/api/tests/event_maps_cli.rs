@@ -40,6 +40,7 @@ fn phasebook(database_url: &str) -> tokio::process::Command {
     let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_phasebook"));
     command
         .env("PHASEBOOK_DATABASE_URL", database_url)
+        .env("PHASEBOOK_SECRET_KEY", phasebook_api::testing::secret_key())
         .env("PHASEBOOK_LOG_FORMAT", "json")
         .kill_on_drop(true);
     command

@@ -60,6 +60,7 @@ fn serve(database_url: &str, concurrency: u32, lease_ms: u32, log: &PathBuf) -> 
     let log = std::fs::File::create(log).expect("log file");
     let child = Command::new(env!("CARGO_BIN_EXE_phasebook"))
         .env("PHASEBOOK_DATABASE_URL", database_url)
+        .env("PHASEBOOK_SECRET_KEY", phasebook_api::testing::secret_key())
         .env("PHASEBOOK_LOG_FORMAT", "json")
         .args([
             "serve",

@@ -20,7 +20,9 @@ use crate::api_version;
 use crate::config::{ClientConfig, RateLimit};
 use crate::error::{self, CalcomError, RAW_BODY_LIMIT, ResponseContext};
 use crate::limiter::RateLimiter;
-use crate::model::{Booking, BookingPage, EventType, OneOrMany, Slot, SlotReservation};
+use crate::model::{
+    Booking, BookingPage, EventType, Me, OneOrMany, Slot, SlotReservation, TeamMembership,
+};
 use crate::request::{
     CancelBooking, CreateBooking, CreateTeamEventType, ListBookings, RescheduleBooking,
     ReserveSlot, SlotsQuery, UpdateTeamEventType,
@@ -354,6 +356,28 @@ impl CalcomClient {
         if let Some(slug) = event_slug {
             call.query.push(("eventSlug", slug.to_owned()));
         }
+        self.execute(call).await?.data()
+    }
+
+    /// `GET /v2/me`: the user the API key acts as.
+    pub async fn me(&self) -> Result<Me, CalcomError> {
+        let call = Call::new(Method::GET, "/v2/me", api_version::EVENT_TYPES).path(&["v2", "me"]);
+        self.execute(call).await?.data()
+    }
+
+    /// `GET /v2/teams/{teamId}/memberships`: the team's members and their roles.
+    pub async fn list_team_memberships(
+        &self,
+        team_id: i64,
+    ) -> Result<Vec<TeamMembership>, CalcomError> {
+        require_id("teamId", team_id)?;
+        let team = team_id.to_string();
+        let call = Call::new(
+            Method::GET,
+            "/v2/teams/{teamId}/memberships",
+            api_version::TEAM_EVENT_TYPES,
+        )
+        .path(&["v2", "teams", &team, "memberships"]);
         self.execute(call).await?.data()
     }
 

@@ -25,7 +25,7 @@ pub use metadata::{
 };
 pub use model::{
     Booking, BookingAttendee, BookingEventType, BookingHost, BookingPage, BookingStatus, EventType,
-    Host, SchedulingType, Slot, SlotReservation,
+    Host, Me, SchedulingType, Slot, SlotReservation, TeamMembership,
 };
 pub use request::{
     ATTENDEE_LANGUAGES, Attendee, BookingListStatus, CancelBooking, CreateBooking,

@@ -459,3 +459,32 @@ mod tests {
         assert_eq!(slots[1].start.offset().local_minus_utc(), 7200);
     }
 }
+
+/// The user an API key acts as (`GET /v2/me`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Me {
+    pub id: i64,
+    pub username: String,
+    #[serde(default)]
+    pub email: Option<String>,
+}
+
+/// One member of a team (`TeamMembershipOutput`). `role` is `MEMBER`, `ADMIN` or `OWNER`:
+/// a plain member's key cannot read the other members' bookings.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TeamMembership {
+    pub id: i64,
+    pub user_id: i64,
+    pub team_id: i64,
+    pub accepted: bool,
+    pub role: String,
+}
+
+impl TeamMembership {
+    /// Admins and owners see every member's bookings; members only their own.
+    pub fn sees_team_bookings(&self) -> bool {
+        matches!(self.role.as_str(), "ADMIN" | "OWNER")
+    }
+}

@@ -48,6 +48,10 @@ struct TenantAudit {
     name: String,
     #[serde(flatten)]
     audit: Audit,
+    /// What is wrong with the tenant's Cal.com key without failing the audit, e.g. a key
+    /// of a plain team member.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    calcom_key_warnings: Vec<String>,
 }
 
 #[derive(Debug, Serialize)]
@@ -83,10 +87,17 @@ pub async fn doctor(
         let calcom = super::tenant_calcom(store, tenant_id).await?;
         let client = super::client_for(&calcom)?;
         let audit = super::audit(store, &client, tenant_id).await?;
+        let mut warnings = Vec::new();
+        if let Some(team_id) = calcom.team_id
+            && let Some(warning) = crate::secrets::cli::team_role_warning(&client, team_id).await
+        {
+            warnings.push(warning);
+        }
         audits.push(TenantAudit {
             tenant_id,
             name,
             audit,
+            calcom_key_warnings: warnings,
         });
     }
     let doctor = DoctorReport {
@@ -99,6 +110,9 @@ pub async fn doctor(
         for t in &doctor.tenants {
             writeln!(out, "Tenant {} ({})", t.name, t.tenant_id).map_err(io)?;
             write!(out, "{}", report::audit_table(&t.audit)).map_err(io)?;
+            for warning in &t.calcom_key_warnings {
+                writeln!(out, "warning: {warning}").map_err(io)?;
+            }
             writeln!(out).map_err(io)?;
         }
         if doctor.tenants.is_empty() {

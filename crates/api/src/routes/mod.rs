@@ -3,6 +3,7 @@
 
 pub mod appointments;
 pub mod health;
+pub mod keys;
 pub mod services;
 pub mod staff;
 
@@ -29,7 +30,8 @@ use crate::state::AppState;
         (name = "appointments", description = "Composite appointments"),
         (name = "event maps", description = "Which Cal.com event type each service segment is booked on, per staff member; checked with Cal.com before it is stored"),
         (name = "sync", description = "Cal.com sync: status, attempt log, resync, health, webhooks"),
-        (name = "operations", description = "Health, readiness and metrics")
+        (name = "operations", description = "Health, readiness and metrics"),
+        (name = "keys", description = "API keys (list, create, revoke) and the audit log of ops actions")
     )
 )]
 struct ApiDoc;
@@ -61,6 +63,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(appointments::router())
         .merge(crate::event_maps::routes::router())
         .merge(crate::sync::routes::router())
+        .merge(keys::router())
 }
 
 /// The OpenAPI document as served at `/openapi.json` and checked in at

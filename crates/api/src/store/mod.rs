@@ -4,6 +4,7 @@
 
 pub mod console;
 pub mod event_maps;
+pub mod keys;
 mod pg;
 mod pg_event_maps;
 mod sqlite;
@@ -51,6 +52,9 @@ pub enum StoreError {
     Database(#[from] sqlx::Error),
     #[error(transparent)]
     Migrate(#[from] sqlx::migrate::MigrateError),
+    /// A secret column could not be sealed or opened (no key, another key, tampered).
+    #[error(transparent)]
+    Secret(#[from] crate::secrets::SecretError),
 }
 
 pub type StoreResult<T> = Result<T, StoreError>;
@@ -120,6 +124,8 @@ pub struct NewApiKey {
     pub key_hash: String,
     pub key_prefix: String,
     pub created_at: DateTime<Utc>,
+    /// After this instant the key is refused.
+    pub expires_at: Option<DateTime<Utc>>,
 }
 
 /// Who a presented key belongs to.
@@ -128,6 +134,10 @@ pub struct ApiKeyOwner {
     pub api_key_id: Uuid,
     pub tenant_id: Uuid,
     pub role: Role,
+    /// After this instant the key is refused (checked by the caller, against its clock).
+    pub expires_at: Option<DateTime<Utc>>,
+    /// The tenant's own request limit; None: the server's default.
+    pub rate_limit: Option<keys::ApiRateLimit>,
 }
 
 /// A service definition as stored.
@@ -306,7 +316,7 @@ pub trait Store: Send + Sync + 'static {
     async fn create_tenant(&self, tenant: &NewTenant) -> StoreResult<()>;
     async fn tenant_exists(&self, tenant_id: Uuid) -> StoreResult<bool>;
     async fn create_api_key(&self, key: &NewApiKey) -> StoreResult<()>;
-    /// The owner of an unrevoked key with this SHA-256 hex hash.
+    /// The owner of an unrevoked key with this SHA-256 hex hash (expired or not).
     async fn find_api_key(&self, key_hash: &str) -> StoreResult<Option<ApiKeyOwner>>;
 
     /// Creates or replaces a service. Segments that keep their key keep their event maps.

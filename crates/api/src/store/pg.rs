@@ -14,6 +14,8 @@ use sqlx::postgres::{PgPool, PgPoolOptions, PgRow};
 use sqlx::{Postgres, QueryBuilder, Row};
 use uuid::Uuid;
 
+use crate::secrets::SecretField;
+
 use super::{
     ACQUIRE_TIMEOUT, ApiKeyOwner, Appointment, AppointmentQuery, AppointmentSegment,
     CREATE_OUTCOME_UNKNOWN, IDEMPOTENCY_STALE_IN_FLIGHT, IDEMPOTENCY_TTL, IdempotencyClaim,
@@ -358,7 +360,7 @@ impl Store for PgStore {
 
     async fn migrate(&self) -> StoreResult<()> {
         MIGRATOR.run(&self.pool).await?;
-        Ok(())
+        crate::secrets::rotation::seal_plaintext_on_migrate(self).await
     }
 
     async fn ping(&self) -> StoreResult<()> {
@@ -367,20 +369,27 @@ impl Store for PgStore {
     }
 
     async fn create_tenant(&self, t: &NewTenant) -> StoreResult<()> {
-        sqlx::query(
-            "insert into tenants (tenant_id, name, calcom_api_key, calcom_base_url, calcom_team_id,
-                 webhook_secret, created_at)
-             values ($1, $2, $3, $4, $5, $6, $7)",
-        )
-        .bind(t.tenant_id)
-        .bind(&t.name)
-        .bind(t.calcom_api_key.expose_secret())
-        .bind(&t.calcom_base_url)
-        .bind(t.calcom_team_id)
-        .bind(t.webhook_secret.expose_secret())
-        .bind(t.created_at)
-        .execute(&self.pool)
-        .await?;
+        let keys = crate::secrets::current();
+        let api_key = keys.seal(
+            t.tenant_id,
+            SecretField::CalcomApiKey,
+            t.calcom_api_key.expose_secret(),
+        )?;
+        let webhook = keys.seal(
+            t.tenant_id,
+            SecretField::WebhookSecret,
+            t.webhook_secret.expose_secret(),
+        )?;
+        sqlx::query(super::keys::CREATE_TENANT)
+            .bind(t.tenant_id)
+            .bind(&t.name)
+            .bind(api_key)
+            .bind(&t.calcom_base_url)
+            .bind(t.calcom_team_id)
+            .bind(webhook)
+            .bind(t.created_at)
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 
@@ -393,34 +402,36 @@ impl Store for PgStore {
     }
 
     async fn create_api_key(&self, k: &NewApiKey) -> StoreResult<()> {
-        sqlx::query(
-            "insert into api_keys (api_key_id, tenant_id, role, key_hash, key_prefix, created_at)
-             values ($1, $2, $3, $4, $5, $6)",
-        )
-        .bind(k.api_key_id)
-        .bind(k.tenant_id)
-        .bind(k.role.as_str())
-        .bind(&k.key_hash)
-        .bind(&k.key_prefix)
-        .bind(k.created_at)
-        .execute(&self.pool)
-        .await?;
+        sqlx::query(super::keys::CREATE_API_KEY)
+            .bind(k.api_key_id)
+            .bind(k.tenant_id)
+            .bind(k.role.as_str())
+            .bind(&k.key_hash)
+            .bind(&k.key_prefix)
+            .bind(k.created_at)
+            .bind(k.expires_at)
+            .execute(&self.pool)
+            .await?;
         Ok(())
     }
 
     async fn find_api_key(&self, key_hash: &str) -> StoreResult<Option<ApiKeyOwner>> {
-        let row = sqlx::query(
-            "select api_key_id, tenant_id, role from api_keys
-             where key_hash = $1 and revoked_at is null",
-        )
-        .bind(key_hash)
-        .fetch_optional(&self.pool)
-        .await?;
+        let row = sqlx::query(super::keys::FIND_API_KEY)
+            .bind(key_hash)
+            .fetch_optional(&self.pool)
+            .await?;
         row.map(|row| {
             Ok(ApiKeyOwner {
                 api_key_id: row.try_get("api_key_id")?,
                 tenant_id: row.try_get("tenant_id")?,
                 role: parse_role(&row.try_get::<String, _>("role")?)?,
+                expires_at: row.try_get("expires_at")?,
+                rate_limit: super::keys::rate_limit(
+                    row.try_get::<Option<i32>, _>("api_rate_per_second")?
+                        .map(i64::from),
+                    row.try_get::<Option<i32>, _>("api_rate_burst")?
+                        .map(i64::from),
+                ),
             })
         })
         .transpose()

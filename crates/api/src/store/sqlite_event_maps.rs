@@ -4,7 +4,6 @@
 use async_trait::async_trait;
 use chrono::Utc;
 use phasebook_domain::{EventTypeId, SegmentKey, ServiceId, StaffId};
-use secrecy::SecretString;
 use sqlx::Row;
 use sqlx::sqlite::SqliteRow;
 use uuid::Uuid;
@@ -109,7 +108,11 @@ impl EventMapStore for SqliteStore {
             return Ok(None);
         };
         Ok(Some(TenantCalcom {
-            api_key: SecretString::from(row.try_get::<String, _>("calcom_api_key")?),
+            api_key: crate::secrets::current().open(
+                tenant_id,
+                crate::secrets::SecretField::CalcomApiKey,
+                row.try_get("calcom_api_key")?,
+            )?,
             base_url: row.try_get("calcom_base_url")?,
             team_id: row.try_get("calcom_team_id")?,
         }))

@@ -6,7 +6,6 @@ use futures::FutureExt;
 use futures::future::BoxFuture;
 use phasebook_domain::sync::{AppointmentSync, SegmentSyncStatus, StoredBooking};
 use phasebook_domain::{CalcomUserId, EventTypeId, SegmentKey};
-use secrecy::SecretString;
 use sqlx::postgres::PgRow;
 use sqlx::{PgPool, Postgres, Row, Transaction};
 use uuid::Uuid;
@@ -290,7 +289,11 @@ impl SyncStore for PgPool {
                 appointment_id: job.appointment_id(),
                 tenant: TenantConnection {
                     tenant_id: job.tenant_id,
-                    api_key: SecretString::from(row.try_get::<String, _>("calcom_api_key")?),
+                    api_key: crate::secrets::open_column(
+                        job.tenant_id,
+                        crate::secrets::SecretField::CalcomApiKey,
+                        row.try_get("calcom_api_key")?,
+                    )?,
                     base_url: row.try_get("calcom_base_url")?,
                     team_id: row.try_get("calcom_team_id")?,
                 },
@@ -753,10 +756,22 @@ impl SyncStore for PgPool {
 
     fn webhook_secret<'a>(&'a self, tenant_id: Uuid) -> BoxFuture<'a, SyncResult<Option<String>>> {
         async move {
-            sqlx::query_scalar("select webhook_secret from tenants where tenant_id = $1")
-                .bind(tenant_id)
-                .fetch_optional(self)
-                .await
+            let stored: Option<String> =
+                sqlx::query_scalar("select webhook_secret from tenants where tenant_id = $1")
+                    .bind(tenant_id)
+                    .fetch_optional(self)
+                    .await?;
+            stored
+                .map(|stored| {
+                    use secrecy::ExposeSecret;
+                    crate::secrets::open_column(
+                        tenant_id,
+                        crate::secrets::SecretField::WebhookSecret,
+                        &stored,
+                    )
+                    .map(|secret| secret.expose_secret().to_string())
+                })
+                .transpose()
         }
         .boxed()
     }

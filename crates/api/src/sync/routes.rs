@@ -322,8 +322,7 @@ async fn ask_calcom(state: &AppState, tenant_id: Uuid, uid: Option<&str>) -> Cal
     responses(
         (status = 200, body = WebhookOutcome),
         (status = 400, body = Problem, content_type = "application/problem+json"),
-        (status = 401, body = Problem, content_type = "application/problem+json"),
-        (status = 404, body = Problem, content_type = "application/problem+json")
+        (status = 401, body = Problem, content_type = "application/problem+json")
     ))]
 async fn calcom_webhook(
     State(state): State<AppState>,
@@ -332,17 +331,26 @@ async fn calcom_webhook(
     body: Bytes,
 ) -> Result<axum::Json<WebhookOutcome>, ApiError> {
     let store = state.sync.store();
-    let secret = store
-        .webhook_secret(tenant_id)
-        .await
-        .map_err(internal)?
-        .ok_or(ApiError::NotFound { what: "tenant" })?;
+    // An unknown tenant has no secrets and is refused exactly like a bad signature, so the
+    // answer does not tell a stranger which tenants exist. During a rotation's grace period
+    // the previous secret is accepted too.
+    let secrets = state
+        .db
+        .keys()
+        .webhook_secrets(tenant_id, Utc::now())
+        .await?;
     let signature = headers
         .get(SIGNATURE_HEADER)
         .and_then(|v| v.to_str().ok())
         .unwrap_or_default();
-    if !signature_matches(&secret, &body, signature) {
-        tracing::warn!(tenant_id = %tenant_id, "webhook with a bad signature refused");
+    if !secrets.iter().any(|secret| {
+        signature_matches(
+            secrecy::ExposeSecret::expose_secret(secret),
+            &body,
+            signature,
+        )
+    }) {
+        tracing::warn!(tenant_id = %tenant_id, "webhook refused: unknown tenant or bad signature");
         return Err(ApiError::Unauthorized);
     }
     let delivery: Delivery =
