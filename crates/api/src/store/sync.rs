@@ -19,6 +19,9 @@ use secrecy::SecretString;
 use serde::Serialize;
 use uuid::Uuid;
 
+/// A segment in review: its appointment and its last error's kind.
+pub type ReviewErrorKind = (Uuid, Option<String>);
+
 /// Result of every store call.
 pub type SyncResult<T> = Result<T, sqlx::Error>;
 
@@ -405,7 +408,7 @@ pub trait SyncStore: Send + Sync + 'static {
     fn review_error_kinds<'a>(
         &'a self,
         tenant_id: Uuid,
-    ) -> BoxFuture<'a, SyncResult<Vec<(Uuid, Option<String>)>>>;
+    ) -> BoxFuture<'a, SyncResult<Vec<ReviewErrorKind>>>;
 
     /// The tenant's webhook secret (`None`: no such tenant).
     fn webhook_secret<'a>(&'a self, tenant_id: Uuid) -> BoxFuture<'a, SyncResult<Option<String>>>;

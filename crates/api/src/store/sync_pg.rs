@@ -674,9 +674,14 @@ impl SyncStore for PgPool {
             .await?;
             rows.iter()
                 .map(|row| {
+                    let tenant_id: Uuid = row.try_get("tenant_id")?;
                     Ok(TenantConnection {
-                        tenant_id: row.try_get("tenant_id")?,
-                        api_key: SecretString::from(row.try_get::<String, _>("calcom_api_key")?),
+                        tenant_id,
+                        api_key: crate::secrets::open_column(
+                            tenant_id,
+                            crate::secrets::SecretField::CalcomApiKey,
+                            row.try_get("calcom_api_key")?,
+                        )?,
                         base_url: row.try_get("calcom_base_url")?,
                         team_id: row.try_get("calcom_team_id")?,
                     })
@@ -740,7 +745,7 @@ impl SyncStore for PgPool {
     fn review_error_kinds<'a>(
         &'a self,
         tenant_id: Uuid,
-    ) -> BoxFuture<'a, SyncResult<Vec<(Uuid, Option<String>)>>> {
+    ) -> BoxFuture<'a, SyncResult<Vec<super::sync::ReviewErrorKind>>> {
         async move {
             sqlx::query_as(
                 "select s.appointment_id, s.last_error->>'kind' from appointment_segments s \

@@ -515,9 +515,14 @@ impl SyncStore for SqlitePool {
             .await?;
             rows.iter()
                 .map(|row| {
+                    let tenant_id = uuid_col(row, "tenant_id")?;
                     Ok(TenantConnection {
-                        tenant_id: uuid_col(row, "tenant_id")?,
-                        api_key: SecretString::from(row.try_get::<String, _>("calcom_api_key")?),
+                        tenant_id,
+                        api_key: crate::secrets::open_column(
+                            tenant_id,
+                            crate::secrets::SecretField::CalcomApiKey,
+                            row.try_get("calcom_api_key")?,
+                        )?,
                         base_url: row.try_get("calcom_base_url")?,
                         team_id: row.try_get("calcom_team_id")?,
                     })
@@ -750,7 +755,7 @@ impl SyncStore for SqlitePool {
     fn review_error_kinds<'a>(
         &'a self,
         tenant_id: Uuid,
-    ) -> BoxFuture<'a, SyncResult<Vec<(Uuid, Option<String>)>>> {
+    ) -> BoxFuture<'a, SyncResult<Vec<super::sync::ReviewErrorKind>>> {
         async move {
             let rows: Vec<(String, Option<String>)> = sqlx::query_as(
                 "select s.appointment_id, json_extract(s.last_error, '$.kind') \
