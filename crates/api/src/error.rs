@@ -63,6 +63,17 @@ pub enum ApiError {
     Internal(String),
     #[error("service unavailable: {0}")]
     Unavailable(String),
+    /// A refusal with its own problem `type` (pre-flight, holds, Cal.com unavailable).
+    #[error("{detail}")]
+    Typed {
+        status: StatusCode,
+        slug: &'static str,
+        title: &'static str,
+        detail: String,
+        field: Option<String>,
+        /// Seconds, sent as `Retry-After`.
+        retry_after: Option<u64>,
+    },
 }
 
 /// The problem document (RFC 9457) every error response carries.
@@ -112,6 +123,7 @@ impl ApiError {
             Self::Calcom { .. } => StatusCode::BAD_GATEWAY,
             Self::Internal(_) => StatusCode::INTERNAL_SERVER_ERROR,
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
+            Self::Typed { status, .. } => *status,
         }
     }
 
@@ -264,6 +276,20 @@ impl ApiError {
                 None,
                 None,
             ),
+            Self::Typed {
+                slug,
+                title,
+                detail,
+                field,
+                ..
+            } => (
+                *slug,
+                *title,
+                detail.clone(),
+                field.clone(),
+                Some(slug.to_string()),
+                None,
+            ),
         };
         Problem {
             kind: format!("{PROBLEM_BASE}{slug}"),
@@ -283,6 +309,19 @@ impl ApiError {
     /// The response as bytes, for pinning to an idempotency key.
     pub fn body_bytes(&self) -> Vec<u8> {
         serde_json::to_vec(&self.problem()).unwrap_or_default()
+    }
+}
+
+impl From<phasebook_domain::preflight::Refusal> for ApiError {
+    fn from(refusal: phasebook_domain::preflight::Refusal) -> Self {
+        Self::Typed {
+            status: StatusCode::UNPROCESSABLE_ENTITY,
+            slug: refusal.slug(),
+            title: refusal.title(),
+            detail: refusal.detail(),
+            field: Some(refusal.field()),
+            retry_after: None,
+        }
     }
 }
 
@@ -325,6 +364,14 @@ impl IntoResponse for ApiError {
             _ => {}
         }
         let mut response = problem_response(self.status(), self.body_bytes());
+        if let Self::Typed {
+            retry_after: Some(seconds),
+            ..
+        } = &self
+            && let Ok(value) = HeaderValue::from_str(&seconds.to_string())
+        {
+            response.headers_mut().insert(header::RETRY_AFTER, value);
+        }
         if matches!(self, Self::Unauthorized) {
             response
                 .headers_mut()

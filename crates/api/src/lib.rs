@@ -8,6 +8,7 @@ pub mod demo;
 pub mod error;
 pub mod event_maps;
 pub mod extract;
+pub mod free_time;
 pub mod routes;
 pub mod state;
 pub mod store;

@@ -17,6 +17,8 @@ pub struct AppState {
     pub metrics: Option<PrometheusHandle>,
     /// The sync engine: its store, the worker's wake-up, finished runs.
     pub sync: crate::sync::SyncHandle,
+    /// Cal.com's free time for availability, read through per-tenant clients and cached.
+    pub free_time: Arc<crate::free_time::FreeTime>,
 }
 
 impl AppState {
@@ -28,6 +30,9 @@ impl AppState {
             sync,
             store,
             metrics: crate::telemetry::metrics_handle(),
+            free_time: Arc::new(crate::free_time::FreeTime::new(Arc::new(
+                crate::sync::ClientCache::new(crate::sync::ClientSettings::default()),
+            ))),
         }
     }
 }

@@ -234,7 +234,9 @@ fn to_option(service: &Service, staff_id: &StaffId, starts: &[i64]) -> Available
             })
         })
         .collect();
-    let start = segments.first().map_or(DateTime::UNIX_EPOCH, |s| s.starts_at);
+    let start = segments
+        .first()
+        .map_or(DateTime::UNIX_EPOCH, |s| s.starts_at);
     let end = segments.last().map_or(start, |s| s.ends_at);
     AvailableOption {
         start,
@@ -390,8 +392,14 @@ mod tests {
             &[staff],
             Span::new(utc(2026, 5, 4, 0, 0), utc(2026, 5, 5, 0, 0)),
         );
-        assert_eq!(options.first().map(|o| o.start), Some(utc(2026, 5, 4, 7, 0)));
-        assert_eq!(options.last().map(|o| o.start), Some(utc(2026, 5, 4, 7, 50)));
+        assert_eq!(
+            options.first().map(|o| o.start),
+            Some(utc(2026, 5, 4, 7, 0))
+        );
+        assert_eq!(
+            options.last().map(|o| o.start),
+            Some(utc(2026, 5, 4, 7, 50))
+        );
         assert_eq!(options.len(), 11);
         assert_eq!(options[0].segments[1].starts_at, utc(2026, 5, 4, 8, 5));
     }
@@ -409,7 +417,12 @@ mod tests {
         assert!(!options.is_empty());
         for o in options {
             for s in &o.segments {
-                assert!(!overlaps(s.starts_at, s.ends_at, staff.busy[0].start, staff.busy[0].end));
+                assert!(!overlaps(
+                    s.starts_at,
+                    s.ends_at,
+                    staff.busy[0].start,
+                    staff.busy[0].end
+                ));
             }
         }
     }

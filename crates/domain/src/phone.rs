@@ -117,7 +117,9 @@ pub fn normalise_phone(raw: &str, country: Option<Country>) -> Result<String, Fi
         rest.to_string()
     } else {
         if compact.is_empty() || !compact.chars().all(|c| c.is_ascii_digit()) {
-            return Err(invalid("the phone number may only hold digits after an optional +"));
+            return Err(invalid(
+                "the phone number may only hold digits after an optional +",
+            ));
         }
         let Some(dialling) = country.and_then(|c| c.dialling()) else {
             return Err(FieldError::new(
@@ -133,7 +135,9 @@ pub fn normalise_phone(raw: &str, country: Option<Country>) -> Result<String, Fi
         format!("{}{national}", dialling.calling_code)
     };
     if !international.chars().all(|c| c.is_ascii_digit()) {
-        return Err(invalid("the phone number may only hold digits after an optional +"));
+        return Err(invalid(
+            "the phone number may only hold digits after an optional +",
+        ));
     }
     if international.starts_with('0') {
         return Err(invalid("a country code never starts with 0"));
@@ -199,7 +203,13 @@ mod tests {
 
     #[test]
     fn letters_short_numbers_and_zero_country_codes_are_refused() {
-        for bad in ["+49 151 CALLME", "+4912", "+0151234567", "+1234567890123456", ""] {
+        for bad in [
+            "+49 151 CALLME",
+            "+4912",
+            "+0151234567",
+            "+1234567890123456",
+            "",
+        ] {
             assert_eq!(
                 normalise_phone(bad, de()).expect_err(bad).code,
                 "invalid_phone",

@@ -279,7 +279,10 @@ mod tests {
         let anna = id("anna");
         let mapped = all_mapped(&anna);
         let past = check(&anna, &[anna.clone()], &mapped, at(7), at(8)).expect_err("past");
-        assert_eq!((past.slug(), past.field().as_str()), ("start-in-past", "start"));
+        assert_eq!(
+            (past.slug(), past.field().as_str()),
+            ("start-in-past", "start")
+        );
         let far = check(
             &anna,
             &[anna.clone()],

@@ -1232,11 +1232,21 @@ mod tests {
             &maps,
             &[(sid("colour"), staff("ben"))],
         );
-        let ben: Vec<_> = cells.iter().filter(|c| c.staff_id == staff("ben")).collect();
+        let ben: Vec<_> = cells
+            .iter()
+            .filter(|c| c.staff_id == staff("ben"))
+            .collect();
         assert_eq!(ben.len(), colour().segments.len());
-        assert!(ben.iter().all(|c| c.coverage == Coverage::PerformerUnmapped));
+        assert!(
+            ben.iter()
+                .all(|c| c.coverage == Coverage::PerformerUnmapped)
+        );
         assert_eq!(unmapped_verdict(ben[0]).code, "performer-unmapped");
-        assert!(unmapped_verdict(ben[0]).fix.contains("PUT /event-maps/colour/"));
+        assert!(
+            unmapped_verdict(ben[0])
+                .fix
+                .contains("PUT /event-maps/colour/")
+        );
     }
 
     #[test]

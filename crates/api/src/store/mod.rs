@@ -3,6 +3,9 @@
 //! Every method takes the tenant and every query filters by it.
 
 pub mod event_maps;
+pub mod holds;
+mod holds_pg;
+mod holds_sqlite;
 mod pg;
 mod pg_event_maps;
 mod sqlite;
