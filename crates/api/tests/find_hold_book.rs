@@ -927,7 +927,52 @@ async fn two_hundred_random_options_held_and_booked_all_sync(app: App) {
     assert!(not_synced.is_empty(), "{not_synced:?}");
 }
 
+async fn staff_declare_their_services_and_a_performer_without_maps_fails_the_audit(app: App) {
+    let (status, body, _) = app
+        .send(reqwest::Method::GET, "/staff/stylist-1", None)
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        body["services"],
+        json!(["colour"]),
+        "filled from the event maps"
+    );
+    let put = |services: Value| {
+        app.send(
+            reqwest::Method::PUT,
+            "/staff/stylist-3",
+            Some(
+                json!({"name": "Three", "calcom_user_id": 503, "calcom_username": "stylist-3",
+                        "time_zone": "Europe/Berlin", "services": services}),
+            ),
+        )
+    };
+    let (status, body, _) = put(json!(["nope"])).await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(body["field"], "services[0]");
+    let (status, body, _) = put(json!(["colour"])).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["services"], json!(["colour"]));
+    let (status, audit, _) = app
+        .send(reqwest::Method::GET, "/event-maps/audit", None)
+        .await;
+    assert_eq!(status, StatusCode::OK, "{audit}");
+    let text = audit.to_string();
+    assert!(
+        text.contains("performer-unmapped") && text.contains("stylist-3"),
+        "{text}"
+    );
+    // Availability without staff_id searches performers with every segment mapped only.
+    let day = day_ahead(3);
+    let options = app
+        .availability(&format!("from={day}T10:00&to={day}T10:05"))
+        .await;
+    let staff: Vec<_> = options.iter().map(|o| o["staff_id"].clone()).collect();
+    assert_eq!(staff, vec![json!("stylist-1"), json!("stylist-2")]);
+}
+
 phasebook_api::on_both_backends!(with setup;
+    staff_declare_their_services_and_a_performer_without_maps_fails_the_audit,
     every_preflight_refusal_stores_and_syncs_nothing,
     availability_avoids_calcom_busy_time_our_appointments_and_live_holds,
     availability_stretches_a_gap_only_where_nothing_else_fits,

@@ -246,7 +246,13 @@ mod tests {
     fn a_performer_with_every_map_in_the_future_passes() {
         let anna = id("anna");
         assert_eq!(
-            check(&anna, &[anna.clone()], &all_mapped(&anna), at(10), at(8)),
+            check(
+                &anna,
+                std::slice::from_ref(&anna),
+                &all_mapped(&anna),
+                at(10),
+                at(8)
+            ),
             Ok(())
         );
     }
@@ -264,7 +270,7 @@ mod tests {
         let anna = id("anna");
         let mut mapped = all_mapped(&anna);
         mapped.remove(1);
-        let err = check(&anna, &[anna.clone()], &mapped, at(10), at(8)).expect_err("x");
+        let err = check(&anna, std::slice::from_ref(&anna), &mapped, at(10), at(8)).expect_err("x");
         assert_eq!(err.slug(), "segment-unmapped");
         assert!(err.detail().contains("Segment B"), "{}", err.detail());
         assert!(
@@ -278,14 +284,15 @@ mod tests {
     fn past_and_far_future_starts_are_refused_on_start() {
         let anna = id("anna");
         let mapped = all_mapped(&anna);
-        let past = check(&anna, &[anna.clone()], &mapped, at(7), at(8)).expect_err("past");
+        let past =
+            check(&anna, std::slice::from_ref(&anna), &mapped, at(7), at(8)).expect_err("past");
         assert_eq!(
             (past.slug(), past.field().as_str()),
             ("start-in-past", "start")
         );
         let far = check(
             &anna,
-            &[anna.clone()],
+            std::slice::from_ref(&anna),
             &mapped,
             at(10) + Duration::days(366),
             at(8),
