@@ -20,11 +20,14 @@ use utoipa_axum::routes;
 
 use crate::auth::{Caller, Permission};
 use crate::error::{ApiError, Problem};
+use crate::free_time::FreeTimeError;
 use crate::routes::booking::{load_service_context, tenant_connection};
 use crate::routes::services::parse_service_id;
 use crate::state::AppState;
 
 pub const DEFAULT_OPTIONS: u32 = 20;
+/// How long one search may wait for Cal.com's free time.
+pub const FREE_TIME_WAIT: std::time::Duration = std::time::Duration::from_secs(8);
 pub const MAX_OPTIONS: u32 = 200;
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -266,11 +269,20 @@ async fn get_availability(
         })
         .collect();
     let tenant = tenant_connection(&state, tenant_id).await?;
-    let free = state
-        .free_time
-        .read(&tenant, &event_types, reach)
-        .await
-        .map_err(|err| {
+    // A search waits for the tenant's rate limiter at most this long: a caller on the
+    // phone is better served by a 503 and Retry-After than by silence.
+    let free = tokio::time::timeout(
+        FREE_TIME_WAIT,
+        state.free_time.read(&tenant, &event_types, reach),
+    )
+    .await
+    .unwrap_or_else(|_| {
+        Err(FreeTimeError {
+            reason: "timed out waiting for Cal.com".to_string(),
+            retry_after: std::time::Duration::from_secs(5),
+        })
+    })
+    .map_err(|err| {
             tracing::warn!(reason = %err.reason, "availability refused: Cal.com unavailable");
             ApiError::Typed {
                 status: StatusCode::SERVICE_UNAVAILABLE,
