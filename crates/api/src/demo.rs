@@ -312,7 +312,7 @@ fn curl_commands(base: &str, start: &str, broken: Uuid) -> Vec<(String, String)>
     );
     let day = start.split('T').next().unwrap_or(start);
     let hold = format!(
-        r#"{{"service_id":"colour","staff_id":"anna","start":"{day}T14:00","time_zone":"{SALON_TIME_ZONE}","ttl_seconds":120}}"#
+        r#"{{"service_id":"colour","staff_id":"anna","start":"{day}T12:30","time_zone":"{SALON_TIME_ZONE}","ttl_seconds":120}}"#
     );
     let from_hold =
         r#"{"hold_id":"'"$HOLD"'","customer":{"name":"Ada Lovelace","phone":"+4915123456789"}}"#;
@@ -348,7 +348,7 @@ fn curl_commands(base: &str, start: &str, broken: Uuid) -> Vec<(String, String)>
             ),
         ),
         (
-            "hold: keep the 14:00 option for two minutes while the caller decides (a second hold of it answers 409)".to_string(),
+            "hold: keep the 12:30 option for two minutes while the caller decides (a second hold of it answers 409)".to_string(),
             format!(
                 "HOLD=$(curl -s -X POST {base}/holds {auth} {json} -d '{hold}' | grep -o '\"id\":\"[^\"]*\"' | cut -d'\"' -f4); echo $HOLD"
             ),
