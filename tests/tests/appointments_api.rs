@@ -9,7 +9,7 @@ use support::{TestApp, booking, content_type, problem};
 
 async fn journey_book_replay_collide_read_list_cancel(app: TestApp) {
     app.define_salon().await;
-    let body = booking("anna", "2026-05-04T09:00");
+    let body = booking("anna", "2027-05-04T09:00");
 
     // Book with an idempotency key.
     let first = app
@@ -25,8 +25,8 @@ async fn journey_book_replay_collide_read_list_cancel(app: TestApp) {
     let created: Value = serde_json::from_slice(&first_bytes).expect("json");
     let id = created["id"].as_str().expect("id").to_string();
     assert_eq!(created["status"], "booked");
-    assert_eq!(created["starts_at"], "2026-05-04T07:00:00Z");
-    assert_eq!(created["ends_at"], "2026-05-04T09:10:00Z");
+    assert_eq!(created["starts_at"], "2027-05-04T07:00:00Z");
+    assert_eq!(created["ends_at"], "2027-05-04T09:10:00Z");
     assert_eq!(created["time_zone"], "Europe/Berlin");
     assert_eq!(created["sync"]["status"], "pending");
     assert_eq!(created["sync"]["requires_manual_review"], false);
@@ -47,10 +47,10 @@ async fn journey_book_replay_collide_read_list_cancel(app: TestApp) {
     assert_eq!(
         times,
         [
-            ("A", "2026-05-04T07:00:00Z", "2026-05-04T07:30:00Z"),
-            ("B", "2026-05-04T08:05:00Z", "2026-05-04T08:20:00Z"),
-            ("C", "2026-05-04T08:20:00Z", "2026-05-04T08:50:00Z"),
-            ("D", "2026-05-04T08:50:00Z", "2026-05-04T09:10:00Z"),
+            ("A", "2027-05-04T07:00:00Z", "2027-05-04T07:30:00Z"),
+            ("B", "2027-05-04T08:05:00Z", "2027-05-04T08:20:00Z"),
+            ("C", "2027-05-04T08:20:00Z", "2027-05-04T08:50:00Z"),
+            ("D", "2027-05-04T08:50:00Z", "2027-05-04T09:10:00Z"),
         ]
     );
 
@@ -81,7 +81,7 @@ async fn journey_book_replay_collide_read_list_cancel(app: TestApp) {
     assert_eq!(replay.bytes().await.expect("body"), first_bytes);
 
     // Same key, different body: refused.
-    let other_body = booking("anna", "2026-05-04T15:00");
+    let other_body = booking("anna", "2027-05-04T15:00");
     let reused = app
         .request(Method::POST, "/appointments", Some(&app.keys.agent))
         .header("Idempotency-Key", "call-42")
@@ -96,8 +96,8 @@ async fn journey_book_replay_collide_read_list_cancel(app: TestApp) {
         .request(Method::POST, "/appointments", Some(&app.keys.agent))
         .header("Idempotency-Key", "call-43")
         .json(&json!({
-            "service_id": "cut", "staff_id": "anna", "start": "2026-05-04T10:30:00+02:00",
-            "customer": {"name": "Grace"}
+            "service_id": "cut", "staff_id": "anna", "start": "2027-05-04T10:30:00+02:00",
+            "customer": {"name": "Grace", "email": "grace@example.com"}
         }))
         .send()
         .await
@@ -111,8 +111,8 @@ async fn journey_book_replay_collide_read_list_cancel(app: TestApp) {
             "/appointments",
             &app.keys.agent,
             &json!({
-                "service_id": "cut", "staff_id": "anna", "start": "2026-05-04T07:30:00Z",
-                "time_zone": "Europe/Berlin", "customer": {"name": "Grace"}
+                "service_id": "cut", "staff_id": "anna", "start": "2027-05-04T07:30:00Z",
+                "time_zone": "Europe/Berlin", "customer": {"name": "Grace", "email": "grace@example.com"}
             }),
         )
         .await;
@@ -132,7 +132,7 @@ async fn journey_book_replay_collide_read_list_cancel(app: TestApp) {
         .post_json(
             "/appointments",
             &app.keys.ops,
-            &booking("ben", "2026-05-04T08:00"),
+            &booking("ben", "2027-05-04T08:00"),
         )
         .await;
     assert_eq!(bens.status(), 201);
@@ -166,7 +166,7 @@ async fn journey_book_replay_collide_read_list_cancel(app: TestApp) {
     );
     let filtered: Value = app
         .get(
-            "/appointments?staff_id=anna&sync_status=pending&requires_manual_review=false&from=2026-05-04T07:15:00Z&to=2026-05-05T00:00:00Z",
+            "/appointments?staff_id=anna&sync_status=pending&requires_manual_review=false&from=2027-05-04T07:15:00Z&to=2027-05-05T00:00:00Z",
             &app.keys.viewer,
         )
         .await
@@ -212,8 +212,8 @@ async fn journey_book_replay_collide_read_list_cancel(app: TestApp) {
             "/appointments",
             &app.keys.agent,
             &json!({
-                "service_id": "cut", "staff_id": "anna", "start": "2026-05-04T10:30:00+02:00",
-                "customer": {"name": "Grace"}
+                "service_id": "cut", "staff_id": "anna", "start": "2027-05-04T10:30:00+02:00",
+                "customer": {"name": "Grace", "email": "grace@example.com"}
             }),
         )
         .await;
@@ -233,7 +233,7 @@ async fn keys_roles_and_tenants_are_enforced(app: TestApp) {
         .post_json(
             "/appointments",
             &app.keys.agent,
-            &booking("anna", "2026-05-04T09:00"),
+            &booking("anna", "2027-05-04T09:00"),
         )
         .await
         .json()
@@ -266,7 +266,7 @@ async fn keys_roles_and_tenants_are_enforced(app: TestApp) {
         app.post_json(
             "/appointments",
             &app.keys.viewer,
-            &booking("anna", "2026-05-04T15:00"),
+            &booking("anna", "2027-05-04T15:00"),
         )
         .await,
         403,
@@ -318,7 +318,7 @@ async fn keys_roles_and_tenants_are_enforced(app: TestApp) {
     assert_eq!(theirs["items"], json!([]));
     // And their catalogue is theirs: booking our service id there is unknown.
     let unknown = problem(
-        app.post_json("/appointments", other, &booking("anna", "2026-05-04T09:00"))
+        app.post_json("/appointments", other, &booking("anna", "2027-05-04T09:00"))
             .await,
         422,
         "validation",
@@ -340,7 +340,7 @@ async fn bad_requests_are_problems_and_write_nothing(app: TestApp) {
         .expect("request");
     problem(malformed, 400, "malformed-request").await;
 
-    let mut unknown_field = booking("anna", "2026-05-04T09:00");
+    let mut unknown_field = booking("anna", "2027-05-04T09:00");
     unknown_field["customer"]["nickname"] = json!("Ada");
     let body = problem(
         app.post_json("/appointments", key, &unknown_field).await,
@@ -350,7 +350,7 @@ async fn bad_requests_are_problems_and_write_nothing(app: TestApp) {
     .await;
     assert_eq!(body["field"], "customer.nickname");
 
-    let mut wrong_type = booking("anna", "2026-05-04T09:00");
+    let mut wrong_type = booking("anna", "2027-05-04T09:00");
     wrong_type["customer"]["name"] = json!(42);
     let body = problem(
         app.post_json("/appointments", key, &wrong_type).await,
@@ -360,7 +360,7 @@ async fn bad_requests_are_problems_and_write_nothing(app: TestApp) {
     .await;
     assert_eq!(body["field"], "customer.name");
 
-    let mut missing = booking("anna", "2026-05-04T09:00");
+    let mut missing = booking("anna", "2027-05-04T09:00");
     missing.as_object_mut().map(|m| m.remove("start"));
     let body = problem(
         app.post_json("/appointments", key, &missing).await,
@@ -370,7 +370,7 @@ async fn bad_requests_are_problems_and_write_nothing(app: TestApp) {
     .await;
     assert_eq!(body["field"], "start");
 
-    let mut bad_email = booking("anna", "2026-05-04T09:00");
+    let mut bad_email = booking("anna", "2027-05-04T09:00");
     bad_email["customer"]["email"] = json!("ada-at-example");
     let body = problem(
         app.post_json("/appointments", key, &bad_email).await,
@@ -381,7 +381,7 @@ async fn bad_requests_are_problems_and_write_nothing(app: TestApp) {
     assert_eq!(body["field"], "customer.email");
     assert_eq!(body["code"], "invalid_email");
 
-    let mut unknown_service = booking("anna", "2026-05-04T09:00");
+    let mut unknown_service = booking("anna", "2027-05-04T09:00");
     unknown_service["service_id"] = json!("perm");
     let body = problem(
         app.post_json("/appointments", key, &unknown_service).await,
@@ -392,7 +392,7 @@ async fn bad_requests_are_problems_and_write_nothing(app: TestApp) {
     assert_eq!(body["field"], "service_id");
 
     let body = problem(
-        app.post_json("/appointments", key, &booking("zoe", "2026-05-04T09:00"))
+        app.post_json("/appointments", key, &booking("zoe", "2027-05-04T09:00"))
             .await,
         422,
         "validation",
@@ -400,7 +400,7 @@ async fn bad_requests_are_problems_and_write_nothing(app: TestApp) {
     .await;
     assert_eq!(body["field"], "staff_id");
 
-    let mut override_unknown = booking("anna", "2026-05-04T09:00");
+    let mut override_unknown = booking("anna", "2027-05-04T09:00");
     override_unknown["segments"] = json!([{"key": "C", "staff_id": "zoe"}]);
     let body = problem(
         app.post_json("/appointments", key, &override_unknown).await,
@@ -436,7 +436,7 @@ async fn bad_requests_are_problems_and_write_nothing(app: TestApp) {
     )
     .await;
 
-    let mut huge = booking("anna", "2026-05-04T09:00");
+    let mut huge = booking("anna", "2027-05-04T09:00");
     huge["notes"] = json!("x".repeat(70 * 1024));
     problem(
         app.post_json("/appointments", key, &huge).await,
@@ -494,7 +494,7 @@ async fn bad_requests_are_problems_and_write_nothing(app: TestApp) {
 
 async fn a_key_in_flight_answers_409(app: TestApp) {
     app.define_salon().await;
-    let body = booking("anna", "2026-05-04T09:00");
+    let body = booking("anna", "2027-05-04T09:00");
     // Hold the key as a concurrent request would.
     let claim = app
         .db

@@ -125,6 +125,12 @@ pub async fn serve(
     state: AppState,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
+    use axum::serve::ListenerExt;
+    // Without TCP_NODELAY the tail of a larger answer (an availability page) waits for the
+    // client's delayed ACK: tens of milliseconds per response on loopback.
+    let listener = listener.tap_io(|tcp| {
+        let _ = tcp.set_nodelay(true);
+    });
     axum::serve(listener, build(state))
         .with_graceful_shutdown(shutdown)
         .await

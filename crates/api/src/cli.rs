@@ -117,6 +117,13 @@ pub struct TenantCreateArgs {
     /// The Cal.com team whose managed event types the salon uses.
     #[arg(long)]
     pub calcom_team_id: Option<i64>,
+    /// ISO 3166 alpha-2 country national phone numbers are read with (e.g. DE). Unset:
+    /// only international numbers (+49…) are accepted.
+    #[arg(long)]
+    pub country: Option<String>,
+    /// How many days ahead the salon takes bookings.
+    #[arg(long, default_value_t = phasebook_domain::preflight::DEFAULT_HORIZON_DAYS)]
+    pub booking_horizon_days: u32,
     #[arg(long)]
     pub json: bool,
 }
@@ -332,6 +339,13 @@ pub fn start_background(
         stop.clone(),
     ))];
     if config.run_worker {
+        tasks.push(tokio::spawn(
+            crate::routes::holds::sweep_reservations_every(
+                state.clone(),
+                Duration::from_secs(15),
+                stop.clone(),
+            ),
+        ));
         tasks.push(state.sync.spawn_worker(
             config.sync.clone(),
             crate::sync::postgres_pool(&state.db),
@@ -355,6 +369,18 @@ async fn tenant_create(database_url: &str, args: TenantCreateArgs) -> Result<()>
     if args.name.trim().is_empty() {
         bail!("--name must not be empty");
     }
+    let country = args
+        .country
+        .as_deref()
+        .map(phasebook_domain::phone::Country::parse)
+        .transpose()
+        .map_err(|e| anyhow::anyhow!("--country: {}", e.message))?;
+    if !(1..=phasebook_domain::preflight::MAX_HORIZON_DAYS).contains(&args.booking_horizon_days) {
+        bail!(
+            "--booking-horizon-days must be 1 to {}",
+            phasebook_domain::preflight::MAX_HORIZON_DAYS
+        );
+    }
     let db = connect(database_url).await?;
     db.store().migrate().await.context("applying migrations")?;
     let issued = auth::create_tenant(
@@ -368,6 +394,16 @@ async fn tenant_create(database_url: &str, args: TenantCreateArgs) -> Result<()>
     )
     .await
     .context("creating the tenant")?;
+    db.booking()
+        .set_booking_settings(
+            issued.tenant_id,
+            &crate::store::holds::BookingSettings {
+                country: country.map(|c| c.as_str().to_string()),
+                horizon_days: args.booking_horizon_days,
+            },
+        )
+        .await
+        .context("storing the booking settings")?;
     // Cal.com signs its webhooks with a secret set when the webhook is registered there, so
     // ops needs the tenant's secret and path once, now.
     let webhook_secret = crate::sync::sync_store(&db)

@@ -308,8 +308,14 @@ fn curl_commands(base: &str, start: &str, broken: Uuid) -> Vec<(String, String)>
         r#"{{"service_id":"colour","staff_id":"anna","start":"{start}","time_zone":"{SALON_TIME_ZONE}","customer":{{"name":"Ada Lovelace","email":"ada@example.com"}}}}"#
     );
     let collide = format!(
-        r#"{{"service_id":"cut","staff_id":"anna","start":"{start}","customer":{{"name":"Grace Hopper"}}}}"#
+        r#"{{"service_id":"cut","staff_id":"anna","start":"{start}","customer":{{"name":"Grace Hopper","email":"grace@example.com"}}}}"#
     );
+    let day = start.split('T').next().unwrap_or(start);
+    let hold = format!(
+        r#"{{"service_id":"colour","staff_id":"anna","start":"{day}T12:30","time_zone":"{SALON_TIME_ZONE}","ttl_seconds":120}}"#
+    );
+    let from_hold =
+        r#"{"hold_id":"'"$HOLD"'","customer":{"name":"Ada Lovelace","phone":"+4915123456789"}}"#;
     let auth = r#"-H "Authorization: Bearer $PHASEBOOK_KEY""#;
     let ops = r#"-H "Authorization: Bearer $PHASEBOOK_OPS_KEY""#;
     let json = r#"-H 'Content-Type: application/json'"#;
@@ -334,6 +340,24 @@ fn curl_commands(base: &str, start: &str, broken: Uuid) -> Vec<(String, String)>
         (
             "collide with it: 409 naming the appointment that holds the time".to_string(),
             format!("curl -s -X POST {base}/appointments {auth} {json} -d '{collide}'"),
+        ),
+        (
+            "find: options for the colouring service with anna that day, each segment placed (Cal.com's free time minus our own appointments and holds)".to_string(),
+            format!(
+                "curl -s '{base}/availability?service_id=colour&staff_id=anna&from={day}&to={day}&time_zone={SALON_TIME_ZONE}&limit=3' {auth}"
+            ),
+        ),
+        (
+            "hold: keep the 12:30 option for two minutes while the caller decides (a second hold of it answers 409)".to_string(),
+            format!(
+                "HOLD=$(curl -s -X POST {base}/holds {auth} {json} -d '{hold}' | grep -o '\"id\":\"[^\"]*\"' | cut -d'\"' -f4); echo $HOLD"
+            ),
+        ),
+        (
+            "book: turn the hold into the appointment, exactly the held times (410 hold-expired once it ran out)".to_string(),
+            format!(
+                "curl -s -X POST {base}/appointments {auth} {json} -H 'Idempotency-Key: demo-hold-1' -d '{from_hold}'"
+            ),
         ),
         (
             "read them back, filtered (also: sync_status, requires_manual_review, from, to, limit, cursor)"

@@ -73,6 +73,17 @@ pub enum ApiError {
     /// The request conflicts with the resource's state (409), e.g. revoking the last ops key.
     #[error("{detail}")]
     Conflict { slug: &'static str, detail: String },
+    /// A refusal with its own problem `type` (pre-flight, holds, Cal.com unavailable).
+    #[error("{detail}")]
+    Typed {
+        status: StatusCode,
+        slug: &'static str,
+        title: &'static str,
+        detail: String,
+        field: Option<String>,
+        /// Seconds, sent as `Retry-After`.
+        retry_after: Option<u64>,
+    },
 }
 
 /// The problem document (RFC 9457) every error response carries.
@@ -126,6 +137,7 @@ impl ApiError {
             Self::Unavailable(_) => StatusCode::SERVICE_UNAVAILABLE,
             Self::RateLimited { .. } => StatusCode::TOO_MANY_REQUESTS,
             Self::Conflict { .. } => StatusCode::CONFLICT,
+            Self::Typed { status, .. } => *status,
         }
     }
 
@@ -301,6 +313,20 @@ impl ApiError {
             Self::Conflict { slug, detail } => {
                 (*slug, "Conflict", detail.clone(), None, None, None)
             }
+            Self::Typed {
+                slug,
+                title,
+                detail,
+                field,
+                ..
+            } => (
+                *slug,
+                *title,
+                detail.clone(),
+                field.clone(),
+                Some(slug.to_string()),
+                None,
+            ),
         };
         Problem {
             kind: format!("{PROBLEM_BASE}{slug}"),
@@ -320,6 +346,19 @@ impl ApiError {
     /// The response as bytes, for pinning to an idempotency key.
     pub fn body_bytes(&self) -> Vec<u8> {
         serde_json::to_vec(&self.problem()).unwrap_or_default()
+    }
+}
+
+impl From<phasebook_domain::preflight::Refusal> for ApiError {
+    fn from(refusal: phasebook_domain::preflight::Refusal) -> Self {
+        Self::Typed {
+            status: StatusCode::UNPROCESSABLE_ENTITY,
+            slug: refusal.slug(),
+            title: refusal.title(),
+            detail: refusal.detail(),
+            field: Some(refusal.field()),
+            retry_after: None,
+        }
     }
 }
 
@@ -362,6 +401,14 @@ impl IntoResponse for ApiError {
             _ => {}
         }
         let mut response = problem_response(self.status(), self.body_bytes());
+        if let Self::Typed {
+            retry_after: Some(seconds),
+            ..
+        } = &self
+            && let Ok(value) = HeaderValue::from_str(&seconds.to_string())
+        {
+            response.headers_mut().insert(header::RETRY_AFTER, value);
+        }
         if matches!(self, Self::Unauthorized) {
             response
                 .headers_mut()

@@ -9,6 +9,7 @@ pub mod demo;
 pub mod error;
 pub mod event_maps;
 pub mod extract;
+pub mod free_time;
 pub mod guard;
 pub mod routes;
 pub mod secrets;

@@ -19,6 +19,8 @@ pub struct AppState {
     pub sync: crate::sync::SyncHandle,
     /// API-key cache, per-key request limits and the audit hook.
     pub guard: Arc<crate::guard::Guard>,
+    /// Cal.com's free time for availability, read through per-tenant clients and cached.
+    pub free_time: Arc<crate::free_time::FreeTime>,
 }
 
 impl AppState {
@@ -31,6 +33,9 @@ impl AppState {
             store,
             metrics: crate::telemetry::metrics_handle(),
             guard: Arc::new(crate::guard::Guard::default()),
+            free_time: Arc::new(crate::free_time::FreeTime::new(Arc::new(
+                crate::sync::ClientCache::new(crate::sync::ClientSettings::default()),
+            ))),
         }
     }
 }

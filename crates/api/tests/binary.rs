@@ -174,10 +174,25 @@ async fn binary_creates_a_tenant_and_serves_healthz() {
     )
     .await
     .expect("staff");
+    // The pre-flight wants anna's segment mapped; the map goes straight into the database
+    // (this test has no Cal.com to verify one against).
+    let db = database.connect().await.expect("database");
+    phasebook_api::sync::fixtures::put_event_map(
+        &db,
+        uuid::Uuid::parse_str(&tenant).expect("tenant id"),
+        &phasebook_domain::ServiceId::parse("cut").expect("service id"),
+        &phasebook_domain::SegmentKey::parse("C").expect("segment key"),
+        &phasebook_domain::StaffId::parse("anna").expect("staff id"),
+        7,
+        7,
+    )
+    .await
+    .expect("event map");
+    db.close().await;
     let created = ops(client.post(format!("{base}/appointments")))
         .header("x-request-id", "req-under-test")
         .json(&serde_json::json!({
-            "service_id": "cut", "staff_id": "anna", "start": "2026-05-04T09:00",
+            "service_id": "cut", "staff_id": "anna", "start": "2027-05-04T09:00",
             "customer": {"name": "Ada", "email": "ada.secret@example.com", "phone": "+4915199999999"}
         }))
         .send()

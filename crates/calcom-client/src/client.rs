@@ -462,7 +462,44 @@ impl CalcomClient {
         self.execute(call).await?.data()
     }
 
-    /// `DELETE /v2/slots/reservations/{uid}`.
+    /// `GET /v2/slots/reservations/{uid}`. Cal.com answers an unknown uid with a 200 and
+    /// `data: null`, which is `Ok(None)` here. An expired reservation is still returned
+    /// (compare `reservation_until` with the clock) until Cal.com cleans it up.
+    pub async fn get_reservation(&self, uid: &str) -> Result<Option<SlotReservation>, CalcomError> {
+        require_uid("uid", uid)?;
+        let call = Call::new(
+            Method::GET,
+            "/v2/slots/reservations/{uid}",
+            api_version::SLOTS,
+        )
+        .path(&["v2", "slots", "reservations", uid]);
+        self.execute(call).await?.data()
+    }
+
+    /// `PATCH /v2/slots/reservations/{uid}`: moves the reservation to `req`'s event type and
+    /// time, and restarts the hold from now (`reservation_duration`, default 5 minutes).
+    /// Cal.com's overlap check does not skip the reservation itself, so a new time that
+    /// overlaps its own live hold answers 422 ([`crate::SlotRefusal::AlreadyReserved`]);
+    /// to keep a time longer, reserve anew before the old hold ends or delete and reserve.
+    pub async fn update_reservation(
+        &self,
+        uid: &str,
+        req: &ReserveSlot,
+    ) -> Result<SlotReservation, CalcomError> {
+        require_uid("uid", uid)?;
+        let mut call = Call::new(
+            Method::PATCH,
+            "/v2/slots/reservations/{uid}",
+            api_version::SLOTS,
+        )
+        .path(&["v2", "slots", "reservations", uid]);
+        call.body = Some(req.wire_body()?);
+        call.event_type_id = Some(req.event_type_id);
+        self.execute(call).await?.data()
+    }
+
+    /// `DELETE /v2/slots/reservations/{uid}`. Cal.com answers 200 for an unknown uid too,
+    /// so a repeated release succeeds.
     pub async fn delete_reservation(&self, uid: &str) -> Result<(), CalcomError> {
         require_uid("uid", uid)?;
         let call = Call::new(

@@ -18,6 +18,46 @@ pub(crate) const DEFAULT_RATE_LIMIT_RESET: Duration = Duration::from_secs(60);
 /// so one odd header cannot stall a client for days.
 const MAX_RATE_LIMIT_RESET: Duration = Duration::from_secs(3600);
 
+/// Why Cal.com refused a time, read from its message (FACTS 2.4, and the reservation
+/// service of API version 2024-09-04).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum SlotRefusal {
+    /// The host, or one of a team type's hosts, has a booking then or is not working.
+    HostUnavailable,
+    /// Too soon (the event type's minimum booking notice) or too far ahead (its booking
+    /// window): Cal.com answers both with one text (`can't be booked at the "start" time
+    /// provided`), so they cannot be told apart.
+    OutsideBookingWindow,
+    /// The start is in the past.
+    InThePast,
+    /// A team event type with no hosts.
+    NoHosts,
+    /// A seated slot is full.
+    SeatsFull,
+    /// A reservation: the event type already has a live reservation overlapping the time.
+    AlreadyReserved,
+    /// A reservation: the event type already has a booking overlapping the time.
+    AlreadyBooked,
+    /// Another availability text (e.g. a round-robin or collective host error code).
+    Other,
+}
+
+impl SlotRefusal {
+    /// A stable snake_case name, for logs and stored failure details.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::HostUnavailable => "host_unavailable",
+            Self::OutsideBookingWindow => "outside_booking_window",
+            Self::InThePast => "in_the_past",
+            Self::NoHosts => "no_hosts",
+            Self::SeatsFull => "seats_full",
+            Self::AlreadyReserved => "already_reserved",
+            Self::AlreadyBooked => "already_booked",
+            Self::Other => "other",
+        }
+    }
+}
+
 /// Everything that can go wrong on a call to Cal.com.
 #[derive(Debug, thiserror::Error)]
 pub enum CalcomError {
@@ -54,11 +94,13 @@ pub enum CalcomError {
         body: String,
     },
 
-    /// The requested time cannot be booked: host busy or unavailable, too soon, in the
-    /// past, no hosts on a team type, seats full.
+    /// The requested time cannot be booked (or reserved): host busy or unavailable, too
+    /// soon or too far ahead, in the past, no hosts on a team type, seats full, already
+    /// reserved. `reason` says which, as far as Cal.com's text tells.
     #[error("slot unavailable (HTTP {status}): {message}")]
     SlotUnavailable {
         status: u16,
+        reason: SlotRefusal,
         message: String,
         body: String,
     },
@@ -179,6 +221,20 @@ impl CalcomError {
         }
     }
 
+    /// Why a time was refused, for [`CalcomError::SlotUnavailable`].
+    pub fn slot_refusal(&self) -> Option<SlotRefusal> {
+        match self {
+            Self::SlotUnavailable { reason, .. } => Some(*reason),
+            _ => None,
+        }
+    }
+
+    /// True for Cal.com's 400 on a start too soon (minimum booking notice) or too far
+    /// ahead (booking window).
+    pub fn is_outside_booking_window(&self) -> bool {
+        self.slot_refusal() == Some(SlotRefusal::OutsideBookingWindow)
+    }
+
     /// The raw response body (truncated to ~2 KiB), for HTTP errors.
     pub fn raw_body(&self) -> Option<&str> {
         match self {
@@ -293,9 +349,12 @@ pub(crate) fn from_response(
             body,
         };
     }
-    if status >= 400 && is_slot_unavailable(&lower) {
+    if status >= 400
+        && let Some(reason) = slot_refusal(&lower)
+    {
         return CalcomError::SlotUnavailable {
             status,
+            reason,
             message,
             body,
         };
@@ -318,19 +377,43 @@ pub(crate) fn from_response(
     }
 }
 
-/// Texts (lower-cased) by which Cal.com says the time itself cannot be booked.
-fn is_slot_unavailable(lower: &str) -> bool {
-    const PATTERNS: [&str; 8] = [
-        "already has booking at this time or is not available",
-        "can't be booked at the \"start\" time provided",
-        "attempting to book a meeting in the past",
-        "because it has no hosts",
-        "no more seats left",
-        "no_available_users_found_error",
-        "fixed_hosts_unavailable_for_booking",
-        "round_robin_host_unavailable_for_booking",
+/// Texts (lower-cased) by which Cal.com says the time itself cannot be booked or
+/// reserved, and what each means.
+fn slot_refusal(lower: &str) -> Option<SlotRefusal> {
+    const PATTERNS: [(&str, SlotRefusal); 10] = [
+        (
+            "already has booking at this time or is not available",
+            SlotRefusal::HostUnavailable,
+        ),
+        (
+            "can't be booked at the \"start\" time provided",
+            SlotRefusal::OutsideBookingWindow,
+        ),
+        (
+            "attempting to book a meeting in the past",
+            SlotRefusal::InThePast,
+        ),
+        ("because it has no hosts", SlotRefusal::NoHosts),
+        ("no more seats left", SlotRefusal::SeatsFull),
+        (
+            "already reserved by another user",
+            SlotRefusal::AlreadyReserved,
+        ),
+        (
+            "can't reserve a slot if the event is already booked",
+            SlotRefusal::AlreadyBooked,
+        ),
+        ("no_available_users_found_error", SlotRefusal::Other),
+        ("fixed_hosts_unavailable_for_booking", SlotRefusal::Other),
+        (
+            "round_robin_host_unavailable_for_booking",
+            SlotRefusal::Other,
+        ),
     ];
-    PATTERNS.iter().any(|p| lower.contains(p))
+    PATTERNS
+        .iter()
+        .find(|(p, _)| lower.contains(p))
+        .map(|(_, reason)| *reason)
 }
 
 /// Reads the id out of `Event type with id={id} is the parent managed event type …`.
@@ -486,6 +569,57 @@ mod tests {
             assert_eq!(err.kind(), "slot_unavailable", "{text}");
             assert_eq!(err.status(), Some(status));
         }
+    }
+
+    #[test]
+    fn each_refusal_text_names_its_reason() {
+        for (status, text, reason) in [
+            (
+                400,
+                "User either already has booking at this time or is not available",
+                SlotRefusal::HostUnavailable,
+            ),
+            (
+                400,
+                "The event type can't be booked at the \"start\" time provided. This could be because it's too soon (violating the minimum booking notice) or too far in the future (outside the event's scheduling window).",
+                SlotRefusal::OutsideBookingWindow,
+            ),
+            (
+                400,
+                "Attempting to book a meeting in the past.",
+                SlotRefusal::InThePast,
+            ),
+            (
+                422,
+                "This time slot is already reserved by another user. Please choose a different time.",
+                SlotRefusal::AlreadyReserved,
+            ),
+            (
+                422,
+                "Can't reserve a slot if the event is already booked.",
+                SlotRefusal::AlreadyBooked,
+            ),
+            (
+                500,
+                "fixed_hosts_unavailable_for_booking",
+                SlotRefusal::Other,
+            ),
+        ] {
+            let body = serde_json::json!({"status":"error","error":{"code":"X","message":text}})
+                .to_string();
+            let err = classify(status, &body);
+            assert_eq!(err.slot_refusal(), Some(reason), "{text}");
+            assert_eq!(err.kind(), "slot_unavailable");
+            assert_eq!(
+                err.is_outside_booking_window(),
+                reason == SlotRefusal::OutsideBookingWindow
+            );
+        }
+        assert_eq!(classify(400, r#"{"message":"nope"}"#).slot_refusal(), None);
+        assert_eq!(
+            SlotRefusal::OutsideBookingWindow.as_str(),
+            "outside_booking_window"
+        );
     }
 
     #[test]

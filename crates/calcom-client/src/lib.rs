@@ -19,7 +19,7 @@ mod request;
 
 pub use client::CalcomClient;
 pub use config::{ClientConfig, RateLimit};
-pub use error::CalcomError;
+pub use error::{CalcomError, SlotRefusal};
 pub use metadata::{
     BookingMetadata, MAX_METADATA_KEY_CHARS, MAX_METADATA_KEYS, MAX_METADATA_STRING_CHARS,
 };

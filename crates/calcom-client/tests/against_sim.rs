@@ -7,7 +7,7 @@ use std::time::Duration;
 use calcom_client::{
     Attendee, BookingMetadata, BookingStatus, CalcomClient, CalcomError, ClientConfig,
     CreateBooking, CreateTeamEventType, HostAssignment, ListBookings, RateLimit, RescheduleBooking,
-    ReserveSlot, SchedulingType, SecretString, SlotsQuery, UpdateTeamEventType,
+    ReserveSlot, SchedulingType, SecretString, SlotRefusal, SlotsQuery, UpdateTeamEventType,
 };
 use calcom_sim::{Faults, RateLimitConfig, RouteFaults, RunningSim, Seed, Sim, SimConfig, salon};
 use chrono::{DateTime, TimeZone, Utc};
@@ -550,4 +550,144 @@ where
         out.push(h.await.expect("join"));
     }
     out
+}
+
+// ---- find, hold, book -------------------------------------------------------------------
+
+fn hold(event_type_id: i64, start: DateTime<Utc>) -> ReserveSlot {
+    ReserveSlot {
+        event_type_id,
+        slot_start: start,
+        slot_duration: None,
+        reservation_duration: Some(10),
+    }
+}
+
+#[tokio::test]
+async fn reservations_are_read_moved_and_released_through_the_client() {
+    let sim = salon_sim().await;
+    let c = client(&sim);
+    let et = salon::BEN_SEGMENTS[1];
+    let held = c
+        .reserve_slot(&hold(et, berlin(0, 9, 0)))
+        .await
+        .expect("reserve");
+
+    let read = c
+        .get_reservation(&held.reservation_uid)
+        .await
+        .expect("get")
+        .expect("present");
+    assert_eq!(read, held);
+    assert_eq!(c.get_reservation("no-such-hold").await.expect("get"), None);
+
+    // Cal.com's overlap check sees the reservation itself: it cannot be moved onto itself.
+    let err = c
+        .update_reservation(&held.reservation_uid, &hold(et, berlin(0, 9, 0)))
+        .await
+        .expect_err("overlaps itself");
+    assert_eq!(
+        err.slot_refusal(),
+        Some(SlotRefusal::AlreadyReserved),
+        "{err:?}"
+    );
+    assert_eq!(err.status(), Some(422));
+
+    let moved = c
+        .update_reservation(&held.reservation_uid, &hold(et, berlin(0, 15, 0)))
+        .await
+        .expect("move");
+    assert_eq!(moved.reservation_uid, held.reservation_uid);
+    assert_eq!(moved.slot_start, berlin(0, 15, 0));
+    assert_eq!(moved.reservation_duration, Some(10));
+
+    let taken = c
+        .reserve_slot(&hold(et, berlin(0, 15, 15)))
+        .await
+        .expect_err("taken");
+    assert_eq!(taken.slot_refusal(), Some(SlotRefusal::AlreadyReserved));
+
+    c.delete_reservation(&held.reservation_uid)
+        .await
+        .expect("release");
+    c.delete_reservation(&held.reservation_uid)
+        .await
+        .expect("a second release is fine too");
+    assert_eq!(
+        c.get_reservation(&held.reservation_uid).await.expect("get"),
+        None
+    );
+}
+
+/// A stylist working around the clock in UTC with a 60-minute type that needs 10 hours'
+/// notice and can be booked at most 2 days ahead.
+async fn strict_sim() -> RunningSim {
+    let sim = salon_sim().await;
+    let mut et = calcom_sim::SeedEventType::individual(8001, 801, "strict", 60);
+    et.minimum_booking_notice = Some(600);
+    et.booking_window = Some(calcom_sim::BookingWindow::CalendarDays {
+        value: 2,
+        rolling: false,
+    });
+    sim.sim
+        .seed(Seed {
+            users: vec![
+                calcom_sim::SeedUser::new(801, "strict", "UTC")
+                    .working(calcom_sim::WorkingHours::always()),
+            ],
+            event_types: vec![et],
+            ..Seed::default()
+        })
+        .expect("seed");
+    sim
+}
+
+fn whole_hour_in(hours: i64) -> DateTime<Utc> {
+    use chrono::DurationRound;
+    (Utc::now() + chrono::Duration::hours(hours))
+        .duration_trunc(chrono::Duration::hours(1))
+        .expect("trunc")
+}
+
+#[tokio::test]
+async fn too_soon_and_too_far_are_outside_the_booking_window() {
+    let sim = strict_sim().await;
+    let c = client(&sim);
+    for start in [whole_hour_in(2), whole_hour_in(24 * 5)] {
+        let err = c
+            .create_booking(&booking(8001, start, "A"))
+            .await
+            .expect_err("refused");
+        assert!(err.is_outside_booking_window(), "{err:?}");
+        assert_eq!(err.kind(), "slot_unavailable");
+        assert_eq!(err.status(), Some(400));
+    }
+    let ok = c
+        .create_booking(&booking(8001, whole_hour_in(24), "A"))
+        .await
+        .expect("inside the window");
+    assert_eq!(ok.status, BookingStatus::Accepted);
+
+    let busy = c
+        .create_booking(&booking(8001, whole_hour_in(24), "B"))
+        .await
+        .expect_err("busy");
+    assert_eq!(busy.slot_refusal(), Some(SlotRefusal::HostUnavailable));
+    assert!(!busy.is_outside_booking_window());
+}
+
+#[tokio::test]
+async fn a_phone_only_attendee_comes_back_with_the_sms_placeholder_email() {
+    let sim = salon_sim().await;
+    let mut b = booking(salon::ANNA_SEGMENTS[1], berlin(0, 10, 0), "B");
+    b.attendee.email = None;
+    let created = client(&sim).create_booking(&b).await.expect("create");
+    assert_eq!(
+        created.attendees[0].email.as_deref(),
+        Some("4915112345678@sms.cal.com")
+    );
+    assert_eq!(
+        created.attendees[0].phone_number.as_deref(),
+        Some("+4915112345678")
+    );
 }

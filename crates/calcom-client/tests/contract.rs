@@ -642,3 +642,43 @@ fn spec_disagrees_with_cal_com_on_slots_output() {
         .is_empty()
     );
 }
+
+#[test]
+fn reservation_reads_and_updates_use_the_published_operations() {
+    // PATCH takes the same body as POST; the client sends one `ReserveSlot` to both.
+    for method in ["post", "patch"] {
+        let path = if method == "post" {
+            "/v2/slots/reservations"
+        } else {
+            "/v2/slots/reservations/{uid}"
+        };
+        let body_ref = spec()["paths"][path][method]["requestBody"]["content"]["application/json"]
+            ["schema"]["$ref"]
+            .as_str()
+            .unwrap_or_default();
+        assert_eq!(
+            body_ref, "#/components/schemas/ReserveSlotInput_2024_09_04",
+            "{method} {path}"
+        );
+    }
+    let moved = ReserveSlot {
+        event_type_id: 55,
+        slot_start: at(15, 0),
+        slot_duration: None,
+        reservation_duration: Some(10),
+    };
+    assert_valid(
+        "ReserveSlotInput_2024_09_04",
+        &moved.wire_body().expect("body"),
+    );
+    for method in ["get", "patch", "delete"] {
+        let params = operation_parameters("/v2/slots/reservations/{uid}", method);
+        assert!(
+            params
+                .iter()
+                .any(|(n, i, r)| n == "cal-api-version" && i == "header" && *r),
+            "{method}"
+        );
+        assert!(params.iter().any(|(n, i, _)| n == "uid" && i == "path"));
+    }
+}

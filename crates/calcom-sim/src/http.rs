@@ -20,9 +20,9 @@ use crate::Sim;
 use crate::config::{Faults, RateLimitConfig, WebhookConfig};
 use crate::error::{CalError, INVALID_KEY, LIST_NO_AUTH, NO_AUTH};
 use crate::http_fault::Fault;
-use crate::model::{AttendeeRecord, BookingRecord, HostRecord, ReservationRecord, SchedulingType};
-use crate::seed::{Seed, SeedBooking};
-use crate::store::{BookingFilter, NewBooking, TeamEventTypeInput, new_uid, slots_output};
+use crate::model::{AttendeeRecord, BookingRecord, HostRecord, SchedulingType};
+use crate::seed::{Seed, SeedBooking, SeedReservation};
+use crate::store::{BookingFilter, NewBooking, ReserveInput, TeamEventTypeInput, slots_output};
 use crate::time::parse_instant;
 
 type ApiResult = Result<Response, CalError>;
@@ -73,7 +73,9 @@ pub(crate) fn router(sim: Sim) -> Router {
         .route("/v2/slots/reservations", post(reserve_slot))
         .route(
             "/v2/slots/reservations/{uid}",
-            get(get_reservation).delete(delete_reservation),
+            get(get_reservation)
+                .patch(update_reservation)
+                .delete(delete_reservation),
         )
         .fallback(no_route)
         .layer(middleware::from_fn_with_state(sim.clone(), gate));
@@ -85,7 +87,8 @@ pub(crate) fn router(sim: Sim) -> Router {
         .route("/__sim/rate-limit", put(admin_rate_limit))
         .route("/__sim/webhook", put(admin_webhook))
         .route("/__sim/bookings", post(admin_insert_booking))
-        .route("/__sim/bookings/{uid}", delete(admin_remove_booking));
+        .route("/__sim/bookings/{uid}", delete(admin_remove_booking))
+        .route("/__sim/reservations", post(admin_insert_reservation));
     v2.merge(admin).with_state(sim)
 }
 
@@ -501,6 +504,16 @@ fn parse_attendee(v: Option<&Value>) -> Result<AttendeeRecord, CalError> {
     })
 }
 
+/// The address Cal.com stores for an attendee who gave only a phone number: the number
+/// without its `+`, at `sms.cal.com` (`packages/lib/contructEmailFromPhoneNumber.ts` in
+/// calcom/cal.com; the v2 e2e test `team-bookings.e2e-spec.ts` expects
+/// `919876543210@sms.cal.com` for `+919876543210`). Newer upstream keeps only the digits;
+/// for the E.164 numbers the pipe accepts both give the same address.
+fn sms_placeholder_email(phone: &str) -> String {
+    let digits: String = phone.chars().filter(char::is_ascii_digit).collect();
+    format!("{digits}@sms.cal.com")
+}
+
 /// The create-booking pipe: whitelist + forbidNonWhitelisted, then field checks.
 fn parse_new_booking(sim: &Sim, body: &Map<String, Value>) -> Result<NewBooking, CalError> {
     for key in body.keys() {
@@ -580,6 +593,10 @@ fn parse_new_booking(sim: &Sim, body: &Map<String, Value>) -> Result<NewBooking,
     if let Some(p) = &attendee.phone_number {
         fields.insert("attendeePhoneNumber".into(), json!(p));
     }
+    let mut attendee = attendee;
+    if attendee.email.is_none() {
+        attendee.email = attendee.phone_number.as_deref().map(sms_placeholder_email);
+    }
     Ok(NewBooking {
         start,
         event_type_id,
@@ -600,15 +617,18 @@ async fn create_booking(
     let new = parse_new_booking(&sim, &body)?;
     let race = race.map(|r| r.0.0).unwrap_or_default();
     let now = Utc::now();
+    // Cal.com reads the booking window's days in the booker's zone.
+    let booker_tz: Tz = new.attendee.time_zone.parse().unwrap_or(chrono_tz::UTC);
     let booking = if race.is_zero() {
         sim.with_data_mut(|d| {
-            let plan = d.plan(new.event_type_id, new.start, now, None)?;
+            let plan = d.plan(new.event_type_id, new.start, now, None, &booker_tz)?;
             d.commit(plan, new, now, None)
         })?
     } else {
         // Cal.com checks availability and inserts in separate steps; a twin request in
         // between passes the check and is stopped only by the unique key.
-        let plan = sim.with_data(|d| d.plan(new.event_type_id, new.start, now, None))?;
+        let plan =
+            sim.with_data(|d| d.plan(new.event_type_id, new.start, now, None, &booker_tz))?;
         tokio::time::sleep(race).await;
         sim.with_data_mut(|d| d.commit(plan, new, now, None))?
     };
@@ -833,8 +853,9 @@ async fn reschedule_booking(
             }));
         }
         let event_type_id = old.event_type_id.ok_or_else(CalError::internal)?;
-        let plan = d.plan(event_type_id, start, now, Some(&uid))?;
         let attendee = old.attendees.first().cloned().ok_or_else(CalError::internal)?;
+        let booker_tz: Tz = attendee.time_zone.parse().unwrap_or(chrono_tz::UTC);
+        let plan = d.plan(event_type_id, start, now, Some(&uid), &booker_tz)?;
         let new = NewBooking {
             start,
             event_type_id,
@@ -1048,6 +1069,7 @@ fn parse_team_input(body: &Map<String, Value>) -> Result<TeamEventTypeInput, Cal
         before_event_buffer: int("beforeEventBuffer")?,
         after_event_buffer: int("afterEventBuffer")?,
         slot_interval: int("slotInterval")?,
+        booking_window: crate::store::parse_booking_window(body.get("bookingWindow"))?,
     })
 }
 
@@ -1185,65 +1207,85 @@ async fn get_slots(
             duration,
             q.get("bookingUidToReschedule").map(String::as_str),
             now,
+            &tz,
         ))
     })?;
     Ok(success(StatusCode::OK, slots_output(&slots, &tz, range)))
 }
 
+/// The reservation body (`ReserveSlotInput_2024_09_04`); Cal.com's global pipe drops
+/// unknown properties.
+fn parse_reserve_input(body: &Map<String, Value>) -> Result<ReserveInput, CalError> {
+    let int = |k: &str| -> Result<Option<i64>, CalError> {
+        match body.get(k) {
+            None | Some(Value::Null) => Ok(None),
+            Some(v) => v
+                .as_i64()
+                .filter(|n| *n > 0)
+                .map(Some)
+                .ok_or_else(|| CalError::bad_request(format!("{k} must be a positive number"))),
+        }
+    };
+    Ok(ReserveInput {
+        event_type_id: int("eventTypeId")?
+            .ok_or_else(|| CalError::bad_request("eventTypeId must be a number"))?,
+        slot_start: body
+            .get("slotStart")
+            .and_then(Value::as_str)
+            .and_then(parse_instant)
+            .ok_or_else(|| CalError::bad_request("Invalid start date"))?,
+        slot_duration: int("slotDuration")?,
+        reservation_duration: int("reservationDuration")?,
+    })
+}
+
 async fn reserve_slot(AxState(sim): AxState<Sim>, headers: HeaderMap, body: Bytes) -> ApiResult {
     let caller = optional_user(&sim, &headers)?;
-    let body = parse_body(&body)?;
-    let event_type_id = body
-        .get("eventTypeId")
-        .and_then(Value::as_i64)
-        .ok_or_else(|| CalError::bad_request("eventTypeId must be an integer number"))?;
-    let slot_start = body
-        .get("slotStart")
-        .and_then(Value::as_str)
-        .and_then(parse_instant)
-        .ok_or_else(|| CalError::bad_request("slotStart must be a valid ISO 8601 date string"))?;
-    let reservation_duration = body.get("reservationDuration").and_then(Value::as_i64);
-    if reservation_duration.is_some() && caller.is_none() {
+    let input = parse_reserve_input(&parse_body(&body)?)?;
+    if input.reservation_duration.is_some() && caller.is_none() {
         return Err(CalError::unauthorized(
-            "reservationDuration can only be used for authenticated requests.",
+            "reservationDuration can only be used for authenticated requests - use access token, api key or OAuth credentials",
         ));
     }
     let now = Utc::now();
     let record = sim.with_data_mut(|d| {
-        let et = d.event_types.get(&event_type_id).ok_or_else(|| {
-            CalError::not_found(format!("Event Type with ID={event_type_id} not found"))
-        })?;
-        let slot_duration = body
-            .get("slotDuration")
-            .and_then(Value::as_i64)
-            .unwrap_or(et.length_in_minutes);
-        let reservation_duration = reservation_duration.unwrap_or(5);
-        let record = ReservationRecord {
-            reservation_uid: new_uid(),
-            event_type_id,
-            slot_start,
-            slot_end: slot_start + Duration::minutes(slot_duration),
-            slot_duration,
-            reservation_duration,
-            reservation_until: now + Duration::minutes(reservation_duration),
-        };
-        d.reservations
-            .insert(record.reservation_uid.clone(), record.clone());
-        Ok::<_, CalError>(record)
+        if let Some(caller) = caller
+            && input.reservation_duration.is_some()
+            && d.event_types.contains_key(&input.event_type_id)
+            && !d.may_set_reservation_duration(caller, input.event_type_id)
+        {
+            return Err(CalError::forbidden(
+                "authenticated user is not owner of event type, does not have memberships in common with owner of the event type, nor does belong to event type's team or org.",
+            ));
+        }
+        d.reserve(&input, now)
     })?;
     Ok(success(StatusCode::CREATED, record.output()))
 }
 
+/// An unknown uid is a 200 with `data: null` (the output type is nullable).
 async fn get_reservation(AxState(sim): AxState<Sim>, Path(uid): Path<String>) -> ApiResult {
-    let record = sim
-        .with_data(|d| d.reservations.get(&uid).cloned())
-        .ok_or_else(|| CalError::not_found(format!("Reserved slot with uid={uid} not found")))?;
+    let record = sim.with_data(|d| d.reservations.get(&uid).cloned());
+    Ok(success(
+        StatusCode::OK,
+        record.map_or(Value::Null, |r| r.output()),
+    ))
+}
+
+async fn update_reservation(
+    AxState(sim): AxState<Sim>,
+    Path(uid): Path<String>,
+    body: Bytes,
+) -> ApiResult {
+    let input = parse_reserve_input(&parse_body(&body)?)?;
+    let now = Utc::now();
+    let record = sim.with_data_mut(|d| d.update_reservation(&uid, &input, now))?;
     Ok(success(StatusCode::OK, record.output()))
 }
 
+/// Cal.com deletes with `deleteMany`: an unknown uid is a 200 as well.
 async fn delete_reservation(AxState(sim): AxState<Sim>, Path(uid): Path<String>) -> ApiResult {
-    sim.with_data_mut(|d| d.reservations.remove(&uid))
-        .ok_or_else(|| CalError::not_found(format!("Reserved slot with uid={uid} not found")))?;
+    sim.with_data_mut(|d| d.reservations.remove(&uid));
     Ok((StatusCode::OK, axum::Json(json!({"status": "success"}))).into_response())
 }
 
@@ -1325,6 +1367,17 @@ async fn admin_insert_booking(AxState(sim): AxState<Sim>, body: Bytes) -> Respon
     };
     match sim.insert_booking(seed) {
         Ok(b) => (StatusCode::CREATED, axum::Json(b)).into_response(),
+        Err(e) => admin_error(e.status, e.message),
+    }
+}
+
+async fn admin_insert_reservation(AxState(sim): AxState<Sim>, body: Bytes) -> Response {
+    let seed: SeedReservation = match admin_json(&body) {
+        Ok(s) => s,
+        Err(r) => return *r,
+    };
+    match sim.insert_reservation(seed) {
+        Ok(r) => (StatusCode::CREATED, axum::Json(r)).into_response(),
         Err(e) => admin_error(e.status, e.message),
     }
 }

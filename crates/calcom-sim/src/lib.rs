@@ -14,7 +14,7 @@
 //! | `event_types.list` / `.get` / `.update` | `GET /v2/event-types?username=&eventSlug=`, `GET`/`PATCH /v2/event-types/{id}` | `2024-06-14` |
 //! | `event_types.team_list` / `.team_get` / `.team_create` / `.team_update` | `/v2/teams/{teamId}/event-types[/{id}]` | any |
 //! | `slots.list` | `GET /v2/slots` | `2024-09-04` |
-//! | `slots.reservations` | `POST /v2/slots/reservations`, `GET`/`DELETE /v2/slots/reservations/{uid}` | `2024-09-04` |
+//! | `slots.reservations` | `POST /v2/slots/reservations`, `GET`/`PATCH`/`DELETE /v2/slots/reservations/{uid}` | `2024-09-04` |
 //!
 //! A missing or unknown version header is read as `2024-04-15` (Cal.com's fallback). The
 //! legacy controllers are not emulated: such a call answers 400 with a text that says so;
@@ -31,6 +31,9 @@
 //! * `POST /__sim/bookings` — body: [`SeedBooking`]; inserts a booking without checks or
 //!   webhooks (make a host busy). Answers the stored [`BookingRecord`].
 //! * `DELETE /__sim/bookings/{uid}` — removes a booking silently (it "vanished in Cal.com").
+//! * `POST /__sim/reservations` — body: [`SeedReservation`]; inserts a slot reservation
+//!   without checks, with any `reservationUntil` (a past one is an expired hold). Answers the
+//!   stored [`ReservationRecord`].
 //!
 //! # Behaviour notes
 //! * Bookings are checked against the host's working hours and accepted bookings; the
@@ -42,6 +45,7 @@
 //! * Texts the fact sheet does not pin down (pipe validation wording, the metadata limit
 //!   message, the team-role refusal) are the sim's own and say what is wrong.
 //! * Event-type buffers are stored but not applied to availability.
+//! * Where the sim knowingly differs from Cal.com, and how slots are computed: `FIDELITY.md`.
 
 mod config;
 mod error;
@@ -67,12 +71,12 @@ pub use config::{Faults, RateLimitConfig, RouteFaults, SimConfig, WebhookConfig}
 pub use error::SimError;
 pub use http::ROUTE_NAMES;
 pub use model::{
-    AttendeeRecord, BookingHostRecord, BookingRecord, BookingStatus, EventTypeRecord, HostRecord,
-    ReservationRecord, SchedulingType, TeamRecord, UserRecord,
+    AttendeeRecord, BookingHostRecord, BookingRecord, BookingStatus, BookingWindow,
+    EventTypeRecord, HostRecord, ReservationRecord, SchedulingType, TeamRecord, UserRecord,
 };
 pub use seed::{
     SALON_JSON, Seed, SeedApiKey, SeedAttendee, SeedBooking, SeedChild, SeedEventType, SeedHost,
-    SeedMember, SeedTeam, SeedUser, WorkingHours, salon,
+    SeedMember, SeedReservation, SeedTeam, SeedUser, WorkingHours, salon,
 };
 pub use webhook::WebhookDelivery;
 
@@ -266,6 +270,19 @@ impl Sim {
     pub fn insert_booking(&self, booking: SeedBooking) -> Result<BookingRecord, SimErrorDetail> {
         lock(&self.inner.data)
             .insert_direct(booking)
+            .map_err(|e| SimErrorDetail {
+                status: e.status,
+                message: e.message,
+            })
+    }
+
+    /// Inserts a slot reservation directly (no checks), e.g. one that has already expired.
+    pub fn insert_reservation(
+        &self,
+        reservation: SeedReservation,
+    ) -> Result<ReservationRecord, SimErrorDetail> {
+        lock(&self.inner.data)
+            .insert_reservation(reservation)
             .map_err(|e| SimErrorDetail {
                 status: e.status,
                 message: e.message,

@@ -108,6 +108,36 @@ pub struct EventTypeRecord {
     pub minimum_booking_notice: i64,
     pub before_event_buffer: i64,
     pub after_event_buffer: i64,
+    /// How far ahead it can be booked; `None` is Cal.com's "unlimited".
+    #[serde(default)]
+    pub booking_window: Option<BookingWindow>,
+}
+
+/// Cal.com's `bookingWindow` (its `periodType` fields), in the API's shape:
+/// `{"type": "calendarDays", "value": 30}`, `{"type": "businessDays", "value": 10}` or
+/// `{"type": "range", "value": ["2030-06-01", "2030-06-30"]}`. Days are counted from today
+/// and the last day is bookable to its end, both in the zone of whoever asks (the slot
+/// query's `timeZone`, the attendee's zone for a booking).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "camelCase")]
+pub enum BookingWindow {
+    /// Monday to Friday count; Saturday and Sunday are skipped.
+    #[serde(rename_all = "camelCase")]
+    BusinessDays {
+        value: u32,
+        /// Cal.com's rolling window counts only days with free slots; the sim treats it
+        /// as a fixed window (see `FIDELITY.md`).
+        #[serde(default)]
+        rolling: bool,
+    },
+    #[serde(rename_all = "camelCase")]
+    CalendarDays {
+        value: u32,
+        #[serde(default)]
+        rolling: bool,
+    },
+    /// First and last bookable date, inclusive.
+    Range { value: [chrono::NaiveDate; 2] },
 }
 
 impl EventTypeRecord {
@@ -254,6 +284,10 @@ impl BookingRecord {
 pub struct ReservationRecord {
     pub reservation_uid: String,
     pub event_type_id: i64,
+    /// The host it is held for (the owner, or a team type's first host): Cal.com hides
+    /// this user's overlapping slots on every event type they host.
+    #[serde(default)]
+    pub user_id: i64,
     pub slot_start: DateTime<Utc>,
     pub slot_end: DateTime<Utc>,
     pub slot_duration: i64,
@@ -302,7 +336,18 @@ fn common_event_type_fields(et: &EventTypeRecord) -> Value {
         "scheduleId": null,
         "hidden": et.hidden,
         "bookingRequiresAuthentication": false,
+        "bookingWindow": et.booking_window,
     })
+    .as_object()
+    .map(|m| {
+        // Unlimited windows are left out, as Cal.com's output service does.
+        let mut m = m.clone();
+        if m.get("bookingWindow").is_some_and(Value::is_null) {
+            m.remove("bookingWindow");
+        }
+        Value::Object(m)
+    })
+    .unwrap_or_default()
 }
 
 /// `EventTypeOutput_2024_06_14` (personal types and managed children as their owner sees

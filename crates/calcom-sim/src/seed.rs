@@ -5,6 +5,8 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
+use crate::model::BookingWindow;
+
 /// Everything a sim can be seeded with. Seeding adds to what is there; ids must be new.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", default)]
@@ -169,6 +171,10 @@ pub struct SeedEventType {
     /// Minutes; bookings closer to now are refused.
     #[serde(default)]
     pub minimum_booking_notice: Option<i64>,
+    /// How far ahead it can be booked (Cal.com's API shape, e.g.
+    /// `{"type": "calendarDays", "value": 30}`); none means unlimited.
+    #[serde(default)]
+    pub booking_window: Option<BookingWindow>,
 }
 
 impl SeedEventType {
@@ -190,6 +196,7 @@ impl SeedEventType {
             description: None,
             slot_interval: None,
             minimum_booking_notice: None,
+            booking_window: None,
         }
     }
 
@@ -298,6 +305,25 @@ impl SeedBooking {
             metadata: Map::new(),
         }
     }
+}
+
+/// A slot reservation put straight into the store (`POST /__sim/reservations`): no checks,
+/// any `reservationUntil` (a past one makes an expired hold, which hides nothing).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct SeedReservation {
+    /// Defaults to a new uuid.
+    #[serde(default)]
+    pub reservation_uid: Option<String>,
+    pub event_type_id: i64,
+    pub slot_start: DateTime<Utc>,
+    /// Minutes; defaults to the event type's length.
+    #[serde(default)]
+    pub slot_duration: Option<i64>,
+    pub reservation_until: DateTime<Utc>,
+    /// The host it holds; defaults to the event type's owner or first host.
+    #[serde(default)]
+    pub user_id: Option<i64>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

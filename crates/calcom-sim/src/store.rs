@@ -4,19 +4,22 @@
 //! Bookings are indexed by host (start-ordered) so an availability check touches only the
 //! host's bookings near the requested time, never the whole table.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
-use chrono::{DateTime, Datelike, Duration, NaiveDate, TimeZone, Timelike, Utc};
+use chrono::{
+    DateTime, Datelike, Duration, DurationRound, LocalResult, NaiveDate, TimeZone, Timelike, Utc,
+};
 use chrono_tz::Tz;
 use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 
 use crate::error::{CalError, SimError};
 use crate::model::{
-    AttendeeRecord, BookingHostRecord, BookingRecord, BookingStatus, EventTypeRecord, HostRecord,
-    HostView, ReservationRecord, SchedulingType, TeamRecord, UserRecord,
+    AttendeeRecord, BookingHostRecord, BookingRecord, BookingStatus, BookingWindow,
+    EventTypeRecord, HostRecord, HostView, ReservationRecord, SchedulingType, TeamRecord,
+    UserRecord,
 };
-use crate::seed::{Seed, SeedBooking, SeedEventType, SeedUser, WorkingHours};
+use crate::seed::{Seed, SeedBooking, SeedEventType, SeedReservation, SeedUser, WorkingHours};
 use crate::time::iso_offset;
 
 pub(crate) const MANAGED_PARENT_MESSAGE: &str = "is the parent managed event type that can't be booked. You have to provide the child event type id aka id of event type that has been assigned to one of the users.";
@@ -28,6 +31,21 @@ pub(crate) const IN_THE_PAST: &str = "Attempting to book a meeting in the past."
 pub(crate) const TOO_SOON: &str = "The event type can't be booked at the \"start\" time provided. This could be because it's too soon (violating the minimum booking notice) or too far in the future (outside the event's scheduling window). Try fetching available slots first using the GET /v2/slots endpoint and then make a booking with \"start\" time equal to one of the available slots.";
 pub(crate) const ALREADY_CANCELLED: &str = "This booking has already been cancelled.";
 pub(crate) const HOST_NEEDS_REASON: &str = "Cancellation reason is required when you are the host";
+pub(crate) const RESERVE_BOOKED: &str = "Can't reserve a slot if the event is already booked.";
+pub(crate) const RESERVE_TAKEN: &str =
+    "This time slot is already reserved by another user. Please choose a different time.";
+
+/// Cal.com's default hold, in minutes.
+pub(crate) const DEFAULT_RESERVATION_MINUTES: i64 = 5;
+
+/// A validated `POST`/`PATCH /v2/slots/reservations` body.
+#[derive(Debug, Clone)]
+pub(crate) struct ReserveInput {
+    pub event_type_id: i64,
+    pub slot_start: DateTime<Utc>,
+    pub slot_duration: Option<i64>,
+    pub reservation_duration: Option<i64>,
+}
 
 /// Hash of an API key as Cal.com stores it: SHA-256 of the key without its `cal_` prefix.
 pub(crate) fn key_hash(key: &str) -> String {
@@ -37,6 +55,9 @@ pub(crate) fn key_hash(key: &str) -> String {
 
 /// The `(start, end, organizer)` identity Cal.com keeps unique for accepted bookings.
 type IdempotencyKey = (i64, i64, i64);
+
+/// A half-open UTC range `[start, end)`.
+pub(crate) type Span = (DateTime<Utc>, DateTime<Utc>);
 
 /// One host's accepted bookings: (start, booking id) → end.
 type HostCalendar = BTreeMap<(DateTime<Utc>, i64), DateTime<Utc>>;
@@ -96,6 +117,8 @@ pub(crate) struct TeamEventTypeInput {
     pub before_event_buffer: Option<i64>,
     pub after_event_buffer: Option<i64>,
     pub slot_interval: Option<i64>,
+    /// `Some(None)`: `{"disabled": true}`, back to unlimited.
+    pub booking_window: Option<Option<BookingWindow>>,
 }
 
 /// Filters of `GET /v2/bookings`.
@@ -330,6 +353,7 @@ impl Data {
             minimum_booking_notice: et.minimum_booking_notice.unwrap_or(0),
             before_event_buffer: 0,
             after_event_buffer: 0,
+            booking_window: et.booking_window.clone(),
         };
         for child in &et.children {
             if self.event_types.contains_key(&child.id) || child.id == et.id {
@@ -494,6 +518,7 @@ impl Data {
             minimum_booking_notice: input.minimum_booking_notice.unwrap_or(0),
             before_event_buffer: input.before_event_buffer.unwrap_or(0),
             after_event_buffer: input.after_event_buffer.unwrap_or(0),
+            booking_window: input.booking_window.clone().flatten(),
         };
         self.event_types.insert(id, record);
         let mut ids = vec![id];
@@ -559,6 +584,9 @@ impl Data {
             }
             if input.slot_interval.is_some() {
                 et.slot_interval = input.slot_interval;
+            }
+            if let Some(w) = &input.booking_window {
+                et.booking_window = w.clone();
             }
             if let Some(v) = assign_all {
                 et.assign_all_team_members = v;
@@ -696,33 +724,87 @@ impl Data {
         if let Some(v) = body.get("slotInterval").and_then(Value::as_i64) {
             et.slot_interval = Some(v);
         }
+        if let Some(w) = parse_booking_window(body.get("bookingWindow"))? {
+            et.booking_window = w;
+        }
         Ok(())
     }
 
     // ---- availability -----------------------------------------------------------------
 
-    fn within_working_hours(&self, user_id: i64, start: DateTime<Utc>, end: DateTime<Utc>) -> bool {
+    /// The user's working time around `[from, to]` as UTC ranges, one per local day and
+    /// window (not merged across midnight: Cal.com builds its date ranges per day). A day
+    /// with a repeated hour is simply longer; a skipped one shorter (see [`local_instant`]).
+    fn working_ranges(&self, user_id: i64, from: DateTime<Utc>, to: DateTime<Utc>) -> Vec<Span> {
         let Some(user) = self.users.get(&user_id) else {
-            return false;
+            return Vec::new();
         };
         let tz = self.tz_of(user_id);
-        let local_start = start.with_timezone(&tz);
-        let local_end = end.with_timezone(&tz);
-        let day = local_start.weekday().num_days_from_monday() as usize;
-        let s = local_start.hour() * 60 + local_start.minute();
-        let e = if local_end.date_naive() == local_start.date_naive() {
-            local_end.hour() * 60 + local_end.minute()
-        } else if local_end.date_naive() == local_start.date_naive().succ_opt().unwrap_or_default()
-            && local_end.hour() == 0
-            && local_end.minute() == 0
-        {
-            24 * 60
-        } else {
-            return false;
+        let Some(first) = from.with_timezone(&tz).date_naive().pred_opt() else {
+            return Vec::new();
         };
-        user.working_minutes[day]
-            .iter()
-            .any(|&(ws, we)| ws <= s && e <= we && s < e)
+        let last = to
+            .with_timezone(&tz)
+            .date_naive()
+            .succ_opt()
+            .unwrap_or(first);
+        let mut out = Vec::new();
+        let mut day = first;
+        while day <= last {
+            let weekday = day.weekday().num_days_from_monday() as usize;
+            for &(ws, we) in &user.working_minutes[weekday] {
+                if let (Some(s), Some(e)) = (
+                    local_instant(&tz, day, i64::from(ws), false),
+                    local_instant(&tz, day, i64::from(we), true),
+                ) && s < e
+                    && e > from
+                    && s < to
+                {
+                    out.push((s, e));
+                }
+            }
+            day = match day.succ_opt() {
+                Some(d) => d,
+                None => break,
+            };
+        }
+        out.sort();
+        out
+    }
+
+    /// The user's accepted bookings that touch `[from, to]`, as UTC ranges.
+    fn busy_ranges(
+        &self,
+        user_id: i64,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        ignore_uid: Option<&str>,
+    ) -> Vec<Span> {
+        let Some(busy) = self.busy.get(&user_id) else {
+            return Vec::new();
+        };
+        busy.range((from - self.longest, i64::MIN)..(to, i64::MAX))
+            .filter(|(_, e)| **e > from)
+            .filter(|((_, id), _)| {
+                ignore_uid
+                    .is_none_or(|uid| self.bookings.get(id).is_none_or(|b| b.uid.as_str() != uid))
+            })
+            .map(|((s, _), e)| (*s, *e))
+            .collect()
+    }
+
+    /// Cal.com's "date ranges in which the user is available": working time minus bookings.
+    fn free_ranges(
+        &self,
+        user_id: i64,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        ignore_uid: Option<&str>,
+    ) -> Vec<Span> {
+        subtract(
+            self.working_ranges(user_id, from, to),
+            &self.busy_ranges(user_id, from, to, ignore_uid),
+        )
     }
 
     fn overlaps_booking(
@@ -750,7 +832,9 @@ impl Data {
         end: DateTime<Utc>,
         ignore_uid: Option<&str>,
     ) -> bool {
-        self.within_working_hours(user_id, start, end)
+        self.working_ranges(user_id, start, end)
+            .iter()
+            .any(|&(ws, we)| ws <= start && end <= we)
             && !self.overlaps_booking(user_id, start, end, ignore_uid)
     }
 
@@ -772,6 +856,7 @@ impl Data {
         start: DateTime<Utc>,
         now: DateTime<Utc>,
         ignore_uid: Option<&str>,
+        booker_tz: &Tz,
     ) -> Result<Plan, CalError> {
         let et = self.event_types.get(&event_type_id).ok_or_else(|| {
             CalError::not_found(format!("Event type with id {event_type_id} not found."))
@@ -793,7 +878,9 @@ impl Data {
         if start < now {
             return Err(CalError::bad_request(IN_THE_PAST));
         }
-        if start < now + Duration::minutes(et.minimum_booking_notice) {
+        if start < now + Duration::minutes(et.minimum_booking_notice)
+            || !within_booking_window(et, start, now, booker_tz)
+        {
             return Err(CalError::bad_request(TOO_SOON));
         }
         let host_ids: Vec<i64> = match (et.owner_id, et.scheduling_type) {
@@ -1237,8 +1324,73 @@ impl Data {
 
     // ---- slots ------------------------------------------------------------------------
 
-    /// Free starts of `et` in `[from, to]`, per host set rules, minus bookings and live
-    /// reservations.
+    /// The user ids whose calendars make up `et`'s availability: every one must be free
+    /// (`fixed`), plus one of `pool` when it is not empty.
+    fn host_sets(et: &EventTypeRecord) -> (Vec<i64>, Vec<i64>) {
+        match (et.owner_id, et.scheduling_type) {
+            (Some(owner), _) => (vec![owner], Vec::new()),
+            (None, Some(SchedulingType::Collective)) => {
+                (et.hosts.iter().map(|h| h.user_id).collect(), Vec::new())
+            }
+            _ => {
+                let ids = |mandatory: bool| {
+                    et.hosts
+                        .iter()
+                        .filter(|h| (h.mandatory == Some(true)) == mandatory)
+                        .map(|h| h.user_id)
+                        .collect()
+                };
+                (ids(true), ids(false))
+            }
+        }
+    }
+
+    /// Where `et` can take a booking inside `[from, to]`: the fixed hosts' free time
+    /// intersected, and with the union of the pool's (Cal.com's aggregated availability).
+    fn event_type_ranges(
+        &self,
+        et: &EventTypeRecord,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        ignore_uid: Option<&str>,
+    ) -> Vec<Span> {
+        let (fixed, pool) = Self::host_sets(et);
+        if fixed.is_empty() && pool.is_empty() {
+            return Vec::new();
+        }
+        let mut ranges: Option<Vec<Span>> = None;
+        for user in &fixed {
+            let free = self.free_ranges(*user, from, to, ignore_uid);
+            ranges = Some(match ranges {
+                None => free,
+                Some(r) => intersect(&r, &free),
+            });
+        }
+        if !pool.is_empty() {
+            let any = union(
+                pool.iter()
+                    .flat_map(|u| self.free_ranges(*u, from, to, ignore_uid))
+                    .collect(),
+            );
+            ranges = Some(match ranges {
+                None => any,
+                Some(r) => intersect(&r, &any),
+            });
+        }
+        ranges
+            .unwrap_or_default()
+            .into_iter()
+            .filter_map(|(s, e)| {
+                let (s, e) = (s.max(from), e.min(to));
+                (s < e).then_some((s, e))
+            })
+            .collect()
+    }
+
+    /// Bookable slots of `et` starting in `[from, to]`, computed as Cal.com does (see
+    /// `FIDELITY.md`): free ranges cut on the slot interval, minus live reservations of the
+    /// same hosts, inside the minimum notice and the booking window (read in `tz`).
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn slots(
         &self,
         et: &EventTypeRecord,
@@ -1247,76 +1399,230 @@ impl Data {
         duration: Option<i64>,
         ignore_uid: Option<&str>,
         now: DateTime<Utc>,
-    ) -> Vec<(DateTime<Utc>, DateTime<Utc>)> {
+        tz: &Tz,
+    ) -> Vec<Span> {
         if et.is_managed_parent() {
             return Vec::new();
         }
         let length = duration.unwrap_or(et.length_in_minutes).max(1);
-        let interval = et.slot_interval.unwrap_or(length).max(1);
-        let earliest = now + Duration::minutes(et.minimum_booking_notice);
-        let (hosts, all_needed): (Vec<i64>, bool) = match (et.owner_id, et.scheduling_type) {
-            (Some(owner), _) => (vec![owner], true),
-            (None, Some(SchedulingType::Collective)) => {
-                (et.hosts.iter().map(|h| h.user_id).collect(), true)
-            }
-            _ => (et.hosts.iter().map(|h| h.user_id).collect(), false),
+        let frequency = et.slot_interval.unwrap_or(length).max(1);
+        let earliest = ceil_minute(now + Duration::minutes(et.minimum_booking_notice));
+        let step = [60, 30, 20, 15, 10, 5]
+            .into_iter()
+            .find(|i| frequency % i == 0)
+            .unwrap_or(1);
+        let length_d = Duration::minutes(length);
+        let frequency_d = Duration::minutes(frequency);
+        // A slot may end on the range's last second (an end of 23:59:59 takes a slot to 24:00).
+        let fits = |s: DateTime<Utc>, range_end: DateTime<Utc>| {
+            s + length_d - Duration::seconds(1) <= range_end
         };
-        if hosts.is_empty() {
-            return Vec::new();
-        }
-        let reserved: HashSet<DateTime<Utc>> = self
-            .reservations
-            .values()
-            .filter(|r| r.event_type_id == et.id && r.reservation_until > now)
-            .map(|r| r.slot_start)
-            .collect();
-        let mut candidates: BTreeMap<DateTime<Utc>, usize> = BTreeMap::new();
-        for host in &hosts {
-            let Some(user) = self.users.get(host) else {
-                continue;
-            };
-            let tz = self.tz_of(*host);
-            let first = from
-                .with_timezone(&tz)
-                .date_naive()
-                .pred_opt()
-                .unwrap_or_default();
-            let last = to
-                .with_timezone(&tz)
-                .date_naive()
-                .succ_opt()
-                .unwrap_or_default();
-            let mut day = first;
-            while day <= last {
-                let weekday = day.weekday().num_days_from_monday() as usize;
-                for &(ws, we) in &user.working_minutes[weekday] {
-                    let mut m = i64::from(ws);
-                    while m + length <= i64::from(we) {
-                        if let Some(start) = local_to_utc(&tz, day, m) {
-                            let end = start + Duration::minutes(length);
-                            if start >= from
-                                && start <= to
-                                && start >= earliest
-                                && !reserved.contains(&start)
-                                && !self.overlaps_booking(*host, start, end, ignore_uid)
-                            {
-                                *candidates.entry(start).or_default() += 1;
-                            }
-                        }
-                        m += interval;
-                    }
-                }
-                day = match day.succ_opt() {
-                    Some(d) => d,
-                    None => break,
+        let mut starts: BTreeSet<DateTime<Utc>> = BTreeSet::new();
+        for (range_start, range_end) in self.event_type_ranges(et, from, to, ignore_uid) {
+            let mut s = align(range_start.max(earliest), step);
+            // A start inside an earlier slot moves to that slot when it lies in this range,
+            // else past it, so ranges of one grid do not produce overlapping starts.
+            if let Some(prev) = starts.range(..s).next_back().copied()
+                && s < prev + frequency_d
+            {
+                s = if prev >= range_start {
+                    prev
+                } else {
+                    prev + frequency_d
                 };
             }
+            while fits(s, range_end) {
+                starts.insert(s);
+                s += frequency_d;
+            }
         }
-        candidates
+        let (fixed, pool) = Self::host_sets(et);
+        let reserved: Vec<Span> = self
+            .reservations
+            .values()
+            .filter(|r| r.reservation_until > now)
+            .filter(|r| fixed.contains(&r.user_id) || pool.contains(&r.user_id))
+            .map(|r| (r.slot_start, r.slot_end))
+            .collect();
+        starts
             .into_iter()
-            .filter(|(_, n)| !all_needed || *n == hosts.len())
-            .map(|(s, _)| (s, s + Duration::minutes(length)))
+            .map(|s| (s, s + length_d))
+            .filter(|&(s, e)| !reserved.iter().any(|&(rs, re)| rs < e && s < re))
+            .filter(|&(s, _)| within_booking_window(et, s, now, tz))
             .collect()
+    }
+
+    // ---- reservations -------------------------------------------------------------------
+
+    /// The checks Cal.com's reserve and update share: the event type, a variable length,
+    /// no accepted booking of this event type and no live reservation of it overlapping.
+    /// `update` is the reservation being changed; Cal.com's overlap check does not skip it,
+    /// so moving a live reservation onto a time overlapping itself is refused too.
+    fn check_reservation(
+        &self,
+        input: &ReserveInput,
+        now: DateTime<Utc>,
+    ) -> Result<(EventTypeRecord, DateTime<Utc>), CalError> {
+        let et = self.event_types.get(&input.event_type_id).ok_or_else(|| {
+            CalError::not_found(format!(
+                "Event Type with ID={} not found",
+                input.event_type_id
+            ))
+        })?;
+        if let Some(d) = input.slot_duration {
+            let lengths: Vec<i64> = et
+                .metadata
+                .get("multipleDuration")
+                .and_then(Value::as_array)
+                .map(|a| a.iter().filter_map(Value::as_i64).collect())
+                .unwrap_or_default();
+            if lengths.is_empty() {
+                return Err(CalError::bad_request(
+                    "You passed 'slotDuration' but this event type is not a variable length event type.",
+                ));
+            }
+            if !lengths.contains(&d) {
+                let list: Vec<String> = lengths.iter().map(i64::to_string).collect();
+                return Err(CalError::bad_request(format!(
+                    "Provided 'slotDuration' is not one of the possible lengths for the event type. The possible lengths for this variable length event type are: {}",
+                    list.join(", ")
+                )));
+            }
+        }
+        let end = input.slot_start
+            + Duration::minutes(input.slot_duration.unwrap_or(et.length_in_minutes));
+        let booked = self.by_event_type.get(&et.id).is_some_and(|ids| {
+            ids.iter().filter_map(|id| self.bookings.get(id)).any(|b| {
+                b.status == BookingStatus::Accepted && b.start < end && input.slot_start < b.end
+            })
+        });
+        if booked {
+            return Err(CalError::unprocessable(RESERVE_BOOKED));
+        }
+        let taken = self.reservations.values().any(|r| {
+            r.event_type_id == et.id
+                && r.reservation_until > now
+                && r.slot_start < end
+                && input.slot_start < r.slot_end
+        });
+        if taken {
+            return Err(CalError::unprocessable(RESERVE_TAKEN));
+        }
+        Ok((et.clone(), end))
+    }
+
+    /// Whether `caller` may choose a reservation's duration for `et`: the owner, someone
+    /// sharing a team with the owner, or a member of the type's team.
+    pub(crate) fn may_set_reservation_duration(&self, caller: i64, et_id: i64) -> bool {
+        let Some(et) = self.event_types.get(&et_id) else {
+            return true;
+        };
+        match (et.owner_id, et.team_id) {
+            (Some(owner), _) => {
+                owner == caller
+                    || self
+                        .teams
+                        .values()
+                        .any(|t| t.members.contains_key(&owner) && t.members.contains_key(&caller))
+            }
+            (None, Some(team)) => self
+                .teams
+                .get(&team)
+                .is_some_and(|t| t.members.contains_key(&caller)),
+            _ => false,
+        }
+    }
+
+    /// `POST /v2/slots/reservations` (Cal.com's `SlotsService_2024_09_04.reserveSlot`).
+    pub(crate) fn reserve(
+        &mut self,
+        input: &ReserveInput,
+        now: DateTime<Utc>,
+    ) -> Result<ReservationRecord, CalError> {
+        let (et, end) = self.check_reservation(input, now)?;
+        let user_id = et
+            .owner_id
+            .or_else(|| et.hosts.first().map(|h| h.user_id))
+            .ok_or_else(|| {
+                CalError::bad_request("Cannot reserve a slot for a team event without any hosts")
+            })?;
+        let minutes = input
+            .reservation_duration
+            .unwrap_or(DEFAULT_RESERVATION_MINUTES);
+        let record = ReservationRecord {
+            reservation_uid: uuid::Uuid::new_v4().to_string(),
+            event_type_id: et.id,
+            user_id,
+            slot_start: input.slot_start,
+            slot_end: end,
+            slot_duration: (end - input.slot_start).num_minutes(),
+            reservation_duration: minutes,
+            reservation_until: now + Duration::minutes(minutes),
+        };
+        self.reservations
+            .insert(record.reservation_uid.clone(), record.clone());
+        Ok(record)
+    }
+
+    /// `PATCH /v2/slots/reservations/{uid}`: new time and event type, and the hold restarts
+    /// from now (default 5 minutes). The host it is held for stays as it was.
+    pub(crate) fn update_reservation(
+        &mut self,
+        uid: &str,
+        input: &ReserveInput,
+        now: DateTime<Utc>,
+    ) -> Result<ReservationRecord, CalError> {
+        if !self.reservations.contains_key(uid) {
+            return Err(CalError::not_found(format!(
+                "Slot with uid={uid} not found"
+            )));
+        }
+        let (et, end) = self.check_reservation(input, now)?;
+        let minutes = input
+            .reservation_duration
+            .unwrap_or(DEFAULT_RESERVATION_MINUTES);
+        let stored = self
+            .reservations
+            .get_mut(uid)
+            .ok_or_else(CalError::internal)?;
+        stored.event_type_id = et.id;
+        stored.slot_start = input.slot_start;
+        stored.slot_end = end;
+        stored.slot_duration = (end - input.slot_start).num_minutes();
+        stored.reservation_duration = minutes;
+        stored.reservation_until = now + Duration::minutes(minutes);
+        Ok(stored.clone())
+    }
+
+    /// `POST /__sim/reservations`: straight into the store, no checks but a known event type.
+    pub(crate) fn insert_reservation(
+        &mut self,
+        r: SeedReservation,
+    ) -> Result<ReservationRecord, CalError> {
+        let et = self.event_types.get(&r.event_type_id).ok_or_else(|| {
+            CalError::not_found(format!("Event Type with ID={} not found", r.event_type_id))
+        })?;
+        let user_id = r
+            .user_id
+            .or(et.owner_id)
+            .or_else(|| et.hosts.first().map(|h| h.user_id))
+            .ok_or_else(|| CalError::bad_request("the event type has no host to hold"))?;
+        let duration = r.slot_duration.unwrap_or(et.length_in_minutes);
+        let record = ReservationRecord {
+            reservation_uid: r
+                .reservation_uid
+                .unwrap_or_else(|| uuid::Uuid::new_v4().to_string()),
+            event_type_id: et.id,
+            user_id,
+            slot_start: r.slot_start,
+            slot_end: r.slot_start + Duration::minutes(duration),
+            slot_duration: duration,
+            reservation_duration: (r.reservation_until - Utc::now()).num_minutes().max(0),
+            reservation_until: r.reservation_until,
+        };
+        self.reservations
+            .insert(record.reservation_uid.clone(), record.clone());
+        Ok(record)
     }
 
     pub(crate) fn reset(&mut self) {
@@ -1354,15 +1660,155 @@ fn child_of(parent: &EventTypeRecord, id: i64, owner: i64) -> EventTypeRecord {
         minimum_booking_notice: parent.minimum_booking_notice,
         before_event_buffer: parent.before_event_buffer,
         after_event_buffer: parent.after_event_buffer,
+        booking_window: parent.booking_window.clone(),
     }
 }
 
-/// A local wall-clock time to UTC; a time skipped by a DST jump has no slot.
-fn local_to_utc(tz: &Tz, day: NaiveDate, minute: i64) -> Option<DateTime<Utc>> {
-    let base = day.and_hms_opt(0, 0, 0)? + Duration::minutes(minute);
-    tz.from_local_datetime(&base)
-        .earliest()
-        .map(|t| t.with_timezone(&Utc))
+/// Local wall-clock minute `minute` of `day` (1440 = the next midnight) as an instant.
+/// In a repeated hour `latest` picks the second occurrence (so a working window ending
+/// then keeps the whole hour); a time skipped by a DST jump moves forward by the jump, as
+/// JavaScript dates (and so Cal.com) read it.
+fn local_instant(tz: &Tz, day: NaiveDate, minute: i64, latest: bool) -> Option<DateTime<Utc>> {
+    let wall = day.and_hms_opt(0, 0, 0)? + Duration::minutes(minute);
+    let resolved = match tz.from_local_datetime(&wall) {
+        LocalResult::Single(t) => t,
+        LocalResult::Ambiguous(first, second) => {
+            if latest {
+                second
+            } else {
+                first
+            }
+        }
+        LocalResult::None => tz
+            .from_local_datetime(&(wall + Duration::hours(1)))
+            .earliest()?,
+    };
+    Some(resolved.with_timezone(&Utc))
+}
+
+/// Rounds up to the next whole minute.
+fn ceil_minute(t: DateTime<Utc>) -> DateTime<Utc> {
+    let floor = t.duration_trunc(Duration::minutes(1)).unwrap_or(t);
+    if floor < t {
+        floor + Duration::minutes(1)
+    } else {
+        floor
+    }
+}
+
+/// Cal.com starts a range's slots on the next UTC minute-of-hour that is a multiple of
+/// `step` (the largest of 60, 30, 20, 15, 10, 5 dividing the slot interval).
+fn align(t: DateTime<Utc>, step: i64) -> DateTime<Utc> {
+    let t = ceil_minute(t);
+    let minute = i64::from(t.minute());
+    if minute % step == 0 {
+        return t;
+    }
+    let hour = t.duration_trunc(Duration::hours(1)).unwrap_or(t);
+    hour + Duration::minutes((minute + step - 1) / step * step)
+}
+
+/// `ranges` minus `busy`; both sorted by start.
+fn subtract(ranges: Vec<Span>, busy: &[Span]) -> Vec<Span> {
+    let mut out = Vec::new();
+    for (mut s, e) in ranges {
+        for &(bs, be) in busy {
+            if be <= s || bs >= e {
+                continue;
+            }
+            if bs > s {
+                out.push((s, bs));
+            }
+            s = s.max(be);
+            if s >= e {
+                break;
+            }
+        }
+        if s < e {
+            out.push((s, e));
+        }
+    }
+    out
+}
+
+/// Times in both lists.
+fn intersect(a: &[Span], b: &[Span]) -> Vec<Span> {
+    let mut out = Vec::new();
+    for &(as_, ae) in a {
+        for &(bs, be) in b {
+            let (s, e) = (as_.max(bs), ae.min(be));
+            if s < e {
+                out.push((s, e));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// Times in any of the ranges, overlapping ones merged.
+fn union(mut ranges: Vec<Span>) -> Vec<Span> {
+    ranges.sort();
+    let mut out: Vec<Span> = Vec::new();
+    for (s, e) in ranges {
+        match out.last_mut() {
+            Some(last) if s < last.1 => last.1 = last.1.max(e),
+            _ => out.push((s, e)),
+        }
+    }
+    out
+}
+
+/// Reads `bookingWindow` of an event type create/update body: absent → `None`,
+/// `{"disabled": true}` → `Some(None)`, a window → `Some(Some(w))`.
+pub(crate) fn parse_booking_window(
+    raw: Option<&Value>,
+) -> Result<Option<Option<BookingWindow>>, CalError> {
+    match raw {
+        None | Some(Value::Null) => Ok(None),
+        Some(v) if v.get("disabled").and_then(Value::as_bool) == Some(true) => Ok(Some(None)),
+        Some(v) => serde_json::from_value(v.clone())
+            .map(|w| Some(Some(w)))
+            .map_err(|e| {
+                CalError::bad_request(format!(
+                    "bookingWindow must be a businessDays, calendarDays or range window or {{disabled: true}}: {e}"
+                ))
+            }),
+    }
+}
+
+/// Whether `start` lies inside `et`'s booking window, with "today" and day ends read in
+/// `tz` (Cal.com's `calculatePeriodLimits` / `isDateOutOfBounds`).
+pub(crate) fn within_booking_window(
+    et: &EventTypeRecord,
+    start: DateTime<Utc>,
+    now: DateTime<Utc>,
+    tz: &Tz,
+) -> bool {
+    let Some(window) = &et.booking_window else {
+        return true;
+    };
+    let today = now.with_timezone(tz).date_naive();
+    let day = start.with_timezone(tz).date_naive();
+    match window {
+        BookingWindow::CalendarDays { value, .. } => {
+            day <= today + chrono::Days::new(u64::from(*value))
+        }
+        BookingWindow::BusinessDays { value, .. } => {
+            let mut last = today;
+            let mut left = *value;
+            while left > 0 {
+                last = last.succ_opt().unwrap_or(last);
+                if last.weekday().num_days_from_monday() < 5 {
+                    left -= 1;
+                }
+            }
+            day <= last
+        }
+        BookingWindow::Range {
+            value: [first, last],
+        } => *first <= day && day <= *last,
+    }
 }
 
 pub(crate) fn new_uid() -> String {

@@ -3,9 +3,12 @@
 //! availability. Nothing here does I/O, awaits, or reads a clock: callers pass time in.
 
 pub mod appointment;
+pub mod availability;
 pub mod error;
 pub mod ids;
+pub mod phone;
 pub mod plan;
+pub mod preflight;
 pub mod resolution;
 pub mod service;
 pub mod service_change;

@@ -545,6 +545,9 @@ pub enum Coverage {
     /// Nobody has any map for this service: every staff member is listed, since the
     /// service cannot be synced for anyone.
     ServiceUnmapped,
+    /// The staff member performs the service (their `services` list says so) but has no
+    /// map for any of its segments: every booking for them would fail to sync.
+    PerformerUnmapped,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -611,6 +614,53 @@ pub fn audit_cells(
     cells
 }
 
+/// [`audit_cells`] plus every (service, segment, staff) cell of a declared performer
+/// (`performers` holds (service, staff) pairs) that the maps alone do not list: a performer
+/// with no map is an error, not an absence.
+pub fn audit_cells_with_performers(
+    services: &[ServiceSegments],
+    staff: &[StaffId],
+    maps: &[(ServiceId, SegmentKey, StaffId)],
+    performers: &[(ServiceId, StaffId)],
+) -> Vec<AuditCell> {
+    let mut cells = audit_cells(services, staff, maps);
+    for service in services {
+        let mut declared: Vec<&StaffId> = performers
+            .iter()
+            .filter(|(s, m)| s == &service.service_id && staff.contains(m))
+            .map(|(_, m)| m)
+            .collect();
+        declared.sort();
+        declared.dedup();
+        for member in declared {
+            let listed = cells
+                .iter()
+                .any(|c| c.service_id == service.service_id && &c.staff_id == member);
+            if listed {
+                continue;
+            }
+            for segment in &service.segments {
+                cells.push(AuditCell {
+                    service_id: service.service_id.clone(),
+                    segment_key: segment.clone(),
+                    staff_id: member.clone(),
+                    coverage: Coverage::PerformerUnmapped,
+                });
+            }
+        }
+    }
+    let order = |c: &AuditCell| {
+        let service = services.iter().position(|s| s.service_id == c.service_id);
+        let segment = services
+            .iter()
+            .find(|s| s.service_id == c.service_id)
+            .and_then(|s| s.segments.iter().position(|k| k == &c.segment_key));
+        (service, segment, c.staff_id.clone())
+    };
+    cells.sort_by_key(order);
+    cells
+}
+
 /// What a stored map says.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredMap {
@@ -670,6 +720,20 @@ pub fn unmapped_verdict(cell: &AuditCell) -> Verdict {
             fix: format!(
                 "Run `{provision}` for each staff member who performs it, or map its segments \
                  with PUT /event-maps."
+            ),
+        },
+        Coverage::PerformerUnmapped => Verdict {
+            severity: Severity::Error,
+            code: "performer-unmapped",
+            message: format!(
+                "{} performs service {} but segment {} has no event map for them, so their \
+                 appointments cannot sync.",
+                cell.staff_id, cell.service_id, cell.segment_key
+            ),
+            fix: format!(
+                "Map it with PUT /event-maps/{}/{}/{}, run `{provision}`, or remove {} from \
+                 the staff member's services.",
+                cell.service_id, cell.segment_key, cell.staff_id, cell.service_id
             ),
         },
         // A mapped cell reaching here is a caller bug; say so rather than panic.
@@ -1157,6 +1221,32 @@ mod tests {
         assert!(v.message.contains("while segment A does,"), "{}", v.message);
         assert!(v.message.contains("half sync"));
         assert!(v.fix.contains("provision --service colour --staff ben"));
+    }
+
+    #[test]
+    fn a_declared_performer_without_maps_is_an_error_cell_for_every_segment() {
+        let maps = vec![(sid("colour"), key("A"), staff("anna"))];
+        let cells = audit_cells_with_performers(
+            &[colour()],
+            &[staff("anna"), staff("ben")],
+            &maps,
+            &[(sid("colour"), staff("ben"))],
+        );
+        let ben: Vec<_> = cells
+            .iter()
+            .filter(|c| c.staff_id == staff("ben"))
+            .collect();
+        assert_eq!(ben.len(), colour().segments.len());
+        assert!(
+            ben.iter()
+                .all(|c| c.coverage == Coverage::PerformerUnmapped)
+        );
+        assert_eq!(unmapped_verdict(ben[0]).code, "performer-unmapped");
+        assert!(
+            unmapped_verdict(ben[0])
+                .fix
+                .contains("PUT /event-maps/colour/")
+        );
     }
 
     #[test]

@@ -8,6 +8,7 @@ use phasebook_api::auth::{self, TenantSettings};
 use phasebook_api::state::AppState;
 use phasebook_api::store::{Database, Role};
 use phasebook_api::testing::TestDatabase;
+use phasebook_domain::{SegmentKey, ServiceId, StaffId};
 use reqwest::{Method, RequestBuilder, Response};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
@@ -182,6 +183,26 @@ impl TestApp {
                 .put_json(&format!("/staff/{id}"), &self.keys.ops, &staff)
                 .await;
             assert_eq!(response.status(), 200);
+        }
+        // Both stylists perform both services, with a (made-up) event type per segment, so
+        // the pre-flight lets their bookings through; Cal.com itself is not reached here.
+        for (n, staff) in ["anna", "ben"].into_iter().enumerate() {
+            for (service, keys) in [("colour", vec!["A", "B", "C", "D"]), ("cut", vec!["C"])] {
+                for (k, key) in keys.into_iter().enumerate() {
+                    let id = 9_000 + 100 * n as i64 + 10 * i64::from(service == "cut") + k as i64;
+                    phasebook_api::sync::fixtures::put_event_map(
+                        &self.db,
+                        self.tenant_id,
+                        &ServiceId::parse(service).expect("service id"),
+                        &SegmentKey::parse(key).expect("segment key"),
+                        &StaffId::parse(staff).expect("staff id"),
+                        id,
+                        id,
+                    )
+                    .await
+                    .expect("event map");
+                }
+            }
         }
     }
 }

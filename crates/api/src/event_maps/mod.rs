@@ -277,6 +277,7 @@ pub async fn audit(
     let services = store.list_services(tenant_id).await?;
     let staff = store.list_staff(tenant_id).await?;
     let maps = store.list_event_maps(tenant_id).await?;
+    let performers = store.list_performers(tenant_id).await?;
 
     let outlines: Vec<ServiceSegments> = services
         .iter()
@@ -298,7 +299,7 @@ pub async fn audit(
         .collect();
 
     let mut findings = Vec::new();
-    for cell in resolution::audit_cells(&outlines, &staff_ids, &keys) {
+    for cell in resolution::audit_cells_with_performers(&outlines, &staff_ids, &keys, &performers) {
         let map = maps.iter().find(|m| {
             m.service_id == cell.service_id
                 && m.segment_key == cell.segment_key

@@ -10,9 +10,13 @@ use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, SubsecRound, Utc};
 use phasebook_domain::appointment::parse_notes;
+use phasebook_domain::phone::{Country, normalise_phone};
 use phasebook_domain::plan::{assign_staff, parse_time_zone};
+use phasebook_domain::preflight::{Booking, check_booking, check_contact};
 use phasebook_domain::sync::AppointmentSyncStatus;
-use phasebook_domain::{Customer, SegmentKey, StaffId, StartTime, plan_appointment};
+use phasebook_domain::{
+    Customer, PlannedSegment, SegmentKey, StaffId, StartTime, plan_appointment,
+};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use utoipa::{IntoParams, ToSchema};
@@ -23,8 +27,10 @@ use uuid::Uuid;
 use crate::auth::{Caller, Permission};
 use crate::error::{ApiError, Problem, problem_response};
 use crate::extract::{Json, MAX_BODY_BYTES, Path, Query, parse_json};
+use crate::routes::booking::{load_service_context, load_staff};
 use crate::routes::services::parse_service_id;
 use crate::state::AppState;
+use crate::store::holds::{HoldConversion, HoldStatus};
 use crate::store::{
     Appointment, AppointmentQuery, IdempotencyClaim, IdempotentResponse, NewAppointment,
 };
@@ -46,12 +52,22 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateAppointment {
-    pub service_id: String,
-    /// Performs every segment unless `segments` assigns another staff member.
-    pub staff_id: String,
+    /// Required unless `hold_id` is given (then it must match the hold's).
+    #[serde(default)]
+    pub service_id: Option<String>,
+    /// Performs every segment unless `segments` assigns another staff member. Required
+    /// unless `hold_id` is given (then it must match the hold's).
+    #[serde(default)]
+    pub staff_id: Option<String>,
     /// RFC 3339 with an offset, or a local date-time (`2026-05-04T09:00`) read in
-    /// `time_zone`. A local time skipped or repeated by a DST change is refused.
-    pub start: String,
+    /// `time_zone`. A local time skipped or repeated by a DST change is refused. Required
+    /// unless `hold_id` is given (then, if given, it must be the hold's start).
+    #[serde(default)]
+    pub start: Option<String>,
+    /// Books exactly the times of this hold (`POST /holds`); `410 hold-expired` after it
+    /// expired.
+    #[serde(default)]
+    pub hold_id: Option<String>,
     /// IANA time zone; defaults to the staff member's.
     #[serde(default)]
     pub time_zone: Option<String>,
@@ -69,7 +85,8 @@ pub struct CustomerRequest {
     pub name: String,
     #[serde(default)]
     pub email: Option<String>,
-    /// E.164, e.g. `+4915123456789`.
+    /// International (`+4915123456789`, `0049…`) or, when the tenant has a country, a
+    /// national number; stored in E.164. An e-mail address or a phone number is required.
     #[serde(default)]
     pub phone: Option<String>,
 }
@@ -242,24 +259,125 @@ fn json_response(status: StatusCode, body: Vec<u8>) -> Response {
     response
 }
 
-/// Turns a booking request into a planned appointment: every rule is the domain's; this
-/// only loads what the rules need.
+fn required<'a>(value: &'a Option<String>, field: &str) -> Result<&'a str, ApiError> {
+    value.as_deref().ok_or_else(|| {
+        ApiError::validation(
+            field,
+            "required",
+            format!("{field} is required unless hold_id is given"),
+        )
+    })
+}
+
+fn hold_problem(
+    status: StatusCode,
+    slug: &'static str,
+    title: &'static str,
+    detail: String,
+) -> ApiError {
+    ApiError::Typed {
+        status,
+        slug,
+        title,
+        detail,
+        field: Some("hold_id".to_string()),
+        retry_after: None,
+    }
+}
+
+pub(crate) fn hold_expired() -> ApiError {
+    hold_problem(
+        StatusCode::GONE,
+        "hold-expired",
+        "Hold expired",
+        "The hold is past its expires_at and blocks nothing any more; search again and hold a new option.".to_string(),
+    )
+}
+
+pub(crate) fn hold_ended(status: HoldStatus) -> ApiError {
+    match status {
+        HoldStatus::Booked => hold_problem(
+            StatusCode::CONFLICT,
+            "hold-already-booked",
+            "Hold already booked",
+            "The hold was already turned into an appointment (its appointment_id is on GET /holds/{id}).".to_string(),
+        ),
+        _ => hold_problem(
+            StatusCode::GONE,
+            "hold-released",
+            "Hold released",
+            "The hold was released and blocks nothing any more; search again and hold a new option.".to_string(),
+        ),
+    }
+}
+
+/// Turns a booking request into a planned appointment: the rules are the domain's
+/// (planning, pre-flight); this only loads what they need. With `hold_id` the plan is the
+/// hold's, to the millisecond.
 async fn plan(
     state: &AppState,
     caller: &Caller,
     request: CreateAppointment,
     now: DateTime<Utc>,
-) -> Result<NewAppointment, ApiError> {
-    let service_id = parse_service_id(&request.service_id)?;
-    let staff_id = StaffId::parse(&request.staff_id).map_err(|e| e.within("staff_id"))?;
+) -> Result<(NewAppointment, Option<Uuid>), ApiError> {
+    let hold = match request.hold_id.as_deref() {
+        None => None,
+        Some(raw) => {
+            let id = Uuid::parse_str(raw.trim()).map_err(|_| {
+                ApiError::validation(
+                    "hold_id",
+                    "invalid_hold_id",
+                    "hold_id is the id POST /holds answered",
+                )
+            })?;
+            let hold = state
+                .db
+                .booking()
+                .get_hold(caller.tenant_id, id)
+                .await?
+                .ok_or(ApiError::NotFound { what: "hold" })?;
+            match hold.status {
+                HoldStatus::Held if hold.expires_at <= now => return Err(hold_expired()),
+                HoldStatus::Held => {}
+                other => return Err(hold_ended(other)),
+            }
+            Some(hold)
+        }
+    };
+    let service_id = match (&hold, &request.service_id) {
+        (Some(h), None) => h.service_id.clone(),
+        (_, given) => parse_service_id(required(given, "service_id")?)?,
+    };
+    let staff_id = match (&hold, &request.staff_id) {
+        (Some(h), None) => h.staff_id.clone(),
+        (_, given) => {
+            StaffId::parse(required(given, "staff_id")?).map_err(|e| e.within("staff_id"))?
+        }
+    };
+    let context = load_service_context(state, caller.tenant_id, &service_id).await?;
+    let country = context
+        .settings
+        .country
+        .as_deref()
+        .map(Country::parse)
+        .transpose()
+        .map_err(|e| ApiError::Internal(format!("stored tenant country: {e}")))?;
+    let phone = request
+        .customer
+        .phone
+        .as_deref()
+        .map(str::trim)
+        .filter(|p| !p.is_empty())
+        .map(|p| normalise_phone(p, country))
+        .transpose()
+        .map_err(|e| e.within("customer"))?;
     let customer = Customer::new(
         &request.customer.name,
         request.customer.email.as_deref(),
-        request.customer.phone.as_deref(),
+        phone.as_deref(),
     )
     .map_err(|e| e.within("customer"))?;
     let notes = parse_notes(request.notes.as_deref())?;
-    let start = StartTime::parse(&request.start)?;
     let overrides = request
         .segments
         .iter()
@@ -274,30 +392,7 @@ async fn plan(
         .collect::<Result<Vec<_>, phasebook_domain::FieldError>>()?;
 
     let store = &state.store;
-    let service = store
-        .get_service(caller.tenant_id, &service_id)
-        .await?
-        .ok_or_else(|| {
-            ApiError::validation(
-                "service_id",
-                "unknown_service",
-                format!(
-                    "there is no service {service_id:?}; define it with PUT /services/{service_id}"
-                ),
-            )
-        })?;
-    let staff = store
-        .get_staff(caller.tenant_id, &staff_id)
-        .await?
-        .ok_or_else(|| {
-            ApiError::validation(
-                "staff_id",
-                "unknown_staff",
-                format!(
-                    "there is no staff member {staff_id:?}; define them with PUT /staff/{staff_id}"
-                ),
-            )
-        })?;
+    let staff = load_staff(state, caller.tenant_id, &staff_id, "staff_id").await?;
     for (i, (_, other)) in overrides.iter().enumerate() {
         if other != &staff_id && store.get_staff(caller.tenant_id, other).await?.is_none() {
             return Err(ApiError::validation(
@@ -307,23 +402,76 @@ async fn plan(
             ));
         }
     }
-    let zone_name = request.time_zone.unwrap_or(staff.time_zone);
-    let zone = parse_time_zone(&zone_name)?;
-    // Instants are kept to the millisecond, the precision both backends store.
-    let starts_at = start.resolve(zone)?.trunc_subsecs(3);
-    let assigned = assign_staff(&service.service, &staff_id, &overrides)?;
-    let segments = plan_appointment(&service.service, starts_at, &assigned);
-    Ok(NewAppointment {
-        appointment_id: Uuid::now_v7(),
-        tenant_id: caller.tenant_id,
-        service_id,
-        staff_id,
-        time_zone: zone.name().to_string(),
-        customer,
-        notes,
-        segments,
-        created_at: now,
-    })
+    let (time_zone, segments, checked_at) = match &hold {
+        Some(hold) => {
+            let mismatch = |field: &str, what: &str| {
+                ApiError::validation(
+                    field,
+                    "hold_mismatch",
+                    format!("{what} differs from the hold's; leave it out or send the hold's"),
+                )
+            };
+            if hold.service_id != service_id {
+                return Err(mismatch("service_id", "service_id"));
+            }
+            if hold.staff_id != staff_id {
+                return Err(mismatch("staff_id", "staff_id"));
+            }
+            if !request.segments.is_empty() {
+                return Err(mismatch("segments", "segments"));
+            }
+            let planned: Vec<PlannedSegment> =
+                hold.segments.iter().map(|s| s.segment.clone()).collect();
+            if let Some(start) = &request.start {
+                let zone =
+                    parse_time_zone(request.time_zone.as_deref().unwrap_or(&hold.time_zone))?;
+                let at = StartTime::parse(start)?.resolve(zone)?.trunc_subsecs(3);
+                if planned.first().map(|s| s.starts_at) != Some(at) {
+                    return Err(mismatch("start", "start"));
+                }
+            }
+            // The hold passed the timing checks when it was made; staff and maps are
+            // checked again in case they changed since.
+            (hold.time_zone.clone(), planned, hold.created_at)
+        }
+        None => {
+            let zone_name = request.time_zone.clone().unwrap_or(staff.time_zone.clone());
+            let zone = parse_time_zone(&zone_name)?;
+            // Instants are kept to the millisecond, the precision both backends store.
+            let starts_at = StartTime::parse(required(&request.start, "start")?)?
+                .resolve(zone)?
+                .trunc_subsecs(3);
+            let assigned = assign_staff(&context.service.service, &staff_id, &overrides)?;
+            let segments = plan_appointment(&context.service.service, starts_at, &assigned);
+            (zone.name().to_string(), segments, now)
+        }
+    };
+    check_booking(
+        &Booking {
+            service_id: &service_id,
+            staff_id: &staff_id,
+            plan: &segments,
+            performers: &context.performers,
+            mapped: &context.mapped(),
+            horizon_days: context.settings.horizon_days,
+        },
+        checked_at,
+    )?;
+    check_contact(customer.email().is_some(), customer.phone().is_some())?;
+    Ok((
+        NewAppointment {
+            appointment_id: Uuid::now_v7(),
+            tenant_id: caller.tenant_id,
+            service_id,
+            staff_id,
+            time_zone,
+            customer,
+            notes,
+            segments,
+            created_at: now,
+        },
+        hold.map(|h| h.hold_id),
+    ))
 }
 
 /// Plans and stores the appointment, pinning the outcome to `key` when one is given: a
@@ -337,7 +485,7 @@ async fn create(
 ) -> Response {
     let now = Utc::now().trunc_subsecs(3);
     let outcome = match plan(&state, &caller, request, now).await {
-        Ok(new) => {
+        Ok((new, hold_id)) => {
             record_appointment_id(new.appointment_id);
             let body =
                 serde_json::to_vec(&AppointmentView::from(&new.as_created())).unwrap_or_default();
@@ -345,18 +493,51 @@ async fn create(
                 status: StatusCode::CREATED.as_u16(),
                 body,
             };
-            match state
-                .store
-                .create_appointment(&new, key.as_deref().map(|k| (k, &pinned)))
-                .await
-            {
+            let idempotency = key.as_deref().map(|k| (k, &pinned));
+            let stored = match hold_id {
+                None => state
+                    .store
+                    .create_appointment(&new, idempotency)
+                    .await
+                    .map_err(ApiError::from),
+                Some(hold_id) => match state
+                    .db
+                    .booking()
+                    .create_appointment_from_hold(hold_id, &new, idempotency)
+                    .await
+                {
+                    Ok(HoldConversion::Booked) => {
+                        let cleanup = state.clone();
+                        let tenant_id = caller.tenant_id;
+                        tokio::spawn(async move {
+                            if let Ok(Some(hold)) =
+                                cleanup.db.booking().get_hold(tenant_id, hold_id).await
+                            {
+                                crate::routes::holds::clear_reservations_of(
+                                    &cleanup,
+                                    &hold,
+                                    Utc::now(),
+                                )
+                                .await;
+                            }
+                        });
+                        Ok(())
+                    }
+                    Ok(HoldConversion::Expired) => Err(hold_expired()),
+                    Ok(HoldConversion::Ended(status)) => Err(hold_ended(status)),
+                    Ok(HoldConversion::Missing) => Err(ApiError::NotFound { what: "hold" }),
+                    Err(err) => Err(ApiError::from(err)),
+                },
+            };
+            match stored {
                 Ok(()) => {
+                    state.free_time.invalidate(caller.tenant_id);
                     state.sync.wake();
                     metrics::counter!("phasebook_appointments_created_total").increment(1);
                     tracing::info!(segments = new.segments.len(), "appointment created");
                     return json_response(StatusCode::CREATED, pinned.body);
                 }
-                Err(err) => ApiError::from(err),
+                Err(err) => err,
             }
         }
         Err(err) => err,
@@ -432,9 +613,11 @@ fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
         (status = 400, body = Problem, content_type = "application/problem+json", description = "Malformed JSON"),
         (status = 401, body = Problem, content_type = "application/problem+json"),
         (status = 403, body = Problem, content_type = "application/problem+json"),
-        (status = 409, body = Problem, content_type = "application/problem+json", description = "Double booking (names `conflicting_appointment_id`), or the same Idempotency-Key is in flight"),
+        (status = 404, body = Problem, content_type = "application/problem+json", description = "No such hold"),
+        (status = 409, body = Problem, content_type = "application/problem+json", description = "Double booking (names `conflicting_appointment_id`), the hold was already booked, or the same Idempotency-Key is in flight"),
+        (status = 410, body = Problem, content_type = "application/problem+json", description = "`hold-expired` or `hold-released`: the hold blocks nothing any more"),
         (status = 413, body = Problem, content_type = "application/problem+json"),
-        (status = 422, body = Problem, content_type = "application/problem+json", description = "Invalid request (names `field`), or Idempotency-Key reused with another body")
+        (status = 422, body = Problem, content_type = "application/problem+json", description = "Invalid request (names `field`); a pre-flight refusal with its own `type`: `staff-does-not-perform-service`, `segment-unmapped`, `customer-unreachable`, `start-in-past`, `start-beyond-horizon`; or Idempotency-Key reused with another body")
     ))]
 async fn create_appointment(
     State(state): State<AppState>,
@@ -662,6 +845,7 @@ pub(crate) async fn cancel_appointment(
         .cancel_appointment(caller.tenant_id, id, Utc::now().trunc_subsecs(3))
         .await?
         .ok_or_else(not_found)?;
+    state.free_time.invalidate(caller.tenant_id);
     // The sync job may be leased right now; this makes its worker run it again.
     let appointment = match state
         .sync

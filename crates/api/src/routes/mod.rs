@@ -2,7 +2,10 @@
 //! utoipa builds from the handlers themselves.
 
 pub mod appointments;
+pub mod availability;
+pub(crate) mod booking;
 pub mod health;
+pub mod holds;
 pub mod keys;
 pub mod services;
 pub mod staff;
@@ -28,6 +31,8 @@ use crate::state::AppState;
         (name = "services", description = "Services and their segments"),
         (name = "staff", description = "Staff members and their Cal.com users"),
         (name = "appointments", description = "Composite appointments"),
+        (name = "availability", description = "Options to book: Cal.com's free time for every segment, minus phasebook's own appointments and holds"),
+        (name = "holds", description = "Keep an option's time for a few minutes while the caller decides; book it with POST /appointments and hold_id"),
         (name = "event maps", description = "Which Cal.com event type each service segment is booked on, per staff member; checked with Cal.com before it is stored"),
         (name = "sync", description = "Cal.com sync: status, attempt log, resync, health, webhooks"),
         (name = "operations", description = "Health, readiness and metrics"),
@@ -61,6 +66,8 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(services::router())
         .merge(staff::router())
         .merge(appointments::router())
+        .merge(availability::router())
+        .merge(holds::router())
         .merge(crate::event_maps::routes::router())
         .merge(crate::sync::routes::router())
         .merge(keys::router())

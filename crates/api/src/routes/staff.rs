@@ -3,8 +3,8 @@
 
 use axum::extract::State;
 use chrono::{DateTime, SubsecRound, Utc};
-use phasebook_domain::StaffId;
 use phasebook_domain::staff::StaffProfile;
+use phasebook_domain::{ServiceId, StaffId};
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
@@ -31,6 +31,10 @@ pub struct StaffRequest {
     pub calcom_username: String,
     /// IANA time zone, e.g. `Europe/Berlin`.
     pub time_zone: String,
+    /// The services this person performs (availability searches them; pre-flight and the
+    /// event-map audit check them). Absent keeps the current list.
+    #[serde(default)]
+    pub services: Option<Vec<String>>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -40,6 +44,8 @@ pub struct StaffView {
     pub calcom_user_id: i64,
     pub calcom_username: String,
     pub time_zone: String,
+    /// The services this person performs.
+    pub services: Vec<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -49,14 +55,15 @@ pub struct StaffList {
     pub items: Vec<StaffView>,
 }
 
-impl From<&StaffMember> for StaffView {
-    fn from(s: &StaffMember) -> Self {
+impl StaffView {
+    fn of(s: &StaffMember, services: &[ServiceId]) -> Self {
         Self {
             staff_id: s.staff_id.to_string(),
             name: s.name.clone(),
             calcom_user_id: s.calcom_user_id.0,
             calcom_username: s.calcom_username.clone(),
             time_zone: s.time_zone.clone(),
+            services: services.iter().map(ToString::to_string).collect(),
             created_at: s.created_at,
             updated_at: s.updated_at,
         }
@@ -87,6 +94,25 @@ async fn put_staff(
         &request.calcom_username,
         &request.time_zone,
     )?;
+    let services = match &request.services {
+        None => None,
+        Some(list) => {
+            let known = state.store.list_services(caller.tenant_id).await?;
+            let mut ids = Vec::with_capacity(list.len());
+            for (i, raw) in list.iter().enumerate() {
+                let id = ServiceId::parse(raw).map_err(|e| e.within(&format!("services[{i}]")))?;
+                if !known.iter().any(|s| s.service_id == id) {
+                    return Err(ApiError::validation(
+                        format!("services[{i}]"),
+                        "unknown_service",
+                        format!("there is no service {id:?}; define it with PUT /services/{id}"),
+                    ));
+                }
+                ids.push(id);
+            }
+            Some(ids)
+        }
+    };
     let now = Utc::now().trunc_subsecs(3);
     let stored = state
         .store
@@ -103,7 +129,16 @@ async fn put_staff(
             },
         )
         .await?;
-    Ok(axum::Json(StaffView::from(&stored)))
+    let booking = state.db.booking();
+    if let Some(services) = &services {
+        booking
+            .set_staff_services(caller.tenant_id, &stored.staff_id, services)
+            .await?;
+    }
+    let performs = booking
+        .staff_services(caller.tenant_id, &stored.staff_id)
+        .await?;
+    Ok(axum::Json(StaffView::of(&stored, &performs)))
 }
 
 /// One staff member.
@@ -128,7 +163,12 @@ async fn get_staff(
         .get_staff(caller.tenant_id, &staff_id)
         .await?
         .ok_or_else(not_found)?;
-    Ok(axum::Json(StaffView::from(&stored)))
+    let performs = state
+        .db
+        .booking()
+        .staff_services(caller.tenant_id, &stored.staff_id)
+        .await?;
+    Ok(axum::Json(StaffView::of(&stored, &performs)))
 }
 
 /// Every staff member of the tenant.
@@ -140,7 +180,22 @@ async fn list_staff(
 ) -> Result<axum::Json<StaffList>, ApiError> {
     caller.require(Permission::Read)?;
     let staff = state.store.list_staff(caller.tenant_id).await?;
+    let performers = state
+        .db
+        .event_maps()
+        .list_performers(caller.tenant_id)
+        .await?;
     Ok(axum::Json(StaffList {
-        items: staff.iter().map(StaffView::from).collect(),
+        items: staff
+            .iter()
+            .map(|member| {
+                let services: Vec<ServiceId> = performers
+                    .iter()
+                    .filter(|(_, who)| who == &member.staff_id)
+                    .map(|(service, _)| service.clone())
+                    .collect();
+                StaffView::of(member, &services)
+            })
+            .collect(),
     }))
 }

@@ -66,6 +66,9 @@ pub trait EventMapStore: Store {
     /// The tenant's Cal.com key, base URL and team id (`None`: no such tenant).
     async fn tenant_calcom(&self, tenant_id: Uuid) -> StoreResult<Option<TenantCalcom>>;
 
+    /// Every (service, staff) pair where the staff member performs the service.
+    async fn list_performers(&self, tenant_id: Uuid) -> StoreResult<Vec<(ServiceId, StaffId)>>;
+
     /// Every tenant's id and name, oldest first: what `phasebook doctor` walks when no
     /// tenant is named.
     async fn list_tenants(&self) -> StoreResult<Vec<(Uuid, String)>>;

@@ -4,6 +4,9 @@
 
 pub mod console;
 pub mod event_maps;
+pub mod holds;
+mod holds_pg;
+mod holds_sqlite;
 pub mod keys;
 mod pg;
 mod pg_event_maps;

@@ -113,6 +113,24 @@ impl EventMapStore for PgStore {
             team_id: row.try_get("calcom_team_id")?,
         }))
     }
+    async fn list_performers(&self, tenant_id: Uuid) -> StoreResult<Vec<(ServiceId, StaffId)>> {
+        let rows = sqlx::query(
+            "select service_id, staff_id from staff_services where tenant_id = $1
+             order by service_id, staff_id",
+        )
+        .bind(tenant_id)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| {
+                Ok((
+                    parse_service_id(row.try_get("service_id")?)?,
+                    parse_staff_id(row.try_get("staff_id")?)?,
+                ))
+            })
+            .collect()
+    }
+
     async fn list_tenants(&self) -> StoreResult<Vec<(Uuid, String)>> {
         let rows =
             sqlx::query("select tenant_id, name from tenants order by created_at, tenant_id")

@@ -509,94 +509,10 @@ impl Store for SqliteStore {
         let (Some(starts_at), Some(ends_at)) = (a.starts_at(), a.ends_at()) else {
             return Err(StoreError::Corrupt("an appointment needs segments".into()));
         };
-        let tenant = uuid_text(a.tenant_id);
-        let id = uuid_text(a.appointment_id);
-        let now = to_ms(a.created_at);
         // `begin immediate` takes the write lock before the overlap check, so no other
         // writer can slip a segment in between the check and the insert.
         let mut tx = self.pool.begin_with("begin immediate").await?;
-        for segment in &a.segments {
-            let conflict: Option<String> = sqlx::query_scalar(
-                "select appointment_id from appointment_segments
-                 where tenant_id = ?1 and staff_id = ?2 and active = 1
-                   and starts_at < ?4 and ends_at > ?3
-                 order by starts_at limit 1",
-            )
-            .bind(&tenant)
-            .bind(segment.staff_id.as_str())
-            .bind(to_ms(segment.starts_at))
-            .bind(to_ms(segment.ends_at))
-            .fetch_optional(&mut *tx)
-            .await?;
-            if let Some(conflict) = conflict {
-                return Err(StoreError::DoubleBooking {
-                    conflicting_appointment_id: Some(parse_uuid(&conflict)?),
-                });
-            }
-        }
-        sqlx::query(
-            "insert into appointments (appointment_id, tenant_id, service_id, staff_id, starts_at,
-                 ends_at, time_zone, status, customer_name, customer_email, customer_phone, notes,
-                 sync_status, requires_manual_review, created_at, updated_at)
-             values (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'booked', ?8, ?9, ?10, ?11, 'pending', 0, ?12, ?12)",
-        )
-        .bind(&id)
-        .bind(&tenant)
-        .bind(a.service_id.as_str())
-        .bind(a.staff_id.as_str())
-        .bind(to_ms(starts_at))
-        .bind(to_ms(ends_at))
-        .bind(&a.time_zone)
-        .bind(a.customer.name())
-        .bind(a.customer.email())
-        .bind(a.customer.phone())
-        .bind(a.notes.as_deref())
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-        for (position, s) in a.segments.iter().enumerate() {
-            sqlx::query(
-                "insert into appointment_segments (appointment_id, segment_key, tenant_id,
-                     position, staff_id, starts_at, ends_at, active, sync_status, updated_at)
-                 values (?1, ?2, ?3, ?4, ?5, ?6, ?7, 1, 'pending', ?8)",
-            )
-            .bind(&id)
-            .bind(s.key.as_str())
-            .bind(&tenant)
-            .bind(position as i64)
-            .bind(s.staff_id.as_str())
-            .bind(to_ms(s.starts_at))
-            .bind(to_ms(s.ends_at))
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-        }
-        sqlx::query(
-            "insert into sync_jobs (sync_job_id, tenant_id, appointment_id, state, run_at,
-                 created_at, updated_at)
-             values (?1, ?2, ?3, 'pending', ?4, ?4, ?4)",
-        )
-        .bind(uuid_text(Uuid::now_v7()))
-        .bind(&tenant)
-        .bind(&id)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-        if let Some((key, response)) = idempotency {
-            sqlx::query(
-                "update idempotency_keys
-                 set state = 'completed', response_status = ?3, response_body = ?4,
-                     appointment_id = ?5
-                 where tenant_id = ?1 and idempotency_key = ?2",
-            )
-            .bind(&tenant)
-            .bind(key)
-            .bind(i64::from(response.status))
-            .bind(&response.body)
-            .bind(&id)
-            .execute(&mut *tx)
-            .await?;
-        }
+        insert_appointment_rows(&mut tx, a, starts_at, ends_at, idempotency).await?;
         tx.commit().await?;
         Ok(())
     }
@@ -881,4 +797,108 @@ impl Store for SqliteStore {
             .await?;
         Ok(done.rows_affected())
     }
+}
+
+/// The overlap check and the inserts of one appointment, inside the caller's immediate
+/// transaction. Live holds block the time as appointments do; expired ones are ignored.
+pub(crate) async fn insert_appointment_rows(
+    tx: &mut sqlx::SqliteConnection,
+    a: &NewAppointment,
+    starts_at: DateTime<Utc>,
+    ends_at: DateTime<Utc>,
+    idempotency: Option<(&str, &IdempotentResponse)>,
+) -> StoreResult<()> {
+    let tenant = uuid_text(a.tenant_id);
+    let id = uuid_text(a.appointment_id);
+    let now = to_ms(a.created_at);
+    for segment in &a.segments {
+        let conflict: Option<String> = sqlx::query_scalar(
+            "select appointment_id from appointment_segments
+                 where tenant_id = ?1 and staff_id = ?2 and active = 1
+                   and starts_at < ?4 and ends_at > ?3
+                 order by starts_at limit 1",
+        )
+        .bind(&tenant)
+        .bind(segment.staff_id.as_str())
+        .bind(to_ms(segment.starts_at))
+        .bind(to_ms(segment.ends_at))
+        .fetch_optional(&mut *tx)
+        .await?;
+        if let Some(conflict) = conflict {
+            return Err(StoreError::DoubleBooking {
+                conflicting_appointment_id: Some(parse_uuid(&conflict)?),
+            });
+        }
+    }
+    if super::holds_sqlite::live_hold_overlaps(&mut *tx, a.tenant_id, &a.segments, a.created_at)
+        .await?
+    {
+        return Err(StoreError::DoubleBooking {
+            conflicting_appointment_id: None,
+        });
+    }
+    sqlx::query(
+            "insert into appointments (appointment_id, tenant_id, service_id, staff_id, starts_at,
+                 ends_at, time_zone, status, customer_name, customer_email, customer_phone, notes,
+                 sync_status, requires_manual_review, created_at, updated_at)
+             values (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'booked', ?8, ?9, ?10, ?11, 'pending', 0, ?12, ?12)",
+        )
+        .bind(&id)
+        .bind(&tenant)
+        .bind(a.service_id.as_str())
+        .bind(a.staff_id.as_str())
+        .bind(to_ms(starts_at))
+        .bind(to_ms(ends_at))
+        .bind(&a.time_zone)
+        .bind(a.customer.name())
+        .bind(a.customer.email())
+        .bind(a.customer.phone())
+        .bind(a.notes.as_deref())
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+    for (position, s) in a.segments.iter().enumerate() {
+        sqlx::query(
+            "insert into appointment_segments (appointment_id, segment_key, tenant_id,
+                     position, staff_id, starts_at, ends_at, active, sync_status, updated_at)
+                 values (?1, ?2, ?3, ?4, ?5, ?6, ?7, 1, 'pending', ?8)",
+        )
+        .bind(&id)
+        .bind(s.key.as_str())
+        .bind(&tenant)
+        .bind(position as i64)
+        .bind(s.staff_id.as_str())
+        .bind(to_ms(s.starts_at))
+        .bind(to_ms(s.ends_at))
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+    }
+    sqlx::query(
+        "insert into sync_jobs (sync_job_id, tenant_id, appointment_id, state, run_at,
+                 created_at, updated_at)
+             values (?1, ?2, ?3, 'pending', ?4, ?4, ?4)",
+    )
+    .bind(uuid_text(Uuid::now_v7()))
+    .bind(&tenant)
+    .bind(&id)
+    .bind(now)
+    .execute(&mut *tx)
+    .await?;
+    if let Some((key, response)) = idempotency {
+        sqlx::query(
+            "update idempotency_keys
+                 set state = 'completed', response_status = ?3, response_body = ?4,
+                     appointment_id = ?5
+                 where tenant_id = ?1 and idempotency_key = ?2",
+        )
+        .bind(&tenant)
+        .bind(key)
+        .bind(i64::from(response.status))
+        .bind(&response.body)
+        .bind(&id)
+        .execute(&mut *tx)
+        .await?;
+    }
+    Ok(())
 }

@@ -178,6 +178,16 @@ async fn seed_salon_in_team(
         },
     )
     .await?;
+    // Fixture salons take bookings years ahead: sync tests book in 2030.
+    db.booking()
+        .set_booking_settings(
+            issued.tenant_id,
+            &crate::store::holds::BookingSettings {
+                country: None,
+                horizon_days: phasebook_domain::preflight::MAX_HORIZON_DAYS,
+            },
+        )
+        .await?;
     let service_id = ServiceId::parse(service_id).map_err(invalid)?;
     let service = Service::new("Colour", segments.clone()).map_err(invalid)?;
     let now = Utc::now().trunc_subsecs(3);

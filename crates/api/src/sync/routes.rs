@@ -358,6 +358,8 @@ async fn calcom_webhook(
             detail: format!("not a Cal.com webhook delivery: {e}"),
             field: None,
         })?;
+    // Any booking change in Cal.com changes its free time: availability reads it afresh.
+    state.free_time.invalidate(tenant_id);
     let ignored = || WebhookOutcome {
         outcome: "ignored",
         appointment_id: None,

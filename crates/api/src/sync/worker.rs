@@ -390,10 +390,16 @@ pub async fn run_standalone(database_url: &str, config: SyncConfig) -> anyhow::R
     let handle = SyncHandle::for_database(&db);
     let stop = CancellationToken::new();
     let worker = handle.spawn_worker(config, super::postgres_pool(&db), stop.clone());
+    let sweep = tokio::spawn(crate::routes::holds::sweep_reservations_every(
+        crate::state::AppState::new(db.clone()),
+        std::time::Duration::from_secs(15),
+        stop.clone(),
+    ));
     tracing::info!(database = db.store().backend(), "phasebook worker running");
     crate::app::shutdown_signal().await;
     stop.cancel();
     let _ = worker.await;
+    let _ = sweep.await;
     db.close().await;
     Ok(())
 }

@@ -1,0 +1,129 @@
+//! What availability, holds and appointments load before the domain decides: the service,
+//! the tenant's booking settings, who performs the service and which event maps exist.
+//! Nothing here decides; it only gathers.
+
+use phasebook_domain::preflight::DEFAULT_HORIZON_DAYS;
+use phasebook_domain::{SegmentKey, ServiceId, StaffId};
+use uuid::Uuid;
+
+use crate::error::ApiError;
+use crate::state::AppState;
+use crate::store::event_maps::EventMap;
+use crate::store::holds::BookingSettings;
+use crate::store::sync::TenantConnection;
+use crate::store::{StaffMember, StoredService};
+
+/// Everything the pre-flight and the search need about one service.
+pub(crate) struct ServiceContext {
+    pub service: StoredService,
+    pub settings: BookingSettings,
+    pub performers: Vec<StaffId>,
+    pub maps: Vec<EventMap>,
+}
+
+impl ServiceContext {
+    /// (segment, staff) pairs with a verified map.
+    pub fn mapped(&self) -> Vec<(SegmentKey, StaffId)> {
+        self.maps
+            .iter()
+            .map(|m| (m.segment_key.clone(), m.staff_id.clone()))
+            .collect()
+    }
+
+    /// The bookable event type of a segment for a staff member.
+    pub fn bookable(&self, key: &SegmentKey, staff: &StaffId) -> Option<i64> {
+        self.maps
+            .iter()
+            .find(|m| &m.segment_key == key && &m.staff_id == staff)
+            .map(|m| m.bookable_event_type_id.0)
+    }
+
+    /// Whether every segment of the service is mapped for this staff member.
+    pub fn fully_mapped(&self, staff: &StaffId) -> bool {
+        self.service
+            .service
+            .segments()
+            .iter()
+            .all(|s| self.bookable(&s.key, staff).is_some())
+    }
+}
+
+pub(crate) fn unknown_service(service_id: &ServiceId) -> ApiError {
+    ApiError::validation(
+        "service_id",
+        "unknown_service",
+        format!("there is no service {service_id:?}; define it with PUT /services/{service_id}"),
+    )
+}
+
+pub(crate) async fn load_service_context(
+    state: &AppState,
+    tenant_id: Uuid,
+    service_id: &ServiceId,
+) -> Result<ServiceContext, ApiError> {
+    let store = state.db.booking();
+    let service = store
+        .get_service(tenant_id, service_id)
+        .await?
+        .ok_or_else(|| unknown_service(service_id))?;
+    let settings = store
+        .booking_settings(tenant_id)
+        .await?
+        .unwrap_or(BookingSettings {
+            country: None,
+            horizon_days: DEFAULT_HORIZON_DAYS,
+        });
+    let performers = store.performers(tenant_id, service_id).await?;
+    let maps = store
+        .list_event_maps(tenant_id)
+        .await?
+        .into_iter()
+        .filter(|m| &m.service_id == service_id)
+        .collect();
+    Ok(ServiceContext {
+        service,
+        settings,
+        performers,
+        maps,
+    })
+}
+
+pub(crate) async fn load_staff(
+    state: &AppState,
+    tenant_id: Uuid,
+    staff_id: &StaffId,
+    field: &str,
+) -> Result<StaffMember, ApiError> {
+    state
+        .store
+        .get_staff(tenant_id, staff_id)
+        .await?
+        .ok_or_else(|| {
+            ApiError::validation(
+                field,
+                "unknown_staff",
+                format!(
+                    "there is no staff member {staff_id:?}; define them with PUT /staff/{staff_id}"
+                ),
+            )
+        })
+}
+
+/// The tenant's Cal.com connection, for the shared per-tenant client.
+pub(crate) async fn tenant_connection(
+    state: &AppState,
+    tenant_id: Uuid,
+) -> Result<TenantConnection, ApiError> {
+    let calcom = state
+        .db
+        .event_maps()
+        .tenant_calcom(tenant_id)
+        .await?
+        .ok_or(ApiError::NotFound { what: "tenant" })?;
+    Ok(TenantConnection {
+        tenant_id,
+        api_key: calcom.api_key,
+        base_url: calcom.base_url,
+        team_id: calcom.team_id,
+    })
+}
