@@ -128,6 +128,22 @@ async fn the_day_view_shows_the_gap_between_segments_a_and_b_free_and_a_block_op
     let Some(browser) = Browser::start().await else {
         return;
     };
+    // A caller is holding 15:00 with stylist-1 while deciding.
+    let held = world
+        .http
+        .post(format!("{}/holds", world.url))
+        .bearer_auth(&world.salon.ops_key)
+        .json(&json!({
+            "service_id": world.salon.service_id.as_str(),
+            "staff_id": "stylist-1",
+            "start": format!("{DAY}T15:00"),
+            "time_zone": "Europe/Berlin",
+            "ttl_seconds": 900
+        }))
+        .send()
+        .await
+        .expect("hold");
+    assert_eq!(held.status(), 201, "{:?}", held.text().await);
     log_in(&browser, &world, &world.salon.ops_key).await;
     let name = backend(&world);
     browser
@@ -135,6 +151,17 @@ async fn the_day_view_shows_the_gap_between_segments_a_and_b_free_and_a_block_op
         .await;
     browser.find("table.day").await;
     assert_every_control_is_labelled(&browser).await;
+    // The held time is drawn hatched, in stylist-1's column, where the hold starts.
+    let hold = browser
+        .execute(
+            "const cell = document.querySelector('td.block.hold[data-hold=\"true\"]');
+             return cell ? { segment: cell.dataset.segment,
+                             hatched: getComputedStyle(cell).backgroundImage.includes('gradient') } : null;",
+            vec![],
+        )
+        .await;
+    assert_eq!(hold["segment"], "A", "the hold is drawn: {hold}");
+    assert_eq!(hold["hatched"], true, "{hold}");
 
     // What is drawn where a person looks: stylist-1's column, in the middle of the 35 min
     // processing gap after A (10:00–10:30) and before B (11:05–11:20).

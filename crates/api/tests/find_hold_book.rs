@@ -70,6 +70,21 @@ async fn setup(database: TestDatabase) -> App {
     let salon = fixtures::seed_sim_salon(&db, &sim.base_url, &account, "colour", segments)
         .await
         .expect("salon");
+    // The property test sends hundreds of requests a second on one key; it exercises
+    // availability, not phasebook's own per-key request limit.
+    db.keys()
+        .update_tenant(
+            salon.tenant_id,
+            &phasebook_api::store::keys::TenantUpdate {
+                rate_limit: Some(phasebook_api::store::keys::ApiRateLimit {
+                    per_second: 1_000_000,
+                    burst: 1_000_000,
+                }),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("lifting the request limit");
     let mut state = AppState::new(db.clone());
     state.free_time = Arc::new(FreeTime::new(Arc::new(ClientCache::new(fast_client()))));
     let stop = CancellationToken::new();

@@ -48,17 +48,36 @@ pub struct HoldSegment {
     pub ends_at: DateTime<Utc>,
 }
 
-/// The holds overlapping `[from, to)` for the day view.
-///
-/// Holds come from the holds store (`POST /holds`), which this branch does not have yet;
-/// until it is wired in here, nothing is shown as held.
+/// The holds live now that overlap `[from, to)`, from the holds store (`POST /holds`).
 pub async fn load_holds(
-    _state: &AppState,
-    _tenant_id: Uuid,
-    _from: DateTime<Utc>,
-    _to: DateTime<Utc>,
+    state: &AppState,
+    tenant_id: Uuid,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
 ) -> Result<Vec<HoldBlock>, ApiError> {
-    Ok(Vec::new())
+    let holds = state
+        .db
+        .booking()
+        .live_holds_between(tenant_id, from, to, Utc::now())
+        .await?;
+    Ok(holds
+        .into_iter()
+        .map(|hold| HoldBlock {
+            service_id: hold.service_id,
+            staff_id: hold.staff_id,
+            expires_at: hold.expires_at,
+            segments: hold
+                .segments
+                .into_iter()
+                .map(|s| HoldSegment {
+                    key: s.segment.key,
+                    staff_id: s.segment.staff_id,
+                    starts_at: s.segment.starts_at,
+                    ends_at: s.segment.ends_at,
+                })
+                .collect(),
+        })
+        .collect())
 }
 
 /// One day in one zone, as the UTC instants it starts and ends at (23 or 25 hours long on

@@ -146,6 +146,30 @@ pub trait BookingStore: EventMapStore {
         uid: &str,
     ) -> StoreResult<()>;
     async fn get_hold(&self, tenant_id: Uuid, hold_id: Uuid) -> StoreResult<Option<Hold>>;
+    /// Ids of the holds live at `now` with a segment touching `[from, to)`.
+    async fn live_hold_ids(
+        &self,
+        tenant_id: Uuid,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Vec<Uuid>>;
+    /// The holds live at `now` with a segment touching `[from, to)` (the console's day).
+    async fn live_holds_between(
+        &self,
+        tenant_id: Uuid,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Vec<Hold>> {
+        let mut holds = Vec::new();
+        for hold_id in self.live_hold_ids(tenant_id, from, to, now).await? {
+            if let Some(hold) = self.get_hold(tenant_id, hold_id).await? {
+                holds.push(hold);
+            }
+        }
+        Ok(holds)
+    }
     /// Marks a held hold released and frees its time. None when there is no such hold.
     async fn release_hold(
         &self,

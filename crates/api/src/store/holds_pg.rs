@@ -349,6 +349,27 @@ impl BookingStore for PgStore {
         Ok(())
     }
 
+    async fn live_hold_ids(
+        &self,
+        tenant_id: Uuid,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Vec<Uuid>> {
+        Ok(sqlx::query_scalar(
+            "select distinct h.hold_id from holds h
+             join hold_segments s on s.hold_id = h.hold_id
+             where h.tenant_id = $1 and h.status = 'held' and h.expires_at > $4
+               and s.starts_at < $3 and s.ends_at > $2",
+        )
+        .bind(tenant_id)
+        .bind(from)
+        .bind(to)
+        .bind(now)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
     async fn get_hold(&self, tenant_id: Uuid, hold_id: Uuid) -> StoreResult<Option<Hold>> {
         self.load_hold(tenant_id, hold_id).await
     }

@@ -278,6 +278,28 @@ impl BookingStore for SqliteStore {
         Ok(())
     }
 
+    async fn live_hold_ids(
+        &self,
+        tenant_id: Uuid,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Vec<Uuid>> {
+        let ids: Vec<String> = sqlx::query_scalar(
+            "select distinct h.hold_id from holds h
+             join hold_segments s on s.hold_id = h.hold_id
+             where h.tenant_id = ?1 and h.status = 'held' and h.expires_at > ?4
+               and s.starts_at < ?3 and s.ends_at > ?2",
+        )
+        .bind(text(tenant_id))
+        .bind(to_ms(from))
+        .bind(to_ms(to))
+        .bind(to_ms(now))
+        .fetch_all(&self.pool)
+        .await?;
+        ids.iter().map(|id| uuid(id)).collect()
+    }
+
     async fn get_hold(&self, tenant_id: Uuid, hold_id: Uuid) -> StoreResult<Option<Hold>> {
         let Some(row) = sqlx::query(
             "select hold_id, tenant_id, service_id, staff_id, time_zone, status, expires_at,

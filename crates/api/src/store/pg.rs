@@ -493,19 +493,25 @@ impl Store for PgStore {
         appointment: &NewAppointment,
         idempotency: Option<(&str, &IdempotentResponse)>,
     ) -> StoreResult<()> {
-        match self.insert_appointment(appointment, idempotency).await {
-            Ok(()) => Ok(()),
-            Err(err)
-                if err
-                    .as_database_error()
-                    .and_then(|e| e.code())
-                    .is_some_and(|code| code == EXCLUSION_VIOLATION) =>
-            {
-                Err(StoreError::DoubleBooking {
-                    conflicting_appointment_id: self.find_conflict(appointment).await?,
-                })
+        let mut tries = 0;
+        loop {
+            match self.insert_appointment(appointment, idempotency).await {
+                Ok(()) => return Ok(()),
+                Err(err)
+                    if err
+                        .as_database_error()
+                        .and_then(|e| e.code())
+                        .is_some_and(|code| code == EXCLUSION_VIOLATION) =>
+                {
+                    return Err(StoreError::DoubleBooking {
+                        conflicting_appointment_id: self.find_conflict(appointment).await?,
+                    });
+                }
+                // Concurrent overlapping inserts can deadlock on the guard's index instead
+                // of meeting the constraint; run again, the winner is committed by then.
+                Err(err) if tries < RETRIES_ON_CONFLICT && is_retryable(&err) => tries += 1,
+                Err(err) => return Err(err.into()),
             }
-            Err(err) => Err(err.into()),
         }
     }
 
