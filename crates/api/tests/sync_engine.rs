@@ -219,11 +219,16 @@ impl World {
 
     /// Someone changes an event type's length in Cal.com (`PATCH /v2/event-types/{id}`).
     async fn set_length_in_calcom(&self, event_type: i64, minutes: i64) {
+        self.patch_event_type(event_type, json!({ "lengthInMinutes": minutes }))
+            .await;
+    }
+
+    async fn patch_event_type(&self, event_type: i64, body: serde_json::Value) {
         let answer = reqwest::Client::new()
             .patch(format!("{}/v2/event-types/{event_type}", self.sim.base_url))
             .bearer_auth(&self.account.api_key)
             .header("cal-api-version", "2024-06-14")
-            .json(&json!({ "lengthInMinutes": minutes }))
+            .json(&body)
             .send()
             .await
             .expect("patch");
@@ -1166,6 +1171,32 @@ async fn after_an_outage_reviews_caused_only_by_calcom_are_retried_once_it_answe
         assert_eq!(
             w.view(misconfigured).await.status,
             AppointmentSyncStatus::NeedsReview
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_start_outside_the_booking_window_needs_review_naming_the_window_not_a_busy_host() {
+    for database in databases().await {
+        let w = world(database).await;
+        // Segment A's type only takes bookings 30 days ahead; the appointment is in 2030.
+        w.patch_event_type(
+            w.event_type(0),
+            json!({"bookingWindow": {"type": "calendarDays", "value": 30}}),
+        )
+        .await;
+        let id = w.appointment(26).await;
+        w.drain().await;
+        let view = w.view(id).await;
+        let a = &view.segments[0];
+        assert_eq!(a.status.as_str(), "needs_review", "{view:#?}");
+        let reason = a.review_reason.as_deref().expect("reason");
+        assert!(reason.contains("booking window"), "{reason}");
+        assert!(!reason.contains("busy"), "{reason}");
+        assert!(
+            w.active_bookings_for(id)
+                .iter()
+                .all(|b| b.metadata.get("phasebook_segment") != Some(&json!("A")))
         );
     }
 }

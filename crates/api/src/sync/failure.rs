@@ -21,6 +21,9 @@ pub fn classify(err: &CalcomError) -> CalcomFailure {
         CalcomError::ManagedParent { event_type_id, .. } => FailureClass::ManagedParent {
             event_type_id: EventTypeId(*event_type_id),
         },
+        err @ CalcomError::SlotUnavailable { .. } if err.is_outside_booking_window() => {
+            FailureClass::OutsideBookingWindow
+        }
         CalcomError::SlotUnavailable { .. } => FailureClass::SlotUnavailable,
         CalcomError::DuplicateBooking { .. } => FailureClass::DuplicateBooking,
         CalcomError::NotFound { .. } => FailureClass::NotFound,

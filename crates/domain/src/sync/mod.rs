@@ -294,6 +294,9 @@ pub enum FailureClass {
     },
     /// The host is busy or unavailable at that time.
     SlotUnavailable,
+    /// The start is too soon (the event type's minimum booking notice) or too far ahead
+    /// (its booking window): Cal.com's settings, not the host's calendar, refuse it.
+    OutsideBookingWindow,
     /// Cal.com's own duplicate protection: a booking for this organizer and time exists.
     DuplicateBooking,
     NotFound,
@@ -521,6 +524,16 @@ pub fn decide(
         FailureClass::ManagedParent { event_type_id } => Decision::NeedsReview {
             reason: managed_parent_without_child_reason(subject, event_type_id),
         },
+        FailureClass::SlotUnavailable | FailureClass::OutsideBookingWindow
+            if subject.starts_at <= now =>
+        {
+            Decision::NeedsReview {
+                reason: start_passed_reason(subject, failure),
+            }
+        }
+        FailureClass::OutsideBookingWindow => Decision::NeedsReview {
+            reason: booking_window_reason(subject, failure),
+        },
         FailureClass::SlotUnavailable if subject.starts_at <= now => Decision::NeedsReview {
             reason: start_passed_reason(subject, failure),
         },
@@ -577,6 +590,18 @@ fn start_passed_reason(subject: &ReviewSubject, failure: &CalcomFailure) -> Stri
         subject.user(),
         said(failure),
         subject.appointment_id
+    )
+}
+
+/// The event type's minimum notice or booking window refuses the start.
+fn booking_window_reason(subject: &ReviewSubject, failure: &CalcomFailure) -> String {
+    format!(
+        "Cal.com refuses {} for {} because the start is too soon or too far ahead for {}'s minimum booking notice or booking window ({}); fix: widen those settings of the event type in Cal.com, then {}; or cancel the appointment and book a time inside them.",
+        subject.segment(),
+        subject.user(),
+        subject.event_type(),
+        said(failure),
+        subject.resync()
     )
 }
 
@@ -1036,6 +1061,22 @@ mod tests {
     }
 
     #[test]
+    fn a_start_outside_the_booking_window_names_the_event_type_settings_not_a_busy_host() {
+        let f = failure(FailureClass::OutsideBookingWindow);
+        let s = subject();
+        let Decision::NeedsReview { reason } = decide(
+            &input(&f, &s, 1, Operation::Create),
+            &RetryPolicy::default(),
+            now(),
+            0.5,
+        ) else {
+            panic!("review");
+        };
+        assert!(reason.contains("booking window"), "{reason}");
+        assert!(!reason.contains("busy"), "{reason}");
+    }
+
+    #[test]
     fn a_refused_start_in_the_past_says_so_and_never_asks_to_free_the_time() {
         let f = failure(FailureClass::SlotUnavailable);
         let s = subject();
@@ -1413,6 +1454,7 @@ mod tests {
                 event_type_id: EventTypeId(id)
             }),
             Just(FailureClass::SlotUnavailable),
+            Just(FailureClass::OutsideBookingWindow),
             Just(FailureClass::DuplicateBooking),
             Just(FailureClass::NotFound),
             Just(FailureClass::Unauthorized),
