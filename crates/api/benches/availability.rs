@@ -67,6 +67,20 @@ async fn world(rate_limit: RateLimitConfig, client_limit: RateLimit) -> Result<W
     let salon = fixtures::seed_sim_salon(&db, &sim.base_url, &account, "colour", segments)
         .await
         .context("salon")?;
+    // The bench measures availability, not phasebook's per-key request limit.
+    db.keys()
+        .update_tenant(
+            salon.tenant_id,
+            &phasebook_api::store::keys::TenantUpdate {
+                rate_limit: Some(phasebook_api::store::keys::ApiRateLimit {
+                    per_second: 1_000_000,
+                    burst: 1_000_000,
+                }),
+                ..Default::default()
+            },
+        )
+        .await
+        .context("lifting the request limit")?;
     let mut state = AppState::new(db.clone());
     let free_time = Arc::new(FreeTime::new(Arc::new(ClientCache::new(ClientSettings {
         rate_limit: client_limit,
