@@ -61,7 +61,13 @@ pub struct Engine {
     /// Stamped on attempts and leases.
     pub worker_id: String,
     /// Bookable event types checked for drift lately (see [`Run::drifted`]).
-    checked: std::sync::Mutex<HashMap<CheckKey, (Instant, Option<Refusal>)>>,
+    checked: std::sync::Mutex<HashMap<CheckKey, Arc<CheckSlot>>>,
+}
+
+/// One drift check, shared by every segment that asks while it is fresh.
+struct CheckSlot {
+    at: Instant,
+    answer: tokio::sync::OnceCell<Option<Refusal>>,
 }
 
 /// (tenant, bookable event type, Cal.com user, segment minutes).
@@ -362,38 +368,51 @@ impl Run<'_> {
             minutes,
         );
         let ttl = Duration::from_secs(EVENT_TYPE_CHECK_TTL_SECS);
+        // One read per key, however many segments ask at once: they share the slot's answer.
         // A resync asks for Cal.com's word now (ops may just have fixed the type).
-        if !self.job.verify_bookings
-            && let Ok(checked) = self.engine.checked.lock()
-            && let Some((at, refusal)) = checked.get(&key)
-            && at.elapsed() < ttl
-        {
-            return refusal.clone();
-        }
+        let slot = {
+            let mut checked = self
+                .engine
+                .checked
+                .lock()
+                .unwrap_or_else(|p| p.into_inner());
+            checked.retain(|_, slot| slot.at.elapsed() < ttl);
+            if self.job.verify_bookings {
+                checked.remove(&key);
+            }
+            checked
+                .entry(key)
+                .or_insert_with(|| {
+                    Arc::new(CheckSlot {
+                        at: Instant::now(),
+                        answer: tokio::sync::OnceCell::new(),
+                    })
+                })
+                .clone()
+        };
         let host = HostIdentity {
             user_id: staff.user_id,
             username: staff.username.clone(),
         };
-        let read = crate::event_maps::calcom::read_event_type(
-            client,
-            self.work.tenant.team_id,
-            bookable,
-            &host,
-        )
-        .await;
-        // A read that failed is remembered too: at most one extra read a minute, whatever
-        // Cal.com's state.
-        let refusal = match read {
-            Ok(read) => {
-                let facts = read.as_ref().map(crate::event_maps::calcom::facts);
-                drift_refusal(bookable, facts.as_ref(), &host, minutes)
-            }
-            Err(_) => None,
-        };
-        if let Ok(mut checked) = self.engine.checked.lock() {
-            checked.retain(|_, (at, _)| at.elapsed() < ttl);
-            checked.insert(key, (Instant::now(), refusal.clone()));
-        }
+        let team_id = self.work.tenant.team_id;
+        let refusal = slot
+            .answer
+            .get_or_init(|| async {
+                let read =
+                    crate::event_maps::calcom::read_event_type(client, team_id, bookable, &host)
+                        .await;
+                // A read that failed is remembered too: at most one extra read a minute,
+                // whatever Cal.com's state.
+                match read {
+                    Ok(read) => {
+                        let facts = read.as_ref().map(crate::event_maps::calcom::facts);
+                        drift_refusal(bookable, facts.as_ref(), &host, minutes)
+                    }
+                    Err(_) => None,
+                }
+            })
+            .await
+            .clone();
         if refusal.is_some() {
             tracing::warn!(appointment_id = %self.work.appointment_id, segment = %segment.key, event_type = %bookable, "the bookable event type no longer fits the segment");
         }
