@@ -510,15 +510,38 @@ pub(crate) fn rebuild_service(
     Service::new(name, segments).map_err(|e| StoreError::Corrupt(format!("service: {e}")))
 }
 
-/// Cal.com-facing segment state after a local cancel, derived by the domain rule.
 /// A column (`create_outcome_unknown`) over `appointment_segments s`: true when a create
-/// for the segment was sent and its outcome is not known (none recorded, or `unknown`).
-/// The sync engine reads the same fact as `earlier_outcome_unknown`.
-pub(crate) const CREATE_OUTCOME_UNKNOWN: &str = "exists (select 1 from sync_attempts x \
-     where x.appointment_id = s.appointment_id and x.segment_key = s.segment_key \
-     and x.operation = 'create' and (x.outcome is null or x.outcome = 'unknown')) \
-     as create_outcome_unknown";
+/// for the segment was sent and its outcome is not known (none recorded, or `unknown`), so
+/// a booking may exist that we hold no uid for. Written once: the cancel and the sync
+/// engine's load both select it.
+macro_rules! create_outcome_unknown_column {
+    () => {
+        "exists (select 1 from sync_attempts x \
+         where x.appointment_id = s.appointment_id and x.segment_key = s.segment_key \
+         and x.operation = 'create' and (x.outcome is null or x.outcome = 'unknown')) \
+         as create_outcome_unknown"
+    };
+}
 
+pub(crate) const CREATE_OUTCOME_UNKNOWN: &str = create_outcome_unknown_column!();
+
+/// The segments of one appointment as a sync run needs them (`$1` appointment, `$2` tenant,
+/// `$3` service), the same text for both backends.
+pub(crate) const LOAD_SEGMENTS: &str = concat!(
+    "select s.segment_key, s.position, s.staff_id, s.starts_at, s.ends_at, \
+     s.sync_status, s.event_type_id, s.calcom_booking_uid, s.calcom_booking_id, \
+     s.attempts, s.last_error, s.next_attempt_at, s.review_reason, \
+     st.calcom_user_id, st.calcom_username, st.time_zone as staff_time_zone, \
+     m.event_type_id as map_event_type_id, m.bookable_event_type_id, m.resolution, ",
+    create_outcome_unknown_column!(),
+    " from appointment_segments s \
+     left join staff st on st.tenant_id = s.tenant_id and st.staff_id = s.staff_id \
+     left join event_maps m on m.tenant_id = s.tenant_id and m.service_id = $3 \
+       and m.segment_key = s.segment_key and m.staff_id = s.staff_id \
+     where s.appointment_id = $1 and s.tenant_id = $2 order by s.position"
+);
+
+/// Cal.com-facing segment state after a local cancel, derived by the domain rule.
 pub(crate) fn segment_status_after_cancel(
     segment: &AppointmentSegment,
     create_outcome_unknown: bool,

@@ -19,6 +19,19 @@ use secrecy::SecretString;
 use serde::Serialize;
 use uuid::Uuid;
 
+/// Stamps `verified_at` on every tenant not swept since `$1` (`$2` is now) and returns their
+/// Cal.com connections; one text for both backends.
+pub(crate) const CLAIM_VERIFICATION: &str = "update tenants set verified_at = $2 \
+     where verified_at is null or verified_at < $1 \
+     returning tenant_id, calcom_api_key, calcom_base_url, calcom_team_id";
+
+/// The synced segments of booked appointments of tenant `$1` starting in `[$2, $3)`.
+pub(crate) const SYNCED_BOOKINGS_BETWEEN: &str = "select s.appointment_id, s.segment_key, \
+     s.calcom_booking_uid, s.starts_at from appointment_segments s \
+     join appointments a on a.appointment_id = s.appointment_id \
+     where s.tenant_id = $1 and a.status = 'booked' and s.sync_status = 'synced' \
+       and s.calcom_booking_uid is not null and s.starts_at >= $2 and s.starts_at < $3";
+
 /// A segment in review: its appointment and its last error's kind.
 pub type ReviewErrorKind = (Uuid, Option<String>);
 

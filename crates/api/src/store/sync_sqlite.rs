@@ -100,7 +100,7 @@ fn segment_from_row(row: &SqliteRow) -> SyncResult<SegmentWork> {
         review_reason: row.try_get("review_reason")?,
         staff,
         map,
-        earlier_outcome_unknown: row.try_get::<i64, _>("earlier_outcome_unknown")? != 0,
+        earlier_outcome_unknown: row.try_get::<i64, _>("create_outcome_unknown")? != 0,
     })
 }
 
@@ -285,29 +285,15 @@ impl SyncStore for SqlitePool {
                 return Ok(None);
             };
             let service_id: String = row.try_get("service_id")?;
-            let segments = sqlx::query(
-                "select s.segment_key, s.position, s.staff_id, s.starts_at, s.ends_at, \
-                 s.sync_status, s.event_type_id, s.calcom_booking_uid, s.calcom_booking_id, \
-                 s.attempts, s.last_error, s.next_attempt_at, s.review_reason, \
-                 st.calcom_user_id, st.calcom_username, st.time_zone as staff_time_zone, \
-                 m.event_type_id as map_event_type_id, m.bookable_event_type_id, m.resolution, \
-                 exists (select 1 from sync_attempts x where x.appointment_id = s.appointment_id \
-                   and x.segment_key = s.segment_key and x.operation = 'create' \
-                   and (x.outcome is null or x.outcome = 'unknown')) as earlier_outcome_unknown \
-                 from appointment_segments s \
-                 left join staff st on st.tenant_id = s.tenant_id and st.staff_id = s.staff_id \
-                 left join event_maps m on m.tenant_id = s.tenant_id and m.service_id = ?3 \
-                   and m.segment_key = s.segment_key and m.staff_id = s.staff_id \
-                 where s.appointment_id = ?1 and s.tenant_id = ?2 order by s.position",
-            )
-            .bind(id(job.appointment_id()))
-            .bind(id(job.tenant_id))
-            .bind(&service_id)
-            .fetch_all(self)
-            .await?
-            .iter()
-            .map(segment_from_row)
-            .collect::<SyncResult<Vec<_>>>()?;
+            let segments = sqlx::query(super::LOAD_SEGMENTS)
+                .bind(id(job.appointment_id()))
+                .bind(id(job.tenant_id))
+                .bind(&service_id)
+                .fetch_all(self)
+                .await?
+                .iter()
+                .map(segment_from_row)
+                .collect::<SyncResult<Vec<_>>>()?;
             let status: String = row.try_get("status")?;
             Ok(Some(AppointmentWork {
                 appointment_id: job.appointment_id(),
@@ -504,15 +490,11 @@ impl SyncStore for SqlitePool {
         now: DateTime<Utc>,
     ) -> BoxFuture<'a, SyncResult<Vec<TenantConnection>>> {
         async move {
-            let rows = sqlx::query(
-                "update tenants set verified_at = ?2 \
-                 where verified_at is null or verified_at < ?1 \
-                 returning tenant_id, calcom_api_key, calcom_base_url, calcom_team_id",
-            )
-            .bind(ms(since))
-            .bind(ms(now))
-            .fetch_all(self)
-            .await?;
+            let rows = sqlx::query(super::sync::CLAIM_VERIFICATION)
+                .bind(ms(since))
+                .bind(ms(now))
+                .fetch_all(self)
+                .await?;
             rows.iter()
                 .map(|row| {
                     let tenant_id = uuid_col(row, "tenant_id")?;
@@ -539,18 +521,12 @@ impl SyncStore for SqlitePool {
         to: DateTime<Utc>,
     ) -> BoxFuture<'a, SyncResult<Vec<StoredBooking>>> {
         async move {
-            let rows = sqlx::query(
-                "select s.appointment_id, s.segment_key, s.calcom_booking_uid, s.starts_at \
-                 from appointment_segments s \
-                 join appointments a on a.appointment_id = s.appointment_id \
-                 where s.tenant_id = ?1 and a.status = 'booked' and s.sync_status = 'synced' \
-                   and s.calcom_booking_uid is not null and s.starts_at >= ?2 and s.starts_at < ?3",
-            )
-            .bind(id(tenant_id))
-            .bind(ms(from))
-            .bind(ms(to))
-            .fetch_all(self)
-            .await?;
+            let rows = sqlx::query(super::sync::SYNCED_BOOKINGS_BETWEEN)
+                .bind(id(tenant_id))
+                .bind(ms(from))
+                .bind(ms(to))
+                .fetch_all(self)
+                .await?;
             rows.iter()
                 .map(|row| {
                     Ok(StoredBooking {

@@ -37,7 +37,7 @@ impl Default for VerificationSettings {
     }
 }
 
-/// What one tenant's sweep found.
+/// What one sweep found, over every tenant it claimed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct SweepOutcome {
     pub tenants: usize,
