@@ -800,7 +800,149 @@ async fn a_service_change_that_would_delete_event_maps_is_refused(app: TestApp) 
     assert_eq!(stored.status(), 200);
 }
 
+/// A new segment length or a staff member re-pointed to another Cal.com user is stored, but
+/// the maps checked against the old value are marked with the reason, and bookings on them
+/// are refused with `segment-map-unverified` until each map is checked again; other maps
+/// and staff keep booking.
+async fn a_resized_segment_or_repointed_staff_member_needs_its_maps_checked_again(app: TestApp) {
+    use phasebook_domain::{SegmentKey, ServiceId, StaffId};
+    app.define_salon().await;
+    let resized = json!({
+        "name": "Colour",
+        "segments": [
+            {"key": "A", "name": "Apply colour", "duration_minutes": 30, "gap_after_minutes": 35},
+            {"key": "B", "name": "Wash", "duration_minutes": 20},
+            {"key": "C", "name": "Cut", "duration_minutes": 30},
+            {"key": "D", "name": "Blow-dry", "duration_minutes": 20}
+        ]
+    });
+    let stored = app
+        .put_json("/services/colour", &app.keys.ops, &resized)
+        .await;
+    assert_eq!(stored.status(), 200);
+    let maps: Value = app
+        .get("/event-maps", &app.keys.ops)
+        .await
+        .json()
+        .await
+        .expect("json");
+    let reason_of = |maps: &Value, service: &str, key: &str, staff: &str| {
+        maps["items"]
+            .as_array()
+            .expect("items")
+            .iter()
+            .find(|m| {
+                m["service_id"] == service && m["segment_key"] == key && m["staff_id"] == staff
+            })
+            .map(|m| m["unverified_reason"].clone())
+            .expect("map listed")
+    };
+    let b = reason_of(&maps, "colour", "B", "anna");
+    assert!(b.as_str().is_some_and(|r| r.contains("20 minutes")), "{b}");
+    assert_eq!(reason_of(&maps, "colour", "A", "anna"), Value::Null);
+    assert_eq!(reason_of(&maps, "cut", "C", "anna"), Value::Null);
+
+    let body = problem(
+        app.post_json(
+            "/appointments",
+            &app.keys.agent,
+            &booking("anna", "2027-05-04T09:00"),
+        )
+        .await,
+        422,
+        "segment-map-unverified",
+    )
+    .await;
+    let detail = body["detail"].as_str().expect("detail");
+    assert!(
+        detail.contains("Segment B") && detail.contains("20 minutes"),
+        "{detail}"
+    );
+
+    // Checking the map again (the PUT's upsert) clears the mark for that map only.
+    for staff in ["anna", "ben"] {
+        phasebook_api::sync::fixtures::put_event_map(
+            &app.db,
+            app.tenant_id,
+            &ServiceId::parse("colour").expect("id"),
+            &SegmentKey::parse("B").expect("key"),
+            &StaffId::parse(staff).expect("staff"),
+            9_901,
+            9_901,
+        )
+        .await
+        .expect("map");
+    }
+    let booked = app
+        .post_json(
+            "/appointments",
+            &app.keys.agent,
+            &booking("anna", "2027-05-04T09:00"),
+        )
+        .await;
+    assert_eq!(
+        booked.status(),
+        201,
+        "{}",
+        booked.text().await.unwrap_or_default()
+    );
+
+    // Ben now books as another Cal.com user: each of his maps needs a new check, Anna's not.
+    let repointed = json!({
+        "name": "BEN", "calcom_user_id": 202, "calcom_username": "ben", "time_zone": "Europe/Berlin"
+    });
+    assert_eq!(
+        app.put_json("/staff/ben", &app.keys.ops, &repointed)
+            .await
+            .status(),
+        200
+    );
+    let maps: Value = app
+        .get("/event-maps", &app.keys.ops)
+        .await
+        .json()
+        .await
+        .expect("json");
+    for (service, key) in [("colour", "A"), ("colour", "D"), ("cut", "C")] {
+        let reason = reason_of(&maps, service, key, "ben");
+        assert!(
+            reason.as_str().is_some_and(|r| r.contains("202")),
+            "{reason}"
+        );
+        assert_eq!(reason_of(&maps, service, key, "anna"), Value::Null);
+    }
+    problem(
+        app.post_json(
+            "/appointments",
+            &app.keys.agent,
+            &booking("ben", "2027-05-04T15:00"),
+        )
+        .await,
+        422,
+        "segment-map-unverified",
+    )
+    .await;
+    // Storing the same user again changes nothing.
+    assert_eq!(app.put_json("/staff/anna", &app.keys.ops, &json!({
+        "name": "ANNA", "calcom_user_id": 101, "calcom_username": "anna", "time_zone": "Europe/Berlin"
+    })).await.status(), 200);
+    let booked = app
+        .post_json(
+            "/appointments",
+            &app.keys.agent,
+            &booking("anna", "2027-05-04T15:00"),
+        )
+        .await;
+    assert_eq!(
+        booked.status(),
+        201,
+        "{}",
+        booked.text().await.unwrap_or_default()
+    );
+}
+
 on_both_backends!(
+    a_resized_segment_or_repointed_staff_member_needs_its_maps_checked_again,
     a_service_change_that_would_delete_event_maps_is_refused,
     contact_details_and_notes_can_be_corrected,
     control_characters_are_refused_alike_on_both_backends,

@@ -26,6 +26,14 @@ pub enum Refusal {
         segment: SegmentKey,
         staff_id: StaffId,
     },
+    /// A segment's staff member has an event map that must be checked again (its segment's
+    /// length or the staff member's Cal.com user changed after it was checked).
+    SegmentMapUnverified {
+        service_id: ServiceId,
+        segment: SegmentKey,
+        staff_id: StaffId,
+        reason: String,
+    },
     /// Neither an e-mail address nor a phone number: Cal.com refuses such an attendee.
     NoContact,
     StartInPast {
@@ -45,6 +53,7 @@ impl Refusal {
         match self {
             Self::NotPerformer { .. } => "staff-does-not-perform-service",
             Self::SegmentUnmapped { .. } => "segment-unmapped",
+            Self::SegmentMapUnverified { .. } => "segment-map-unverified",
             Self::NoContact => "customer-unreachable",
             Self::StartInPast { .. } => "start-in-past",
             Self::BeyondHorizon { .. } => "start-beyond-horizon",
@@ -55,6 +64,7 @@ impl Refusal {
         match self {
             Self::NotPerformer { .. } => "Staff member does not perform this service",
             Self::SegmentUnmapped { .. } => "Segment has no event map",
+            Self::SegmentMapUnverified { .. } => "Segment's event map must be checked again",
             Self::NoContact => "Customer cannot be reached",
             Self::StartInPast { .. } => "Start is in the past",
             Self::BeyondHorizon { .. } => "Start is beyond the booking horizon",
@@ -65,7 +75,9 @@ impl Refusal {
     pub fn field(&self) -> String {
         match self {
             Self::NotPerformer { field, .. } => field.clone(),
-            Self::SegmentUnmapped { .. } => "staff_id".to_string(),
+            Self::SegmentUnmapped { .. } | Self::SegmentMapUnverified { .. } => {
+                "staff_id".to_string()
+            }
             Self::NoContact => "customer".to_string(),
             Self::StartInPast { .. } | Self::BeyondHorizon { .. } => "start".to_string(),
         }
@@ -87,6 +99,14 @@ impl Refusal {
                 staff_id,
             } => format!(
                 "Segment {segment} of service {service_id} has no verified event map for {staff_id}, so it could not be booked in Cal.com; fix it with PUT /event-maps/{service_id}/{segment}/{staff_id}."
+            ),
+            Self::SegmentMapUnverified {
+                service_id,
+                segment,
+                staff_id,
+                reason,
+            } => format!(
+                "Segment {segment} of service {service_id} cannot be booked for {staff_id} until its event map is checked again: {reason}"
             ),
             Self::NoContact => "The customer needs an e-mail address or a phone number in international form (+4915123456789): Cal.com refuses an attendee with neither.".to_string(),
             Self::StartInPast { start, now } => format!(
@@ -118,6 +138,9 @@ pub struct Booking<'a> {
     pub performers: &'a [StaffId],
     /// (segment, staff) pairs with a verified event map for this service.
     pub mapped: &'a [(SegmentKey, StaffId)],
+    /// (segment, staff, why) for maps that exist but must be checked again; they are not in
+    /// `mapped`.
+    pub unverified: &'a [(SegmentKey, StaffId, String)],
     pub horizon_days: u32,
 }
 
@@ -142,6 +165,18 @@ pub fn check_booking(booking: &Booking<'_>, now: DateTime<Utc>) -> Result<(), Re
             .iter()
             .any(|(key, who)| key == &segment.key && who == &segment.staff_id)
         {
+            if let Some((_, _, reason)) = booking
+                .unverified
+                .iter()
+                .find(|(key, who, _)| key == &segment.key && who == &segment.staff_id)
+            {
+                return Err(Refusal::SegmentMapUnverified {
+                    service_id: booking.service_id.clone(),
+                    segment: segment.key.clone(),
+                    staff_id: segment.staff_id.clone(),
+                    reason: reason.clone(),
+                });
+            }
             return Err(Refusal::SegmentUnmapped {
                 service_id: booking.service_id.clone(),
                 segment: segment.key.clone(),
@@ -236,10 +271,49 @@ mod tests {
                 plan: &plan,
                 performers,
                 mapped,
+                unverified: &[],
                 horizon_days: DEFAULT_HORIZON_DAYS,
             },
             now,
         )
+    }
+
+    #[test]
+    fn a_map_that_must_be_checked_again_refuses_with_its_reason_not_as_unmapped() {
+        let anna = id("anna");
+        let service = colouring();
+        let service_id = ServiceId::parse("colour").expect("id");
+        let plan = plan_appointment(
+            &service,
+            at(10),
+            &assign_staff(&service, &anna, &[]).expect("staff"),
+        );
+        let first = service.segments()[0].key.clone();
+        let mapped: Vec<(SegmentKey, StaffId)> = all_mapped(&anna)
+            .into_iter()
+            .filter(|(key, _)| key != &first)
+            .collect();
+        let unverified = vec![(first.clone(), anna.clone(), "it changed".to_string())];
+        let refusal = check_booking(
+            &Booking {
+                service_id: &service_id,
+                staff_id: &anna,
+                plan: &plan,
+                performers: std::slice::from_ref(&anna),
+                mapped: &mapped,
+                unverified: &unverified,
+                horizon_days: DEFAULT_HORIZON_DAYS,
+            },
+            at(8),
+        )
+        .expect_err("refused");
+        assert_eq!(refusal.slug(), "segment-map-unverified");
+        assert!(
+            refusal.detail().contains("it changed"),
+            "{}",
+            refusal.detail()
+        );
+        assert!(refusal.detail().contains(first.as_str()));
     }
 
     #[test]

@@ -5,7 +5,7 @@
 
 use std::collections::BTreeMap;
 
-use crate::{SegmentKey, Service, StaffId};
+use crate::{CalcomUserId, SegmentKey, Service, ServiceId, StaffId};
 
 /// The maps a change would break, by segment key.
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
@@ -49,6 +49,24 @@ pub fn service_change(
         }
     }
     change
+}
+
+/// Why a segment's maps must be checked again after the segment became `minutes` long: the
+/// bookable event types were checked against the old length, and Cal.com would block a
+/// different span than the segment.
+pub fn resized_map_reason(service_id: &ServiceId, key: &SegmentKey, minutes: u32) -> String {
+    format!(
+        "Segment {key} of service {service_id} is now {minutes} minutes long, and this map was checked against its old length; point it at an event type of {minutes} minutes and check it again with PUT /event-maps/{service_id}/{key}/{{staff_id}}."
+    )
+}
+
+/// Why a staff member's maps must be checked again after they were re-pointed to another
+/// Cal.com user: the event types were checked as that user's, and a booking on them would
+/// land in the previous user's calendar.
+pub fn repointed_map_reason(staff_id: &StaffId, user: CalcomUserId) -> String {
+    format!(
+        "Staff member {staff_id} now books as Cal.com user {user}, and this map was checked for the previous user; map one of user {user}'s event types with PUT /event-maps/{{service_id}}/{{segment_key}}/{staff_id}."
+    )
 }
 
 #[cfg(test)]

@@ -59,23 +59,57 @@ pub async fn read_event_type(
     id: EventTypeId,
     host: &HostIdentity,
 ) -> Result<Option<EventType>, CalcomError> {
-    match client.get_event_type(id.0).await {
-        Ok(et) => return Ok(Some(et)),
-        Err(e) if not_visible(&e) => {}
-        Err(e) => return Err(e),
-    }
-    if let Some(team_id) = team_id {
-        match client.get_team_event_type(team_id, id.0).await {
-            Ok(et) => return Ok(Some(et)),
+    Ok(read_event_type_via(client, team_id, id, host, None)
+        .await?
+        .map(|(et, _)| et))
+}
+
+/// Which of the three reads showed an event type. Which one works for a type does not change
+/// while its owner and team stay the same, so a caller reading it again asks that read first
+/// and pays one round trip instead of up to three.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ReadRoute {
+    /// `GET /v2/event-types/{id}`: the key owner's own types.
+    Own,
+    /// The tenant's team endpoint.
+    Team,
+    /// The host's public listing by username.
+    Listing,
+}
+
+/// [`read_event_type`], trying `first` before the usual order and naming the read that
+/// found the type.
+pub async fn read_event_type_via(
+    client: &CalcomClient,
+    team_id: Option<i64>,
+    id: EventTypeId,
+    host: &HostIdentity,
+    first: Option<ReadRoute>,
+) -> Result<Option<(EventType, ReadRoute)>, CalcomError> {
+    let order = [ReadRoute::Own, ReadRoute::Team, ReadRoute::Listing];
+    let routes = first
+        .into_iter()
+        .chain(order.into_iter().filter(|route| Some(*route) != first));
+    for route in routes {
+        let read = match route {
+            ReadRoute::Own => client.get_event_type(id.0).await.map(Some),
+            ReadRoute::Team => match team_id {
+                Some(team_id) => client.get_team_event_type(team_id, id.0).await.map(Some),
+                None => continue,
+            },
+            ReadRoute::Listing => client
+                .list_event_types(&host.username, None)
+                .await
+                .map(|listed| listed.into_iter().find(|et| et.id == id.0)),
+        };
+        match read {
+            Ok(Some(et)) => return Ok(Some((et, route))),
+            Ok(None) => {}
             Err(e) if not_visible(&e) => {}
             Err(e) => return Err(e),
         }
     }
-    match client.list_event_types(&host.username, None).await {
-        Ok(listed) => Ok(listed.into_iter().find(|et| et.id == id.0)),
-        Err(e) if not_visible(&e) => Ok(None),
-        Err(e) => Err(e),
-    }
+    Ok(None)
 }
 
 /// Resolves `configured` for `host` and a segment of `segment_minutes`: the inner result is

@@ -47,6 +47,10 @@ pub struct EventMapBody {
     pub resolution: String,
     /// When Cal.com last confirmed the map.
     pub checked_at: DateTime<Utc>,
+    /// Set when the segment's length or the staff member's Cal.com user changed after
+    /// `checked_at`: why the map must be checked again (PUT it again). Bookings on it are
+    /// refused with `segment-map-unverified` until then.
+    pub unverified_reason: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }
@@ -61,6 +65,7 @@ impl From<EventMap> for EventMapBody {
             bookable_event_type_id: m.bookable_event_type_id.0,
             resolution: m.resolution,
             checked_at: m.checked_at,
+            unverified_reason: m.unverified_reason,
             created_at: m.created_at,
             updated_at: m.updated_at,
         }

@@ -453,6 +453,7 @@ async fn plan(
             plan: &segments,
             performers: &context.performers,
             mapped: &context.mapped(),
+            unverified: &context.unverified(),
             horizon_days: context.settings.horizon_days,
         },
         checked_at,

@@ -222,10 +222,23 @@ async fn get_availability(
                 .iter()
                 .find(|s| context.bookable(&s.key, member).is_none())
             {
-                return Err(Refusal::SegmentUnmapped {
-                    service_id: service_id.clone(),
-                    segment: segment.key.clone(),
-                    staff_id: member.clone(),
+                let unverified = context.unverified();
+                let reason = unverified
+                    .iter()
+                    .find(|(key, who, _)| key == &segment.key && who == member)
+                    .map(|(_, _, reason)| reason.clone());
+                return Err(match reason {
+                    Some(reason) => Refusal::SegmentMapUnverified {
+                        service_id: service_id.clone(),
+                        segment: segment.key.clone(),
+                        staff_id: member.clone(),
+                        reason,
+                    },
+                    None => Refusal::SegmentUnmapped {
+                        service_id: service_id.clone(),
+                        segment: segment.key.clone(),
+                        staff_id: member.clone(),
+                    },
                 }
                 .into());
             }

@@ -26,14 +26,27 @@ impl ServiceContext {
     pub fn mapped(&self) -> Vec<(SegmentKey, StaffId)> {
         self.maps
             .iter()
+            .filter(|m| m.unverified_reason.is_none())
             .map(|m| (m.segment_key.clone(), m.staff_id.clone()))
             .collect()
     }
 
-    /// The bookable event type of a segment for a staff member.
+    /// (segment, staff, why) for maps that must be checked again before booking on them.
+    pub fn unverified(&self) -> Vec<(SegmentKey, StaffId, String)> {
+        self.maps
+            .iter()
+            .filter_map(|m| {
+                let reason = m.unverified_reason.clone()?;
+                Some((m.segment_key.clone(), m.staff_id.clone(), reason))
+            })
+            .collect()
+    }
+
+    /// The bookable event type of a segment for a staff member, when its map is verified.
     pub fn bookable(&self, key: &SegmentKey, staff: &StaffId) -> Option<i64> {
         self.maps
             .iter()
+            .filter(|m| m.unverified_reason.is_none())
             .find(|m| &m.segment_key == key && &m.staff_id == staff)
             .map(|m| m.bookable_event_type_id.0)
     }

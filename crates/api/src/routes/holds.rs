@@ -233,6 +233,7 @@ async fn create_hold(
             plan: &plan,
             performers: &context.performers,
             mapped: &context.mapped(),
+            unverified: &context.unverified(),
             horizon_days: context.settings.horizon_days,
         },
         now,

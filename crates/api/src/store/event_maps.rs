@@ -22,6 +22,9 @@ pub struct EventMap {
     /// reads.
     pub resolution: String,
     pub checked_at: DateTime<Utc>,
+    /// Why the map must be checked again before anything is booked on it: its segment's
+    /// length or its staff member's Cal.com user changed after `checked_at`.
+    pub unverified_reason: Option<String>,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
 }

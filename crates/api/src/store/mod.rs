@@ -525,6 +525,21 @@ macro_rules! create_outcome_unknown_column {
 
 pub(crate) const CREATE_OUTCOME_UNKNOWN: &str = create_outcome_unknown_column!();
 
+/// Before a segment is stored as `$4` minutes long: marks its maps unverified (`$5` says
+/// why) when the stored length differs. `$1` tenant, `$2` service, `$3` segment key.
+pub(crate) const MARK_RESIZED_MAPS: &str = "update event_maps set unverified_reason = $5 \
+     where tenant_id = $1 and service_id = $2 and segment_key = $3 and exists ( \
+     select 1 from service_segments s where s.tenant_id = event_maps.tenant_id \
+     and s.service_id = event_maps.service_id and s.segment_key = event_maps.segment_key \
+     and s.duration_minutes <> $4)";
+
+/// Before a staff member is stored with Cal.com user `$3`: marks their maps unverified
+/// (`$4` says why) when the stored user differs. `$1` tenant, `$2` staff.
+pub(crate) const MARK_REPOINTED_MAPS: &str = "update event_maps set unverified_reason = $4 \
+     where tenant_id = $1 and staff_id = $2 and exists ( \
+     select 1 from staff s where s.tenant_id = event_maps.tenant_id \
+     and s.staff_id = event_maps.staff_id and s.calcom_user_id <> $3)";
+
 /// The segments of one appointment as a sync run needs them (`$1` appointment, `$2` tenant,
 /// `$3` service), the same text for both backends.
 pub(crate) const LOAD_SEGMENTS: &str = concat!(

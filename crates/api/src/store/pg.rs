@@ -4,6 +4,7 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
+use phasebook_domain::service_change::{repointed_map_reason, resized_map_reason};
 use phasebook_domain::sync::{DesiredState, SegmentState, derive_appointment_sync};
 use phasebook_domain::{
     AppointmentStatus, CalcomUserId, Customer, SegmentSpec, Service, ServiceId, StaffId,
@@ -404,6 +405,14 @@ impl Store for PgStore {
         .execute(&mut *tx)
         .await?;
         for (position, s) in service.segments().iter().enumerate() {
+            sqlx::query(super::MARK_RESIZED_MAPS)
+                .bind(tenant_id)
+                .bind(service_id.as_str())
+                .bind(s.key.as_str())
+                .bind(to_i32(s.duration_minutes))
+                .bind(resized_map_reason(service_id, &s.key, s.duration_minutes))
+                .execute(&mut *tx)
+                .await?;
             sqlx::query(
                 "insert into service_segments (tenant_id, service_id, position, segment_key, name,
                      duration_minutes, gap_after_minutes, gap_after_max_minutes)
@@ -448,6 +457,14 @@ impl Store for PgStore {
     }
 
     async fn put_staff(&self, tenant_id: Uuid, s: &StaffMember) -> StoreResult<StaffMember> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(super::MARK_REPOINTED_MAPS)
+            .bind(tenant_id)
+            .bind(s.staff_id.as_str())
+            .bind(s.calcom_user_id.0)
+            .bind(repointed_map_reason(&s.staff_id, s.calcom_user_id))
+            .execute(&mut *tx)
+            .await?;
         sqlx::query(
             "insert into staff (tenant_id, staff_id, name, calcom_user_id, calcom_username,
                  time_zone, created_at, updated_at)
@@ -465,8 +482,9 @@ impl Store for PgStore {
         .bind(&s.time_zone)
         .bind(s.created_at)
         .bind(s.updated_at)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
+        tx.commit().await?;
         self.get_staff(tenant_id, &s.staff_id)
             .await?
             .ok_or_else(|| StoreError::Corrupt("staff vanished after upsert".into()))

@@ -2,6 +2,7 @@
 //! milliseconds; the double-booking guard is an overlap query and the insert inside one
 //! `begin immediate` transaction, which takes the write lock before reading.
 
+use phasebook_domain::service_change::{repointed_map_reason, resized_map_reason};
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -417,6 +418,14 @@ impl Store for SqliteStore {
             }
         }
         for (position, s) in service.segments().iter().enumerate() {
+            sqlx::query(super::MARK_RESIZED_MAPS)
+                .bind(&tenant)
+                .bind(service_id.as_str())
+                .bind(s.key.as_str())
+                .bind(i64::from(s.duration_minutes))
+                .bind(resized_map_reason(service_id, &s.key, s.duration_minutes))
+                .execute(&mut *tx)
+                .await?;
             sqlx::query(
                 "insert into service_segments (tenant_id, service_id, position, segment_key, name,
                      duration_minutes, gap_after_minutes, gap_after_max_minutes)
@@ -461,6 +470,14 @@ impl Store for SqliteStore {
     }
 
     async fn put_staff(&self, tenant_id: Uuid, s: &StaffMember) -> StoreResult<StaffMember> {
+        let mut tx = self.pool.begin_with("begin immediate").await?;
+        sqlx::query(super::MARK_REPOINTED_MAPS)
+            .bind(uuid_text(tenant_id))
+            .bind(s.staff_id.as_str())
+            .bind(s.calcom_user_id.0)
+            .bind(repointed_map_reason(&s.staff_id, s.calcom_user_id))
+            .execute(&mut *tx)
+            .await?;
         sqlx::query(
             "insert into staff (tenant_id, staff_id, name, calcom_user_id, calcom_username,
                  time_zone, created_at, updated_at)
@@ -478,8 +495,9 @@ impl Store for SqliteStore {
         .bind(&s.time_zone)
         .bind(to_ms(s.created_at))
         .bind(to_ms(s.updated_at))
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await?;
+        tx.commit().await?;
         self.get_staff(tenant_id, &s.staff_id)
             .await?
             .ok_or_else(|| StoreError::Corrupt("staff vanished after upsert".into()))

@@ -22,6 +22,7 @@ fn map_from_row(row: &SqliteRow) -> StoreResult<EventMap> {
         event_type_id: EventTypeId(row.try_get("event_type_id")?),
         bookable_event_type_id: EventTypeId(row.try_get("bookable_event_type_id")?),
         resolution: row.try_get("resolution")?,
+        unverified_reason: row.try_get("unverified_reason")?,
         checked_at: from_ms(row.try_get("checked_at")?)?,
         created_at: from_ms(row.try_get("created_at")?)?,
         updated_at: from_ms(row.try_get("updated_at")?)?,
@@ -40,9 +41,10 @@ impl EventMapStore for SqliteStore {
                  bookable_event_type_id = excluded.bookable_event_type_id,
                  resolution = excluded.resolution,
                  checked_at = excluded.checked_at,
+                 unverified_reason = null,
                  updated_at = excluded.updated_at
              returning service_id, segment_key, staff_id, event_type_id, bookable_event_type_id,
-                 resolution, checked_at, created_at, updated_at",
+                 resolution, checked_at, unverified_reason, created_at, updated_at",
         )
         .bind(tenant_id.hyphenated().to_string())
         .bind(map.service_id.as_str())
@@ -67,7 +69,7 @@ impl EventMapStore for SqliteStore {
     ) -> StoreResult<Option<EventMap>> {
         let row = sqlx::query(
             "select service_id, segment_key, staff_id, event_type_id, bookable_event_type_id,
-                 resolution, checked_at, created_at, updated_at
+                 resolution, checked_at, unverified_reason, created_at, updated_at
              from event_maps
              where tenant_id = $1 and service_id = $2 and segment_key = $3 and staff_id = $4",
         )
@@ -83,7 +85,7 @@ impl EventMapStore for SqliteStore {
     async fn list_event_maps(&self, tenant_id: Uuid) -> StoreResult<Vec<EventMap>> {
         let rows = sqlx::query(
             "select m.service_id, m.segment_key, m.staff_id, m.event_type_id,
-                 m.bookable_event_type_id, m.resolution, m.checked_at, m.created_at, m.updated_at
+                 m.bookable_event_type_id, m.resolution, m.checked_at, m.unverified_reason, m.created_at, m.updated_at
              from event_maps m
              join service_segments g on g.tenant_id = m.tenant_id
                  and g.service_id = m.service_id and g.segment_key = m.segment_key

@@ -420,7 +420,7 @@ impl SyncStore for SqlitePool {
         async move {
             sqlx::query(
                 "update event_maps set bookable_event_type_id = ?5, resolution = ?6, \
-                 checked_at = ?7, updated_at = ?7 where tenant_id = ?1 and service_id = ?2 \
+                 checked_at = ?7, unverified_reason = null, updated_at = ?7 where tenant_id = ?1 and service_id = ?2 \
                  and segment_key = ?3 and staff_id = ?4",
             )
             .bind(id(tenant_id))

@@ -31,6 +31,7 @@ use uuid::Uuid;
 
 use super::clients::ClientCache;
 use super::failure::classify;
+use crate::event_maps::calcom::{ReadRoute, read_event_type_via};
 use crate::store::sync::{
     AppointmentWork, AttemptFinish, AttemptStart, BookableUpdate, ClaimedJob, JobNext, SegmentWork,
     SyncStore,
@@ -62,6 +63,8 @@ pub struct Engine {
     pub worker_id: String,
     /// Bookable event types checked for drift lately (see [`Run::drifted`]).
     checked: std::sync::Mutex<HashMap<CheckKey, Arc<CheckSlot>>>,
+    /// Which Cal.com read last showed each (tenant, event type), asked first next time.
+    read_routes: std::sync::Mutex<HashMap<(Uuid, i64), ReadRoute>>,
 }
 
 /// One drift check, shared by every segment that asks while it is fresh.
@@ -97,6 +100,7 @@ impl Engine {
             jitter: random_jitter,
             worker_id,
             checked: std::sync::Mutex::new(HashMap::new()),
+            read_routes: std::sync::Mutex::new(HashMap::new()),
         }
     }
 
@@ -398,14 +402,29 @@ impl Run<'_> {
         let refusal = slot
             .answer
             .get_or_init(|| async {
-                let read =
-                    crate::event_maps::calcom::read_event_type(client, team_id, bookable, &host)
-                        .await;
+                let route_key = (self.work.tenant.tenant_id, bookable.0);
+                let first = self
+                    .engine
+                    .read_routes
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .get(&route_key)
+                    .copied();
+                let read = read_event_type_via(client, team_id, bookable, &host, first).await;
                 // A read that failed is remembered too: at most one extra read a minute,
                 // whatever Cal.com's state.
                 match read {
                     Ok(read) => {
-                        let facts = read.as_ref().map(crate::event_maps::calcom::facts);
+                        if let Some((_, route)) = &read {
+                            self.engine
+                                .read_routes
+                                .lock()
+                                .unwrap_or_else(|p| p.into_inner())
+                                .insert(route_key, *route);
+                        }
+                        let facts = read
+                            .as_ref()
+                            .map(|(et, _)| crate::event_maps::calcom::facts(et));
                         drift_refusal(bookable, facts.as_ref(), &host, minutes)
                     }
                     Err(_) => None,

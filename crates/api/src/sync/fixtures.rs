@@ -47,51 +47,21 @@ pub async fn put_event_map(
     } else {
         "managed_parent_child"
     };
-    let now = Utc::now().trunc_subsecs(3);
-    match db {
-        Database::Postgres(store) => {
-            sqlx::query(
-                "insert into event_maps (tenant_id, service_id, segment_key, staff_id, \
-                 event_type_id, bookable_event_type_id, resolution, checked_at, created_at, \
-                 updated_at) values ($1, $2, $3, $4, $5, $6, $7, $8, $8, $8) \
-                 on conflict (tenant_id, service_id, segment_key, staff_id) do update set \
-                 event_type_id = excluded.event_type_id, \
-                 bookable_event_type_id = excluded.bookable_event_type_id, \
-                 resolution = excluded.resolution, checked_at = excluded.checked_at",
-            )
-            .bind(tenant_id)
-            .bind(service_id.as_str())
-            .bind(segment_key.as_str())
-            .bind(staff_id.as_str())
-            .bind(event_type_id)
-            .bind(bookable_event_type_id)
-            .bind(resolution)
-            .bind(now)
-            .execute(&store.pool)
-            .await?;
-        }
-        Database::Sqlite(store) => {
-            sqlx::query(
-                "insert into event_maps (tenant_id, service_id, segment_key, staff_id, \
-                 event_type_id, bookable_event_type_id, resolution, checked_at, created_at, \
-                 updated_at) values (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?8, ?8) \
-                 on conflict (tenant_id, service_id, segment_key, staff_id) do update set \
-                 event_type_id = excluded.event_type_id, \
-                 bookable_event_type_id = excluded.bookable_event_type_id, \
-                 resolution = excluded.resolution, checked_at = excluded.checked_at",
-            )
-            .bind(tenant_id.hyphenated().to_string())
-            .bind(service_id.as_str())
-            .bind(segment_key.as_str())
-            .bind(staff_id.as_str())
-            .bind(event_type_id)
-            .bind(bookable_event_type_id)
-            .bind(resolution)
-            .bind(now.timestamp_millis())
-            .execute(&store.pool)
-            .await?;
-        }
-    }
+    // Through the store's one writer, as `PUT /event-maps` writes it.
+    db.event_maps()
+        .put_event_map(
+            tenant_id,
+            &crate::store::event_maps::NewEventMap {
+                service_id: service_id.clone(),
+                segment_key: segment_key.clone(),
+                staff_id: staff_id.clone(),
+                event_type_id: phasebook_domain::EventTypeId(event_type_id),
+                bookable_event_type_id: phasebook_domain::EventTypeId(bookable_event_type_id),
+                resolution: resolution.to_string(),
+                checked_at: Utc::now().trunc_subsecs(3),
+            },
+        )
+        .await?;
     Ok(())
 }
 
