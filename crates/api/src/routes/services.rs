@@ -161,9 +161,8 @@ async fn put_service(
             });
         }
         for (key, staff) in &change.resized {
-            // The worker checks every bookable type's length before it books, so a map
-            // left on the old length sends its segment to review, never to a wrong block.
-            tracing::warn!(service_id = %service_id, segment = %key, maps = staff.len(), "segment length changed; its event maps must match the new length");
+            // The store marks these maps unverified in the same write; this says so in the log.
+            tracing::warn!(service_id = %service_id, segment = %key, maps = staff.len(), "segment length changed; its event maps are marked unverified until checked again");
         }
     }
     let stored = state
