@@ -376,6 +376,19 @@ async fn missing_invisible_or_foreign_event_types_are_422_not_500(s: Salon) {
     )
     .await;
     assert!(text(&foreign, "detail").contains("ben"));
+    // Ben's own type mapped for Anna: the key cannot read it by id, yet the cause is the
+    // same, and so is the answer, naming Ben's Cal.com user.
+    let foreign = problem(
+        s.map("colour", "A", "anna", salon::BEN_APPLY).await,
+        422,
+        "event-type-owned-by-another-user",
+    )
+    .await;
+    let detail = text(&foreign, "detail");
+    assert!(
+        detail.contains(&salon::BEN.to_string()) && detail.contains("anna"),
+        "{detail}"
+    );
     assert_eq!(s.map_rows().await, 0);
 }
 

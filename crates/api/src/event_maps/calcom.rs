@@ -112,6 +112,27 @@ pub async fn read_event_type_via(
     Ok(None)
 }
 
+/// Looks for `id` in the public listings of `others` (the tenant's other staff). A personal
+/// type the key cannot read by id is still listed under its owner, so mapping another
+/// stylist's type gets the same answer whichever of the two the key belongs to.
+pub async fn listed_owner(
+    client: &CalcomClient,
+    id: EventTypeId,
+    others: &[HostIdentity],
+) -> Result<Option<CalcomUserId>, CalcomError> {
+    for other in others {
+        match client.list_event_types(&other.username, None).await {
+            Ok(listed) if listed.iter().any(|et| et.id == id.0) => {
+                return Ok(Some(other.user_id));
+            }
+            Ok(_) => {}
+            Err(e) if not_visible(&e) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(None)
+}
+
 /// Resolves `configured` for `host` and a segment of `segment_minutes`: the inner result is
 /// the domain's decision, the outer error says Cal.com could not be asked. Nothing is
 /// stored. This is the one resolution path: `PUT /event-maps`, the audit, provisioning and

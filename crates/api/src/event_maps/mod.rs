@@ -184,6 +184,26 @@ pub async fn put_event_map(
         subject.segment.duration_minutes,
     )
     .await?;
+    let decision = match decision {
+        Err(Refusal::NotFound { event_type_id }) => {
+            let others: Vec<HostIdentity> = store
+                .list_staff(tenant_id)
+                .await?
+                .iter()
+                .filter(|s| s.staff_id != subject.staff.staff_id)
+                .map(host_of)
+                .collect();
+            match calcom::listed_owner(client, event_type_id, &others).await? {
+                Some(owner) => Err(Refusal::OwnedByAnotherUser {
+                    event_type_id,
+                    owner: Some(owner),
+                    host: subject.host(),
+                }),
+                None => Err(Refusal::NotFound { event_type_id }),
+            }
+        }
+        decision => decision,
+    };
     let resolution = match decision {
         Ok(resolution) => resolution,
         Err(refusal) => {

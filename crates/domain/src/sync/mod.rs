@@ -196,13 +196,23 @@ pub fn derive_appointment_sync(
     let review_reason = match review.as_slice() {
         [] => None,
         [only] => Some(reason_or_default(only)),
-        many => {
-            let mut text = format!("{} segments need review.", many.len());
-            for s in many {
-                text.push(' ');
-                text.push_str(&reason_or_default(s));
-            }
-            Some(text)
+        // One summary, about one reason long whatever the number of segments: the first
+        // reason in full (often the others share its cause), every key named, and the rest
+        // left to the sync view, which shows each segment's own reason.
+        [first, rest @ ..] => {
+            let keys: Vec<&str> = review.iter().map(|s| s.key.as_str()).collect();
+            let others: Vec<&str> = rest.iter().map(|s| s.key.as_str()).collect();
+            let others = match others.as_slice() {
+                [one] => format!("The reason of segment {one} is"),
+                many => format!("The reasons of segments {} are", many.join(", ")),
+            };
+            Some(format!(
+                "{} segments need review ({}). Segment {}: {} {others} in the appointment's sync view (GET /appointments/{{appointment_id}}/sync).",
+                review.len(),
+                keys.join(", "),
+                first.key,
+                reason_or_default(first),
+            ))
         }
     };
     AppointmentSync {
@@ -1194,8 +1204,35 @@ mod tests {
             &[seg("A", NeedsReview), seg("B", NeedsReview)],
         );
         let reason = d.review_reason.expect("reason");
-        assert!(reason.starts_with("2 segments need review."));
-        assert!(reason.contains("reason A") && reason.contains("reason B"));
+        assert!(
+            reason.starts_with("2 segments need review (A, B)."),
+            "{reason}"
+        );
+        assert!(
+            reason.contains("reason A") && !reason.contains("reason B"),
+            "{reason}"
+        );
+        assert!(
+            reason.contains("The reason of segment B is in the appointment's sync view"),
+            "{reason}"
+        );
+        let long = "x".repeat(400);
+        let four: Vec<SegmentState> = ["A", "B", "C", "D"]
+            .into_iter()
+            .map(|key| SegmentState {
+                review_reason: Some(format!("{key}: {long}")),
+                ..seg(key, NeedsReview)
+            })
+            .collect();
+        let reason = derive_appointment_sync(DesiredState::Booked, &four)
+            .review_reason
+            .expect("reason");
+        assert!(
+            reason.len() < 600,
+            "one summary, not four reasons: {}",
+            reason.len()
+        );
+        assert!(reason.contains("segments B, C, D are"), "{reason}");
     }
 
     #[test]
