@@ -17,6 +17,7 @@ use phasebook_api::sync::fixtures::{self, FixtureSalon, SimAccount};
 use phasebook_api::sync::{ClientSettings, SyncConfig, SyncHandle, Worker};
 use phasebook_api::testing::TestDatabase;
 use phasebook_domain::StaffId;
+use phasebook_domain::sync::breaker::BreakerPolicy;
 use phasebook_domain::sync::{AppointmentSyncStatus, RetryPolicy};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
@@ -46,6 +47,12 @@ async fn databases() -> Vec<TestDatabase> {
 const CHILDLESS_PARENT: i64 = 9001;
 
 async fn world(database: TestDatabase) -> World {
+    // Most tests switch Cal.com off for a run and count attempts: the circuit breaker (its
+    // own test below) would make their jobs wait for a probe instead.
+    world_with(database, None).await
+}
+
+async fn world_with(database: TestDatabase, breaker: Option<BreakerPolicy>) -> World {
     let db = database.connect().await.expect("database");
     let segments = fixtures::segments(4, 30, 0);
     // Two stylists; the salon's Cal.com key acts as the first (the team's owner).
@@ -87,6 +94,7 @@ async fn world(database: TestDatabase) -> World {
             read_retries: 0,
             ..ClientSettings::default()
         },
+        breaker,
         ..SyncConfig::default()
     };
     let worker = Worker::new(handle.clone(), config).with_jitter(|| 0.5);
@@ -1197,6 +1205,69 @@ async fn a_start_outside_the_booking_window_needs_review_naming_the_window_not_a
             w.active_bookings_for(id)
                 .iter()
                 .all(|b| b.metadata.get("phasebook_segment") != Some(&json!("A")))
+        );
+    }
+}
+
+/// Cal.com stops answering a tenant: once the circuit opens, the tenant's jobs wait for a
+/// probe instead of calling (no requests, no attempts used, nothing sent to review), and
+/// the first probe that gets an answer lets every waiting appointment book, once each.
+#[tokio::test]
+async fn an_outage_opens_the_circuit_and_the_first_answered_probe_books_what_waited() {
+    for database in databases().await {
+        let policy = BreakerPolicy {
+            failures_to_open: 4,
+            probe_every: TimeDelta::milliseconds(300),
+        };
+        let w = world_with(database, Some(policy)).await;
+        let requests =
+            |w: &World| -> u64 { w.sim.state().requests.values().map(|c| c.total).sum() };
+        let first = w.appointment(26).await;
+        w.sim.sim.set_faults(
+            Faults::default()
+                .with_seed(26)
+                .route("*", RouteFaults::error_rate(1.0)),
+        );
+        w.worker.run_pending_jobs().await.expect("run");
+        assert_eq!(
+            w.view(first).await.status,
+            AppointmentSyncStatus::Failed,
+            "four creates failed"
+        );
+
+        // The circuit is open: another appointment, and the first one's retries, wait.
+        let second = w.appointment(27).await;
+        let before = requests(&w);
+        tokio::time::sleep(Duration::from_millis(150)).await;
+        w.worker.run_pending_jobs().await.expect("run");
+        assert_eq!(requests(&w), before, "no call while the circuit is open");
+        let waiting = w.view(second).await;
+        assert_ne!(waiting.status, AppointmentSyncStatus::NeedsReview);
+        assert!(waiting.attempts.is_empty(), "{waiting:#?}");
+
+        // Still down at the probe: one GET /v2/me, and the circuit stays open.
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        w.worker.run_pending_jobs().await.expect("run");
+        assert_eq!(requests(&w), before + 1, "one probe, nothing else");
+        assert!(w.view(second).await.attempts.is_empty());
+
+        // Cal.com answers again: the next probe closes the circuit and both book.
+        w.sim.sim.set_faults(Faults::default());
+        w.drain().await;
+        for appointment in [first, second] {
+            let view = w.view(appointment).await;
+            assert_eq!(view.status, AppointmentSyncStatus::Synced, "{view:#?}");
+            assert_eq!(w.active_bookings_for(appointment).len(), 4);
+        }
+        assert_eq!(
+            w.view(second)
+                .await
+                .attempts
+                .iter()
+                .filter(|a| a.operation == "create")
+                .count(),
+            4,
+            "the waiting appointment was booked once per segment"
         );
     }
 }

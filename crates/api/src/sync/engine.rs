@@ -36,6 +36,9 @@ use crate::store::sync::{
     AppointmentWork, AttemptFinish, AttemptStart, BookableUpdate, ClaimedJob, JobNext, SegmentWork,
     SyncStore,
 };
+use phasebook_domain::sync::breaker::{
+    Admission, Breaker, BreakerPolicy, Change, signals_unavailable,
+};
 
 /// The lease was lost mid-run: another worker owns the job now; stop touching it.
 #[derive(Debug, thiserror::Error)]
@@ -65,6 +68,10 @@ pub struct Engine {
     checked: std::sync::Mutex<HashMap<CheckKey, Arc<CheckSlot>>>,
     /// Which Cal.com read last showed each (tenant, event type), asked first next time.
     read_routes: std::sync::Mutex<HashMap<(Uuid, i64), ReadRoute>>,
+    /// When set, a tenant whose Cal.com stopped answering waits for a probe instead of
+    /// calling (see [`phasebook_domain::sync::breaker`]).
+    pub breaker_policy: Option<BreakerPolicy>,
+    breakers: std::sync::Mutex<HashMap<Uuid, Breaker>>,
 }
 
 /// One drift check, shared by every segment that asks while it is fresh.
@@ -101,6 +108,8 @@ impl Engine {
             worker_id,
             checked: std::sync::Mutex::new(HashMap::new()),
             read_routes: std::sync::Mutex::new(HashMap::new()),
+            breaker_policy: Some(BreakerPolicy::default()),
+            breakers: std::sync::Mutex::new(HashMap::new()),
         }
     }
 
@@ -118,6 +127,15 @@ impl Engine {
             Ok(client) => (Some(client), None),
             Err(err) => (None, Some(classify(&err))),
         };
+        if let Some(client) = &client
+            && let Some(until) = self.wait_for_calcom(client, &work).await?
+        {
+            tracing::info!(appointment_id = %work.appointment_id, until = %until, "Cal.com is not answering for this tenant; the job waits for the next probe");
+            return Ok(self
+                .store
+                .finish_job(fence, Utc::now(), JobNext::At(until))
+                .await?);
+        }
         let run = Run {
             engine: self,
             job,
@@ -152,6 +170,74 @@ impl Engine {
             return Err(RunError::LeaseLost);
         }
         Ok(derived)
+    }
+}
+
+impl Engine {
+    fn breaker<T>(&self, tenant_id: Uuid, f: impl FnOnce(&mut Breaker) -> T) -> T {
+        let mut breakers = self.breakers.lock().unwrap_or_else(|p| p.into_inner());
+        f(breakers.entry(tenant_id).or_default())
+    }
+
+    /// Records one finished Cal.com call of the tenant on its circuit.
+    fn observe_call(&self, tenant_id: Uuid, error_kind: Option<&str>) {
+        let Some(policy) = self.breaker_policy else {
+            return;
+        };
+        let unavailable = error_kind.is_some_and(signals_unavailable);
+        if self.breaker(tenant_id, |b| b.record(unavailable, Utc::now(), &policy)) == Change::Opened
+        {
+            tracing::warn!(tenant_id = %tenant_id, "Cal.com stopped answering for this tenant; its jobs wait for a probe instead of calling");
+        }
+    }
+
+    /// `Some(time)`: the tenant's circuit is open and the job comes back then. A due probe
+    /// is made here (`GET /v2/me`); when Cal.com answers, the circuit closes and the
+    /// appointments that went to review only because Cal.com was unreachable are queued.
+    async fn wait_for_calcom(
+        &self,
+        client: &CalcomClient,
+        work: &AppointmentWork,
+    ) -> Result<Option<DateTime<Utc>>, RunError> {
+        let Some(policy) = self.breaker_policy else {
+            return Ok(None);
+        };
+        let tenant_id = work.tenant.tenant_id;
+        match self.breaker(tenant_id, |b| b.admit(Utc::now(), &policy)) {
+            Admission::Call => Ok(None),
+            Admission::Wait(until) => Ok(Some(until)),
+            Admission::Probe => {
+                let answered = match client.me().await {
+                    Ok(_) => true,
+                    Err(err) => !signals_unavailable(err.kind()),
+                };
+                let change = self.breaker(tenant_id, |b| b.probed(answered, Utc::now(), &policy));
+                if change != Change::Closed {
+                    let until = Utc::now() + policy.probe_every;
+                    return Ok(Some(until));
+                }
+                let requeued = self.requeue_after_outage(tenant_id, Utc::now()).await?;
+                tracing::info!(tenant_id = %tenant_id, requeued, "Cal.com answers again for this tenant");
+                Ok(None)
+            }
+        }
+    }
+
+    /// Queues every appointment of the tenant in review only because Cal.com was
+    /// unreachable; returns how many.
+    pub(crate) async fn requeue_after_outage(
+        &self,
+        tenant_id: Uuid,
+        now: DateTime<Utc>,
+    ) -> Result<usize, sqlx::Error> {
+        let waiting = self.store.reviews_waiting_for_calcom(tenant_id).await?;
+        for &appointment_id in &waiting {
+            tracing::info!(appointment_id = %appointment_id, "Cal.com answers again; retrying an appointment that was in review only for its outage");
+            self.store
+                .request_sync(tenant_id, appointment_id, now, true)
+                .await?;
+        }
+        Ok(waiting.len())
     }
 }
 
@@ -1001,6 +1087,10 @@ impl Run<'_> {
         uid: Option<String>,
         segment: &mut SegmentWork,
     ) -> Result<(), RunError> {
+        self.engine.observe_call(
+            self.work.tenant.tenant_id,
+            error.as_ref().map(|e| e.kind.as_str()),
+        );
         let finish = AttemptFinish {
             sync_attempt_id: attempt,
             finished_at: Utc::now(),

@@ -53,6 +53,8 @@ pub struct SyncConfig {
     pub shutdown_grace: Duration,
     /// How the verification sweep compares booked segments with Cal.com.
     pub verification: VerificationSettings,
+    /// The per-tenant circuit over Cal.com being reachable; `None` turns it off.
+    pub breaker: Option<phasebook_domain::sync::breaker::BreakerPolicy>,
 }
 
 impl Default for SyncConfig {
@@ -67,6 +69,7 @@ impl Default for SyncConfig {
             client: ClientSettings::default(),
             shutdown_grace: Duration::from_secs(10),
             verification: VerificationSettings::default(),
+            breaker: Some(phasebook_domain::sync::breaker::BreakerPolicy::default()),
         }
     }
 }

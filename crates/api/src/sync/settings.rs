@@ -4,8 +4,10 @@
 use std::time::Duration;
 
 use calcom_client::RateLimit;
+use chrono::TimeDelta;
 use clap::Args;
 use phasebook_domain::sync::RetryPolicy;
+use phasebook_domain::sync::breaker::BreakerPolicy;
 
 use super::{ClientSettings, SyncConfig, VerificationSettings, default_worker_id};
 
@@ -53,6 +55,17 @@ pub struct SyncArgs {
     /// How many days ahead the verification sweep looks.
     #[arg(long, env = "PHASEBOOK_VERIFY_DAYS", default_value_t = 14)]
     pub verify_days: u32,
+    /// Consecutive Cal.com calls of a tenant that found it unreachable before its jobs
+    /// wait for a probe instead of calling (0 turns the circuit breaker off).
+    #[arg(long, env = "PHASEBOOK_CALCOM_BREAKER_FAILURES", default_value_t = 12)]
+    pub calcom_breaker_failures: u32,
+    /// How often an open circuit probes Cal.com (`GET /v2/me`), in seconds.
+    #[arg(
+        long,
+        env = "PHASEBOOK_CALCOM_BREAKER_PROBE_SECS",
+        default_value_t = 10
+    )]
+    pub calcom_breaker_probe_secs: u32,
 }
 
 impl SyncArgs {
@@ -84,6 +97,10 @@ impl SyncArgs {
                 days: self.verify_days.max(1),
                 ..VerificationSettings::default()
             },
+            breaker: (self.calcom_breaker_failures > 0).then(|| BreakerPolicy {
+                failures_to_open: self.calcom_breaker_failures,
+                probe_every: TimeDelta::seconds(i64::from(self.calcom_breaker_probe_secs.max(1))),
+            }),
         }
     }
 }

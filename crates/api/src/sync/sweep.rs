@@ -153,17 +153,9 @@ impl Worker {
         tenant: &TenantConnection,
         now: DateTime<Utc>,
     ) -> Result<usize, sqlx::Error> {
-        let waiting = self
-            .store()
-            .reviews_waiting_for_calcom(tenant.tenant_id)
-            .await?;
-        for &appointment_id in &waiting {
-            tracing::info!(appointment_id = %appointment_id, "Cal.com answers again; retrying an appointment that was in review only for its outage");
-            self.store()
-                .request_sync(tenant.tenant_id, appointment_id, now, true)
-                .await?;
-        }
-        Ok(waiting.len())
+        self.engine()
+            .requeue_after_outage(tenant.tenant_id, now)
+            .await
     }
 
     /// Sweeps tenants on the configured schedule until `stop` is cancelled.

@@ -45,6 +45,7 @@ impl Worker {
         );
         engine.policy = config.retry;
         engine.segment_parallelism = config.segment_parallelism;
+        engine.breaker_policy = config.breaker;
         Self {
             engine: Arc::new(engine),
             handle,
@@ -63,6 +64,10 @@ impl Worker {
 
     pub fn worker_id(&self) -> &str {
         &self.config.worker_id
+    }
+
+    pub(crate) fn engine(&self) -> &Engine {
+        &self.engine
     }
 
     pub(crate) fn store(&self) -> &Arc<dyn SyncStore> {

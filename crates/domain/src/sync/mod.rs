@@ -16,6 +16,7 @@ use uuid::Uuid;
 
 use crate::{CalcomUserId, EventTypeId, SegmentKey, StaffId};
 
+pub mod breaker;
 mod converge;
 mod drift;
 mod sweep;
