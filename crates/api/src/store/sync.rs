@@ -27,7 +27,7 @@ pub(crate) const CLAIM_VERIFICATION: &str = "update tenants set verified_at = $2
 
 /// The synced segments of booked appointments of tenant `$1` starting in `[$2, $3)`.
 pub(crate) const SYNCED_BOOKINGS_BETWEEN: &str = "select s.appointment_id, s.segment_key, \
-     s.calcom_booking_uid, s.starts_at from appointment_segments s \
+     s.calcom_booking_uid, s.starts_at, s.ends_at from appointment_segments s \
      join appointments a on a.appointment_id = s.appointment_id \
      where s.tenant_id = $1 and a.status = 'booked' and s.sync_status = 'synced' \
        and s.calcom_booking_uid is not null and s.starts_at >= $2 and s.starts_at < $3";

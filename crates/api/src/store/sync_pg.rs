@@ -693,6 +693,7 @@ impl SyncStore for PgPool {
                         segment_key: segment_key(row.try_get("segment_key")?)?,
                         calcom_booking_uid: row.try_get("calcom_booking_uid")?,
                         starts_at: row.try_get("starts_at")?,
+                        ends_at: row.try_get("ends_at")?,
                     })
                 })
                 .collect()

@@ -534,6 +534,7 @@ impl SyncStore for SqlitePool {
                         segment_key: segment_key(row.try_get("segment_key")?)?,
                         calcom_booking_uid: row.try_get("calcom_booking_uid")?,
                         starts_at: instant(row, "starts_at")?,
+                        ends_at: instant(row, "ends_at")?,
                     })
                 })
                 .collect()

@@ -21,9 +21,9 @@ use phasebook_domain::resolution::{HostIdentity, Refusal};
 use phasebook_domain::sync::{
     AppointmentSync, BookingIdentity, CalcomFailure, Decision, DesiredState,
     EVENT_TYPE_CHECK_TTL_SECS, FailureClass, FailureInput, MAX_RESCHEDULE_HOPS, ObservedBooking,
-    Operation, RetryPolicy, ReviewSubject, SegmentError, SegmentSyncStatus, converge, decide,
-    drift_refusal, event_map_refused_reason, managed_parent_without_child_reason,
-    missing_event_map_reason, reconcile_owed, successor,
+    Operation, OwnBookingInTheWay, RetryPolicy, ReviewSubject, SegmentError, SegmentSyncStatus,
+    converge, decide, drift_refusal, event_map_refused_reason, managed_parent_without_child_reason,
+    missing_event_map_reason, own_booking_in_the_way, reconcile_owed, successor,
 };
 use serde_json::Value;
 use tracing::Instrument;
@@ -402,13 +402,52 @@ impl Run<'_> {
             }
             match self.create(&client, &mut segment, event_type).await? {
                 Created::Booked => return Ok(segment),
+                Created::OtherLength(minutes) => {
+                    let refusal = Refusal::LengthMismatch {
+                        event_type_id: event_type,
+                        length_minutes: minutes,
+                        segment_minutes: u32::try_from(
+                            (segment.ends_at - segment.starts_at).num_minutes(),
+                        )
+                        .unwrap_or(0),
+                    };
+                    let reason = event_map_refused_reason(
+                        &self.subject(&segment, Some(event_type)),
+                        &refusal,
+                    );
+                    let failure = CalcomFailure {
+                        class: FailureClass::Validation,
+                        kind: refusal.code().to_string(),
+                        http_status: None,
+                        message: refusal.detail(),
+                    };
+                    return self.review(segment, reason, Some(&failure)).await;
+                }
                 Created::Failed(failure) => {
-                    let decision = self.decision(
+                    // "Busy" may be the event type grown since the last check, colliding
+                    // with our own next segment: ask Cal.com now, so the reason names it.
+                    if failure.class == FailureClass::SlotUnavailable {
+                        self.forget_check(event_type);
+                        if let Some(refusal) = self.drifted(&client, &segment, event_type).await {
+                            let reason = event_map_refused_reason(
+                                &self.subject(&segment, Some(event_type)),
+                                &refusal,
+                            );
+                            return self.review(segment, reason, Some(&failure)).await;
+                        }
+                    }
+                    let in_the_way = if failure.class == FailureClass::SlotUnavailable {
+                        self.own_booking_in_the_way(&client, &segment).await
+                    } else {
+                        None
+                    };
+                    let decision = self.decision_with(
                         &segment,
                         &failure,
                         re_resolved,
                         Operation::Create,
                         event_type,
+                        in_the_way.as_ref(),
                     );
                     if decision != Decision::ReResolveEventType {
                         return self
@@ -522,6 +561,46 @@ impl Run<'_> {
             tracing::warn!(appointment_id = %self.work.appointment_id, segment = %segment.key, event_type = %bookable, "the bookable event type no longer fits the segment");
         }
         refusal
+    }
+
+    /// After a "busy" answer: lists the host's bookings around the segment's time and names
+    /// one of ours standing in it. A listing that fails names none (the answer stays
+    /// "busy").
+    async fn own_booking_in_the_way(
+        &self,
+        client: &CalcomClient,
+        segment: &SegmentWork,
+    ) -> Option<OwnBookingInTheWay> {
+        let host = segment.staff.as_ref()?.user_id.0;
+        let query = ListBookings {
+            after_start: Some(segment.starts_at - TimeDelta::hours(12)),
+            before_end: Some(segment.ends_at + TimeDelta::hours(12)),
+            take: Some(100),
+            ..ListBookings::default()
+        };
+        let listed = client.list_bookings(&query).await.ok()?;
+        let found: Vec<ObservedBooking> = listed
+            .bookings
+            .iter()
+            .filter(|b| b.hosts.iter().any(|h| h.id == host))
+            .map(observe)
+            .collect();
+        own_booking_in_the_way(
+            self.work.tenant.tenant_id,
+            segment.starts_at,
+            segment.ends_at,
+            &found,
+        )
+    }
+
+    /// Drops the remembered drift checks of `event_type`: the next create reads it again.
+    fn forget_check(&self, event_type: EventTypeId) {
+        let tenant_id = self.work.tenant.tenant_id;
+        self.engine
+            .checked
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|(tenant, id, _, _), _| !(*tenant == tenant_id && *id == event_type.0));
     }
 
     /// Asks the event-map resolution (the event-map issue's code) what is bookable now for
@@ -640,6 +719,7 @@ impl Run<'_> {
             &self.identity(segment),
             event_type,
             segment.starts_at,
+            segment.ends_at,
             &observed,
         );
         let kept = match plan.keep {
@@ -722,6 +802,22 @@ impl Run<'_> {
             )
             .await?;
         match client.create_booking(&request).await {
+            Ok(booking) if booking.end - booking.start != segment.ends_at - segment.starts_at => {
+                // The event type's length changed after the last drift check (a minute may
+                // pass between checks): the booking blocks another span than the segment.
+                // Its uid is kept on the segment so that, whatever happens next, a
+                // reconcile finds it; it is cancelled at once and the segment reviewed.
+                let minutes = (booking.end - booking.start).num_minutes();
+                tracing::warn!(appointment_id = %self.work.appointment_id, segment = %segment.key, booking_uid = %booking.uid, minutes, "Cal.com booked another length than the segment's; cancelling it");
+                segment.event_type_id = Some(event_type.0);
+                segment.calcom_booking_uid = Some(booking.uid.clone());
+                segment.calcom_booking_id = Some(booking.id);
+                self.finish(attempt, "created", None, Some(booking.uid.clone()), segment)
+                    .await?;
+                self.forget_check(event_type);
+                self.cancel_stray(client, segment, &booking).await?;
+                Ok(Created::OtherLength(minutes))
+            }
             Ok(booking) => {
                 tracing::info!(appointment_id = %self.work.appointment_id, segment = %segment.key, booking_uid = %booking.uid, "segment booked");
                 mark_synced(segment, &booking, event_type);
@@ -935,6 +1031,18 @@ impl Run<'_> {
         operation: Operation,
         event_type: EventTypeId,
     ) -> Decision {
+        self.decision_with(segment, failure, re_resolved, operation, event_type, None)
+    }
+
+    fn decision_with(
+        &self,
+        segment: &SegmentWork,
+        failure: &CalcomFailure,
+        re_resolved: bool,
+        operation: Operation,
+        event_type: EventTypeId,
+        in_the_way: Option<&OwnBookingInTheWay>,
+    ) -> Decision {
         let attempts = segment.attempts as u32 + u32::from(failure.class.consumes_attempt());
         let subject = self.subject(segment, Some(event_type));
         decide(
@@ -945,6 +1053,7 @@ impl Run<'_> {
                 earlier_outcome_unknown: segment.earlier_outcome_unknown,
                 event_type_re_resolved: re_resolved,
                 subject: &subject,
+                in_the_way,
             },
             &self.engine.policy,
             Utc::now(),
@@ -1125,6 +1234,8 @@ enum Reconciled {
 
 enum Created {
     Booked,
+    /// Cal.com booked this many minutes, not the segment's length; that booking is cancelled.
+    OtherLength(i64),
     Failed(CalcomFailure),
 }
 
@@ -1207,6 +1318,7 @@ pub(crate) fn observe(booking: &Booking) -> ObservedBooking {
             .or_else(|| booking.event_type.as_ref().map(|e| e.id))
             .map(EventTypeId),
         start: booking.start,
+        end: booking.end,
         cancelled: matches!(
             booking.status,
             BookingStatus::Cancelled | BookingStatus::Rejected

@@ -65,15 +65,17 @@ impl Convergence {
     }
 }
 
-/// Decides which of `bookings` stands for the segment planned on `event_type_id` at
-/// `start`, and which must go.
+/// Decides which of `bookings` stands for the segment planned on `event_type_id` from
+/// `start` to `end`, and which must go. A booking of ours at the right start but of another
+/// length (made while the event type had another length) does not stand: it is a stray.
 pub fn converge(
     identity: &BookingIdentity,
     event_type_id: EventTypeId,
     start: DateTime<Utc>,
+    end: DateTime<Utc>,
     bookings: &[ObservedBooking],
 ) -> Convergence {
-    let keep = choose_adoption(identity, event_type_id, start, bookings).adopt;
+    let keep = choose_adoption(identity, event_type_id, start, end, bookings).adopt;
     let keep_uid = keep.map(|i| bookings[i].uid.as_str());
     let mut strays: Vec<usize> = Vec::new();
     for (index, booking) in bookings.iter().enumerate() {
@@ -116,6 +118,7 @@ mod tests {
             uid: format!("uid-{id}"),
             event_type_id: Some(EventTypeId(5)),
             start,
+            end: start + TimeDelta::minutes(30),
             cancelled: false,
             tenant: Some(ident.tenant_id.to_string()),
             appointment: Some(ident.appointment_id.to_string()),
@@ -131,7 +134,13 @@ mod tests {
         old.rescheduled_to_uid = Some("uid-2".into());
         let moved = ours(2, planned() + TimeDelta::hours(2));
         let found = vec![old, moved.clone(), moved];
-        let c = converge(&identity(), EventTypeId(5), planned(), &found);
+        let c = converge(
+            &identity(),
+            EventTypeId(5),
+            planned(),
+            planned() + TimeDelta::minutes(30),
+            &found,
+        );
         assert_eq!(c.keep, None, "nothing stands at the planned time");
         assert_eq!(c.strays, vec![1], "the moved booking, named once");
         assert_eq!(successor(&found[0]), Some("uid-2"));
@@ -144,11 +153,23 @@ mod tests {
             ours(3, planned()),
             ours(9, planned()),
         ];
-        let c = converge(&identity(), EventTypeId(5), planned(), &found);
+        let c = converge(
+            &identity(),
+            EventTypeId(5),
+            planned(),
+            planned() + TimeDelta::minutes(30),
+            &found,
+        );
         assert_eq!(c.keep, Some(1));
         assert_eq!(c.strays, vec![0, 2]);
         assert!(!c.is_settled());
-        let settled = converge(&identity(), EventTypeId(5), planned(), &found[1..2]);
+        let settled = converge(
+            &identity(),
+            EventTypeId(5),
+            planned(),
+            planned() + TimeDelta::minutes(30),
+            &found[1..2],
+        );
         assert!(settled.is_settled());
     }
 
@@ -166,7 +187,13 @@ mod tests {
         foreign.segment = None;
         let found = vec![other_segment, other_appointment, other_tenant, foreign];
         assert_eq!(
-            converge(&identity(), EventTypeId(5), planned(), &found),
+            converge(
+                &identity(),
+                EventTypeId(5),
+                planned(),
+                planned() + TimeDelta::minutes(30),
+                &found
+            ),
             Convergence::default()
         );
     }
@@ -205,7 +232,7 @@ mod tests {
             let found: Vec<ObservedBooking> =
                 found.into_iter().filter(|b| seen.insert(b.uid.clone())).collect();
             let identity = identity();
-            let c = converge(&identity, EventTypeId(5), planned(), &found);
+            let c = converge(&identity, EventTypeId(5), planned(), planned() + TimeDelta::minutes(30), &found);
             let stray_uids: BTreeSet<&str> =
                 c.strays.iter().map(|&i| found[i].uid.as_str()).collect();
             prop_assert_eq!(stray_uids.len(), c.strays.len(), "a uid is cancelled once");

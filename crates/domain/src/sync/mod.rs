@@ -430,6 +430,45 @@ pub struct FailureInput<'a> {
     /// The managed parent was already re-resolved once for this segment.
     pub event_type_re_resolved: bool,
     pub subject: &'a ReviewSubject,
+    /// After a "busy" answer: a booking of ours found standing in the segment's time for
+    /// the same host (see [`own_booking_in_the_way`]).
+    pub in_the_way: Option<&'a OwnBookingInTheWay>,
+}
+
+/// A booking phasebook made that stands in the time a create was refused for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OwnBookingInTheWay {
+    pub appointment_id: Uuid,
+    pub segment_key: String,
+    pub calcom_booking_uid: String,
+}
+
+/// Among the host's active bookings around a segment's time (`found`), the first one of
+/// this tenant's that overlaps `start..end`: Cal.com's "busy" is then our own booking — a
+/// copy this appointment is converging away, or another appointment's booking moved there
+/// in Cal.com — not the host's calendar.
+pub fn own_booking_in_the_way(
+    tenant_id: Uuid,
+    start: DateTime<Utc>,
+    end: DateTime<Utc>,
+    found: &[ObservedBooking],
+) -> Option<OwnBookingInTheWay> {
+    let tenant = tenant_id.to_string();
+    found
+        .iter()
+        .filter(|b| !b.cancelled && b.start < end && b.end > start)
+        .find_map(|b| {
+            let ours = b
+                .tenant
+                .as_deref()
+                .is_some_and(|t| t.eq_ignore_ascii_case(&tenant));
+            let appointment_id = Uuid::parse_str(b.appointment.as_deref()?).ok()?;
+            ours.then(|| OwnBookingInTheWay {
+                appointment_id,
+                segment_key: b.segment.clone().unwrap_or_default(),
+                calcom_booking_uid: b.uid.clone(),
+            })
+        })
 }
 
 /// What to do after a failed attempt.
@@ -505,6 +544,23 @@ pub fn decide(
             _ => Decision::NeedsReview {
                 reason: cancel_refused_reason(subject, failure),
             },
+        };
+    }
+
+    // "Busy" because of a booking of ours: our own copy of this appointment (its run is
+    // cancelling it) is converged before the next create; another appointment's booking
+    // moved into this time in Cal.com is named with a fix.
+    if matches!(failure.class, FailureClass::SlotUnavailable)
+        && subject.starts_at > now
+        && let Some(other) = input.in_the_way
+    {
+        if other.appointment_id == subject.appointment_id && !exhausted {
+            return Decision::ReconcileFirst {
+                at: later(input.attempts),
+            };
+        }
+        return Decision::NeedsReview {
+            reason: own_booking_in_the_way_reason(subject, other, failure),
         };
     }
 
@@ -612,6 +668,35 @@ fn booking_window_reason(subject: &ReviewSubject, failure: &CalcomFailure) -> St
         subject.user(),
         subject.event_type(),
         said(failure),
+        subject.resync()
+    )
+}
+
+/// The time is taken by a booking phasebook itself made.
+fn own_booking_in_the_way_reason(
+    subject: &ReviewSubject,
+    other: &OwnBookingInTheWay,
+    failure: &CalcomFailure,
+) -> String {
+    if other.appointment_id == subject.appointment_id {
+        return format!(
+            "{} collides with this appointment's own booking {} of segment {} in Cal.com, which could not be moved out of the way ({}); fix: {} converges every segment on its planned time.",
+            subject.segment(),
+            other.calcom_booking_uid,
+            other.segment_key,
+            said(failure),
+            subject.resync()
+        );
+    }
+    format!(
+        "{} collides with phasebook's own booking {} for segment {} of appointment {}, which stands at that time in Cal.com for {} (it was moved there in Cal.com) ({}); fix: POST /resync/{} puts that booking back at its planned time, then {}; or move one of the two appointments.",
+        subject.segment(),
+        other.calcom_booking_uid,
+        other.segment_key,
+        other.appointment_id,
+        subject.user(),
+        said(failure),
+        other.appointment_id,
         subject.resync()
     )
 }
@@ -873,6 +958,7 @@ pub struct ObservedBooking {
     pub uid: String,
     pub event_type_id: Option<EventTypeId>,
     pub start: DateTime<Utc>,
+    pub end: DateTime<Utc>,
     pub cancelled: bool,
     /// The values of our three metadata keys, as strings, when present.
     pub tenant: Option<String>,
@@ -883,13 +969,14 @@ pub struct ObservedBooking {
 }
 
 /// True when `booking` is the one phasebook created for `identity`: our metadata (tenant,
-/// appointment, segment), the same event type and start, and not cancelled. The metadata
-/// is what makes it ours; event type and start guard against a booking that was moved or
-/// re-pointed since.
+/// appointment, segment), the same event type, start and end, and not cancelled. The
+/// metadata is what makes it ours; event type and span guard against a booking that was
+/// moved or re-pointed since, or made while the event type had another length.
 pub fn is_ours(
     identity: &BookingIdentity,
     event_type_id: EventTypeId,
     start: DateTime<Utc>,
+    end: DateTime<Utc>,
     booking: &ObservedBooking,
 ) -> bool {
     let same = |value: &Option<String>, expected: &str| {
@@ -900,6 +987,7 @@ pub fn is_ours(
     !booking.cancelled
         && booking.event_type_id == Some(event_type_id)
         && booking.start == start
+        && booking.end == end
         && same(&booking.tenant, &identity.tenant_id.to_string())
         && same(&booking.appointment, &identity.appointment_id.to_string())
         && booking.segment.as_deref() == Some(identity.segment_key.as_str())
@@ -920,12 +1008,13 @@ pub fn choose_adoption(
     identity: &BookingIdentity,
     event_type_id: EventTypeId,
     start: DateTime<Utc>,
+    end: DateTime<Utc>,
     bookings: &[ObservedBooking],
 ) -> Adoption {
     let mut ours: Vec<usize> = bookings
         .iter()
         .enumerate()
-        .filter(|(_, b)| is_ours(identity, event_type_id, start, b))
+        .filter(|(_, b)| is_ours(identity, event_type_id, start, end, b))
         .map(|(i, _)| i)
         .collect();
     ours.sort_by_key(|&i| bookings[i].id);
@@ -1126,6 +1215,7 @@ mod tests {
             earlier_outcome_unknown: false,
             event_type_re_resolved: false,
             subject: s,
+            in_the_way: None,
         }
     }
 
@@ -1440,6 +1530,7 @@ mod tests {
             uid: format!("uid-{id}"),
             event_type_id: Some(EventTypeId(5)),
             start: now(),
+            end: now() + TimeDelta::minutes(30),
             cancelled: false,
             tenant: Some(ident.tenant_id.to_string()),
             appointment: Some(ident.appointment_id.to_string()),
@@ -1456,6 +1547,7 @@ mod tests {
         cancelled.cancelled = true;
         let mut moved = observed(3);
         moved.start = now() + TimeDelta::minutes(30);
+        moved.end = now() + TimeDelta::minutes(60);
         let mut foreign = observed(4);
         foreign.tenant = Some(Uuid::from_u128(99).to_string());
         let list = vec![
@@ -1466,10 +1558,11 @@ mod tests {
             observed(9),
             observed(6),
         ];
-        let a = choose_adoption(&identity(), EventTypeId(5), now(), &list);
+        let end = now() + TimeDelta::minutes(30);
+        let a = choose_adoption(&identity(), EventTypeId(5), now(), end, &list);
         assert_eq!(a.adopt, Some(5));
         assert_eq!(a.duplicates, vec![4]);
-        let none = choose_adoption(&identity(), EventTypeId(6), now(), &list);
+        let none = choose_adoption(&identity(), EventTypeId(6), now(), end, &list);
         assert_eq!(none, Adoption::default());
     }
 
@@ -1541,6 +1634,7 @@ mod tests {
                 earlier_outcome_unknown: unknown,
                 event_type_re_resolved: re_resolved,
                 subject: &s,
+                in_the_way: None,
             };
             let p = RetryPolicy::default();
             let d = decide(&i, &p, now(), jitter);

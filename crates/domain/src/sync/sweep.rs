@@ -18,10 +18,11 @@ pub struct StoredBooking {
     pub segment_key: SegmentKey,
     pub calcom_booking_uid: String,
     pub starts_at: DateTime<Utc>,
+    pub ends_at: DateTime<Utc>,
 }
 
 /// The appointments to verify: a stored booking that Cal.com no longer lists as active at
-/// its planned start, and any active booking carrying this tenant's identity that no synced
+/// its planned start and end, and any active booking carrying this tenant's identity that no synced
 /// segment stores (a copy left behind by a move). `listed` must be every booking Cal.com
 /// holds in the window, whatever its status; `tenant_id` is ours.
 pub fn sweep_findings(
@@ -39,7 +40,7 @@ pub fn sweep_findings(
         .filter(|s| {
             active
                 .get(s.calcom_booking_uid.as_str())
-                .is_none_or(|b| b.start != s.starts_at)
+                .is_none_or(|b| b.start != s.starts_at || b.end != s.ends_at)
         })
         .map(|s| s.appointment_id)
         .collect();
@@ -84,6 +85,7 @@ mod tests {
             segment_key: SegmentKey::parse("A").expect("key"),
             calcom_booking_uid: uid.into(),
             starts_at: at(hour),
+            ends_at: at(hour) + TimeDelta::minutes(30),
         }
     }
 
@@ -98,6 +100,7 @@ mod tests {
             uid: uid.into(),
             event_type_id: Some(EventTypeId(5)),
             start,
+            end: start + TimeDelta::minutes(30),
             cancelled,
             tenant: Some(Uuid::from_u128(9).to_string()),
             appointment: Some(Uuid::from_u128(appointment).to_string()),
