@@ -107,6 +107,7 @@ pub(crate) async fn resync(
 pub struct ResyncFilter {
     /// `calcom_unavailable`: every appointment in review only because Cal.com could not be
     /// reached or kept failing (nothing for a person to fix), e.g. after an outage.
+    #[param(inline)]
     pub reason: ResyncReason,
 }
 
