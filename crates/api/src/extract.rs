@@ -183,9 +183,8 @@ where
         };
         let at_key = match &rejection {
             PathRejection::FailedToDeserializePathParams(e) => match e.kind() {
-                ErrorKind::ParseErrorAtKey { key, .. } | ErrorKind::InvalidUtf8InPathParam { key } => {
-                    Some(key.clone())
-                }
+                ErrorKind::ParseErrorAtKey { key, .. }
+                | ErrorKind::InvalidUtf8InPathParam { key } => Some(key.clone()),
                 _ => None,
             },
             _ => None,
@@ -231,5 +230,7 @@ pub fn path_id<T>(
     raw: &str,
     parse: impl FnOnce(&str) -> Result<T, FieldError>,
 ) -> Result<T, ApiError> {
-    parse(raw).map_err(|e| invalid_path_parameter(Some(name.to_string()), format!("{name}: {}", e.message)))
+    parse(raw).map_err(|e| {
+        invalid_path_parameter(Some(name.to_string()), format!("{name}: {}", e.message))
+    })
 }

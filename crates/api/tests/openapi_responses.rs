@@ -486,10 +486,7 @@ async fn calls(app: &App, subjects: &Subjects, op: &Operation) -> Vec<Call> {
     let json_body = |bytes: Vec<u8>| op.has_body.then_some(("application/json", bytes));
     let mut headers = Vec::new();
     if op.operation_id == "calcom_webhook" {
-        headers.push((
-            "x-cal-signature-256",
-            app.webhook_signature(&sample).await,
-        ));
+        headers.push(("x-cal-signature-256", app.webhook_signature(&sample).await));
     }
     let mut out = vec![Call {
         case: "success path",
@@ -591,14 +588,23 @@ async fn every_documented_operation_answers_as_the_document_says() {
         .expect("second salon");
         lift_rate_limit(&app.db, &limited, 1).await;
         let mut limited_answers = 0;
-        for op in operations.iter().filter(|o| o.keyed && o.path_params.is_empty()) {
+        for op in operations
+            .iter()
+            .filter(|o| o.keyed && o.path_params.is_empty())
+        {
             let body = op.has_body.then(|| ("application/json", b"{}".to_vec()));
             let (status, content_type, bytes) = app
                 .send(&op.method, &op.path, Some(&limited.ops_key), &[], body)
                 .await;
             limited_answers += usize::from(status == 429);
-            if let Err(e) = check(&document, op, "limit used up", status, &content_type, &bytes)
-            {
+            if let Err(e) = check(
+                &document,
+                op,
+                "limit used up",
+                status,
+                &content_type,
+                &bytes,
+            ) {
                 failures.push(e);
             }
         }
@@ -608,7 +614,10 @@ async fn every_documented_operation_answers_as_the_document_says() {
         // The success paths really ran: a documented 2xx for most operations.
         let succeeded = operations
             .iter()
-            .filter(|o| seen.iter().any(|(n, s)| *n == o.name() && (200..300).contains(s)))
+            .filter(|o| {
+                seen.iter()
+                    .any(|(n, s)| *n == o.name() && (200..300).contains(s))
+            })
             .count();
         assert!(
             succeeded + 2 >= operations.len(),

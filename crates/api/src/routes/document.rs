@@ -56,7 +56,9 @@ fn default_description(status: &str) -> &'static str {
         "413" => "`payload-too-large`: the body is larger than the limit",
         "415" => "`unsupported-media-type`: the body is not sent as JSON",
         "422" => "`validation`: a value breaks a rule; `field` names it and `code` says which rule",
-        "429" => "`rate-limited`: this API key's request limit is used up; retry after `Retry-After`",
+        "429" => {
+            "`rate-limited`: this API key's request limit is used up; retry after `Retry-After`"
+        }
         "500" => "`internal`: something failed on our side; it has been logged",
         "502" => "`calcom-failed`: Cal.com could not be reached or refused the tenant's key",
         "503" => "Service unavailable; retry after `Retry-After` when sent",
@@ -126,10 +128,7 @@ fn finish_operation(operation_id: &str, op: &mut Value) {
         );
     }
     if body {
-        add_bad_request(
-            responses,
-            "`malformed-request`: the body is not valid JSON",
-        );
+        add_bad_request(responses, "`malformed-request`: the body is not valid JSON");
         responses.entry("413").or_insert_with(|| {
             problem(&format!(
                 "`payload-too-large`: the body is larger than {MAX_BODY_BYTES} bytes"
