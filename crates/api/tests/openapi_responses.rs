@@ -557,6 +557,7 @@ async fn every_documented_operation_answers_as_the_document_says() {
 
         let mut failures = Vec::new();
         let mut seen = BTreeSet::new();
+        let mut bad_path_answers = Vec::new();
         for op in &operations {
             for call in calls(&app, &subjects, op).await {
                 let (status, content_type, body) = app
@@ -571,6 +572,9 @@ async fn every_documented_operation_answers_as_the_document_says() {
                 seen.insert((op.name(), status));
                 if let Err(e) = check(&document, op, call.case, status, &content_type, &body) {
                     failures.push(e);
+                }
+                if call.case == "bad path id" {
+                    bad_path_answers.push((op.name(), status, body));
                 }
             }
         }
@@ -610,6 +614,20 @@ async fn every_documented_operation_answers_as_the_document_says() {
         }
 
         assert!(failures.is_empty(), "{}", failures.join("\n\n"));
+        // One answer to a bad path id on every route, naming the parameter.
+        for (name, status, body) in bad_path_answers {
+            let problem: Value = serde_json::from_slice(&body).expect("problem");
+            assert_eq!(status, 400, "{name}: {problem}");
+            assert_eq!(
+                problem["type"], "https://phasebook.dev/problems/invalid-path-parameter",
+                "{name}"
+            );
+            let field = problem["field"].as_str().unwrap_or_default();
+            assert!(
+                name.contains(&format!("{{{field}}}")),
+                "{name} names {field:?}"
+            );
+        }
         assert!(limited_answers > 0, "no call met the request limit");
         // The success paths really ran: a documented 2xx for most operations.
         let succeeded = operations
