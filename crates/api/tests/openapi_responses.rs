@@ -1,11 +1,12 @@
 //! The API document against the real API: every operation the served `/openapi.json` lists
 //! is called over HTTP on the running app (SQLite, and PostgreSQL when `DATABASE_URL` is
 //! set; Cal.com is the emulator), as it succeeds and as it fails (no key, a bad path id, a
-//! body that is not JSON, malformed or too large, an unknown query parameter, a used-up
-//! request limit). Each answer's status must be documented for the operation and its body
-//! must match the documented schema, read strictly: a property the document does not name
-//! is a mismatch too. Operations come from the document, so a new route is checked without
-//! touching this file; a sample request below only makes its success path reachable.
+//! body that is not JSON, malformed or too large, an unknown query parameter, an empty
+//! cursor, a used-up request limit). Each answer's status must be documented for the
+//! operation and its body must match the documented schema, read strictly: a property the
+//! document does not name is a mismatch too. Operations come from the document, so a new
+//! route is checked without touching this file; a sample request below only makes its
+//! success path reachable.
 
 use std::collections::BTreeSet;
 use std::time::Duration;
@@ -136,7 +137,7 @@ struct Operation {
     keyed: bool,
     path_params: Vec<String>,
     required_query: Vec<String>,
-    has_query: bool,
+    query: Vec<String>,
     has_body: bool,
     pointer: String,
 }
@@ -180,7 +181,7 @@ fn operations(document: &Value) -> Vec<Operation> {
                 keyed,
                 path_params: named("path", false),
                 required_query: named("query", true),
-                has_query: !named("query", false).is_empty(),
+                query: named("query", false),
                 has_body: op.get("requestBody").is_some(),
                 pointer: format!("/paths/{}/{method}", escape(path)),
             });
@@ -513,7 +514,16 @@ async fn calls(app: &App, subjects: &Subjects, op: &Operation) -> Vec<Call> {
             body: json_body(sample.clone()),
         });
     }
-    if op.has_query {
+    if op.query.iter().any(|q| q == "cursor") {
+        out.push(Call {
+            case: "empty cursor",
+            path: with_query(Some("cursor=")),
+            key: key.clone(),
+            headers: vec![],
+            body: json_body(sample.clone()),
+        });
+    }
+    if !op.query.is_empty() {
         out.push(Call {
             case: "unknown query parameter",
             path: with_query(Some("no_such_parameter=1")),
@@ -572,6 +582,9 @@ async fn every_documented_operation_answers_as_the_document_says() {
                 seen.insert((op.name(), status));
                 if let Err(e) = check(&document, op, call.case, status, &content_type, &body) {
                     failures.push(e);
+                }
+                if call.case == "empty cursor" {
+                    assert_eq!(status, 422, "{} refuses an empty cursor", op.name());
                 }
                 if call.case == "bad path id" {
                     bad_path_answers.push((op.name(), status, body));
