@@ -86,7 +86,7 @@ fn add_bad_request(responses: &mut Map<String, Value>, case: &str) {
     entry["description"] = Value::String(joined);
 }
 
-fn finish_operation(operation_id: &str, op: &mut Value) {
+fn finish_operation(operation_id: &str, op: &mut Value, schemas: &Value) {
     // No `security` means the document's default (an API key); `[{}]` or `[]` means none.
     let keyed = match op.get("security").and_then(Value::as_array) {
         None => true,
@@ -160,11 +160,22 @@ fn finish_operation(operation_id: &str, op: &mut Value) {
             .get("description")
             .and_then(Value::as_str)
             .is_none_or(str::is_empty);
-        if missing && let Some(response) = response.as_object_mut() {
-            response.insert(
-                "description".to_string(),
-                Value::String(default_description(status).to_string()),
-            );
+        if !missing {
+            continue;
+        }
+        // A success answer is described by its body's own schema description, when it has one.
+        let described = response
+            .pointer("/content/application~1json/schema/$ref")
+            .and_then(Value::as_str)
+            .and_then(|r| r.strip_prefix("#/components/schemas/"))
+            .and_then(|name| schemas.get(name))
+            .and_then(|schema| schema.get("description"))
+            .and_then(Value::as_str)
+            .filter(|_| status.starts_with('2'))
+            .map(str::to_string);
+        if let Some(response) = response.as_object_mut() {
+            let text = described.unwrap_or_else(|| default_description(status).to_string());
+            response.insert("description".to_string(), Value::String(text));
         }
     }
 }
@@ -174,6 +185,10 @@ pub fn finish(document: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
     let Ok(mut value) = serde_json::to_value(&document) else {
         return document;
     };
+    let schemas = value
+        .pointer("/components/schemas")
+        .cloned()
+        .unwrap_or(Value::Null);
     if let Some(paths) = value.get_mut("paths").and_then(Value::as_object_mut) {
         for item in paths.values_mut() {
             for method in METHODS {
@@ -183,7 +198,7 @@ pub fn finish(document: utoipa::openapi::OpenApi) -> utoipa::openapi::OpenApi {
                         .and_then(Value::as_str)
                         .unwrap_or_default()
                         .to_string();
-                    finish_operation(&operation_id, op);
+                    finish_operation(&operation_id, op, &schemas);
                 }
             }
         }
