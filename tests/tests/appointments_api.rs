@@ -475,12 +475,14 @@ async fn bad_requests_are_problems_and_write_nothing(app: TestApp) {
     )
     .await;
     assert_eq!(body["field"], "colour");
-    problem(
+    // A path id that cannot be an id is one answer on every route, naming the parameter.
+    let body = problem(
         app.get("/appointments/not-a-uuid", key).await,
-        404,
-        "not-found",
+        400,
+        "invalid-path-parameter",
     )
     .await;
+    assert_eq!(body["field"], "id");
     problem(app.get("/no/such/route", key).await, 404, "not-found").await;
 
     let listed: Value = app

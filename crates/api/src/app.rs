@@ -31,7 +31,9 @@ pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// The full application for `state`.
 pub fn build(state: AppState) -> Router {
     let (api, openapi) = routes::router().split_for_parts();
-    let docs: Router<AppState> = SwaggerUi::new("/docs").url("/openapi.json", openapi).into();
+    let docs: Router<AppState> = SwaggerUi::new("/docs")
+        .url("/openapi.json", routes::document::finish(openapi))
+        .into();
     api.merge(docs)
         .merge(crate::console::router())
         .fallback(|| async { ApiError::NoRoute })

@@ -2,11 +2,15 @@
 //! offending field's path), query strings and path parameters.
 
 use axum::body::Bytes;
+use axum::extract::path::ErrorKind;
+use axum::extract::rejection::PathRejection;
 use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::StatusCode;
 use axum::http::header::CONTENT_TYPE;
 use axum::http::request::Parts;
+use phasebook_domain::FieldError;
 use serde::de::DeserializeOwned;
+use uuid::Uuid;
 
 use crate::error::ApiError;
 
@@ -39,19 +43,41 @@ where
         if !is_json {
             return Err(ApiError::UnsupportedMediaType);
         }
-        let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
-            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
-                ApiError::PayloadTooLarge {
-                    limit: MAX_BODY_BYTES,
-                }
-            } else {
-                ApiError::MalformedRequest {
-                    detail: "the request body could not be read".to_string(),
-                    field: None,
-                }
-            }
-        })?;
+        let bytes = Bytes::from_request(req, state)
+            .await
+            .map_err(|rejection| body_rejection(rejection.status()))?;
         parse_json(&bytes).map(Json)
+    }
+}
+
+/// A body read as bytes (a signed webhook delivery), with the body limit's answer a
+/// problem like every other.
+pub struct RawBody(pub Bytes);
+
+impl<S> FromRequest<S> for RawBody
+where
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, ApiError> {
+        Bytes::from_request(req, state)
+            .await
+            .map(RawBody)
+            .map_err(|rejection| body_rejection(rejection.status()))
+    }
+}
+
+fn body_rejection(status: StatusCode) -> ApiError {
+    if status == StatusCode::PAYLOAD_TOO_LARGE {
+        ApiError::PayloadTooLarge {
+            limit: MAX_BODY_BYTES,
+        }
+    } else {
+        ApiError::MalformedRequest {
+            detail: "the request body could not be read".to_string(),
+            field: None,
+        }
     }
 }
 
@@ -133,7 +159,10 @@ where
     }
 }
 
-/// Path parameters; a value that does not fit the route is a 404 (no such resource).
+/// Path parameters. A value that breaks its parameter's rules (not a UUID, not a valid
+/// service id, …) is a 400 `invalid-path-parameter` naming the parameter; a well-formed id
+/// nobody has is the handler's 404. Handlers that take the raw text parse it with
+/// [`path_uuid`] or [`path_id`], which answer the same.
 pub struct Path<T>(pub T);
 
 impl<T, S> FromRequestParts<S> for Path<T>
@@ -144,12 +173,64 @@ where
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, ApiError> {
-        axum::extract::Path::<T>::from_request_parts(parts, state)
+        let names: Vec<String> = axum::extract::RawPathParams::from_request_parts(parts, state)
             .await
-            .map(|axum::extract::Path(value)| Path(value))
-            .map_err(|rejection| ApiError::MalformedRequest {
-                detail: format!("invalid path parameter: {}", rejection.body_text()),
-                field: None,
-            })
+            .map(|params| params.iter().map(|(name, _)| name.to_string()).collect())
+            .unwrap_or_default();
+        let rejection = match axum::extract::Path::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Path(value)) => return Ok(Path(value)),
+            Err(rejection) => rejection,
+        };
+        let at_key = match &rejection {
+            PathRejection::FailedToDeserializePathParams(e) => match e.kind() {
+                ErrorKind::ParseErrorAtKey { key, .. }
+                | ErrorKind::InvalidUtf8InPathParam { key } => Some(key.clone()),
+                _ => None,
+            },
+            _ => None,
+        };
+        // A single parameter's error does not carry its name; the route does.
+        let field = at_key.or_else(|| (names.len() == 1).then(|| names[0].clone()));
+        let name = field.as_deref().unwrap_or("a path parameter");
+        let detail = if std::any::type_name::<T>().ends_with("Uuid") {
+            format!("{name} must be a UUID, as the API answered it")
+        } else {
+            format!("{name} is not valid here")
+        };
+        Err(invalid_path_parameter(field, detail))
     }
+}
+
+/// The one answer to a path parameter that breaks its rules.
+pub fn invalid_path_parameter(field: Option<String>, detail: String) -> ApiError {
+    ApiError::Typed {
+        status: StatusCode::BAD_REQUEST,
+        slug: "invalid-path-parameter",
+        title: "Invalid path parameter",
+        detail,
+        field,
+        retry_after: None,
+    }
+}
+
+/// A path parameter that must be a UUID.
+pub fn path_uuid(name: &str, raw: &str) -> Result<Uuid, ApiError> {
+    Uuid::parse_str(raw).map_err(|_| {
+        invalid_path_parameter(
+            Some(name.to_string()),
+            format!("{name} must be a UUID, as the API answered it"),
+        )
+    })
+}
+
+/// A path parameter that must be a domain id (`ServiceId::parse`, `StaffId::parse`, …);
+/// the detail is the domain's own rule.
+pub fn path_id<T>(
+    name: &str,
+    raw: &str,
+    parse: impl FnOnce(&str) -> Result<T, FieldError>,
+) -> Result<T, ApiError> {
+    parse(raw).map_err(|e| {
+        invalid_path_parameter(Some(name.to_string()), format!("{name}: {}", e.message))
+    })
 }

@@ -12,7 +12,7 @@ use utoipa_axum::routes;
 use super::{Audit, EventMapError};
 use crate::auth::{Caller, Permission};
 use crate::error::{ApiError, Problem};
-use crate::extract::{Json, Path};
+use crate::extract::{Json, Path, path_id};
 use crate::state::AppState;
 use crate::store::event_maps::EventMap;
 
@@ -29,6 +29,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 pub struct PutEventMap {
     /// The Cal.com event type to use: an individual type, a managed parent (its child for
     /// this staff member is resolved), or a round-robin/collective type with them as host.
+    #[schema(minimum = 1)]
     pub event_type_id: i64,
 }
 
@@ -83,13 +84,9 @@ fn parse_path(
     segment_key: &str,
     staff_id: &str,
 ) -> Result<(ServiceId, SegmentKey, StaffId), ApiError> {
-    let service =
-        ServiceId::parse(service_id).map_err(|_| ApiError::NotFound { what: "service" })?;
-    let segment =
-        SegmentKey::parse(segment_key).map_err(|_| ApiError::NotFound { what: "segment" })?;
-    let staff = StaffId::parse(staff_id).map_err(|_| ApiError::NotFound {
-        what: "staff member",
-    })?;
+    let service = path_id("service_id", service_id, ServiceId::parse)?;
+    let segment = path_id("segment_key", segment_key, SegmentKey::parse)?;
+    let staff = path_id("staff_id", staff_id, StaffId::parse)?;
     Ok((service, segment, staff))
 }
 

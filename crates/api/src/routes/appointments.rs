@@ -26,7 +26,7 @@ use uuid::Uuid;
 
 use crate::auth::{Caller, Permission};
 use crate::error::{ApiError, Problem, problem_response};
-use crate::extract::{Json, MAX_BODY_BYTES, Path, Query, parse_json};
+use crate::extract::{Json, MAX_BODY_BYTES, Path, Query, parse_json, path_uuid};
 use crate::routes::booking::{load_service_context, load_staff};
 use crate::routes::services::parse_service_id;
 use crate::state::AppState;
@@ -54,10 +54,12 @@ pub fn router() -> OpenApiRouter<AppState> {
 pub struct CreateAppointment {
     /// Required unless `hold_id` is given (then it must match the hold's).
     #[serde(default)]
+    #[schema(min_length = 1, max_length = 64, pattern = "^[A-Za-z0-9._-]+$")]
     pub service_id: Option<String>,
     /// Performs every segment unless `segments` assigns another staff member. Required
     /// unless `hold_id` is given (then it must match the hold's).
     #[serde(default)]
+    #[schema(min_length = 1, max_length = 64, pattern = "^[A-Za-z0-9._-]+$")]
     pub staff_id: Option<String>,
     /// RFC 3339 with an offset, or a local date-time (`2026-05-04T09:00`) read in
     /// `time_zone`. A local time skipped or repeated by a DST change is refused. Required
@@ -67,6 +69,7 @@ pub struct CreateAppointment {
     /// Books exactly the times of this hold (`POST /holds`); `410 hold-expired` after it
     /// expired.
     #[serde(default)]
+    #[schema(format = Uuid)]
     pub hold_id: Option<String>,
     /// IANA time zone; defaults to the staff member's.
     #[serde(default)]
@@ -100,7 +103,9 @@ impl std::fmt::Debug for CustomerRequest {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SegmentAssignment {
+    #[schema(min_length = 1, max_length = 16, pattern = "^[A-Za-z0-9._-]+$")]
     pub key: String,
+    #[schema(min_length = 1, max_length = 64, pattern = "^[A-Za-z0-9._-]+$")]
     pub staff_id: String,
 }
 
@@ -121,7 +126,7 @@ pub struct AppointmentView {
     pub customer: CustomerView,
     pub notes: Option<String>,
     pub segments: Vec<AppointmentSegmentView>,
-    pub sync: SyncView,
+    pub sync: SyncSummary,
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub cancelled_at: Option<DateTime<Utc>>,
@@ -151,8 +156,10 @@ pub struct AppointmentSegmentView {
     pub calcom_booking_uid: Option<String>,
 }
 
+/// The appointment's sync status in short; `GET /appointments/{appointment_id}/sync` has
+/// every segment and attempt.
 #[derive(Debug, Serialize, ToSchema)]
-pub struct SyncView {
+pub struct SyncSummary {
     /// `pending`, `syncing`, `synced`, `partially_synced`, `failed`, `needs_review`,
     /// `cancelling`, `cancelled`.
     pub status: String,
@@ -195,7 +202,7 @@ impl From<&Appointment> for AppointmentView {
                     calcom_booking_uid: s.calcom_booking_uid.clone(),
                 })
                 .collect(),
-            sync: SyncView {
+            sync: SyncSummary {
                 status: a.sync_status.to_string(),
                 requires_manual_review: a.requires_manual_review,
                 review_reason: a.review_reason.clone(),
@@ -718,7 +725,7 @@ async fn get_appointment(
     let not_found = || ApiError::NotFound {
         what: "appointment",
     };
-    let id = Uuid::parse_str(&id).map_err(|_| not_found())?;
+    let id = path_uuid("id", &id)?;
     record_appointment_id(id);
     let appointment = state
         .store
@@ -783,7 +790,7 @@ async fn update_appointment(
     let not_found = || ApiError::NotFound {
         what: "appointment",
     };
-    let id = Uuid::parse_str(&id).map_err(|_| not_found())?;
+    let id = path_uuid("id", &id)?;
     record_appointment_id(id);
     let request: UpdateAppointment = parse_json(&serde_json::to_vec(&body).unwrap_or_default())?;
     let current = state
@@ -839,7 +846,7 @@ pub(crate) async fn cancel_appointment(
     let not_found = || ApiError::NotFound {
         what: "appointment",
     };
-    let id = Uuid::parse_str(&id).map_err(|_| not_found())?;
+    let id = path_uuid("id", &id)?;
     record_appointment_id(id);
     let appointment = state
         .store
@@ -877,19 +884,34 @@ pub(crate) async fn cancel_appointment(
 #[into_params(parameter_in = Query)]
 pub struct ListParams {
     /// Only appointments with this sync status.
+    #[param(schema_with = sync_status_schema)]
     pub sync_status: Option<String>,
     /// Only appointments that do (true) or do not (false) need a human.
+    #[param(value_type = Option<bool>)]
     pub requires_manual_review: Option<String>,
     /// Only appointments this staff member works on (any segment).
+    #[param(min_length = 1, max_length = 64, pattern = "^[A-Za-z0-9._-]+$")]
     pub staff_id: Option<String>,
     /// Only appointments ending after this instant (RFC 3339).
+    #[param(value_type = Option<DateTime<Utc>>)]
     pub from: Option<String>,
     /// Only appointments starting before this instant (RFC 3339).
+    #[param(value_type = Option<DateTime<Utc>>)]
     pub to: Option<String>,
-    /// The `next_cursor` of the previous page.
+    /// The `next_cursor` of the previous page; an empty one is refused (422).
+    #[param(min_length = 1)]
     pub cursor: Option<String>,
     /// Page size, 1 to 200 (default 50).
+    #[param(value_type = Option<u32>, minimum = 1, maximum = 200)]
     pub limit: Option<String>,
+}
+
+/// `sync_status` as the enum the code accepts.
+fn sync_status_schema() -> utoipa::openapi::Object {
+    utoipa::openapi::ObjectBuilder::new()
+        .schema_type(utoipa::openapi::schema::Type::String)
+        .enum_values(Some(AppointmentSyncStatus::ALL.iter().map(|s| s.as_str())))
+        .build()
 }
 
 const CURSOR_VERSION: &str = "v1";

@@ -40,18 +40,22 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[into_params(parameter_in = Query)]
 #[allow(dead_code)]
 pub struct AvailabilityParams {
+    #[param(min_length = 1, max_length = 64, pattern = "^[A-Za-z0-9._-]+$")]
     pub service_id: String,
     /// A date (`2026-05-04`, from its first instant) or a local date-time, in `time_zone`.
     pub from: String,
     /// A date (through its end) or a local date-time, in `time_zone`; at most 14 days after `from`.
     pub to: String,
     /// IANA time zone `from` and `to` are read in.
+    #[param(min_length = 1)]
     pub time_zone: String,
     /// Repeatable; none means every staff member who performs the service.
     pub staff_id: Option<Vec<String>>,
     /// Options per page, 1 to 200 (default 20).
+    #[param(minimum = 1, maximum = 200)]
     pub limit: Option<u32>,
-    /// The `next_cursor` of the previous page.
+    /// The `next_cursor` of the previous page; an empty one is refused (422).
+    #[param(min_length = 1)]
     pub cursor: Option<String>,
 }
 

@@ -38,7 +38,9 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateHold {
+    #[schema(min_length = 1, max_length = 64, pattern = "^[A-Za-z0-9._-]+$")]
     pub service_id: String,
+    #[schema(min_length = 1, max_length = 64, pattern = "^[A-Za-z0-9._-]+$")]
     pub staff_id: String,
     /// RFC 3339 with an offset, or a local date-time read in `time_zone`.
     pub start: String,
@@ -47,6 +49,7 @@ pub struct CreateHold {
     pub time_zone: Option<String>,
     /// 10 to 900 (default 300).
     #[serde(default)]
+    #[schema(minimum = 10, maximum = 900)]
     pub ttl_seconds: Option<u32>,
     /// The option's segment starts, when an availability option stretched a gap; each gap
     /// must stay within the service's range. Without it every gap is at its minimum.
@@ -57,6 +60,7 @@ pub struct CreateHold {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HoldSegmentRequest {
+    #[schema(min_length = 1, max_length = 16, pattern = "^[A-Za-z0-9._-]+$")]
     pub key: String,
     pub starts_at: DateTime<Utc>,
     /// Ignored beyond a check: a held segment is performed by the hold's staff member.
@@ -311,7 +315,7 @@ async fn create_hold(
 }
 
 fn parse_hold_id(id: &str) -> Result<Uuid, ApiError> {
-    Uuid::parse_str(id).map_err(|_| ApiError::NotFound { what: "hold" })
+    crate::extract::path_uuid("id", id)
 }
 
 /// One hold and how it stands (`expired` once past `expires_at`).

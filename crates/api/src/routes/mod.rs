@@ -4,6 +4,7 @@
 pub mod appointments;
 pub mod availability;
 pub(crate) mod booking;
+pub mod document;
 pub mod health;
 pub mod holds;
 pub mod keys;
@@ -76,7 +77,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 /// The OpenAPI document as served at `/openapi.json` and checked in at
 /// `openapi/openapi.json`.
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    router().into_openapi()
+    document::finish(router().into_openapi())
 }
 
 /// The document as pretty JSON with a trailing newline, exactly as checked in.

@@ -12,7 +12,7 @@ use utoipa_axum::routes;
 
 use crate::auth::{Caller, Permission};
 use crate::error::{ApiError, Problem};
-use crate::extract::{Json, Path};
+use crate::extract::{Json, Path, path_id};
 use crate::state::AppState;
 use crate::store::StoredService;
 
@@ -27,6 +27,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[serde(deny_unknown_fields)]
 pub struct ServiceRequest {
     pub name: String,
+    #[schema(min_items = 1, max_items = 10)]
     pub segments: Vec<SegmentRequest>,
 }
 
@@ -35,15 +36,19 @@ pub struct ServiceRequest {
 #[serde(deny_unknown_fields)]
 pub struct SegmentRequest {
     /// Short key, unique within the service (`A`, `B`, …).
+    #[schema(min_length = 1, max_length = 16, pattern = "^[A-Za-z0-9._-]+$")]
     pub key: String,
     pub name: String,
     /// 5 to 600.
+    #[schema(minimum = 5, maximum = 600)]
     pub duration_minutes: u32,
     /// Processing time after this segment (0 for the last one).
     #[serde(default)]
+    #[schema(maximum = 1440)]
     pub gap_after_minutes: u32,
     /// Optional upper bound of the gap; availability search may use the slack.
     #[serde(default)]
+    #[schema(maximum = 1440)]
     pub gap_after_max_minutes: Option<u32>,
 }
 
@@ -138,7 +143,7 @@ async fn put_service(
     Json(request): Json<ServiceRequest>,
 ) -> Result<axum::Json<ServiceView>, ApiError> {
     caller.require(Permission::Operate)?;
-    let service_id = parse_service_id(&service_id)?;
+    let service_id = path_id("service_id", &service_id, ServiceId::parse)?;
     let service = to_service(request)?;
     if let Some(current) = state
         .store
@@ -206,7 +211,7 @@ async fn get_service(
 ) -> Result<axum::Json<ServiceView>, ApiError> {
     caller.require(Permission::Read)?;
     let not_found = || ApiError::NotFound { what: "service" };
-    let service_id = ServiceId::parse(&service_id).map_err(|_| not_found())?;
+    let service_id = path_id("service_id", &service_id, ServiceId::parse)?;
     let stored = state
         .store
         .get_service(caller.tenant_id, &service_id)

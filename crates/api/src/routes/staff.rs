@@ -12,7 +12,7 @@ use utoipa_axum::routes;
 
 use crate::auth::{Caller, Permission};
 use crate::error::{ApiError, Problem};
-use crate::extract::{Json, Path};
+use crate::extract::{Json, Path, path_id};
 use crate::state::AppState;
 use crate::store::StaffMember;
 
@@ -26,6 +26,7 @@ pub fn router() -> OpenApiRouter<AppState> {
 #[serde(deny_unknown_fields)]
 pub struct StaffRequest {
     pub name: String,
+    #[schema(minimum = 1)]
     pub calcom_user_id: i64,
     /// How a managed event type's child for this host is found.
     pub calcom_username: String,
@@ -87,7 +88,7 @@ async fn put_staff(
     Json(request): Json<StaffRequest>,
 ) -> Result<axum::Json<StaffView>, ApiError> {
     caller.require(Permission::Operate)?;
-    let staff_id = StaffId::parse(&staff_id).map_err(|e| e.within("staff_id"))?;
+    let staff_id = path_id("staff_id", &staff_id, StaffId::parse)?;
     let profile = StaffProfile::new(
         &request.name,
         request.calcom_user_id,
@@ -157,7 +158,7 @@ async fn get_staff(
     let not_found = || ApiError::NotFound {
         what: "staff member",
     };
-    let staff_id = StaffId::parse(&staff_id).map_err(|_| not_found())?;
+    let staff_id = path_id("staff_id", &staff_id, StaffId::parse)?;
     let stored = state
         .store
         .get_staff(caller.tenant_id, &staff_id)

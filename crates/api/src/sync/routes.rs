@@ -1,7 +1,6 @@
 //! The sync engine's HTTP surface: an appointment's sync picture with its attempt log,
 //! the ops resync, the tenant's sync health, and the signed Cal.com webhook receiver.
 
-use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode};
 use calcom_client::CalcomError;
@@ -20,7 +19,7 @@ use uuid::Uuid;
 
 use crate::auth::{Caller, Permission};
 use crate::error::{ApiError, Problem};
-use crate::extract::{Path, Query};
+use crate::extract::{Path, Query, RawBody};
 use crate::state::AppState;
 use crate::store::sync::{BookedSegment, SyncHealth, SyncStore, SyncView};
 
@@ -107,6 +106,7 @@ pub(crate) async fn resync(
 pub struct ResyncFilter {
     /// `calcom_unavailable`: every appointment in review only because Cal.com could not be
     /// reached or kept failing (nothing for a person to fix), e.g. after an outage.
+    #[param(inline)]
     pub reason: ResyncReason,
 }
 
@@ -328,7 +328,7 @@ async fn calcom_webhook(
     State(state): State<AppState>,
     Path(tenant_id): Path<Uuid>,
     headers: HeaderMap,
-    body: Bytes,
+    RawBody(body): RawBody,
 ) -> Result<axum::Json<WebhookOutcome>, ApiError> {
     let store = state.sync.store();
     // An unknown tenant has no secrets and is refused exactly like a bad signature, so the
