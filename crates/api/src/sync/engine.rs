@@ -68,6 +68,9 @@ pub struct Engine {
     checked: std::sync::Mutex<HashMap<CheckKey, Arc<CheckSlot>>>,
     /// Which Cal.com read last showed each (tenant, event type), asked first next time.
     read_routes: std::sync::Mutex<HashMap<(Uuid, i64), ReadRoute>>,
+    /// The Cal.com user each tenant's key acts as (`GET /v2/me`, once per process): a type
+    /// of that user is read by id, another user's in their listing — one round trip.
+    key_owners: std::sync::Mutex<HashMap<Uuid, Arc<tokio::sync::OnceCell<Option<i64>>>>>,
     /// When set, a tenant whose Cal.com stopped answering waits for a probe instead of
     /// calling (see [`phasebook_domain::sync::breaker`]).
     pub breaker_policy: Option<BreakerPolicy>,
@@ -108,6 +111,7 @@ impl Engine {
             worker_id,
             checked: std::sync::Mutex::new(HashMap::new()),
             read_routes: std::sync::Mutex::new(HashMap::new()),
+            key_owners: std::sync::Mutex::new(HashMap::new()),
             breaker_policy: Some(BreakerPolicy::default()),
             breakers: std::sync::Mutex::new(HashMap::new()),
         }
@@ -528,13 +532,23 @@ impl Run<'_> {
             .answer
             .get_or_init(|| async {
                 let route_key = (self.work.tenant.tenant_id, bookable.0);
-                let first = self
+                let remembered = self
                     .engine
                     .read_routes
                     .lock()
                     .unwrap_or_else(|p| p.into_inner())
                     .get(&route_key)
                     .copied();
+                let first = match remembered {
+                    Some(route) => Some(route),
+                    None => self.key_owner(client).await.map(|owner| {
+                        if owner == host.user_id.0 {
+                            ReadRoute::Own
+                        } else {
+                            ReadRoute::Listing
+                        }
+                    }),
+                };
                 let read = read_event_type_via(client, team_id, bookable, &host, first).await;
                 // A read that failed is remembered too: at most one extra read a minute,
                 // whatever Cal.com's state.
@@ -591,6 +605,31 @@ impl Run<'_> {
             segment.ends_at,
             &found,
         )
+    }
+
+    /// The Cal.com user the tenant's key acts as, asked once per process; `None` when
+    /// Cal.com did not say (the reads then go in their usual order).
+    async fn key_owner(&self, client: &CalcomClient) -> Option<i64> {
+        let cell = self
+            .engine
+            .key_owners
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(self.work.tenant.tenant_id)
+            .or_default()
+            .clone();
+        let owner = cell
+            .get_or_init(|| async { client.me().await.ok().map(|me| me.id) })
+            .await;
+        if owner.is_none() {
+            // Not remembered: the next check asks again.
+            self.engine
+                .key_owners
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&self.work.tenant.tenant_id);
+        }
+        *owner
     }
 
     /// Drops the remembered drift checks of `event_type`: the next create reads it again.
