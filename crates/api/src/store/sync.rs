@@ -55,6 +55,9 @@ pub struct ClaimedJob {
     pub fence: Fence,
     /// Ops asked for a resync: check that booked segments still exist in Cal.com.
     pub verify_bookings: bool,
+    /// Someone may be waiting for this run (the job was made due by a create, a resync, a
+    /// cancel or a reschedule, not by a scheduled retry): its Cal.com calls go first.
+    pub interactive: bool,
 }
 
 impl ClaimedJob {
@@ -272,6 +275,21 @@ pub trait SyncStore: Send + Sync + 'static {
         now: DateTime<Utc>,
         lease_until: DateTime<Utc>,
         limit: i64,
+    ) -> BoxFuture<'a, SyncResult<Vec<ClaimedJob>>> {
+        self.claim_jobs_fairly(owner, now, lease_until, limit, limit)
+    }
+
+    /// Like `claim_jobs`, fair across tenants: tenants take turns (each tenant's oldest due
+    /// job first, then each one's second, …), and no tenant ends up with more than
+    /// `per_tenant` jobs leased to `owner`, so a tenant whose Cal.com hangs cannot take the
+    /// whole worker.
+    fn claim_jobs_fairly<'a>(
+        &'a self,
+        owner: &'a str,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+        limit: i64,
+        per_tenant: i64,
     ) -> BoxFuture<'a, SyncResult<Vec<ClaimedJob>>>;
 
     /// Extends a held lease; `false` when the lease was lost.
@@ -529,3 +547,19 @@ pub(crate) fn every_status_counted(
     }
     out
 }
+
+/// The due jobs a claim picks, fair across tenants (see `claim_jobs_fairly`); the same text
+/// for both backends. `$1` now, `$2` the owner, `$4` how many, `$5` the per-tenant cap.
+pub(crate) const FAIR_DUE_JOBS: &str = "\
+    select r.sync_job_id from ( \
+      select sync_job_id, tenant_id, run_at, \
+        row_number() over (partition by tenant_id order by run_at) as turn \
+      from sync_jobs \
+      where (state = 'pending' and run_at <= $1) \
+         or (state = 'leased' and lease_expires_at <= $1)) r \
+    left join ( \
+      select tenant_id, count(*) as running from sync_jobs \
+      where state = 'leased' and lease_owner = $2 and lease_expires_at > $1 \
+      group by tenant_id) b on b.tenant_id = r.tenant_id \
+    where r.turn + coalesce(b.running, 0) <= $5 \
+    order by r.turn, r.run_at limit $4";

@@ -14,7 +14,7 @@ use super::sync::{
     AppointmentWork, AttemptFinish, AttemptRecord, AttemptStart, BookableUpdate, BookedSegment,
     ClaimedJob, Fence, JobNext, MappedEventType, SegmentSyncView, SegmentWork, StaffCalcom,
     SyncHealth, SyncResult, SyncStore, SyncView, TenantConnection, decode_error, derive_from_rows,
-    desired_state, encode_error, every_status_counted, parse_appointment_status,
+    desired_state, encode_error, every_status_counted, parse_appointment_status, FAIR_DUE_JOBS,
     parse_segment_status, staff_id,
 };
 use super::{RETRIES_ON_CONFLICT, is_retryable};
@@ -156,29 +156,35 @@ async fn refresh_appointment(
 }
 
 impl SyncStore for PgPool {
-    fn claim_jobs<'a>(
+    fn claim_jobs_fairly<'a>(
         &'a self,
         owner: &'a str,
         now: DateTime<Utc>,
         lease_until: DateTime<Utc>,
         limit: i64,
+        per_tenant: i64,
     ) -> BoxFuture<'a, SyncResult<Vec<ClaimedJob>>> {
         async move {
-            let rows = sqlx::query(
+            // A job made due by a request has `run_at` at its last change; a retry was
+            // scheduled for later than that.
+            let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
                 "with due as ( \
-                   select sync_job_id from sync_jobs \
-                   where (state = 'pending' and run_at <= $1) \
-                      or (state = 'leased' and lease_expires_at <= $1) \
-                   order by run_at limit $4 for update skip locked) \
+                   select j.sync_job_id, \
+                     (j.state = 'pending' and j.run_at <= j.updated_at + interval '1 second') \
+                       as interactive \
+                   from sync_jobs j where j.sync_job_id in ({FAIR_DUE_JOBS}) \
+                   for update skip locked) \
                  update sync_jobs j set state = 'leased', lease_owner = $2, \
                    lease_expires_at = $3, runs = j.runs + 1, updated_at = now() \
                  from due where j.sync_job_id = due.sync_job_id \
-                 returning j.sync_job_id, j.tenant_id, j.appointment_id, j.runs, j.verify_bookings",
-            )
+                 returning j.sync_job_id, j.tenant_id, j.appointment_id, j.runs, j.verify_bookings, \
+                   due.interactive",
+            )))
             .bind(now)
             .bind(owner)
             .bind(lease_until)
             .bind(limit)
+            .bind(per_tenant.max(1))
             .fetch_all(self)
             .await?;
             rows.iter()
@@ -187,6 +193,7 @@ impl SyncStore for PgPool {
                         sync_job_id: row.try_get("sync_job_id")?,
                         tenant_id: row.try_get("tenant_id")?,
                         verify_bookings: row.try_get("verify_bookings")?,
+                        interactive: row.try_get("interactive")?,
                         fence: Fence {
                             appointment_id: row.try_get("appointment_id")?,
                             owner: owner.to_string(),

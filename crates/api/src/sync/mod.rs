@@ -71,6 +71,14 @@ impl Default for SyncConfig {
     }
 }
 
+impl SyncConfig {
+    /// The most jobs of one tenant this process runs at once: a quarter of its
+    /// concurrency, so a tenant whose Cal.com hangs leaves three quarters to the others.
+    pub fn jobs_per_tenant(&self) -> usize {
+        (self.max_concurrent_jobs / 4).max(1)
+    }
+}
+
 /// `<host>-<pid>-<random>`: readable in the attempt log, unique across restarts.
 pub fn default_worker_id() -> String {
     let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "phasebook".to_string());
@@ -92,6 +100,8 @@ pub struct SyncHandle {
     store: Arc<dyn SyncStore>,
     wake: Arc<Notify>,
     events: broadcast::Sender<SyncEvent>,
+    /// The database's shared Cal.com budgets (None for a bare store, as in some tests).
+    budgets: Option<crate::budget::Budgets>,
 }
 
 /// How a `Prefer: wait` ended.
@@ -109,12 +119,29 @@ impl SyncHandle {
             store,
             wake: Arc::new(Notify::new()),
             events,
+            budgets: None,
         }
     }
 
     /// The handle for the configured database.
     pub fn for_database(database: &Database) -> Self {
-        Self::new(sync_store(database))
+        Self {
+            budgets: Some(crate::budget::Budgets::new(database.clone())),
+            ..Self::new(sync_store(database))
+        }
+    }
+
+    /// The shared Cal.com budgets every client of this process takes its tokens from.
+    pub fn budgets(&self) -> Option<&crate::budget::Budgets> {
+        self.budgets.as_ref()
+    }
+
+    /// A client cache whose clients use the shared budgets when there are any.
+    pub fn client_cache(&self, settings: ClientSettings) -> ClientCache {
+        match &self.budgets {
+            Some(budgets) => ClientCache::shared(settings, budgets.clone()),
+            None => ClientCache::new(settings),
+        }
     }
 
     pub fn store(&self) -> &Arc<dyn SyncStore> {

@@ -40,7 +40,7 @@ impl Worker {
     pub fn new(handle: SyncHandle, config: SyncConfig) -> Self {
         let mut engine = Engine::new(
             handle.store().clone(),
-            Arc::new(ClientCache::new(config.client)),
+            Arc::new(handle.client_cache(config.client)),
             config.worker_id.clone(),
         );
         engine.policy = config.retry;
@@ -99,11 +99,12 @@ impl Worker {
         let now = Utc::now();
         let jobs = self
             .store()
-            .claim_jobs(
+            .claim_jobs_fairly(
                 &self.config.worker_id,
                 now,
                 now + to_delta(self.config.lease),
                 i64::try_from(limit).unwrap_or(i64::MAX),
+                i64::try_from(self.config.jobs_per_tenant()).unwrap_or(i64::MAX),
             )
             .await?;
         for job in &jobs {
@@ -115,8 +116,15 @@ impl Worker {
     /// Runs one claimed job and publishes the outcome.
     async fn run_claimed(&self, job: ClaimedJob) {
         let span = tracing::info_span!("sync_job", appointment_id = %job.appointment_id(), run = job.fence.run);
+        // A retry waits behind every interactive Cal.com call of the tenant's key.
+        let priority = if job.interactive {
+            calcom_client::Priority::Interactive
+        } else {
+            calcom_client::Priority::Background
+        };
+        let run = priority.scope(self.engine.run_job(&job));
         async {
-            match self.engine.run_job(&job).await {
+            match run.await {
                 Ok(Some(sync)) => {
                     tracing::info!(status = %sync.status, review = sync.requires_manual_review, "sync run finished");
                     self.handle.publish(SyncEvent {
@@ -195,7 +203,9 @@ impl Worker {
         let mut tasks: JoinSet<()> = JoinSet::new();
         let heartbeat_stop = CancellationToken::new();
         let heartbeat = tokio::spawn(self.clone().heartbeat(heartbeat_stop.clone()));
-        let sweeper = tokio::spawn(self.clone().sweeper(heartbeat_stop.clone()));
+        let sweeper = tokio::spawn(
+            calcom_client::Priority::Background.scope(self.clone().sweeper(heartbeat_stop.clone())),
+        );
 
         while !shutdown.is_cancelled() {
             while tasks.try_join_next().is_some() {}

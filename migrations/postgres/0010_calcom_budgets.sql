@@ -1,0 +1,10 @@
+-- One Cal.com request budget per API key, shared by every process on this database: the
+-- current window (when it ends, how many requests it counted) and the pause a 429 set.
+-- The key is identified by a SHA-256 of its base URL and the key, never stored in clear.
+create table calcom_budgets (
+    key_fingerprint bytea primary key,
+    window_ends_at timestamptz not null,
+    used integer not null,
+    paused_until timestamptz
+);
+
