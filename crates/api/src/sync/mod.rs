@@ -72,10 +72,11 @@ impl Default for SyncConfig {
 }
 
 impl SyncConfig {
-    /// The most jobs of one tenant this process runs at once: a quarter of its
-    /// concurrency, so a tenant whose Cal.com hangs leaves three quarters to the others.
+    /// The most jobs of one tenant this process runs at once: three quarters of its
+    /// concurrency, so a tenant whose Cal.com hangs always leaves a quarter to the others
+    /// while a salon alone on the process still gets most of it.
     pub fn jobs_per_tenant(&self) -> usize {
-        (self.max_concurrent_jobs / 4).max(1)
+        (self.max_concurrent_jobs - self.max_concurrent_jobs / 4).max(1)
     }
 }
 
