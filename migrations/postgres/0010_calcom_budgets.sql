@@ -8,3 +8,9 @@ create table calcom_budgets (
     paused_until timestamptz
 );
 
+
+-- Wake-ups for other processes are sent after the commit by the process that made a job
+-- due, coalesced per process; the trigger serialised every commit on the notification
+-- queue.
+drop trigger sync_jobs_due_notify on sync_jobs;
+drop function phasebook_sync_job_due();

@@ -103,6 +103,51 @@ pub struct SyncHandle {
     events: broadcast::Sender<SyncEvent>,
     /// The database's shared Cal.com budgets (None for a bare store, as in some tests).
     budgets: Option<crate::budget::Budgets>,
+    /// On PostgreSQL, tells the other processes' workers (see [`DueNotifier`]).
+    notifier: Option<Arc<DueNotifier>>,
+}
+
+/// Sends the PostgreSQL wake-up for other processes after a commit made a job due,
+/// coalesced: while one NOTIFY is on its way, any number of further wake-ups become one
+/// more. (A trigger did this inside every transaction before, which made PostgreSQL
+/// serialise the commits on its notification queue.)
+pub struct DueNotifier {
+    pool: sqlx::PgPool,
+    /// Room for one wake-up: a full queue means one is already waiting to be sent.
+    queue: std::sync::OnceLock<tokio::sync::mpsc::Sender<()>>,
+}
+
+impl DueNotifier {
+    fn new(pool: sqlx::PgPool) -> Self {
+        Self {
+            pool,
+            queue: std::sync::OnceLock::new(),
+        }
+    }
+
+    fn notify(&self) {
+        if tokio::runtime::Handle::try_current().is_err() {
+            return;
+        }
+        let queue = self.queue.get_or_init(|| {
+            let (queue, mut wakeups) = tokio::sync::mpsc::channel::<()>(1);
+            let pool = self.pool.clone();
+            // Ends when the notifier (the queue's only sender) is dropped.
+            tokio::spawn(async move {
+                while wakeups.recv().await.is_some() {
+                    if let Err(err) = sqlx::query("select pg_notify($1, '')")
+                        .bind(worker::NOTIFY_CHANNEL)
+                        .execute(&pool)
+                        .await
+                    {
+                        tracing::warn!(error = %err, "could not notify the other workers; they find the job at their next poll");
+                    }
+                }
+            });
+            queue
+        });
+        let _ = queue.try_send(());
+    }
 }
 
 /// How a `Prefer: wait` ended.
@@ -121,6 +166,7 @@ impl SyncHandle {
             wake: Arc::new(Notify::new()),
             events,
             budgets: None,
+            notifier: None,
         }
     }
 
@@ -128,6 +174,7 @@ impl SyncHandle {
     pub fn for_database(database: &Database) -> Self {
         Self {
             budgets: Some(crate::budget::Budgets::new(database.clone())),
+            notifier: postgres_pool(database).map(|pool| Arc::new(DueNotifier::new(pool))),
             ..Self::new(sync_store(database))
         }
     }
@@ -149,8 +196,17 @@ impl SyncHandle {
         &self.store
     }
 
-    /// Tells this process's worker that a job may be due now.
+    /// Tells this process's worker, and on PostgreSQL every other process's, that a job
+    /// may be due now. Call it after the commit that made the job due.
     pub fn wake(&self) {
+        self.wake.notify_one();
+        if let Some(notifier) = &self.notifier {
+            notifier.notify();
+        }
+    }
+
+    /// Tells only this process's worker (a job it ran may be due again).
+    pub(crate) fn wake_here(&self) {
         self.wake.notify_one();
     }
 

@@ -20,7 +20,7 @@ use super::engine::{Engine, RunError};
 use super::{ClientCache, SyncConfig, SyncEvent, SyncHandle};
 use crate::store::sync::{ClaimedJob, Fence, SyncStore};
 
-/// The PostgreSQL channel the `sync_jobs` trigger notifies (migration 0004).
+/// The PostgreSQL channel a process notifies after it made a job due (`SyncHandle::wake`).
 pub const NOTIFY_CHANNEL: &str = "phasebook_sync";
 
 /// Runs sync jobs; one per process.
@@ -150,6 +150,8 @@ impl Worker {
         .instrument(span)
         .await;
         self.drop_hold(&job.fence);
+        // A request during the run (or a give-back) may have left the job due at once.
+        self.handle.wake_here();
     }
 
     /// Claims the jobs due now and runs each once (a failed call is not retried within the
