@@ -4,5 +4,9 @@ create table calcom_budgets (
     key_fingerprint blob primary key,
     window_ends_at integer not null,
     used integer not null,
+    -- Interactive requests in this window and in the one before: background work leaves
+    -- room for as many interactive requests as the last window had.
+    interactive_used integer not null default 0,
+    interactive_last integer not null default 0,
     paused_until integer
 );

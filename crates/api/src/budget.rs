@@ -107,12 +107,8 @@ impl SharedBudget {
         ms(self.limit.per + EDGE_MARGIN)
     }
 
-    fn cap(&self, priority: Priority) -> i64 {
-        let reserve = match priority {
-            Priority::Interactive => 0,
-            Priority::Background => calcom_client::interactive_reserve(self.limit.requests),
-        };
-        i64::from(self.limit.requests.saturating_sub(reserve).max(1))
+    fn reserve(&self) -> i64 {
+        i64::from(calcom_client::interactive_reserve(self.limit.requests))
     }
 
     fn in_fallback(&self) -> bool {
@@ -134,31 +130,50 @@ impl SharedBudget {
     }
 
     /// Takes one token when the window allows it; otherwise says how long to wait.
+    ///
+    /// An interactive request may use the whole window. A background one leaves room for
+    /// the interactive requests still to come in this window, expected to be as many as
+    /// the last window had (at least the reserve): so a steady stream of callers is never
+    /// crowded out by work taken early in a window.
     pub async fn try_take(&self, priority: Priority) -> Result<Option<Duration>, sqlx::Error> {
-        let cap = self.cap(priority);
+        let interactive = priority == Priority::Interactive;
+        let limit = i64::from(self.limit.requests);
         let wait_ms: Option<i64> = match &self.db {
             Database::Postgres(store) => {
                 let row = sqlx::query(
                     "with taken as ( \
-                       insert into calcom_budgets as b (key_fingerprint, window_ends_at, used) \
-                       values ($1, now() + $3 * interval '1 millisecond', 1) \
+                       insert into calcom_budgets as b (key_fingerprint, window_ends_at, used, \
+                         interactive_used, interactive_last) \
+                       values ($1, now() + $3 * interval '1 millisecond', 1, $4::int, 0) \
                        on conflict (key_fingerprint) do update set \
                          used = case when b.window_ends_at <= now() then 1 else b.used + 1 end, \
+                         interactive_used = case when b.window_ends_at <= now() then $4::int \
+                           else b.interactive_used + $4::int end, \
+                         interactive_last = case when b.window_ends_at <= now() then \
+                           (case when b.window_ends_at > now() - $3 * interval '1 millisecond' \
+                             then b.interactive_used else 0 end) \
+                           else b.interactive_last end, \
                          window_ends_at = case when b.window_ends_at <= now() \
                            then excluded.window_ends_at else b.window_ends_at end \
                        where (b.paused_until is null or b.paused_until <= now()) \
-                         and (b.window_ends_at <= now() or b.used < $2) \
+                         and case when b.window_ends_at <= now() then \
+                           $4 or $2 - greatest($5, case when b.window_ends_at > now() - $3 * interval '1 millisecond' \
+                             then b.interactive_used else 0 end) > 0 \
+                         else b.used < case when $4 then $2 \
+                           else $2 - greatest($5, b.interactive_last - b.interactive_used) end end \
                        returning 1) \
                      select exists (select 1 from taken) as granted, \
                        (select ceil(greatest( \
                           extract(epoch from coalesce(paused_until, now()) - now()), \
-                          case when used >= $2 then extract(epoch from window_ends_at - now()) \
-                            else 0 end) * 1000)::bigint \
+                          case when window_ends_at <= now() then 0.25 \
+                            else extract(epoch from window_ends_at - now()) end) * 1000)::bigint \
                         from calcom_budgets where key_fingerprint = $1) as wait_ms",
                 )
                 .bind(&self.fingerprint[..])
-                .bind(cap)
+                .bind(limit)
                 .bind(self.window_ms())
+                .bind(interactive)
+                .bind(self.reserve())
                 .fetch_one(&store.pool)
                 .await?;
                 if row.try_get::<bool, _>("granted")? {
@@ -170,38 +185,47 @@ impl SharedBudget {
             Database::Sqlite(store) => {
                 let now = unix_ms_now();
                 let taken = sqlx::query(
-                    "insert into calcom_budgets as b (key_fingerprint, window_ends_at, used) \
-                     values ($1, $4 + $3, 1) \
+                    "insert into calcom_budgets as b (key_fingerprint, window_ends_at, used, \
+                       interactive_used, interactive_last) \
+                     values ($1, $6 + $3, 1, $4, 0) \
                      on conflict (key_fingerprint) do update set \
-                       used = case when b.window_ends_at <= $4 then 1 else b.used + 1 end, \
-                       window_ends_at = case when b.window_ends_at <= $4 \
+                       used = case when b.window_ends_at <= $6 then 1 else b.used + 1 end, \
+                       interactive_used = case when b.window_ends_at <= $6 then $4 \
+                         else b.interactive_used + $4 end, \
+                       interactive_last = case when b.window_ends_at <= $6 then \
+                         (case when b.window_ends_at > $6 - $3 then b.interactive_used else 0 end) \
+                         else b.interactive_last end, \
+                       window_ends_at = case when b.window_ends_at <= $6 \
                          then excluded.window_ends_at else b.window_ends_at end \
-                     where (b.paused_until is null or b.paused_until <= $4) \
-                       and (b.window_ends_at <= $4 or b.used < $2)",
+                     where (b.paused_until is null or b.paused_until <= $6) \
+                       and case when b.window_ends_at <= $6 then \
+                         $4 or $2 - max($5, case when b.window_ends_at > $6 - $3 \
+                           then b.interactive_used else 0 end) > 0 \
+                       else b.used < case when $4 then $2 \
+                         else $2 - max($5, b.interactive_last - b.interactive_used) end end",
                 )
                 .bind(&self.fingerprint[..])
-                .bind(cap)
+                .bind(limit)
                 .bind(self.window_ms())
+                .bind(i64::from(interactive))
+                .bind(self.reserve())
                 .bind(now)
                 .execute(&store.pool)
                 .await?;
                 if taken.rows_affected() == 1 {
                     None
                 } else {
-                    let row = sqlx::query(
-                        "select max(coalesce(paused_until, $3) - $3, \
-                           case when used >= $2 then window_ends_at - $3 else 0 end) as wait_ms \
+                    let wait: Option<i64> = sqlx::query_scalar(
+                        "select max(coalesce(paused_until, $2) - $2, \
+                           case when window_ends_at <= $2 then 250 \
+                             else window_ends_at - $2 end) \
                          from calcom_budgets where key_fingerprint = $1",
                     )
                     .bind(&self.fingerprint[..])
-                    .bind(cap)
                     .bind(now)
                     .fetch_optional(&store.pool)
                     .await?;
-                    Some(match row {
-                        Some(row) => row.try_get::<i64, _>("wait_ms")?,
-                        None => 0,
-                    })
+                    Some(wait.unwrap_or(0))
                 }
             }
         };

@@ -190,3 +190,43 @@ async fn interactive_calls_overtake_background_work() {
         queued.abort();
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn background_leaves_room_for_as_many_callers_as_the_last_window_had() {
+    for database in databases().await {
+        let limit = RateLimit {
+            requests: 5,
+            per: Duration::from_secs(1),
+        };
+        let budget = Budgets::new(process(&database).await).for_key([9u8; 32], limit);
+        for _ in 0..4 {
+            assert_eq!(
+                budget.try_take(Priority::Interactive).await.expect("take"),
+                None
+            );
+        }
+        // The next window: four callers are expected again, so background work gets one.
+        tokio::time::sleep(Duration::from_millis(2100)).await;
+        assert_eq!(
+            budget.try_take(Priority::Background).await.expect("take"),
+            None,
+            "{}",
+            database.url
+        );
+        assert!(
+            budget
+                .try_take(Priority::Background)
+                .await
+                .expect("take")
+                .is_some(),
+            "{}: background took a caller's share",
+            database.url
+        );
+        assert_eq!(
+            budget.try_take(Priority::Interactive).await.expect("take"),
+            None,
+            "{}",
+            database.url
+        );
+    }
+}
