@@ -18,3 +18,7 @@ create table calcom_budgets (
 -- queue.
 drop trigger sync_jobs_due_notify on sync_jobs;
 drop function phasebook_sync_job_due();
+
+-- A caller waits for this job's first run (`Prefer: wait`): its Cal.com requests are
+-- interactive, not background work.
+alter table sync_jobs add column awaited boolean not null default false;

@@ -10,3 +10,7 @@ create table calcom_budgets (
     interactive_last integer not null default 0,
     paused_until integer
 );
+
+-- A caller waits for this job's first run (`Prefer: wait`): its Cal.com requests are
+-- interactive, not background work.
+alter table sync_jobs add column awaited integer not null default 0;

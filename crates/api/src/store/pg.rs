@@ -859,8 +859,8 @@ pub(crate) async fn insert_appointment_rows(
                          $17::timestamptz[]) as t(k, p, s, st, en)),
          job as (
              insert into sync_jobs (sync_job_id, tenant_id, appointment_id, state, run_at,
-                 created_at, updated_at)
-             values ($18, $2, $1, 'pending', $12, $12, $12)),
+                 awaited, created_at, updated_at)
+             values ($18, $2, $1, 'pending', $12, $22, $12, $12)),
          pinned as (
              update idempotency_keys
              set state = 'completed', response_status = $20, response_body = $21,
@@ -889,6 +889,7 @@ pub(crate) async fn insert_appointment_rows(
     .bind(idempotency.map(|(key, _)| key))
     .bind(idempotency.map(|(_, response)| i32::from(response.status)))
     .bind(idempotency.map(|(_, response)| response.body.as_slice()))
+    .bind(a.awaited)
     .execute(&mut *tx)
     .await?;
     Ok(())

@@ -165,15 +165,16 @@ impl SyncStore for PgPool {
         per_tenant: i64,
     ) -> BoxFuture<'a, SyncResult<Vec<ClaimedJob>>> {
         async move {
-            // A job made due by a request has `run_at` at its last change; a retry was
-            // scheduled for later than that. The due test is repeated on the locked row:
+            // Interactive: a change to an appointment someone just made (a resync, a cancel,
+            // a move: `run_at` at the job's last change, where a retry was scheduled for
+            // later), or a new appointment whose creator waits for the outcome. The due test is repeated on the locked row:
             // the fair pick reads a snapshot, and a row another worker claimed meanwhile is
             // re-checked only against conditions on the row itself.
             let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
                 "with due as ( \
                    select j.sync_job_id, \
-                     (j.state = 'pending' and j.run_at <= j.updated_at + interval '1 second') \
-                       as interactive \
+                     (j.state = 'pending' and j.run_at <= j.updated_at + interval '1 second' \
+                       and (j.runs > 0 or j.awaited)) as interactive \
                    from sync_jobs j where j.sync_job_id in ({FAIR_DUE_JOBS}) \
                      and ((j.state = 'pending' and j.run_at <= $1) \
                        or (j.state = 'leased' and j.lease_expires_at <= $1)) \

@@ -191,13 +191,13 @@ impl SyncStore for SqlitePool {
         per_tenant: i64,
     ) -> BoxFuture<'a, SyncResult<Vec<ClaimedJob>>> {
         async move {
-            // SQLite's `returning` sees only the new row, so which jobs a request made due
-            // (`run_at` at its last change; a retry was scheduled later) is read first, in
-            // the same write transaction.
+            // Which jobs are interactive (see the PostgreSQL claim) is read first, in the
+            // same write transaction: SQLite's `returning` sees only the new row.
             let mut tx = self.begin_with("begin immediate").await?;
             let prompt: std::collections::HashSet<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
                 "select sync_job_id from sync_jobs where sync_job_id in ({FAIR_DUE_JOBS}) \
-                 and state = 'pending' and run_at <= updated_at + 1000 and $3 is not null"
+                 and state = 'pending' and run_at <= updated_at + 1000 \
+                 and (runs > 0 or awaited) and $3 is not null"
             )))
             .bind(ms(now))
             .bind(owner)
