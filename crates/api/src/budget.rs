@@ -112,7 +112,10 @@ impl SharedBudget {
     }
 
     fn in_fallback(&self) -> bool {
-        let mut until = self.fallback_until.lock().unwrap_or_else(|p| p.into_inner());
+        let mut until = self
+            .fallback_until
+            .lock()
+            .unwrap_or_else(|p| p.into_inner());
         match *until {
             Some(t) if t > tokio::time::Instant::now() => true,
             Some(_) => {
@@ -125,8 +128,10 @@ impl SharedBudget {
 
     fn fall_back(&self, err: &sqlx::Error) {
         tracing::warn!(error = %err, "the shared Cal.com budget did not answer; using this process's own for a few seconds");
-        *self.fallback_until.lock().unwrap_or_else(|p| p.into_inner()) =
-            Some(tokio::time::Instant::now() + FALLBACK_FOR);
+        *self
+            .fallback_until
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some(tokio::time::Instant::now() + FALLBACK_FOR);
     }
 
     /// Takes one token when the window allows it; otherwise says how long to wait.

@@ -175,7 +175,10 @@ async fn interactive_calls_overtake_background_work() {
             async move { background.acquire(Priority::Background).await }
         });
         tokio::time::sleep(Duration::from_millis(100)).await;
-        assert!(!queued.is_finished(), "background waits for the next window");
+        assert!(
+            !queued.is_finished(),
+            "background waits for the next window"
+        );
         tokio::time::timeout(
             Duration::from_secs(1),
             interactive.acquire(Priority::Interactive),

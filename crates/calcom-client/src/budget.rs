@@ -85,7 +85,9 @@ pub struct LocalBudget {
 
 impl LocalBudget {
     pub fn new(requests: u32, per: Duration) -> Self {
-        let background = requests.saturating_sub(interactive_reserve(requests)).max(1);
+        let background = requests
+            .saturating_sub(interactive_reserve(requests))
+            .max(1);
         Self {
             all: RateLimiter::new(requests, per),
             background: RateLimiter::new(background, per),

@@ -17,9 +17,9 @@ use tokio::time::Instant;
 use tracing::Instrument;
 
 use crate::api_version;
+use crate::budget::{Budget, LocalBudget, Priority, Usage};
 use crate::config::{ClientConfig, RateLimit};
 use crate::error::{self, CalcomError, RAW_BODY_LIMIT, ResponseContext};
-use crate::budget::{Budget, LocalBudget, Priority, Usage};
 use crate::model::{
     Booking, BookingPage, EventType, Me, OneOrMany, Slot, SlotReservation, TeamMembership,
 };

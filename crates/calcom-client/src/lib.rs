@@ -18,9 +18,7 @@ mod metadata;
 mod model;
 mod request;
 
-pub use budget::{
-    Budget, BudgetFuture, LocalBudget, Priority, WindowReport, interactive_reserve,
-};
+pub use budget::{Budget, BudgetFuture, LocalBudget, Priority, WindowReport, interactive_reserve};
 pub use client::{BudgetUsage, CalcomClient};
 pub use config::{ClientConfig, RateLimit};
 pub use error::{CalcomError, SlotRefusal};

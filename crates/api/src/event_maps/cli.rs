@@ -212,7 +212,11 @@ async fn run_provision(
         detail: format!("--staff: {}", e.message),
     })?;
     let calcom = super::tenant_calcom(store, tenant_id).await?;
-    let client = super::shared_client_for(&calcom, Some(&crate::budget::Budgets::new(db.clone())), true)?;
+    let client = super::shared_client_for(
+        &calcom,
+        Some(&crate::budget::Budgets::new(db.clone())),
+        true,
+    )?;
     let report = super::provision(
         store,
         &client,

@@ -438,7 +438,8 @@ pub async fn sweep_reservations_every(
             () = stop.cancelled() => return,
             _ = tick.tick() => {}
         }
-        let sweep = calcom_client::Priority::Background.scope(sweep_reservations(&state, Utc::now()));
+        let sweep =
+            calcom_client::Priority::Background.scope(sweep_reservations(&state, Utc::now()));
         match sweep.await {
             Ok(0) => {}
             Ok(n) => tracing::info!(holds = n, "Cal.com reservations of ended holds deleted"),

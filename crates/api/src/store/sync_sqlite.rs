@@ -14,9 +14,9 @@ use uuid::Uuid;
 
 use super::sync::{
     AppointmentWork, AttemptFinish, AttemptRecord, AttemptStart, BookableUpdate, BookedSegment,
-    ClaimedJob, Fence, JobNext, MappedEventType, SegmentSyncView, SegmentWork, StaffCalcom,
-    SyncHealth, SyncResult, SyncStore, SyncView, TenantConnection, decode_error, derive_from_rows,
-    desired_state, encode_error, every_status_counted, parse_appointment_status, FAIR_DUE_JOBS,
+    ClaimedJob, FAIR_DUE_JOBS, Fence, JobNext, MappedEventType, SegmentSyncView, SegmentWork,
+    StaffCalcom, SyncHealth, SyncResult, SyncStore, SyncView, TenantConnection, decode_error,
+    derive_from_rows, desired_state, encode_error, every_status_counted, parse_appointment_status,
     parse_segment_status, staff_id,
 };
 
@@ -194,20 +194,21 @@ impl SyncStore for SqlitePool {
             // Which jobs are interactive (see the PostgreSQL claim) is read first, in the
             // same write transaction: SQLite's `returning` sees only the new row.
             let mut tx = self.begin_with("begin immediate").await?;
-            let prompt: std::collections::HashSet<String> = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-                "select sync_job_id from sync_jobs where sync_job_id in ({FAIR_DUE_JOBS}) \
+            let prompt: std::collections::HashSet<String> =
+                sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+                    "select sync_job_id from sync_jobs where sync_job_id in ({FAIR_DUE_JOBS}) \
                  and state = 'pending' and run_at <= updated_at + 1000 \
                  and (runs > 0 or awaited) and $3 is not null"
-            )))
-            .bind(ms(now))
-            .bind(owner)
-            .bind(ms(lease_until))
-            .bind(limit)
-            .bind(per_tenant.max(1))
-            .fetch_all(&mut *tx)
-            .await?
-            .into_iter()
-            .collect();
+                )))
+                .bind(ms(now))
+                .bind(owner)
+                .bind(ms(lease_until))
+                .bind(limit)
+                .bind(per_tenant.max(1))
+                .fetch_all(&mut *tx)
+                .await?
+                .into_iter()
+                .collect();
             let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
                 "update sync_jobs set state = 'leased', lease_owner = $2, lease_expires_at = $3, \
                  runs = runs + 1, updated_at = $1 \
@@ -227,8 +228,7 @@ impl SyncStore for SqlitePool {
                     Ok(ClaimedJob {
                         sync_job_id: uuid_col(row, "sync_job_id")?,
                         tenant_id: uuid_col(row, "tenant_id")?,
-                        interactive: prompt
-                            .contains(&row.try_get::<String, _>("sync_job_id")?),
+                        interactive: prompt.contains(&row.try_get::<String, _>("sync_job_id")?),
                         verify_bookings: row.try_get::<i64, _>("verify_bookings")? != 0,
                         fence: Fence {
                             appointment_id: uuid_col(row, "appointment_id")?,
