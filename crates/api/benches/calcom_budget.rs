@@ -196,7 +196,7 @@ async fn main() -> Result<()> {
     }
     let http = reqwest::Client::new();
     let key = salon.ops_key.clone();
-    let mut next_probe = 100_000usize;
+    let mut next_probe = 1_000usize;
 
     // 1. Idle.
     let mut idle = Vec::new();

@@ -276,13 +276,14 @@ pub trait SyncStore: Send + Sync + 'static {
         lease_until: DateTime<Utc>,
         limit: i64,
     ) -> BoxFuture<'a, SyncResult<Vec<ClaimedJob>>> {
-        self.claim_jobs_fairly(owner, now, lease_until, limit, limit)
+        self.claim_jobs_fairly(owner, now, lease_until, limit, limit, false)
     }
 
     /// Like `claim_jobs`, fair across tenants: tenants take turns (each tenant's oldest due
     /// job first, then each one's second, …), and no tenant ends up with more than
     /// `per_tenant` jobs leased to `owner`, so a tenant whose Cal.com hangs cannot take the
-    /// whole worker.
+    /// whole worker. Jobs someone waits on ([`ClaimedJob::interactive`]) come first;
+    /// `interactive_only` claims nothing else.
     fn claim_jobs_fairly<'a>(
         &'a self,
         owner: &'a str,
@@ -290,6 +291,7 @@ pub trait SyncStore: Send + Sync + 'static {
         lease_until: DateTime<Utc>,
         limit: i64,
         per_tenant: i64,
+        interactive_only: bool,
     ) -> BoxFuture<'a, SyncResult<Vec<ClaimedJob>>>;
 
     /// Extends a held lease; `false` when the lease was lost.
@@ -548,18 +550,27 @@ pub(crate) fn every_status_counted(
     out
 }
 
-/// The due jobs a claim picks, fair across tenants (see `claim_jobs_fairly`); the same text
-/// for both backends. `$1` now, `$2` the owner, `$4` how many, `$5` the per-tenant cap.
-pub(crate) const FAIR_DUE_JOBS: &str = "\
-    select r.sync_job_id from ( \
-      select sync_job_id, tenant_id, run_at, \
-        row_number() over (partition by tenant_id order by run_at) as turn \
-      from sync_jobs \
-      where (state = 'pending' and run_at <= $1) \
-         or (state = 'leased' and lease_expires_at <= $1)) r \
-    left join ( \
-      select tenant_id, count(*) as running from sync_jobs \
-      where state = 'leased' and lease_owner = $2 and lease_expires_at > $1 \
-      group by tenant_id) b on b.tenant_id = r.tenant_id \
-    where r.turn + coalesce(b.running, 0) <= $5 \
-    order by r.turn, r.run_at limit $4";
+/// The due jobs a claim picks, fair across tenants (see `claim_jobs_fairly`): interactive
+/// jobs first within each tenant, then tenants take turns. `interactive` is the backend's
+/// expression for a job someone waits on. `$1` now, `$2` the owner, `$4` how many, `$5` the
+/// per-tenant cap (interactive jobs may go a third over it: the slots a worker keeps for
+/// them), `$6` true to pick interactive jobs only.
+pub(crate) fn fair_due_jobs(interactive: &str) -> String {
+    format!(
+        "select r.sync_job_id from ( \
+           select sync_job_id, tenant_id, run_at, {interactive} as interactive, \
+             row_number() over (partition by tenant_id \
+               order by {interactive} desc, run_at) as turn \
+           from sync_jobs \
+           where (state = 'pending' and run_at <= $1) \
+              or (state = 'leased' and lease_expires_at <= $1)) r \
+         left join ( \
+           select tenant_id, count(*) as running from sync_jobs \
+           where state = 'leased' and lease_owner = $2 and lease_expires_at > $1 \
+           group by tenant_id) b on b.tenant_id = r.tenant_id \
+         where r.turn + coalesce(b.running, 0) <= \
+             case when r.interactive then $5 + ($5 + 2) / 3 else $5 end \
+           and (r.interactive or not $6) \
+         order by r.interactive desc, r.turn, r.run_at limit $4"
+    )
+}

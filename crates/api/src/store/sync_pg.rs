@@ -12,12 +12,18 @@ use uuid::Uuid;
 
 use super::sync::{
     AppointmentWork, AttemptFinish, AttemptRecord, AttemptStart, BookableUpdate, BookedSegment,
-    ClaimedJob, FAIR_DUE_JOBS, Fence, JobNext, MappedEventType, SegmentSyncView, SegmentWork,
+    ClaimedJob, fair_due_jobs, Fence, JobNext, MappedEventType, SegmentSyncView, SegmentWork,
     StaffCalcom, SyncHealth, SyncResult, SyncStore, SyncView, TenantConnection, decode_error,
     derive_from_rows, desired_state, encode_error, every_status_counted, parse_appointment_status,
     parse_segment_status, staff_id,
 };
 use super::{RETRIES_ON_CONFLICT, is_retryable};
+
+/// A job someone waits on: a change to an appointment someone just made (a resync, a
+/// cancel, a move: `run_at` at the job's last change, where a retry is scheduled for later
+/// than that), or a new appointment whose creator waits for the outcome.
+const PG_INTERACTIVE: &str = "(state = 'pending' and run_at <= updated_at + interval '1 second' \
+     and (runs > 0 or awaited))";
 
 fn segment_key(raw: String) -> Result<SegmentKey, sqlx::Error> {
     SegmentKey::parse(&raw).map_err(|e| sqlx::Error::ColumnDecode {
@@ -163,19 +169,17 @@ impl SyncStore for PgPool {
         lease_until: DateTime<Utc>,
         limit: i64,
         per_tenant: i64,
+        interactive_only: bool,
     ) -> BoxFuture<'a, SyncResult<Vec<ClaimedJob>>> {
         async move {
-            // Interactive: a change to an appointment someone just made (a resync, a cancel,
-            // a move: `run_at` at the job's last change, where a retry was scheduled for
-            // later), or a new appointment whose creator waits for the outcome. The due test is repeated on the locked row:
+            // The due test is repeated on the locked row:
             // the fair pick reads a snapshot, and a row another worker claimed meanwhile is
             // re-checked only against conditions on the row itself.
+            let fair = fair_due_jobs(PG_INTERACTIVE);
             let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
                 "with due as ( \
-                   select j.sync_job_id, \
-                     (j.state = 'pending' and j.run_at <= j.updated_at + interval '1 second' \
-                       and (j.runs > 0 or j.awaited)) as interactive \
-                   from sync_jobs j where j.sync_job_id in ({FAIR_DUE_JOBS}) \
+                   select j.sync_job_id, {PG_INTERACTIVE} as interactive \
+                   from sync_jobs j where j.sync_job_id in ({fair}) \
                      and ((j.state = 'pending' and j.run_at <= $1) \
                        or (j.state = 'leased' and j.lease_expires_at <= $1)) \
                    for update skip locked) \
@@ -190,6 +194,7 @@ impl SyncStore for PgPool {
             .bind(lease_until)
             .bind(limit)
             .bind(per_tenant.max(1))
+            .bind(interactive_only)
             .fetch_all(self)
             .await?;
             rows.iter()

@@ -14,11 +14,15 @@ use uuid::Uuid;
 
 use super::sync::{
     AppointmentWork, AttemptFinish, AttemptRecord, AttemptStart, BookableUpdate, BookedSegment,
-    ClaimedJob, FAIR_DUE_JOBS, Fence, JobNext, MappedEventType, SegmentSyncView, SegmentWork,
+    ClaimedJob, fair_due_jobs, Fence, JobNext, MappedEventType, SegmentSyncView, SegmentWork,
     StaffCalcom, SyncHealth, SyncResult, SyncStore, SyncView, TenantConnection, decode_error,
     derive_from_rows, desired_state, encode_error, every_status_counted, parse_appointment_status,
     parse_segment_status, staff_id,
 };
+
+/// A job someone waits on (see the PostgreSQL store); instants are milliseconds here.
+const SQLITE_INTERACTIVE: &str =
+    "(state = 'pending' and run_at <= updated_at + 1000 and (runs > 0 or awaited))";
 
 fn ms(at: DateTime<Utc>) -> i64 {
     at.timestamp_millis()
@@ -189,22 +193,24 @@ impl SyncStore for SqlitePool {
         lease_until: DateTime<Utc>,
         limit: i64,
         per_tenant: i64,
+        interactive_only: bool,
     ) -> BoxFuture<'a, SyncResult<Vec<ClaimedJob>>> {
         async move {
             // Which jobs are interactive (see the PostgreSQL claim) is read first, in the
             // same write transaction: SQLite's `returning` sees only the new row.
+            let fair = fair_due_jobs(SQLITE_INTERACTIVE);
             let mut tx = self.begin_with("begin immediate").await?;
             let prompt: std::collections::HashSet<String> =
                 sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-                    "select sync_job_id from sync_jobs where sync_job_id in ({FAIR_DUE_JOBS}) \
-                 and state = 'pending' and run_at <= updated_at + 1000 \
-                 and (runs > 0 or awaited) and $3 is not null"
+                    "select sync_job_id from sync_jobs where sync_job_id in ({fair}) \
+                 and {SQLITE_INTERACTIVE} and $3 is not null"
                 )))
                 .bind(ms(now))
                 .bind(owner)
                 .bind(ms(lease_until))
                 .bind(limit)
                 .bind(per_tenant.max(1))
+                .bind(interactive_only)
                 .fetch_all(&mut *tx)
                 .await?
                 .into_iter()
@@ -212,7 +218,7 @@ impl SyncStore for SqlitePool {
             let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
                 "update sync_jobs set state = 'leased', lease_owner = $2, lease_expires_at = $3, \
                  runs = runs + 1, updated_at = $1 \
-                 where sync_job_id in ({FAIR_DUE_JOBS}) \
+                 where sync_job_id in ({fair}) \
                  returning sync_job_id, tenant_id, appointment_id, runs, verify_bookings",
             )))
             .bind(ms(now))
@@ -220,6 +226,7 @@ impl SyncStore for SqlitePool {
             .bind(ms(lease_until))
             .bind(limit)
             .bind(per_tenant.max(1))
+            .bind(interactive_only)
             .fetch_all(&mut *tx)
             .await?;
             tx.commit().await?;

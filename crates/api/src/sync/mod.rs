@@ -78,6 +78,13 @@ impl SyncConfig {
     pub fn jobs_per_tenant(&self) -> usize {
         (self.max_concurrent_jobs - self.max_concurrent_jobs / 4).max(1)
     }
+
+    /// The most background jobs (retries, appointments nobody waits on) this process runs
+    /// at once: three quarters of its concurrency. The rest is kept for jobs someone waits
+    /// on, which would otherwise queue behind a backlog holding every slot.
+    pub fn background_jobs(&self) -> usize {
+        (self.max_concurrent_jobs - self.max_concurrent_jobs / 4).max(1)
+    }
 }
 
 /// `<host>-<pid>-<random>`: readable in the attempt log, unique across restarts.
