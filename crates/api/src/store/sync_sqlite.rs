@@ -14,9 +14,9 @@ use uuid::Uuid;
 
 use super::sync::{
     AppointmentWork, AttemptFinish, AttemptRecord, AttemptStart, BookableUpdate, BookedSegment,
-    ClaimedJob, fair_due_jobs, Fence, JobNext, MappedEventType, SegmentSyncView, SegmentWork,
-    StaffCalcom, SyncHealth, SyncResult, SyncStore, SyncView, TenantConnection, decode_error,
-    derive_from_rows, desired_state, encode_error, every_status_counted, parse_appointment_status,
+    ClaimedJob, Fence, JobNext, MappedEventType, SegmentSyncView, SegmentWork, StaffCalcom,
+    SyncHealth, SyncResult, SyncStore, SyncView, TenantConnection, decode_error, derive_from_rows,
+    desired_state, encode_error, every_status_counted, fair_due_jobs, parse_appointment_status,
     parse_segment_status, staff_id,
 };
 
