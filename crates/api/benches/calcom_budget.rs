@@ -189,6 +189,51 @@ async fn main() -> Result<()> {
         .await
         .context("lifting the request limit")?;
 
+    // 0. What one token costs: the atomic statement on the key's row, from 32 tasks at once
+    //    (a key with room enough never to wait).
+    {
+        let budgets = phasebook_api::budget::Budgets::new(db.clone());
+        let budget = budgets.for_key(
+            [1u8; 32],
+            calcom_client::RateLimit {
+                requests: 1_000_000,
+                per: WINDOW,
+            },
+        );
+        let takes = 3_200;
+        let started = Instant::now();
+        let mut tasks = tokio::task::JoinSet::new();
+        for _ in 0..32 {
+            let budget = budget.clone();
+            tasks.spawn(async move {
+                let mut latencies = Vec::new();
+                for _ in 0..takes / 32 {
+                    let sent = Instant::now();
+                    let _ = budget.try_take(calcom_client::Priority::Interactive).await;
+                    latencies.push(sent.elapsed());
+                }
+                latencies
+            });
+        }
+        let mut latencies = Vec::new();
+        while let Some(batch) = tasks.join_next().await {
+            latencies.extend(batch?);
+        }
+        latencies.sort();
+        let elapsed = started.elapsed();
+        println!(
+            "[postgres] shared budget: {takes} tokens of one key taken by 32 tasks in {:.0} ms = \
+             {:.0} tokens/s; one take p50 {:.2} ms, p95 {:.2} ms (a Cal.com call is ~{} ms, a \
+             key allows {:.0} a second)",
+            ms(elapsed),
+            f64::from(takes) / elapsed.as_secs_f64(),
+            ms(percentile(&latencies, 0.5)),
+            ms(percentile(&latencies, 0.95)),
+            L.as_millis(),
+            f64::from(R) / WINDOW.as_secs_f64(),
+        );
+    }
+
     let stop = CancellationToken::new();
     let mut replicas = Vec::new();
     for n in 0..3 {
