@@ -34,11 +34,14 @@ const FALLBACK_FOR: Duration = Duration::from_secs(5);
 /// Identifies an API key in the budget table: SHA-256 of the base URL and the key.
 pub type KeyFingerprint = [u8; 32];
 
+/// This process's budget handles, one per key and configured limit.
+type KeyBudgets = HashMap<(KeyFingerprint, RateLimit), Arc<SharedBudget>>;
+
 /// The budgets of this process, one per key, all backed by the database.
 #[derive(Clone)]
 pub struct Budgets {
     db: Database,
-    keys: Arc<Mutex<HashMap<(KeyFingerprint, RateLimit), Arc<SharedBudget>>>>,
+    keys: Arc<Mutex<KeyBudgets>>,
 }
 
 impl std::fmt::Debug for Budgets {
