@@ -1,7 +1,8 @@
 //! One Cal.com budget per API key across processes: two processes (two connections to the
 //! database, each with its own budgets and clients, sharing nothing in memory) never send
 //! more than the key's limit together, a 429 seen by one pauses the other, and interactive
-//! calls go before background work. SQLite always, PostgreSQL when `DATABASE_URL` is set.
+//! calls go before background work. And job claiming is fair: tenants take turns, each
+//! within a cap. SQLite always, PostgreSQL when `DATABASE_URL` is set.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -231,5 +232,60 @@ async fn background_leaves_room_for_as_many_callers_as_the_last_window_had() {
             "{}",
             database.url
         );
+    }
+}
+
+#[tokio::test]
+async fn job_claiming_takes_tenants_in_turns_and_caps_each_one() {
+    use chrono::{TimeDelta, TimeZone, Utc};
+    use phasebook_api::sync::fixtures;
+
+    for database in databases().await {
+        let db = process(&database).await;
+        let segments = fixtures::segments(2, 30, 0);
+        let account = fixtures::sim_account(1, &segments);
+        let calcom = "http://127.0.0.1:9";
+        let busy = fixtures::seed_sim_salon(&db, calcom, &account, "colour", segments.clone())
+            .await
+            .expect("busy salon");
+        let quiet = fixtures::seed_sim_salon(&db, calcom, &account, "colour", segments)
+            .await
+            .expect("quiet salon");
+        let staff = &account.staff[0].staff_id;
+        let day = |d: u32| {
+            Utc.with_ymd_and_hms(2030, 5, d, 9, 0, 0)
+                .single()
+                .expect("date")
+        };
+        // The busy salon's backlog is older than the quiet salon's one appointment.
+        for d in 1..=10 {
+            fixtures::book(&db, &busy, staff, day(d))
+                .await
+                .expect("book");
+        }
+        let quiet_job = fixtures::book(&db, &quiet, staff, day(20))
+            .await
+            .expect("book");
+        let store = phasebook_api::sync::sync_store(&db);
+        let now = Utc::now();
+        let lease = now + TimeDelta::seconds(60);
+        let first = store
+            .claim_jobs_fairly("worker", now, lease, 2, 10, false)
+            .await
+            .expect("claim");
+        let tenants: Vec<_> = first.iter().map(|j| j.tenant_id).collect();
+        assert!(
+            tenants.contains(&busy.tenant_id) && tenants.contains(&quiet.tenant_id),
+            "{}: two slots, one for each salon, not both for the older backlog",
+            database.url
+        );
+        assert!(first.iter().any(|j| j.appointment_id() == quiet_job));
+        // One busy job is running; a cap of three lets two more of it in, however many wait.
+        let more = store
+            .claim_jobs_fairly("worker", now, lease, 10, 3, false)
+            .await
+            .expect("claim");
+        assert_eq!(more.len(), 2, "{}", database.url);
+        assert!(more.iter().all(|j| j.tenant_id == busy.tenant_id));
     }
 }
