@@ -14,8 +14,9 @@
 //!    against idle (target: within 1.5 L + 50 ms of it), what the doctor got (the rest).
 //!
 //! Run: `DATABASE_URL=postgres://… cargo bench -p phasebook-api --bench calcom_budget`
-//! (optional `BENCH_BUDGET_WINDOWS`, minutes measured, default 2; `BENCH_DOCTOR_PAUSE_MS`,
-//! pause between doctor runs, default 0).
+//! (optional `BENCH_BUDGET_WINDOWS`, minutes measured, default 2; `BENCH_OFFERED`, the
+//! bookings offered as a fraction of R, default 0.92; `BENCH_DOCTOR_PAUSE_MS`, pause between
+//! doctor runs, default 0).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -38,7 +39,7 @@ const R: u32 = 120;
 const WINDOW: Duration = Duration::from_secs(60);
 const STYLISTS: usize = 2;
 const SEGMENTS: usize = 4;
-/// The bookings offered under load, as a fraction of R.
+/// The bookings offered under load, as a fraction of R, unless `BENCH_OFFERED` says.
 const OFFERED: f64 = 0.92;
 
 fn percentile(sorted: &[Duration], p: f64) -> Duration {
@@ -149,6 +150,10 @@ async fn main() -> Result<()> {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(2);
+    let offered: f64 = std::env::var("BENCH_OFFERED")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(OFFERED);
     let doctor_pause = Duration::from_millis(
         std::env::var("BENCH_DOCTOR_PAUSE_MS")
             .ok()
@@ -298,7 +303,7 @@ async fn main() -> Result<()> {
         // Voice-agent bookings (Prefer: wait) offered at a steady `OFFERED` of R, one
         // appointment (four Cal.com bookings) at a time, spread over the three replicas.
         let every = Duration::from_secs_f64(
-            WINDOW.as_secs_f64() / (f64::from(R) * OFFERED / SEGMENTS as f64),
+            WINDOW.as_secs_f64() / (f64::from(R) * offered / SEGMENTS as f64),
         );
         let loaded_from = Utc::now();
         let loaded_started = Instant::now();
@@ -344,8 +349,8 @@ async fn main() -> Result<()> {
     let loaded_p95 = percentile(&loaded, 0.95);
     let allowance = L.mul_f64(1.5) + Duration::from_millis(50);
     println!(
-        "[postgres, 3 replicas + doctor loop, R = {R}/min, L = {} ms] idle Prefer: wait create: \
-         p50 {:.0} ms, p95 {:.0} ms ({} runs)",
+        "[postgres, 3 replicas + doctor loop, R = {R}/min, L = {} ms, offered {offered} R] idle \
+         Prefer: wait create: p50 {:.0} ms, p95 {:.0} ms ({} runs)",
         L.as_millis(),
         ms(percentile(&idle, 0.5)),
         ms(idle_p95),
