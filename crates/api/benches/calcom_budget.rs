@@ -372,6 +372,13 @@ async fn main() -> Result<()> {
         allowance.as_millis(),
         loaded.len(),
     );
+    let by_route: Vec<String> = state
+        .requests
+        .iter()
+        .filter(|(_, c)| c.total > 0)
+        .map(|(route, c)| format!("{route} {}", c.total))
+        .collect();
+    println!("  Cal.com requests by route: {}", by_route.join(", "));
     println!(
         "  doctor: {} runs finished, {} Cal.com requests ({:.0}/min)",
         doctor_runs.load(Ordering::Relaxed),
