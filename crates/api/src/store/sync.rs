@@ -553,12 +553,14 @@ pub(crate) fn every_status_counted(
 /// The due jobs a claim picks, fair across tenants (see `claim_jobs_fairly`): interactive
 /// jobs first within each tenant, then tenants take turns. `interactive` is the backend's
 /// expression for a job someone waits on. `$1` now, `$2` the owner, `$4` how many, `$5` the
-/// per-tenant cap (interactive jobs may go a third over it: the slots a worker keeps for
-/// them), `$6` true to pick interactive jobs only.
+/// per-tenant cap (a new appointment whose creator waits may go a third over it, into the
+/// slots a worker keeps for such jobs; a job the engine made due again may not, or a tenant
+/// whose Cal.com hangs would take those slots too), `$6` true to pick interactive jobs only.
 pub(crate) fn fair_due_jobs(interactive: &str) -> String {
     format!(
         "select r.sync_job_id from ( \
            select sync_job_id, tenant_id, run_at, {interactive} as interactive, \
+             (state = 'pending' and runs = 0 and awaited) as awaited, \
              row_number() over (partition by tenant_id \
                order by {interactive} desc, run_at) as turn \
            from sync_jobs \
@@ -569,7 +571,7 @@ pub(crate) fn fair_due_jobs(interactive: &str) -> String {
            where state = 'leased' and lease_owner = $2 and lease_expires_at > $1 \
            group by tenant_id) b on b.tenant_id = r.tenant_id \
          where r.turn + coalesce(b.running, 0) <= \
-             case when r.interactive then $5 + ($5 + 2) / 3 else $5 end \
+             case when r.awaited then $5 + ($5 + 2) / 3 else $5 end \
            and (r.interactive or not $6) \
          order by r.interactive desc, r.turn, r.run_at limit $4"
     )
