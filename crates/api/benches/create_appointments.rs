@@ -206,6 +206,22 @@ async fn run(db_url: &str, seconds: u64, clients: usize) -> Result<()> {
             bail!("PUT /staff failed: {}", r.text().await?);
         }
     }
+    // Every segment mapped for every stylist, so the booking pre-flight passes (there is no
+    // Cal.com here to check a map through the API; the worker is off).
+    psql(
+        db_url,
+        &format!(
+            "insert into staff_services (tenant_id, staff_id, service_id) \
+             select '{tenant_id}'::uuid, 'stylist-' || c, 'colour' \
+             from generate_series(0, {last}) c on conflict do nothing; \
+             insert into event_maps (tenant_id, service_id, segment_key, staff_id, \
+               event_type_id, bookable_event_type_id, resolution, checked_at) \
+             select '{tenant_id}'::uuid, 'colour', k, 'stylist-' || c, 5000 + c, 5000 + c, \
+               'individual', now() \
+             from generate_series(0, {last}) c, unnest(array['A', 'B', 'C', 'D']) k",
+            last = clients - 1
+        ),
+    )?;
 
     let start_day = chrono::Utc::now() + chrono::Duration::days(30);
     let deadline = Instant::now() + Duration::from_secs(seconds);
@@ -228,7 +244,7 @@ async fn run(db_url: &str, seconds: u64, clients: usize) -> Result<()> {
                     "staff_id": format!("stylist-{c}"),
                     "start": start.to_rfc3339(),
                     "time_zone": "Europe/Berlin",
-                    "customer": {"name": "Load Test"}
+                    "customer": {"name": "Load Test", "email": "load@example.com"}
                 });
                 let sent = Instant::now();
                 let res = http
@@ -271,11 +287,11 @@ async fn run(db_url: &str, seconds: u64, clients: usize) -> Result<()> {
     println!("  created        {} ({} errors)", latencies.len(), errors);
     println!("  requests/s     {rps:.0}");
     println!(
-        "  latency        p50 {:.2} ms  p95 {:.2} ms  p99 {:.2} ms   (target p95 <= 25 ms: {})",
+        "  latency        p50 {:.2} ms  p95 {:.2} ms  p99 {:.2} ms   (target p95 <= 15 ms at 8 clients: {})",
         p50.as_secs_f64() * 1e3,
         p95.as_secs_f64() * 1e3,
         p99.as_secs_f64() * 1e3,
-        if p95 <= Duration::from_millis(25) {
+        if p95 <= Duration::from_millis(15) {
             "met"
         } else {
             "missed"
@@ -287,8 +303,8 @@ async fn run(db_url: &str, seconds: u64, clients: usize) -> Result<()> {
     );
     println!("  pgbench tps    {pgbench_tps:.0}   (same transaction, same database, same run)");
     println!(
-        "  ratio          {ratio:.2}   (target >= 0.5: {})",
-        if ratio >= 0.5 { "met" } else { "missed" }
+        "  ratio          {ratio:.2}   (target >= 0.6 at 32 clients: {})",
+        if ratio >= 0.6 { "met" } else { "missed" }
     );
     Ok(())
 }

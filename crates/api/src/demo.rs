@@ -276,6 +276,7 @@ async fn book_colour(
         notes: None,
         segments: plan_appointment(&service, start, &assigned),
         created_at: Utc::now().trunc_subsecs(3),
+        awaited: false,
     };
     store
         .create_appointment(&appointment, None)

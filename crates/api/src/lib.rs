@@ -3,6 +3,7 @@
 
 pub mod app;
 pub mod auth;
+pub mod budget;
 pub mod cli;
 pub mod console;
 pub mod demo;

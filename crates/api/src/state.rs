@@ -27,15 +27,16 @@ impl AppState {
     pub fn new(db: Database) -> Self {
         let store = db.shared();
         let sync = crate::sync::SyncHandle::for_database(&db);
+        let free_time = Arc::new(crate::free_time::FreeTime::new(Arc::new(
+            sync.client_cache(crate::sync::ClientSettings::default()),
+        )));
         Self {
             db,
             sync,
             store,
             metrics: crate::telemetry::metrics_handle(),
             guard: Arc::new(crate::guard::Guard::default()),
-            free_time: Arc::new(crate::free_time::FreeTime::new(Arc::new(
-                crate::sync::ClientCache::new(crate::sync::ClientSettings::default()),
-            ))),
+            free_time,
         }
     }
 }

@@ -147,6 +147,7 @@ fn appointment(tenant: Uuid, service: &str, staff: &str, start: DateTime<Utc>) -
         notes: Some("first visit".into()),
         segments: plan_appointment(&service_def, start, &assigned),
         created_at: now(),
+        awaited: false,
     }
 }
 

@@ -741,6 +741,8 @@ async fn on_postgres_a_job_written_elsewhere_wakes_an_idle_worker_by_notificatio
     // … is idle (its first look found nothing) when another process writes a job.
     tokio::time::sleep(Duration::from_millis(300)).await;
     let id = w.appointment(20).await;
+    // The writing process notifies after its commit, as every route that makes a job due.
+    SyncHandle::for_database(&w.db).wake();
     let outcome = w
         .handle
         .wait_for_outcome(w.tenant(), id, Duration::from_secs(20))

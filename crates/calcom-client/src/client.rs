@@ -1,5 +1,5 @@
 //! `CalcomClient`: one typed method per Cal.com operation the sync engine uses, on top of a
-//! single request path that applies the version header, the rate limiter, the read-only
+//! single request path that applies the version header, the key's budget, the read-only
 //! retry policy, error classification and tracing.
 
 use std::collections::BTreeMap;
@@ -17,9 +17,9 @@ use tokio::time::Instant;
 use tracing::Instrument;
 
 use crate::api_version;
+use crate::budget::{Budget, LocalBudget, Priority, Usage};
 use crate::config::{ClientConfig, RateLimit};
 use crate::error::{self, CalcomError, RAW_BODY_LIMIT, ResponseContext};
-use crate::limiter::RateLimiter;
 use crate::model::{
     Booking, BookingPage, EventType, Me, OneOrMany, Slot, SlotReservation, TeamMembership,
 };
@@ -31,9 +31,20 @@ use crate::request::{
 /// First GET retry waits this long, doubling each time up to `READ_BACKOFF_MAX`.
 const READ_BACKOFF_BASE: Duration = Duration::from_millis(100);
 const READ_BACKOFF_MAX: Duration = Duration::from_secs(2);
+/// With `wait_when_rate_limited`, how many 429s in a row one call sits out.
+const MAX_THROTTLED_WAITS: u32 = 5;
+
+/// What a client took from its key's budget.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct BudgetUsage {
+    /// Requests sent to Cal.com.
+    pub requests: u64,
+    /// Time spent waiting for the budget, summed over requests.
+    pub waited: Duration,
+}
 
 /// A typed Cal.com v2 client for one API key. Clones share the connection pool and the
-/// rate limiter, so keep one client per key and clone it freely.
+/// budget, so keep one client per key and clone it freely.
 #[derive(Clone)]
 pub struct CalcomClient {
     inner: Arc<Inner>,
@@ -45,7 +56,9 @@ struct Inner {
     api_key: SecretString,
     /// Built once, marked sensitive so no HTTP-layer debug output prints it.
     authorization: HeaderValue,
-    limiter: RateLimiter,
+    budget: Arc<dyn Budget>,
+    usage: Usage,
+    wait_when_rate_limited: bool,
     read_retries: u32,
     timeout: Duration,
     rate_limit: RateLimit,
@@ -214,12 +227,28 @@ impl CalcomClient {
                 base_url,
                 api_key: config.api_key,
                 authorization,
-                limiter: RateLimiter::new(config.rate_limit.requests, config.rate_limit.per),
+                budget: config.budget.unwrap_or_else(|| {
+                    Arc::new(LocalBudget::new(
+                        config.rate_limit.requests,
+                        config.rate_limit.per,
+                    ))
+                }),
+                usage: Usage::default(),
+                wait_when_rate_limited: config.wait_when_rate_limited,
                 read_retries: config.read_retries,
                 timeout: config.timeout,
                 rate_limit: config.rate_limit,
             }),
         })
+    }
+
+    /// What this client (and its clones) took from the key's budget so far.
+    pub fn usage(&self) -> BudgetUsage {
+        use std::sync::atomic::Ordering;
+        BudgetUsage {
+            requests: self.inner.usage.sent.load(Ordering::Relaxed),
+            waited: Duration::from_millis(self.inner.usage.waited_ms.load(Ordering::Relaxed)),
+        }
     }
 
     /// `POST /v2/bookings`. Never retried here: a repeated create is a second booking.
@@ -540,6 +569,7 @@ impl CalcomClient {
             1
         };
         let mut attempt = 1;
+        let mut throttled = 0;
         loop {
             let span = tracing::info_span!(
                 "calcom_request",
@@ -549,6 +579,13 @@ impl CalcomClient {
             );
             let result = self.send_once(&call, &url).instrument(span).await;
             match result {
+                // The budget now holds every request of the key until the reset, so the
+                // next try waits there.
+                Err(CalcomError::RateLimited { .. })
+                    if self.inner.wait_when_rate_limited && throttled < MAX_THROTTLED_WAITS =>
+                {
+                    throttled += 1;
+                }
                 Err(err) if attempt < attempts && read_is_retryable(&err) => {
                     tokio::time::sleep(read_backoff(attempt)).await;
                     attempt += 1;
@@ -560,7 +597,8 @@ impl CalcomClient {
 
     async fn send_once(&self, call: &Call, url: &Url) -> Result<Success, CalcomError> {
         let queued = Instant::now();
-        self.inner.limiter.acquire().await;
+        self.inner.budget.acquire(Priority::current()).await;
+        self.inner.usage.record(queued.elapsed());
         let queued_ms = queued.elapsed().as_millis() as u64;
 
         let mut request = self
@@ -606,6 +644,11 @@ impl CalcomClient {
         let response = request.send().await.map_err(error::from_reqwest)?;
         let status = response.status().as_u16();
         let headers: HeaderMap = response.headers().clone();
+        if status != 429
+            && let Some(report) = error::window_report(&headers)
+        {
+            self.inner.budget.observe(report);
+        }
         if let Some(id) = headers.get("x-request-id").and_then(|v| v.to_str().ok()) {
             tracing::trace!(request_id = id, "cal.com request id");
         }
@@ -625,7 +668,7 @@ impl CalcomClient {
                 },
             );
             if let CalcomError::RateLimited { reset_after, .. } = &err {
-                self.inner.limiter.pause_for(*reset_after);
+                self.inner.budget.pause(*reset_after);
             }
             return Err(err);
         }

@@ -1,12 +1,15 @@
 //! How a `CalcomClient` is set up: where Cal.com is, which key to use, how long to wait,
 //! how fast to go and how often to retry a read.
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use secrecy::SecretString;
 
+use crate::budget::Budget;
+
 /// How many requests may start per window; Cal.com allows an API key 120 per minute.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct RateLimit {
     pub requests: u32,
     pub per: Duration,
@@ -33,6 +36,13 @@ pub struct ClientConfig {
     /// Extra attempts for GET requests only, after transport failures, lost answers and
     /// 5xx. Writes are never retried by the client. Default 2.
     pub read_retries: u32,
+    /// Where each request takes its token; `None`: a budget of `rate_limit` in this
+    /// process only. Give clients of one key the same budget (see [`Budget`]).
+    pub budget: Option<Arc<dyn Budget>>,
+    /// After a 429, wait for Cal.com's reset and send again instead of failing (Cal.com
+    /// refuses a throttled request before doing anything, so a write is safe to repeat).
+    /// For tools nobody waits on (`doctor`, `provision`). Default off.
+    pub wait_when_rate_limited: bool,
 }
 
 impl ClientConfig {
@@ -47,6 +57,8 @@ impl ClientConfig {
             timeout: Self::DEFAULT_TIMEOUT,
             rate_limit: RateLimit::default(),
             read_retries: Self::DEFAULT_READ_RETRIES,
+            budget: None,
+            wait_when_rate_limited: false,
         }
     }
 }

@@ -479,6 +479,24 @@ pub(crate) fn reset_after_from_headers(headers: &HeaderMap, now_epoch: u64) -> O
     })
 }
 
+/// Cal.com's count for the key from a response's `X-RateLimit-Remaining-*` and
+/// `X-RateLimit-Reset-*` headers (the smallest remaining of several named limits).
+pub(crate) fn window_report(headers: &HeaderMap) -> Option<crate::budget::WindowReport> {
+    let remaining = headers
+        .iter()
+        .filter(|(name, _)| name.as_str().starts_with("x-ratelimit-remaining"))
+        .filter_map(|(_, value)| value.to_str().ok()?.trim().parse::<u32>().ok())
+        .min()?;
+    let reset_after = headers
+        .iter()
+        .any(|(name, _)| name.as_str().starts_with("x-ratelimit-reset"))
+        .then(|| reset_after_from_headers(headers, unix_now_secs()))??;
+    Some(crate::budget::WindowReport {
+        remaining,
+        reset_after,
+    })
+}
+
 fn unix_now_secs() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)

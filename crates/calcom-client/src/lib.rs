@@ -9,6 +9,7 @@
 //! may have happened ([`CalcomError::OutcomeUnknown`]).
 
 pub mod api_version;
+mod budget;
 mod client;
 mod config;
 mod error;
@@ -17,7 +18,8 @@ mod metadata;
 mod model;
 mod request;
 
-pub use client::CalcomClient;
+pub use budget::{Budget, BudgetFuture, LocalBudget, Priority, WindowReport, interactive_reserve};
+pub use client::{BudgetUsage, CalcomClient};
 pub use config::{ClientConfig, RateLimit};
 pub use error::{CalcomError, SlotRefusal};
 pub use metadata::{

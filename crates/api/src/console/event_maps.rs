@@ -134,7 +134,7 @@ pub async fn event_maps_page(
     let store = state.db.event_maps();
     let client = match event_maps::tenant_calcom(store, tenant_id)
         .await
-        .and_then(|tenant| event_maps::client_for(&tenant))
+        .and_then(|tenant| event_maps::shared_client_for(&tenant, state.sync.budgets(), false))
     {
         Ok(client) => Ok(client),
         Err(err) => Err(problem(err)?),

@@ -1,6 +1,10 @@
 //! `phasebook doctor` (the event-map audit of every tenant, or one) and `phasebook
 //! provision` (single-host team event types for one service and staff member). Both work
 //! on the database directly, like the other administrative commands.
+//!
+//! Both are background work: their Cal.com requests take what the key's shared budget
+//! leaves after interactive calls, wait rather than fail when it is spent (a 429 included),
+//! and the report says how much of it they used.
 
 use std::io::Write;
 
@@ -52,6 +56,34 @@ struct TenantAudit {
     /// of a plain team member.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     calcom_key_warnings: Vec<String>,
+    calcom_budget: BudgetUsed,
+}
+
+/// What a run took from the tenant's Cal.com budget.
+#[derive(Debug, Clone, Copy, Serialize)]
+pub struct BudgetUsed {
+    /// Requests sent to Cal.com with the tenant's key.
+    pub requests: u64,
+    /// Time spent waiting for the budget, in milliseconds.
+    pub waited_ms: u64,
+}
+
+impl BudgetUsed {
+    fn of(client: &calcom_client::CalcomClient) -> Self {
+        let usage = client.usage();
+        Self {
+            requests: usage.requests,
+            waited_ms: u64::try_from(usage.waited.as_millis()).unwrap_or(u64::MAX),
+        }
+    }
+
+    fn line(&self) -> String {
+        format!(
+            "Cal.com budget used: {} request(s), {:.1} s waiting for it",
+            self.requests,
+            self.waited_ms as f64 / 1000.0
+        )
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -67,6 +99,17 @@ pub async fn doctor(
     args: &DoctorArgs,
     out: &mut dyn Write,
 ) -> Result<bool, EventMapError> {
+    calcom_client::Priority::Background
+        .scope(run_doctor(db, args, out))
+        .await
+}
+
+async fn run_doctor(
+    db: &Database,
+    args: &DoctorArgs,
+    out: &mut dyn Write,
+) -> Result<bool, EventMapError> {
+    let budgets = crate::budget::Budgets::new(db.clone());
     let store = db.event_maps();
     let tenants: Vec<(Uuid, String)> = store
         .list_tenants()
@@ -85,7 +128,7 @@ pub async fn doctor(
     let mut audits = Vec::with_capacity(tenants.len());
     for (tenant_id, name) in tenants {
         let calcom = super::tenant_calcom(store, tenant_id).await?;
-        let client = super::client_for(&calcom)?;
+        let client = super::shared_client_for(&calcom, Some(&budgets), true)?;
         let audit = super::audit(store, &client, tenant_id).await?;
         let mut warnings = Vec::new();
         if let Some(team_id) = calcom.team_id
@@ -98,6 +141,7 @@ pub async fn doctor(
             name,
             audit,
             calcom_key_warnings: warnings,
+            calcom_budget: BudgetUsed::of(&client),
         });
     }
     let doctor = DoctorReport {
@@ -113,6 +157,7 @@ pub async fn doctor(
             for warning in &t.calcom_key_warnings {
                 writeln!(out, "warning: {warning}").map_err(io)?;
             }
+            writeln!(out, "{}", t.calcom_budget.line()).map_err(io)?;
             writeln!(out).map_err(io)?;
         }
         if doctor.tenants.is_empty() {
@@ -124,6 +169,16 @@ pub async fn doctor(
 
 /// Runs provisioning (or its dry run) and writes the report to `out`.
 pub async fn provision(
+    db: &Database,
+    args: &ProvisionArgs,
+    out: &mut dyn Write,
+) -> Result<ProvisionReport, EventMapError> {
+    calcom_client::Priority::Background
+        .scope(run_provision(db, args, out))
+        .await
+}
+
+async fn run_provision(
     db: &Database,
     args: &ProvisionArgs,
     out: &mut dyn Write,
@@ -157,7 +212,11 @@ pub async fn provision(
         detail: format!("--staff: {}", e.message),
     })?;
     let calcom = super::tenant_calcom(store, tenant_id).await?;
-    let client = super::client_for(&calcom)?;
+    let client = super::shared_client_for(
+        &calcom,
+        Some(&crate::budget::Budgets::new(db.clone())),
+        true,
+    )?;
     let report = super::provision(
         store,
         &client,
@@ -167,10 +226,19 @@ pub async fn provision(
         args.dry_run,
     )
     .await?;
+    let used = BudgetUsed::of(&client);
     if args.json {
-        writeln!(out, "{}", to_json(&report)).map_err(io)?;
+        let mut json = serde_json::to_value(&report).unwrap_or_default();
+        if let Some(fields) = json.as_object_mut() {
+            fields.insert(
+                "calcom_budget".into(),
+                serde_json::to_value(used).unwrap_or_default(),
+            );
+        }
+        writeln!(out, "{}", to_json(&json)).map_err(io)?;
     } else {
         write!(out, "{}", report::provision_table(&report)).map_err(io)?;
+        writeln!(out, "{}", used.line()).map_err(io)?;
     }
     Ok(report)
 }

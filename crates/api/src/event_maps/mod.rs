@@ -11,6 +11,8 @@ pub mod routes;
 
 use calcom_client::{CalcomClient, CalcomError, CreateTeamEventType, EventType, HostAssignment};
 use calcom_client::{SchedulingType, UpdateTeamEventType};
+use std::sync::Arc;
+
 use chrono::Utc;
 use phasebook_domain::resolution::{
     self, AuditCell, Coverage, HostIdentity, Recheck, Refusal, Resolution, ResolutionKind,
@@ -126,12 +128,29 @@ async fn load_staff(
         })
 }
 
-/// A Cal.com client for the tenant, with the default timeout, rate limit and retries.
+/// A Cal.com client for the tenant, with the default timeout, rate limit and retries, and a
+/// budget of its own (for callers without a database).
 pub fn client_for(tenant: &TenantCalcom) -> Result<CalcomClient, EventMapError> {
-    Ok(CalcomClient::new(calcom_client::ClientConfig::new(
-        tenant.base_url.clone(),
-        tenant.api_key.clone(),
-    ))?)
+    shared_client_for(tenant, None, false)
+}
+
+/// A Cal.com client for the tenant whose requests take their tokens from the key's shared
+/// budget; `wait_when_rate_limited` for tools that should wait out a 429 rather than fail.
+pub fn shared_client_for(
+    tenant: &TenantCalcom,
+    budgets: Option<&crate::budget::Budgets>,
+    wait_when_rate_limited: bool,
+) -> Result<CalcomClient, EventMapError> {
+    let mut config =
+        calcom_client::ClientConfig::new(tenant.base_url.clone(), tenant.api_key.clone());
+    config.budget = budgets.map(|budgets| {
+        let fingerprint = crate::sync::clients::key_fingerprint(&tenant.base_url, &tenant.api_key);
+        Arc::new(crate::budget::KeyBudget(
+            budgets.for_key(fingerprint, config.rate_limit),
+        )) as Arc<dyn calcom_client::Budget>
+    });
+    config.wait_when_rate_limited = wait_when_rate_limited;
+    Ok(CalcomClient::new(config)?)
 }
 
 /// The tenant's Cal.com settings, or `UnknownSubject` when the tenant is gone.

@@ -142,7 +142,7 @@ async fn put_event_map(
     )
     .await?;
     let tenant = super::tenant_calcom(store, caller.tenant_id).await?;
-    let client = super::client_for(&tenant)?;
+    let client = super::shared_client_for(&tenant, state.sync.budgets(), false)?;
     let map = super::put_event_map(
         store,
         &client,
@@ -235,7 +235,7 @@ async fn audit_event_maps(
     caller.require(Permission::Operate)?;
     let store = state.db.event_maps();
     let tenant = super::tenant_calcom(store, caller.tenant_id).await?;
-    let client = super::client_for(&tenant)?;
+    let client = super::shared_client_for(&tenant, state.sync.budgets(), false)?;
     Ok(axum::Json(
         super::audit(store, &client, caller.tenant_id).await?,
     ))

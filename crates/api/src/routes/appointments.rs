@@ -477,6 +477,7 @@ async fn plan(
             notes,
             segments,
             created_at: now,
+            awaited: false,
         },
         hold.map(|h| h.hold_id),
     ))
@@ -490,10 +491,12 @@ async fn create(
     caller: Caller,
     request: CreateAppointment,
     key: Option<String>,
+    awaited: bool,
 ) -> Response {
     let now = Utc::now().trunc_subsecs(3);
     let outcome = match plan(&state, &caller, request, now).await {
-        Ok((new, hold_id)) => {
+        Ok((mut new, hold_id)) => {
+            new.awaited = awaited;
             record_appointment_id(new.appointment_id);
             let body =
                 serde_json::to_vec(&AppointmentView::from(&new.as_created())).unwrap_or_default();
@@ -640,7 +643,7 @@ async fn create_appointment(
     let request: CreateAppointment = parse_json(&serde_json::to_vec(&body).unwrap_or_default())?;
 
     let Some(key) = key else {
-        let response = create(state.clone(), caller, request, None).await;
+        let response = create(state.clone(), caller, request, None, wait.is_some()).await;
         return Ok(match wait {
             Some(seconds) => {
                 crate::sync::prefer::answer_after_wait(&state, caller.tenant_id, response, seconds)
@@ -689,7 +692,7 @@ async fn create_appointment(
     let span = tracing::Span::current();
     let wait_state = state.clone();
     let task = tokio::spawn(tracing::Instrument::instrument(
-        create(state, caller, request, Some(task_key)),
+        create(state, caller, request, Some(task_key), wait.is_some()),
         span,
     ));
     match task.await {

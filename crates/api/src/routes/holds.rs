@@ -443,7 +443,9 @@ pub async fn sweep_reservations_every(
             () = stop.cancelled() => return,
             _ = tick.tick() => {}
         }
-        match sweep_reservations(&state, Utc::now()).await {
+        let sweep =
+            calcom_client::Priority::Background.scope(sweep_reservations(&state, Utc::now()));
+        match sweep.await {
             Ok(0) => {}
             Ok(n) => tracing::info!(holds = n, "Cal.com reservations of ended holds deleted"),
             Err(err) => tracing::warn!(error = %err, "reservation sweep failed"),

@@ -340,6 +340,8 @@ async fn check_calcom_key(
         timeout: calcom_client::ClientConfig::DEFAULT_TIMEOUT,
         rate_limit: calcom_client::RateLimit::default(),
         read_retries: calcom_client::ClientConfig::DEFAULT_READ_RETRIES,
+        budget: None,
+        wait_when_rate_limited: false,
     })
     .context("building a Cal.com client")?;
     let refused = |e: calcom_client::CalcomError| {

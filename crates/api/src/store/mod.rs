@@ -177,6 +177,9 @@ pub struct NewAppointment {
     pub notes: Option<String>,
     pub segments: Vec<PlannedSegment>,
     pub created_at: DateTime<Utc>,
+    /// A caller waits for the sync outcome (`Prefer: wait`): the first run's Cal.com
+    /// requests are interactive, not background work.
+    pub awaited: bool,
 }
 
 impl NewAppointment {

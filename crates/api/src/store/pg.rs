@@ -128,9 +128,8 @@ impl PgStore {
         a: &NewAppointment,
         idempotency: Option<(&str, &IdempotentResponse)>,
     ) -> Result<(), sqlx::Error> {
-        let mut tx = self.pool.begin().await?;
-        insert_appointment_rows(&mut tx, a, idempotency).await?;
-        tx.commit().await
+        let mut connection = self.pool.acquire().await?;
+        insert_appointment_rows(&mut connection, a, idempotency).await
     }
 
     async fn service_rows(
@@ -853,78 +852,63 @@ pub(crate) async fn insert_appointment_rows(
             "an appointment needs segments".into(),
         ));
     };
-    sqlx::query(
-            "insert into appointments (appointment_id, tenant_id, service_id, staff_id, starts_at,
-                 ends_at, time_zone, status, customer_name, customer_email, customer_phone, notes,
-                 sync_status, requires_manual_review, created_at, updated_at)
-             values ($1, $2, $3, $4, $5, $6, $7, 'booked', $8, $9, $10, $11, 'pending', false, $12, $12)",
-        )
-        .bind(a.appointment_id)
-        .bind(a.tenant_id)
-        .bind(a.service_id.as_str())
-        .bind(a.staff_id.as_str())
-        .bind(starts_at)
-        .bind(ends_at)
-        .bind(&a.time_zone)
-        .bind(a.customer.name())
-        .bind(a.customer.email())
-        .bind(a.customer.phone())
-        .bind(a.notes.as_deref())
-        .bind(a.created_at)
-        .execute(&mut *tx)
-        .await?;
-
     let keys: Vec<&str> = a.segments.iter().map(|s| s.key.as_str()).collect();
     let positions: Vec<i32> = (0..a.segments.len() as i32).collect();
     let staff: Vec<&str> = a.segments.iter().map(|s| s.staff_id.as_str()).collect();
     let starts: Vec<DateTime<Utc>> = a.segments.iter().map(|s| s.starts_at).collect();
     let ends: Vec<DateTime<Utc>> = a.segments.iter().map(|s| s.ends_at).collect();
-    // One statement for all segments: one round trip, and the exclusion constraint
-    // still checks each row.
+    // One statement for the appointment, its segments, its sync job and the pinned
+    // answer: one round trip, atomic on its own (no BEGIN/COMMIT needed outside a hold's
+    // transaction). The exclusion constraint still checks each segment row, and the
+    // foreign keys are checked at the end of the statement, when every row is there.
     sqlx::query(
-        "insert into appointment_segments (appointment_id, segment_key, tenant_id, position,
-                 staff_id, starts_at, ends_at, active, sync_status, updated_at)
-             select $1, k, $2, p, s, st, en, true, 'pending', $3
-             from unnest($4::text[], $5::int[], $6::text[], $7::timestamptz[], $8::timestamptz[])
-                  as t(k, p, s, st, en)",
+        "with appointment as (
+             insert into appointments (appointment_id, tenant_id, service_id, staff_id,
+                 starts_at, ends_at, time_zone, status, customer_name, customer_email,
+                 customer_phone, notes, sync_status, requires_manual_review, created_at,
+                 updated_at)
+             values ($1, $2, $3, $4, $5, $6, $7, 'booked', $8, $9, $10, $11, 'pending', false,
+                 $12, $12)),
+         segments as (
+             insert into appointment_segments (appointment_id, segment_key, tenant_id,
+                 position, staff_id, starts_at, ends_at, active, sync_status, updated_at)
+             select $1, k, $2, p, s, st, en, true, 'pending', $12
+             from unnest($13::text[], $14::int[], $15::text[], $16::timestamptz[],
+                         $17::timestamptz[]) as t(k, p, s, st, en)),
+         job as (
+             insert into sync_jobs (sync_job_id, tenant_id, appointment_id, state, run_at,
+                 awaited, created_at, updated_at)
+             values ($18, $2, $1, 'pending', $12, $22, $12, $12)),
+         pinned as (
+             update idempotency_keys
+             set state = 'completed', response_status = $20, response_body = $21,
+                 appointment_id = $1
+             where $19::text is not null and tenant_id = $2 and idempotency_key = $19)
+         select 1",
     )
     .bind(a.appointment_id)
     .bind(a.tenant_id)
+    .bind(a.service_id.as_str())
+    .bind(a.staff_id.as_str())
+    .bind(starts_at)
+    .bind(ends_at)
+    .bind(&a.time_zone)
+    .bind(a.customer.name())
+    .bind(a.customer.email())
+    .bind(a.customer.phone())
+    .bind(a.notes.as_deref())
     .bind(a.created_at)
     .bind(&keys)
     .bind(&positions)
     .bind(&staff)
     .bind(&starts)
     .bind(&ends)
-    .execute(&mut *tx)
-    .await?;
-
-    sqlx::query(
-        "insert into sync_jobs (sync_job_id, tenant_id, appointment_id, state, run_at,
-                 created_at, updated_at)
-             values ($1, $2, $3, 'pending', $4, $4, $4)",
-    )
     .bind(Uuid::now_v7())
-    .bind(a.tenant_id)
-    .bind(a.appointment_id)
-    .bind(a.created_at)
+    .bind(idempotency.map(|(key, _)| key))
+    .bind(idempotency.map(|(_, response)| i32::from(response.status)))
+    .bind(idempotency.map(|(_, response)| response.body.as_slice()))
+    .bind(a.awaited)
     .execute(&mut *tx)
     .await?;
-
-    if let Some((key, response)) = idempotency {
-        sqlx::query(
-            "update idempotency_keys
-                 set state = 'completed', response_status = $3, response_body = $4,
-                     appointment_id = $5
-                 where tenant_id = $1 and idempotency_key = $2",
-        )
-        .bind(a.tenant_id)
-        .bind(key)
-        .bind(i32::from(response.status))
-        .bind(&response.body)
-        .bind(a.appointment_id)
-        .execute(&mut *tx)
-        .await?;
-    }
     Ok(())
 }

@@ -894,13 +894,14 @@ pub(crate) async fn insert_appointment_rows(
     }
     sqlx::query(
         "insert into sync_jobs (sync_job_id, tenant_id, appointment_id, state, run_at,
-                 created_at, updated_at)
-             values (?1, ?2, ?3, 'pending', ?4, ?4, ?4)",
+                 awaited, created_at, updated_at)
+             values (?1, ?2, ?3, 'pending', ?4, ?5, ?4, ?4)",
     )
     .bind(uuid_text(Uuid::now_v7()))
     .bind(&tenant)
     .bind(&id)
     .bind(now)
+    .bind(a.awaited)
     .execute(&mut *tx)
     .await?;
     if let Some((key, response)) = idempotency {

@@ -55,6 +55,9 @@ pub struct ClaimedJob {
     pub fence: Fence,
     /// Ops asked for a resync: check that booked segments still exist in Cal.com.
     pub verify_bookings: bool,
+    /// Someone may be waiting for this run (the job was made due by a create, a resync, a
+    /// cancel or a reschedule, not by a scheduled retry): its Cal.com calls go first.
+    pub interactive: bool,
 }
 
 impl ClaimedJob {
@@ -272,6 +275,23 @@ pub trait SyncStore: Send + Sync + 'static {
         now: DateTime<Utc>,
         lease_until: DateTime<Utc>,
         limit: i64,
+    ) -> BoxFuture<'a, SyncResult<Vec<ClaimedJob>>> {
+        self.claim_jobs_fairly(owner, now, lease_until, limit, limit, false)
+    }
+
+    /// Like `claim_jobs`, fair across tenants: tenants take turns (each tenant's oldest due
+    /// job first, then each one's second, …), and no tenant ends up with more than
+    /// `per_tenant` jobs leased to `owner`, so a tenant whose Cal.com hangs cannot take the
+    /// whole worker. Jobs someone waits on ([`ClaimedJob::interactive`]) come first;
+    /// `interactive_only` claims nothing else.
+    fn claim_jobs_fairly<'a>(
+        &'a self,
+        owner: &'a str,
+        now: DateTime<Utc>,
+        lease_until: DateTime<Utc>,
+        limit: i64,
+        per_tenant: i64,
+        interactive_only: bool,
     ) -> BoxFuture<'a, SyncResult<Vec<ClaimedJob>>>;
 
     /// Extends a held lease; `false` when the lease was lost.
@@ -528,4 +548,31 @@ pub(crate) fn every_status_counted(
         *out.entry(status).or_insert(0) += n;
     }
     out
+}
+
+/// The due jobs a claim picks, fair across tenants (see `claim_jobs_fairly`): interactive
+/// jobs first within each tenant, then tenants take turns. `interactive` is the backend's
+/// expression for a job someone waits on. `$1` now, `$2` the owner, `$4` how many, `$5` the
+/// per-tenant cap (a new appointment whose creator waits may go a third over it, into the
+/// slots a worker keeps for such jobs; a job the engine made due again may not, or a tenant
+/// whose Cal.com hangs would take those slots too), `$6` true to pick interactive jobs only.
+pub(crate) fn fair_due_jobs(interactive: &str) -> String {
+    format!(
+        "select r.sync_job_id from ( \
+           select sync_job_id, tenant_id, run_at, {interactive} as interactive, \
+             (state = 'pending' and runs = 0 and awaited) as awaited, \
+             row_number() over (partition by tenant_id \
+               order by {interactive} desc, run_at) as turn \
+           from sync_jobs \
+           where (state = 'pending' and run_at <= $1) \
+              or (state = 'leased' and lease_expires_at <= $1)) r \
+         left join ( \
+           select tenant_id, count(*) as running from sync_jobs \
+           where state = 'leased' and lease_owner = $2 and lease_expires_at > $1 \
+           group by tenant_id) b on b.tenant_id = r.tenant_id \
+         where r.turn + coalesce(b.running, 0) <= \
+             case when r.awaited then $5 + ($5 + 2) / 3 else $5 end \
+           and (r.interactive or not $6) \
+         order by r.interactive desc, r.turn, r.run_at limit $4"
+    )
 }

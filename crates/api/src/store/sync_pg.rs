@@ -14,10 +14,16 @@ use super::sync::{
     AppointmentWork, AttemptFinish, AttemptRecord, AttemptStart, BookableUpdate, BookedSegment,
     ClaimedJob, Fence, JobNext, MappedEventType, SegmentSyncView, SegmentWork, StaffCalcom,
     SyncHealth, SyncResult, SyncStore, SyncView, TenantConnection, decode_error, derive_from_rows,
-    desired_state, encode_error, every_status_counted, parse_appointment_status,
+    desired_state, encode_error, every_status_counted, fair_due_jobs, parse_appointment_status,
     parse_segment_status, staff_id,
 };
 use super::{RETRIES_ON_CONFLICT, is_retryable};
+
+/// A job someone waits on: a change to an appointment someone just made (a resync, a
+/// cancel, a move: `run_at` at the job's last change, where a retry is scheduled for later
+/// than that), or a new appointment whose creator waits for the outcome.
+const PG_INTERACTIVE: &str = "(state = 'pending' and run_at <= updated_at + interval '1 second' \
+     and (runs > 0 or awaited))";
 
 fn segment_key(raw: String) -> Result<SegmentKey, sqlx::Error> {
     SegmentKey::parse(&raw).map_err(|e| sqlx::Error::ColumnDecode {
@@ -156,29 +162,39 @@ async fn refresh_appointment(
 }
 
 impl SyncStore for PgPool {
-    fn claim_jobs<'a>(
+    fn claim_jobs_fairly<'a>(
         &'a self,
         owner: &'a str,
         now: DateTime<Utc>,
         lease_until: DateTime<Utc>,
         limit: i64,
+        per_tenant: i64,
+        interactive_only: bool,
     ) -> BoxFuture<'a, SyncResult<Vec<ClaimedJob>>> {
         async move {
-            let rows = sqlx::query(
+            // The due test is repeated on the locked row:
+            // the fair pick reads a snapshot, and a row another worker claimed meanwhile is
+            // re-checked only against conditions on the row itself.
+            let fair = fair_due_jobs(PG_INTERACTIVE);
+            let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
                 "with due as ( \
-                   select sync_job_id from sync_jobs \
-                   where (state = 'pending' and run_at <= $1) \
-                      or (state = 'leased' and lease_expires_at <= $1) \
-                   order by run_at limit $4 for update skip locked) \
+                   select j.sync_job_id, {PG_INTERACTIVE} as interactive \
+                   from sync_jobs j where j.sync_job_id in ({fair}) \
+                     and ((j.state = 'pending' and j.run_at <= $1) \
+                       or (j.state = 'leased' and j.lease_expires_at <= $1)) \
+                   for update skip locked) \
                  update sync_jobs j set state = 'leased', lease_owner = $2, \
                    lease_expires_at = $3, runs = j.runs + 1, updated_at = now() \
                  from due where j.sync_job_id = due.sync_job_id \
-                 returning j.sync_job_id, j.tenant_id, j.appointment_id, j.runs, j.verify_bookings",
-            )
+                 returning j.sync_job_id, j.tenant_id, j.appointment_id, j.runs, j.verify_bookings, \
+                   due.interactive",
+            )))
             .bind(now)
             .bind(owner)
             .bind(lease_until)
             .bind(limit)
+            .bind(per_tenant.max(1))
+            .bind(interactive_only)
             .fetch_all(self)
             .await?;
             rows.iter()
@@ -187,6 +203,7 @@ impl SyncStore for PgPool {
                         sync_job_id: row.try_get("sync_job_id")?,
                         tenant_id: row.try_get("tenant_id")?,
                         verify_bookings: row.try_get("verify_bookings")?,
+                        interactive: row.try_get("interactive")?,
                         fence: Fence {
                             appointment_id: row.try_get("appointment_id")?,
                             owner: owner.to_string(),

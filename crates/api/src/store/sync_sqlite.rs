@@ -16,9 +16,13 @@ use super::sync::{
     AppointmentWork, AttemptFinish, AttemptRecord, AttemptStart, BookableUpdate, BookedSegment,
     ClaimedJob, Fence, JobNext, MappedEventType, SegmentSyncView, SegmentWork, StaffCalcom,
     SyncHealth, SyncResult, SyncStore, SyncView, TenantConnection, decode_error, derive_from_rows,
-    desired_state, encode_error, every_status_counted, parse_appointment_status,
+    desired_state, encode_error, every_status_counted, fair_due_jobs, parse_appointment_status,
     parse_segment_status, staff_id,
 };
+
+/// A job someone waits on (see the PostgreSQL store); instants are milliseconds here.
+const SQLITE_INTERACTIVE: &str =
+    "(state = 'pending' and run_at <= updated_at + 1000 and (runs > 0 or awaited))";
 
 fn ms(at: DateTime<Utc>) -> i64 {
     at.timestamp_millis()
@@ -182,34 +186,56 @@ async fn refresh_appointment(
 }
 
 impl SyncStore for SqlitePool {
-    fn claim_jobs<'a>(
+    fn claim_jobs_fairly<'a>(
         &'a self,
         owner: &'a str,
         now: DateTime<Utc>,
         lease_until: DateTime<Utc>,
         limit: i64,
+        per_tenant: i64,
+        interactive_only: bool,
     ) -> BoxFuture<'a, SyncResult<Vec<ClaimedJob>>> {
         async move {
-            let rows = sqlx::query(
-                "update sync_jobs set state = 'leased', lease_owner = ?2, lease_expires_at = ?3, \
-                 runs = runs + 1, updated_at = ?1 \
-                 where sync_job_id in (select sync_job_id from sync_jobs \
-                   where (state = 'pending' and run_at <= ?1) \
-                      or (state = 'leased' and lease_expires_at <= ?1) \
-                   order by run_at limit ?4) \
+            // Which jobs are interactive (see the PostgreSQL claim) is read first, in the
+            // same write transaction: SQLite's `returning` sees only the new row.
+            let fair = fair_due_jobs(SQLITE_INTERACTIVE);
+            let mut tx = self.begin_with("begin immediate").await?;
+            let prompt: std::collections::HashSet<String> =
+                sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+                    "select sync_job_id from sync_jobs where sync_job_id in ({fair}) \
+                 and {SQLITE_INTERACTIVE} and $3 is not null"
+                )))
+                .bind(ms(now))
+                .bind(owner)
+                .bind(ms(lease_until))
+                .bind(limit)
+                .bind(per_tenant.max(1))
+                .bind(interactive_only)
+                .fetch_all(&mut *tx)
+                .await?
+                .into_iter()
+                .collect();
+            let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+                "update sync_jobs set state = 'leased', lease_owner = $2, lease_expires_at = $3, \
+                 runs = runs + 1, updated_at = $1 \
+                 where sync_job_id in ({fair}) \
                  returning sync_job_id, tenant_id, appointment_id, runs, verify_bookings",
-            )
+            )))
             .bind(ms(now))
             .bind(owner)
             .bind(ms(lease_until))
             .bind(limit)
-            .fetch_all(self)
+            .bind(per_tenant.max(1))
+            .bind(interactive_only)
+            .fetch_all(&mut *tx)
             .await?;
+            tx.commit().await?;
             rows.iter()
                 .map(|row| {
                     Ok(ClaimedJob {
                         sync_job_id: uuid_col(row, "sync_job_id")?,
                         tenant_id: uuid_col(row, "tenant_id")?,
+                        interactive: prompt.contains(&row.try_get::<String, _>("sync_job_id")?),
                         verify_bookings: row.try_get::<i64, _>("verify_bookings")? != 0,
                         fence: Fence {
                             appointment_id: uuid_col(row, "appointment_id")?,

@@ -1,5 +1,6 @@
 //! One Cal.com client per tenant, built on first use and kept: the client holds the
-//! tenant's rate limiter, so every job of a tenant in this process must share it.
+//! tenant's budget handle, so every job of a tenant in this process must share it. With
+//! [`Budgets`] the budget is the key's row in the database, shared by every process.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -10,6 +11,7 @@ use secrecy::ExposeSecret;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
+use crate::budget::{Budgets, KeyBudget};
 use crate::store::sync::TenantConnection;
 
 /// How clients are configured (the same for every tenant).
@@ -39,6 +41,7 @@ struct Entry {
 /// The per-tenant client cache.
 pub struct ClientCache {
     settings: ClientSettings,
+    budgets: Option<Budgets>,
     clients: Mutex<HashMap<Uuid, Entry>>,
 }
 
@@ -46,17 +49,22 @@ impl ClientCache {
     pub fn new(settings: ClientSettings) -> Self {
         Self {
             settings,
+            budgets: None,
             clients: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Clients whose requests take their tokens from the database's shared budgets.
+    pub fn shared(settings: ClientSettings, budgets: Budgets) -> Self {
+        Self {
+            budgets: Some(budgets),
+            ..Self::new(settings)
         }
     }
 
     /// The tenant's client, creating it when missing or when its credentials changed.
     pub fn get(&self, tenant: &TenantConnection) -> Result<Arc<CalcomClient>, CalcomError> {
-        let mut hasher = Sha256::new();
-        hasher.update(tenant.base_url.as_bytes());
-        hasher.update([0]);
-        hasher.update(tenant.api_key.expose_secret().as_bytes());
-        let fingerprint: [u8; 32] = hasher.finalize().into();
+        let fingerprint = key_fingerprint(&tenant.base_url, &tenant.api_key);
 
         let mut clients = self
             .clients
@@ -73,6 +81,12 @@ impl ClientCache {
             timeout: self.settings.timeout,
             rate_limit: self.settings.rate_limit,
             read_retries: self.settings.read_retries,
+            budget: self.budgets.as_ref().map(|budgets| {
+                Arc::new(KeyBudget(
+                    budgets.for_key(fingerprint, self.settings.rate_limit),
+                )) as Arc<dyn calcom_client::Budget>
+            }),
+            wait_when_rate_limited: false,
         })?);
         clients.insert(
             tenant.tenant_id,
@@ -83,4 +97,14 @@ impl ClientCache {
         );
         Ok(client)
     }
+}
+
+/// SHA-256 of a Cal.com base URL and API key: names the key (in this cache and in the
+/// budget table) without holding it.
+pub fn key_fingerprint(base_url: &str, api_key: &secrecy::SecretString) -> [u8; 32] {
+    let mut hasher = Sha256::new();
+    hasher.update(base_url.as_bytes());
+    hasher.update([0]);
+    hasher.update(api_key.expose_secret().as_bytes());
+    hasher.finalize().into()
 }

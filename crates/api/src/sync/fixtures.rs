@@ -226,6 +226,7 @@ pub async fn book(
         notes: None,
         segments: plan_appointment(&service, start.trunc_subsecs(3), &assigned),
         created_at: now,
+        awaited: false,
     };
     db.store().create_appointment(&appointment, None).await?;
     Ok(appointment.appointment_id)

@@ -74,6 +74,22 @@ impl Default for SyncConfig {
     }
 }
 
+impl SyncConfig {
+    /// The most jobs of one tenant this process runs at once: three quarters of its
+    /// concurrency, so a tenant whose Cal.com hangs always leaves a quarter to the others
+    /// while a salon alone on the process still gets most of it.
+    pub fn jobs_per_tenant(&self) -> usize {
+        (self.max_concurrent_jobs - self.max_concurrent_jobs / 4).max(1)
+    }
+
+    /// The most background jobs (retries, appointments nobody waits on) this process runs
+    /// at once: three quarters of its concurrency. The rest is kept for jobs someone waits
+    /// on, which would otherwise queue behind a backlog holding every slot.
+    pub fn background_jobs(&self) -> usize {
+        (self.max_concurrent_jobs - self.max_concurrent_jobs / 4).max(1)
+    }
+}
+
 /// `<host>-<pid>-<random>`: readable in the attempt log, unique across restarts.
 pub fn default_worker_id() -> String {
     let host = std::env::var("HOSTNAME").unwrap_or_else(|_| "phasebook".to_string());
@@ -95,6 +111,53 @@ pub struct SyncHandle {
     store: Arc<dyn SyncStore>,
     wake: Arc<Notify>,
     events: broadcast::Sender<SyncEvent>,
+    /// The database's shared Cal.com budgets (None for a bare store, as in some tests).
+    budgets: Option<crate::budget::Budgets>,
+    /// On PostgreSQL, tells the other processes' workers (see [`DueNotifier`]).
+    notifier: Option<Arc<DueNotifier>>,
+}
+
+/// Sends the PostgreSQL wake-up for other processes after a commit made a job due,
+/// coalesced: while one NOTIFY is on its way, any number of further wake-ups become one
+/// more. (A trigger did this inside every transaction before, which made PostgreSQL
+/// serialise the commits on its notification queue.)
+pub struct DueNotifier {
+    pool: sqlx::PgPool,
+    /// Room for one wake-up: a full queue means one is already waiting to be sent.
+    queue: std::sync::OnceLock<tokio::sync::mpsc::Sender<()>>,
+}
+
+impl DueNotifier {
+    fn new(pool: sqlx::PgPool) -> Self {
+        Self {
+            pool,
+            queue: std::sync::OnceLock::new(),
+        }
+    }
+
+    fn notify(&self) {
+        if tokio::runtime::Handle::try_current().is_err() {
+            return;
+        }
+        let queue = self.queue.get_or_init(|| {
+            let (queue, mut wakeups) = tokio::sync::mpsc::channel::<()>(1);
+            let pool = self.pool.clone();
+            // Ends when the notifier (the queue's only sender) is dropped.
+            tokio::spawn(async move {
+                while wakeups.recv().await.is_some() {
+                    if let Err(err) = sqlx::query("select pg_notify($1, '')")
+                        .bind(worker::NOTIFY_CHANNEL)
+                        .execute(&pool)
+                        .await
+                    {
+                        tracing::warn!(error = %err, "could not notify the other workers; they find the job at their next poll");
+                    }
+                }
+            });
+            queue
+        });
+        let _ = queue.try_send(());
+    }
 }
 
 /// How a `Prefer: wait` ended.
@@ -112,20 +175,48 @@ impl SyncHandle {
             store,
             wake: Arc::new(Notify::new()),
             events,
+            budgets: None,
+            notifier: None,
         }
     }
 
     /// The handle for the configured database.
     pub fn for_database(database: &Database) -> Self {
-        Self::new(sync_store(database))
+        Self {
+            budgets: Some(crate::budget::Budgets::new(database.clone())),
+            notifier: postgres_pool(database).map(|pool| Arc::new(DueNotifier::new(pool))),
+            ..Self::new(sync_store(database))
+        }
+    }
+
+    /// The shared Cal.com budgets every client of this process takes its tokens from.
+    pub fn budgets(&self) -> Option<&crate::budget::Budgets> {
+        self.budgets.as_ref()
+    }
+
+    /// A client cache whose clients use the shared budgets when there are any.
+    pub fn client_cache(&self, settings: ClientSettings) -> ClientCache {
+        match &self.budgets {
+            Some(budgets) => ClientCache::shared(settings, budgets.clone()),
+            None => ClientCache::new(settings),
+        }
     }
 
     pub fn store(&self) -> &Arc<dyn SyncStore> {
         &self.store
     }
 
-    /// Tells this process's worker that a job may be due now.
+    /// Tells this process's worker, and on PostgreSQL every other process's, that a job
+    /// may be due now. Call it after the commit that made the job due.
     pub fn wake(&self) {
+        self.wake.notify_one();
+        if let Some(notifier) = &self.notifier {
+            notifier.notify();
+        }
+    }
+
+    /// Tells only this process's worker (a job it ran may be due again).
+    pub(crate) fn wake_here(&self) {
         self.wake.notify_one();
     }
 

@@ -298,7 +298,8 @@ async fn ask_calcom(state: &AppState, tenant_id: Uuid, uid: Option<&str>) -> Cal
         Ok(Some(tenant)) => tenant,
         _ => return CalcomAnswer::Unknown,
     };
-    let Ok(client) = crate::event_maps::client_for(&tenant) else {
+    let Ok(client) = crate::event_maps::shared_client_for(&tenant, state.sync.budgets(), false)
+    else {
         return CalcomAnswer::Unknown;
     };
     match client.get_booking(uid).await {

@@ -20,7 +20,7 @@ use super::engine::{Engine, RunError};
 use super::{ClientCache, SyncConfig, SyncEvent, SyncHandle};
 use crate::store::sync::{ClaimedJob, Fence, SyncStore};
 
-/// The PostgreSQL channel the `sync_jobs` trigger notifies (migration 0004).
+/// The PostgreSQL channel a process notifies after it made a job due (`SyncHandle::wake`).
 pub const NOTIFY_CHANNEL: &str = "phasebook_sync";
 
 /// Runs sync jobs; one per process.
@@ -30,6 +30,9 @@ pub struct Worker {
     config: SyncConfig,
     /// Leases this worker holds right now, renewed by the heartbeat.
     held: Arc<Mutex<HashMap<Uuid, Fence>>>,
+    /// Background jobs (nobody waits on them) running now: they may fill at most
+    /// [`SyncConfig::background_jobs`] slots, so a job someone waits on always finds one.
+    background: std::sync::atomic::AtomicUsize,
 }
 
 fn to_delta(duration: Duration) -> TimeDelta {
@@ -40,7 +43,7 @@ impl Worker {
     pub fn new(handle: SyncHandle, config: SyncConfig) -> Self {
         let mut engine = Engine::new(
             handle.store().clone(),
-            Arc::new(ClientCache::new(config.client)),
+            Arc::new(handle.client_cache(config.client)),
             config.worker_id.clone(),
         );
         engine.policy = config.retry;
@@ -51,6 +54,7 @@ impl Worker {
             handle,
             config,
             held: Arc::new(Mutex::new(HashMap::new())),
+            background: std::sync::atomic::AtomicUsize::new(0),
         }
     }
 
@@ -100,17 +104,49 @@ impl Worker {
         }
     }
 
-    async fn claim(&self, limit: usize) -> Result<Vec<ClaimedJob>, sqlx::Error> {
+    /// How many more background jobs may start now.
+    fn background_room(&self) -> usize {
+        self.config
+            .background_jobs()
+            .saturating_sub(self.background.load(std::sync::atomic::Ordering::Acquire))
+    }
+
+    async fn claim_kind(
+        &self,
+        limit: usize,
+        interactive_only: bool,
+    ) -> Result<Vec<ClaimedJob>, sqlx::Error> {
         let now = Utc::now();
-        let jobs = self
-            .store()
-            .claim_jobs(
+        self.store()
+            .claim_jobs_fairly(
                 &self.config.worker_id,
                 now,
                 now + to_delta(self.config.lease),
                 i64::try_from(limit).unwrap_or(i64::MAX),
+                i64::try_from(self.config.jobs_per_tenant()).unwrap_or(i64::MAX),
+                interactive_only,
             )
-            .await?;
+            .await
+    }
+
+    /// Claims up to `limit` due jobs: interactive ones first, background ones only into
+    /// the slots they may fill.
+    async fn claim(&self, limit: usize) -> Result<Vec<ClaimedJob>, sqlx::Error> {
+        let room = self.background_room();
+        let mut jobs = if room >= limit {
+            self.claim_kind(limit, false).await?
+        } else {
+            let mut jobs = self.claim_kind(limit, true).await?;
+            let left = (limit - jobs.len()).min(room);
+            if left > 0 {
+                jobs.extend(self.claim_kind(left, false).await?);
+            }
+            jobs
+        };
+        jobs.sort_by_key(|job| !job.interactive);
+        let background = jobs.iter().filter(|job| !job.interactive).count();
+        self.background
+            .fetch_add(background, std::sync::atomic::Ordering::AcqRel);
         for job in &jobs {
             self.hold(&job.fence);
         }
@@ -120,8 +156,15 @@ impl Worker {
     /// Runs one claimed job and publishes the outcome.
     async fn run_claimed(&self, job: ClaimedJob) {
         let span = tracing::info_span!("sync_job", appointment_id = %job.appointment_id(), run = job.fence.run);
+        // A retry waits behind every interactive Cal.com call of the tenant's key.
+        let priority = if job.interactive {
+            calcom_client::Priority::Interactive
+        } else {
+            calcom_client::Priority::Background
+        };
+        let run = priority.scope(self.engine.run_job(&job));
         async {
-            match self.engine.run_job(&job).await {
+            match run.await {
                 Ok(Some(sync)) => {
                     tracing::info!(status = %sync.status, review = sync.requires_manual_review, "sync run finished");
                     self.handle.publish(SyncEvent {
@@ -147,6 +190,12 @@ impl Worker {
         .instrument(span)
         .await;
         self.drop_hold(&job.fence);
+        if !job.interactive {
+            self.background
+                .fetch_sub(1, std::sync::atomic::Ordering::AcqRel);
+        }
+        // A request during the run (or a give-back) may have left the job due at once.
+        self.handle.wake_here();
     }
 
     /// Claims the jobs due now and runs each once (a failed call is not retried within the
@@ -200,7 +249,9 @@ impl Worker {
         let mut tasks: JoinSet<()> = JoinSet::new();
         let heartbeat_stop = CancellationToken::new();
         let heartbeat = tokio::spawn(self.clone().heartbeat(heartbeat_stop.clone()));
-        let sweeper = tokio::spawn(self.clone().sweeper(heartbeat_stop.clone()));
+        let sweeper = tokio::spawn(
+            calcom_client::Priority::Background.scope(self.clone().sweeper(heartbeat_stop.clone())),
+        );
 
         while !shutdown.is_cancelled() {
             while tasks.try_join_next().is_some() {}
@@ -246,7 +297,8 @@ impl Worker {
                 () = shutdown.cancelled() => break,
                 () = wake.notified() => {}
                 () = tokio::time::sleep(sleep) => {}
-                Some(_) = tasks.join_next(), if !tasks.is_empty() && permits.available_permits() == 0 => {}
+                Some(_) = tasks.join_next(), if !tasks.is_empty()
+                    && (permits.available_permits() == 0 || self.background_room() == 0) => {}
             }
         }
 
@@ -287,6 +339,10 @@ impl Worker {
     /// Until the next due job (bounded by the poll interval).
     async fn sleep_time(&self) -> Duration {
         let poll = self.config.poll_interval;
+        // Due background jobs wait for a running one to finish (which wakes the loop).
+        if self.background_room() == 0 {
+            return poll;
+        }
         match self.store().next_run_at().await {
             Ok(Some(at)) => (at - Utc::now())
                 .to_std()

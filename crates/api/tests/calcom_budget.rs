@@ -1,0 +1,291 @@
+//! One Cal.com budget per API key across processes: two processes (two connections to the
+//! database, each with its own budgets and clients, sharing nothing in memory) never send
+//! more than the key's limit together, a 429 seen by one pauses the other, and interactive
+//! calls go before background work. And job claiming is fair: tenants take turns, each
+//! within a cap. SQLite always, PostgreSQL when `DATABASE_URL` is set.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use calcom_client::{Budget, CalcomClient, ClientConfig, Priority, RateLimit, SecretString};
+use calcom_sim::{RateLimitConfig, RunningSim, Seed, Sim, SimConfig, salon};
+use phasebook_api::budget::{Budgets, KeyBudget};
+use phasebook_api::store::Database;
+use phasebook_api::testing::TestDatabase;
+
+async fn databases() -> Vec<TestDatabase> {
+    let mut all = vec![TestDatabase::sqlite()];
+    if let Some(pg) = TestDatabase::postgres_from_env().await {
+        all.push(pg);
+    }
+    all
+}
+
+/// A second "process": its own pool on the same database.
+async fn process(database: &TestDatabase) -> Database {
+    database.connect().await.expect("connect")
+}
+
+async fn throttled_sim(limit: u32, window: Duration, block: Duration) -> RunningSim {
+    let sim = Sim::new(SimConfig {
+        rate_limit: Some(RateLimitConfig {
+            limit,
+            window,
+            block,
+        }),
+        ..Default::default()
+    });
+    sim.seed(Seed::salon()).expect("seed");
+    sim.spawn().await.expect("spawn")
+}
+
+fn client(sim: &RunningSim, db: &Database, limit: RateLimit) -> CalcomClient {
+    let key = SecretString::from(salon::API_KEY.to_owned());
+    let fingerprint = phasebook_api::sync::clients::key_fingerprint(&sim.base_url, &key);
+    let mut config = ClientConfig::new(sim.base_url.clone(), key);
+    config.read_retries = 0;
+    config.rate_limit = limit;
+    config.budget = Some(Arc::new(KeyBudget(
+        Budgets::new(db.clone()).for_key(fingerprint, limit),
+    )));
+    CalcomClient::new(config).expect("client")
+}
+
+fn rejected(sim: &RunningSim) -> u64 {
+    sim.state().requests.values().map(|r| r.rate_limited).sum()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_budget_is_shared_by_two_processes() {
+    for database in databases().await {
+        let window = Duration::from_secs(2);
+        let sim = throttled_sim(6, window, Duration::from_secs(30)).await;
+        let limit = RateLimit {
+            requests: 6,
+            per: window,
+        };
+        let (a, b) = (process(&database).await, process(&database).await);
+        let (ca, cb) = (client(&sim, &a, limit), client(&sim, &b, limit));
+        let started = Instant::now();
+        // Each process alone would send its 8 at once; together they are 16 for a key
+        // that allows 6 per window.
+        let burst = |c: CalcomClient| async move {
+            for _ in 0..8 {
+                c.get_event_type(salon::ANNA_SEGMENTS[0])
+                    .await
+                    .expect("never refused");
+            }
+        };
+        tokio::join!(burst(ca.clone()), burst(cb.clone()));
+        assert_eq!(rejected(&sim), 0, "{}: no 429", database.url);
+        assert_eq!(ca.usage().requests + cb.usage().requests, 16);
+        // 16 requests at 6 per window need three windows: two full waits.
+        assert!(
+            started.elapsed() >= window * 2,
+            "{}: 16 requests went out in {:?}",
+            database.url,
+            started.elapsed()
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_429_pauses_both_processes_until_the_reset() {
+    for database in databases().await {
+        let block = Duration::from_secs(3);
+        let sim = throttled_sim(2, Duration::from_secs(60), block).await;
+        let limit = RateLimit {
+            requests: 2,
+            per: Duration::from_secs(60),
+        };
+        // Another tool with the same key and its own limiter spends Cal.com's window and
+        // gets the key blocked.
+        let mut outsider = ClientConfig::new(
+            sim.base_url.clone(),
+            SecretString::from(salon::API_KEY.to_owned()),
+        );
+        outsider.read_retries = 0;
+        outsider.rate_limit = RateLimit {
+            requests: 100,
+            per: Duration::from_secs(60),
+        };
+        let outsider = CalcomClient::new(outsider).expect("client");
+        for _ in 0..2 {
+            outsider
+                .get_event_type(salon::ANNA_SEGMENTS[0])
+                .await
+                .expect("within Cal.com's limit");
+        }
+        let blocked = Instant::now();
+        outsider
+            .get_event_type(salon::ANNA_SEGMENTS[0])
+            .await
+            .expect_err("429");
+        let (a, b) = (process(&database).await, process(&database).await);
+        let (ca, cb) = (client(&sim, &a, limit), client(&sim, &b, limit));
+        let err = ca
+            .get_event_type(salon::ANNA_SEGMENTS[0])
+            .await
+            .expect_err("the key is blocked");
+        assert!(
+            matches!(err, calcom_client::CalcomError::RateLimited { .. }),
+            "{err:?}"
+        );
+        // The other process waits for the reset instead of collecting 429s.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        cb.get_event_type(salon::ANNA_SEGMENTS[0])
+            .await
+            .expect("after the pause");
+        assert!(
+            blocked.elapsed() >= block,
+            "{}: the other process went on after {:?}",
+            database.url,
+            blocked.elapsed()
+        );
+        assert_eq!(
+            rejected(&sim),
+            2,
+            "{}: the outsider's 429 and the first process's, none from the second",
+            database.url
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn interactive_calls_overtake_background_work() {
+    for database in databases().await {
+        let (a, b) = (process(&database).await, process(&database).await);
+        let limit = RateLimit {
+            requests: 5,
+            per: Duration::from_secs(60),
+        };
+        let fingerprint = [7u8; 32];
+        let background = KeyBudget(Budgets::new(a).for_key(fingerprint, limit));
+        let interactive = KeyBudget(Budgets::new(b).for_key(fingerprint, limit));
+        // Background work may take four of five; the fifth is kept for a caller.
+        for _ in 0..4 {
+            tokio::time::timeout(
+                Duration::from_secs(5),
+                background.acquire(Priority::Background),
+            )
+            .await
+            .expect("within the background share");
+        }
+        let queued = tokio::spawn({
+            let background = background.clone();
+            async move { background.acquire(Priority::Background).await }
+        });
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        assert!(
+            !queued.is_finished(),
+            "background waits for the next window"
+        );
+        tokio::time::timeout(
+            Duration::from_secs(1),
+            interactive.acquire(Priority::Interactive),
+        )
+        .await
+        .unwrap_or_else(|_| {
+            panic!(
+                "{}: an interactive call waited behind background work",
+                database.url
+            )
+        });
+        queued.abort();
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn background_leaves_room_for_as_many_callers_as_the_last_window_had() {
+    for database in databases().await {
+        let limit = RateLimit {
+            requests: 5,
+            per: Duration::from_secs(1),
+        };
+        let budget = Budgets::new(process(&database).await).for_key([9u8; 32], limit);
+        for _ in 0..4 {
+            assert_eq!(
+                budget.try_take(Priority::Interactive).await.expect("take"),
+                None
+            );
+        }
+        // The next window: four callers are expected again, so background work gets one.
+        tokio::time::sleep(Duration::from_millis(2100)).await;
+        assert_eq!(
+            budget.try_take(Priority::Background).await.expect("take"),
+            None,
+            "{}",
+            database.url
+        );
+        assert!(
+            budget
+                .try_take(Priority::Background)
+                .await
+                .expect("take")
+                .is_some(),
+            "{}: background took a caller's share",
+            database.url
+        );
+        assert_eq!(
+            budget.try_take(Priority::Interactive).await.expect("take"),
+            None,
+            "{}",
+            database.url
+        );
+    }
+}
+
+#[tokio::test]
+async fn job_claiming_takes_tenants_in_turns_and_caps_each_one() {
+    use chrono::{TimeDelta, TimeZone, Utc};
+    use phasebook_api::sync::fixtures;
+
+    for database in databases().await {
+        let db = process(&database).await;
+        let segments = fixtures::segments(2, 30, 0);
+        let account = fixtures::sim_account(1, &segments);
+        let calcom = "http://127.0.0.1:9";
+        let busy = fixtures::seed_sim_salon(&db, calcom, &account, "colour", segments.clone())
+            .await
+            .expect("busy salon");
+        let quiet = fixtures::seed_sim_salon(&db, calcom, &account, "colour", segments)
+            .await
+            .expect("quiet salon");
+        let staff = &account.staff[0].staff_id;
+        let day = |d: u32| {
+            Utc.with_ymd_and_hms(2030, 5, d, 9, 0, 0)
+                .single()
+                .expect("date")
+        };
+        // The busy salon's backlog is older than the quiet salon's one appointment.
+        for d in 1..=10 {
+            fixtures::book(&db, &busy, staff, day(d))
+                .await
+                .expect("book");
+        }
+        let quiet_job = fixtures::book(&db, &quiet, staff, day(20))
+            .await
+            .expect("book");
+        let store = phasebook_api::sync::sync_store(&db);
+        let now = Utc::now();
+        let lease = now + TimeDelta::seconds(60);
+        let first = store
+            .claim_jobs_fairly("worker", now, lease, 2, 10, false)
+            .await
+            .expect("claim");
+        let tenants: Vec<_> = first.iter().map(|j| j.tenant_id).collect();
+        assert!(
+            tenants.contains(&busy.tenant_id) && tenants.contains(&quiet.tenant_id),
+            "{}: two slots, one for each salon, not both for the older backlog",
+            database.url
+        );
+        assert!(first.iter().any(|j| j.appointment_id() == quiet_job));
+        // One busy job is running; a cap of three lets two more of it in, however many wait.
+        let more = store
+            .claim_jobs_fairly("worker", now, lease, 10, 3, false)
+            .await
+            .expect("claim");
+        assert_eq!(more.len(), 2, "{}", database.url);
+        assert!(more.iter().all(|j| j.tenant_id == busy.tenant_id));
+    }
+}
