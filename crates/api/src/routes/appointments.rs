@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, SubsecRound, Utc};
-use phasebook_domain::appointment::parse_notes;
+use phasebook_domain::appointment::{parse_cancellation_reason, parse_notes};
 use phasebook_domain::phone::{Country, normalise_phone};
 use phasebook_domain::plan::{assign_staff, parse_time_zone};
 use phasebook_domain::preflight::{Booking, check_booking, check_contact};
@@ -125,6 +125,8 @@ pub struct AppointmentView {
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub cancelled_at: Option<DateTime<Utc>>,
+    /// The caller's reason, when cancelled with one.
+    pub cancellation_reason: Option<String>,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -203,6 +205,7 @@ impl From<&Appointment> for AppointmentView {
             created_at: a.created_at,
             updated_at: a.updated_at,
             cancelled_at: a.cancelled_at,
+            cancellation_reason: a.cancellation_reason.clone(),
         }
     }
 }
@@ -820,19 +823,34 @@ async fn update_appointment(
     Ok(axum::Json(AppointmentView::from(&appointment)))
 }
 
+/// A cancellation; the body is optional.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CancelAppointment {
+    /// Why the caller cancelled: one line, at most 500 characters. Sent to Cal.com as the
+    /// cancellation reason and shown in `GET /appointments/{id}/sync`.
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
 /// Cancels locally (agent, ops): the staff member's time is free at once, and the sync
-/// worker cancels every Cal.com booking the appointment owns. Safe to repeat.
+/// worker cancels every Cal.com booking the appointment owns. Safe to repeat (a repeat
+/// keeps the first reason).
 #[utoipa::path(post, path = "/appointments/{id}/cancel", tag = "appointments",
     params(("id" = Uuid, Path)),
+    request_body(content = Option<CancelAppointment>, description = "Optional"),
     responses(
         (status = 200, body = AppointmentView),
+        (status = 400, body = Problem, content_type = "application/problem+json", description = "Malformed JSON"),
         (status = 403, body = Problem, content_type = "application/problem+json"),
-        (status = 404, body = Problem, content_type = "application/problem+json")
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json", description = "Invalid `reason`")
     ))]
 pub(crate) async fn cancel_appointment(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
+    body: axum::body::Bytes,
 ) -> Result<axum::Json<AppointmentView>, ApiError> {
     caller.require(Permission::BookAppointments)?;
     let not_found = || ApiError::NotFound {
@@ -840,9 +858,20 @@ pub(crate) async fn cancel_appointment(
     };
     let id = Uuid::parse_str(&id).map_err(|_| not_found())?;
     record_appointment_id(id);
+    let request: CancelAppointment = if body.iter().all(u8::is_ascii_whitespace) {
+        CancelAppointment::default()
+    } else {
+        parse_json(&body)?
+    };
+    let reason = parse_cancellation_reason(request.reason.as_deref())?;
     let appointment = state
         .store
-        .cancel_appointment(caller.tenant_id, id, Utc::now().trunc_subsecs(3))
+        .cancel_appointment_with_reason(
+            caller.tenant_id,
+            id,
+            reason.as_deref(),
+            Utc::now().trunc_subsecs(3),
+        )
         .await?
         .ok_or_else(not_found)?;
     state.free_time.invalidate(caller.tenant_id);

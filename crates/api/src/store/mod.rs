@@ -207,6 +207,7 @@ impl NewAppointment {
             created_at: self.created_at,
             updated_at: self.created_at,
             cancelled_at: None,
+            cancellation_reason: None,
             segments: self
                 .segments
                 .iter()
@@ -250,6 +251,8 @@ pub struct Appointment {
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub cancelled_at: Option<DateTime<Utc>>,
+    /// The caller's reason, when the appointment was cancelled with one.
+    pub cancellation_reason: Option<String>,
     pub segments: Vec<AppointmentSegment>,
 }
 
@@ -383,6 +386,19 @@ pub trait Store: Send + Sync + 'static {
         &self,
         tenant_id: Uuid,
         appointment_id: Uuid,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<Appointment>> {
+        self.cancel_appointment_with_reason(tenant_id, appointment_id, None, now)
+            .await
+    }
+
+    /// [`Store::cancel_appointment`] with the caller's reason, kept with the appointment
+    /// and sent to Cal.com. A repeated cancel keeps the first reason.
+    async fn cancel_appointment_with_reason(
+        &self,
+        tenant_id: Uuid,
+        appointment_id: Uuid,
+        reason: Option<&str>,
         now: DateTime<Utc>,
     ) -> StoreResult<Option<Appointment>>;
 

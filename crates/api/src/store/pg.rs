@@ -211,7 +211,8 @@ impl PgStore {
 const APPOINTMENT_COLUMNS: &str =
     "appointment_id, tenant_id, service_id, staff_id, starts_at, ends_at, time_zone, status,
      customer_name, customer_email, customer_phone, notes, sync_status,
-     requires_manual_review, review_reason, created_at, updated_at, cancelled_at";
+     requires_manual_review, review_reason, created_at, updated_at, cancelled_at,
+     cancellation_reason";
 
 fn appointment_from_row(row: &PgRow) -> StoreResult<Appointment> {
     let name: String = row.try_get("customer_name")?;
@@ -234,6 +235,7 @@ fn appointment_from_row(row: &PgRow) -> StoreResult<Appointment> {
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
         cancelled_at: row.try_get("cancelled_at")?,
+        cancellation_reason: row.try_get("cancellation_reason")?,
         segments: Vec::new(),
     })
 }
@@ -608,16 +610,17 @@ impl Store for PgStore {
         self.get_appointment(tenant_id, appointment_id).await
     }
 
-    async fn cancel_appointment(
+    async fn cancel_appointment_with_reason(
         &self,
         tenant_id: Uuid,
         appointment_id: Uuid,
+        reason: Option<&str>,
         now: DateTime<Utc>,
     ) -> StoreResult<Option<Appointment>> {
         let mut tries = 0;
         loop {
             match self
-                .cancel_appointment_once(tenant_id, appointment_id, now)
+                .cancel_appointment_once(tenant_id, appointment_id, reason, now)
                 .await
             {
                 Err(StoreError::Database(err))
@@ -740,6 +743,7 @@ impl PgStore {
         &self,
         tenant_id: Uuid,
         appointment_id: Uuid,
+        reason: Option<&str>,
         now: DateTime<Utc>,
     ) -> StoreResult<Option<Appointment>> {
         let mut tx = self.pool.begin().await?;
@@ -796,7 +800,8 @@ impl PgStore {
         sqlx::query(
             "update appointments
              set status = 'cancelled', sync_status = $3, requires_manual_review = $4,
-                 review_reason = $5, cancelled_at = $6, updated_at = $6
+                 review_reason = $5, cancelled_at = $6, updated_at = $6,
+                 cancellation_reason = $7
              where tenant_id = $1 and appointment_id = $2",
         )
         .bind(tenant_id)
@@ -805,6 +810,7 @@ impl PgStore {
         .bind(sync.requires_manual_review)
         .bind(sync.review_reason.as_deref())
         .bind(now)
+        .bind(reason)
         .execute(&mut *tx)
         .await?;
         // A leased job belongs to a worker right now; the sync engine decides how that

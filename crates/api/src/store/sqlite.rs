@@ -207,7 +207,8 @@ impl SqliteStore {
 const APPOINTMENT_COLUMNS: &str =
     "appointment_id, tenant_id, service_id, staff_id, starts_at, ends_at, time_zone, status,
      customer_name, customer_email, customer_phone, notes, sync_status,
-     requires_manual_review, review_reason, created_at, updated_at, cancelled_at";
+     requires_manual_review, review_reason, created_at, updated_at, cancelled_at,
+     cancellation_reason";
 
 const SEGMENT_COLUMNS: &str =
     "segment_key, position, staff_id, starts_at, ends_at, active, sync_status, event_type_id,
@@ -234,6 +235,7 @@ fn appointment_from_row(row: &SqliteRow) -> StoreResult<Appointment> {
         created_at: get_ms(row, "created_at")?,
         updated_at: get_ms(row, "updated_at")?,
         cancelled_at: get_opt_ms(row, "cancelled_at")?,
+        cancellation_reason: row.try_get("cancellation_reason")?,
         segments: Vec::new(),
     })
 }
@@ -612,10 +614,11 @@ impl Store for SqliteStore {
         self.get_appointment(tenant_id, appointment_id).await
     }
 
-    async fn cancel_appointment(
+    async fn cancel_appointment_with_reason(
         &self,
         tenant_id: Uuid,
         appointment_id: Uuid,
+        reason: Option<&str>,
         now: DateTime<Utc>,
     ) -> StoreResult<Option<Appointment>> {
         let tenant = uuid_text(tenant_id);
@@ -671,7 +674,8 @@ impl Store for SqliteStore {
         sqlx::query(
             "update appointments
              set status = 'cancelled', sync_status = ?3, requires_manual_review = ?4,
-                 review_reason = ?5, cancelled_at = ?6, updated_at = ?6
+                 review_reason = ?5, cancelled_at = ?6, updated_at = ?6,
+                 cancellation_reason = ?7
              where tenant_id = ?1 and appointment_id = ?2",
         )
         .bind(&tenant)
@@ -680,6 +684,7 @@ impl Store for SqliteStore {
         .bind(sync.requires_manual_review)
         .bind(sync.review_reason.as_deref())
         .bind(to_ms(now))
+        .bind(reason)
         .execute(&mut *tx)
         .await?;
         // A leased job belongs to a worker right now; the sync engine decides how that

@@ -125,6 +125,8 @@ pub struct AppointmentWork {
     pub customer_email: Option<String>,
     pub customer_phone: Option<String>,
     pub notes: Option<String>,
+    /// The caller's reason for cancelling, passed on to Cal.com.
+    pub cancellation_reason: Option<String>,
     pub segments: Vec<SegmentWork>,
 }
 
@@ -197,6 +199,9 @@ pub struct SyncView {
     pub status: AppointmentSyncStatus,
     pub requires_manual_review: bool,
     pub review_reason: Option<String>,
+    /// The caller's reason, when the appointment was cancelled with one (Cal.com was sent
+    /// the same text).
+    pub cancellation_reason: Option<String>,
     /// `pending`, `leased` or `done`.
     pub job_state: Option<String>,
     pub next_run_at: Option<DateTime<Utc>>,

@@ -249,7 +249,7 @@ impl SyncStore for PgPool {
         async move {
             let Some(row) = sqlx::query(
                 "select a.service_id, a.status, a.time_zone, a.customer_name, a.customer_email, \
-                 a.customer_phone, a.notes, t.calcom_api_key, t.calcom_base_url, t.calcom_team_id \
+                 a.customer_phone, a.notes, a.cancellation_reason, t.calcom_api_key, t.calcom_base_url, t.calcom_team_id \
                  from appointments a join tenants t on t.tenant_id = a.tenant_id \
                  where a.appointment_id = $1 and a.tenant_id = $2",
             )
@@ -290,6 +290,7 @@ impl SyncStore for PgPool {
                 customer_email: row.try_get("customer_email")?,
                 customer_phone: row.try_get("customer_phone")?,
                 notes: row.try_get("notes")?,
+                cancellation_reason: row.try_get("cancellation_reason")?,
                 segments,
             }))
         }
@@ -567,11 +568,19 @@ impl SyncStore for PgPool {
                 })
             })
             .collect::<SyncResult<Vec<_>>>()?;
+            let cancellation_reason: Option<String> = sqlx::query_scalar(
+                "select cancellation_reason from appointments where appointment_id = $1",
+            )
+            .bind(appointment_id)
+            .fetch_optional(self)
+            .await?
+            .flatten();
             Ok(Some(SyncView {
                 appointment_id,
                 status: sync.status,
                 requires_manual_review: sync.requires_manual_review,
                 review_reason: sync.review_reason,
+                cancellation_reason,
                 job_state: job.as_ref().map(|(state, _)| state.clone()),
                 next_run_at: job.and_then(|(state, at)| (state == "pending").then_some(at)),
                 segments,

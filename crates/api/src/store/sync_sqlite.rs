@@ -273,7 +273,7 @@ impl SyncStore for SqlitePool {
         async move {
             let Some(row) = sqlx::query(
                 "select a.service_id, a.status, a.time_zone, a.customer_name, a.customer_email, \
-                 a.customer_phone, a.notes, t.calcom_api_key, t.calcom_base_url, t.calcom_team_id \
+                 a.customer_phone, a.notes, a.cancellation_reason, t.calcom_api_key, t.calcom_base_url, t.calcom_team_id \
                  from appointments a join tenants t on t.tenant_id = a.tenant_id \
                  where a.appointment_id = ?1 and a.tenant_id = ?2",
             )
@@ -314,6 +314,7 @@ impl SyncStore for SqlitePool {
                 customer_email: row.try_get("customer_email")?,
                 customer_phone: row.try_get("customer_phone")?,
                 notes: row.try_get("notes")?,
+                cancellation_reason: row.try_get("cancellation_reason")?,
                 segments,
             }))
         }
@@ -650,11 +651,19 @@ impl SyncStore for SqlitePool {
                 Some((state, at)) if state == "pending" => Some(decode_instant("run_at", *at)?),
                 _ => None,
             };
+            let cancellation_reason: Option<String> = sqlx::query_scalar(
+                "select cancellation_reason from appointments where appointment_id = ?1",
+            )
+            .bind(id(appointment_id))
+            .fetch_optional(self)
+            .await?
+            .flatten();
             Ok(Some(SyncView {
                 appointment_id,
                 status: sync.status,
                 requires_manual_review: sync.requires_manual_review,
                 review_reason: sync.review_reason,
+                cancellation_reason,
                 job_state: job.map(|(state, _)| state),
                 next_run_at,
                 segments,

@@ -736,10 +736,13 @@ impl Run<'_> {
                 Err(RunError::LeaseLost)
             };
         };
-        let reason = format!(
-            "Appointment {} was cancelled in phasebook.",
-            self.work.appointment_id
-        );
+        // Cal.com requires a reason from a host; the caller's own words when they gave any.
+        let reason = self.work.cancellation_reason.clone().unwrap_or_else(|| {
+            format!(
+                "Appointment {} was cancelled in phasebook.",
+                self.work.appointment_id
+            )
+        });
         let mut uid = uid;
         let mut hops = 0;
         loop {

@@ -526,6 +526,7 @@ mod tests {
             status: AppointmentSyncStatus::Synced,
             requires_manual_review: false,
             review_reason: None,
+            cancellation_reason: None,
             job_state: None,
             next_run_at: None,
             attempts: Vec::new(),
