@@ -91,6 +91,18 @@ impl Customer {
     pub fn phone(&self) -> Option<&str> {
         self.phone.as_deref()
     }
+
+    /// The e-mail address as a caller lookup compares it (see [`email_lookup_form`]).
+    pub fn email_lookup_form(&self) -> Option<String> {
+        self.email.as_deref().map(email_lookup_form)
+    }
+}
+
+/// How a caller's e-mail address is compared when finding their appointments: trimmed and
+/// lower-cased, so `Ada@Example.COM` finds `ada@example.com`. Stored beside the address as
+/// given, and computed here rather than in SQL so both backends fold letters alike.
+pub fn email_lookup_form(email: &str) -> String {
+    email.trim().to_lowercase()
 }
 
 /// A pragmatic address check: one `@`, a non-empty local part, a dotted domain, no spaces.
@@ -228,6 +240,16 @@ pub fn segment_status_on_cancel(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn an_email_lookup_ignores_case_and_surrounding_space() {
+        assert_eq!(super::email_lookup_form(" Ada@Example.COM "), "ada@example.com");
+        let customer = super::Customer::new("Ada", Some("ÄDA@example.com"), None).expect("ok");
+        assert_eq!(
+            customer.email_lookup_form().as_deref(),
+            Some("äda@example.com")
+        );
+    }
+
     #[test]
     fn a_cancellation_reason_is_one_short_printable_line() {
         use super::parse_cancellation_reason as reason;

@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, SubsecRound, Utc};
-use phasebook_domain::appointment::{parse_cancellation_reason, parse_notes};
+use phasebook_domain::appointment::{email_lookup_form, parse_cancellation_reason, parse_notes};
 use phasebook_domain::phone::{Country, normalise_phone};
 use phasebook_domain::plan::{assign_staff, parse_time_zone};
 use phasebook_domain::preflight::{Booking, check_booking, check_contact};
@@ -32,7 +32,7 @@ use crate::routes::services::parse_service_id;
 use crate::state::AppState;
 use crate::store::holds::{HoldConversion, HoldStatus};
 use crate::store::{
-    Appointment, AppointmentQuery, IdempotencyClaim, IdempotentResponse, NewAppointment,
+    Appointment, AppointmentQuery, IdempotencyClaim, IdempotentResponse, NewAppointment, Role,
 };
 
 pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
@@ -914,6 +914,12 @@ pub struct ListParams {
     pub from: Option<String>,
     /// Only appointments starting before this instant (RFC 3339).
     pub to: Option<String>,
+    /// Only this caller's appointments: international (`+41791234567`, encoded `%2B41…`,
+    /// or `0041…`) or national (`0791234567`, read with the tenant's country); compared in
+    /// E.164.
+    pub customer_phone: Option<String>,
+    /// Only this caller's appointments; compared ignoring case.
+    pub customer_email: Option<String>,
     /// The `next_cursor` of the previous page.
     pub cursor: Option<String>,
     /// Page size, 1 to 200 (default 50).
@@ -964,7 +970,22 @@ fn parse_instant(field: &str, value: &str) -> Result<DateTime<Utc>, ApiError> {
         })
 }
 
-fn to_query(params: ListParams) -> Result<AppointmentQuery, ApiError> {
+/// The phone number of a caller lookup in E.164. A `+` left unencoded in a query string
+/// arrives as a space, so a leading space before digits is read as the `+` it was.
+fn lookup_phone(raw: &str, country: Option<Country>) -> Result<String, ApiError> {
+    let raw = match raw.strip_prefix(' ') {
+        Some(rest) if rest.trim_start().starts_with(|c: char| c.is_ascii_digit()) => {
+            format!("+{}", rest.trim_start())
+        }
+        _ => raw.to_string(),
+    };
+    normalise_phone(&raw, country).map_err(|mut e| {
+        e.field = "customer_phone".to_string();
+        ApiError::Validation(e)
+    })
+}
+
+fn to_query(params: ListParams, country: Option<Country>) -> Result<AppointmentQuery, ApiError> {
     let sync_status = params
         .sync_status
         .map(|s| {
@@ -1017,18 +1038,33 @@ fn to_query(params: ListParams) -> Result<AppointmentQuery, ApiError> {
             })?,
     };
     let after = params.cursor.as_deref().map(decode_cursor).transpose()?;
+    let customer_phone = params
+        .customer_phone
+        .as_deref()
+        .map(|p| lookup_phone(p, country))
+        .transpose()?;
+    let customer_email = params
+        .customer_email
+        .as_deref()
+        .map(str::trim)
+        .filter(|e| !e.is_empty())
+        .map(email_lookup_form);
     Ok(AppointmentQuery {
         sync_status,
         requires_manual_review,
         staff_id,
         from,
         to,
+        customer_phone,
+        customer_email,
         after,
         limit,
     })
 }
 
-/// Appointments in start order, filtered, one page at a time.
+/// Appointments in start order, filtered, one page at a time. `customer_phone` and
+/// `customer_email` find a caller's appointments. An `agent` key sees only appointments
+/// not yet over unless it sends `from`.
 #[utoipa::path(get, path = "/appointments", tag = "appointments",
     params(ListParams),
     responses(
@@ -1042,7 +1078,23 @@ async fn list_appointments(
     Query(params): Query<ListParams>,
 ) -> Result<axum::Json<AppointmentPage>, ApiError> {
     caller.require(Permission::Read)?;
-    let mut query = to_query(params)?;
+    let country = match params.customer_phone {
+        Some(_) => state
+            .db
+            .booking()
+            .booking_settings(caller.tenant_id)
+            .await?
+            .and_then(|s| s.country)
+            .map(|c| Country::parse(&c))
+            .transpose()
+            .map_err(|e| ApiError::Internal(format!("stored tenant country: {e}")))?,
+        None => None,
+    };
+    let mut query = to_query(params, country)?;
+    // A voice agent asks about what the caller has coming, not their history.
+    if caller.role == Role::Agent && query.from.is_none() {
+        query.from = Some(Utc::now());
+    }
     let limit = query.limit as usize;
     // One extra row tells whether another page follows.
     query.limit += 1;

@@ -284,7 +284,12 @@ pub struct AppointmentQuery {
     pub from: Option<DateTime<Utc>>,
     /// Appointments that start before this instant.
     pub to: Option<DateTime<Utc>>,
-    /// Only appointments strictly after this (starts_at, appointment_id).
+    /// Only the caller with this phone number (E.164).
+    pub customer_phone: Option<String>,
+    /// Only the caller with this e-mail address, in its lookup form
+    /// (`phasebook_domain::appointment::email_lookup_form`).
+    pub customer_email: Option<String>,
+    /// Only strictly after this (starts_at, appointment_id).
     pub after: Option<(DateTime<Utc>, Uuid)>,
     pub limit: u32,
 }

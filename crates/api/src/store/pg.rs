@@ -552,6 +552,14 @@ impl Store for PgStore {
         if let Some(review) = q.requires_manual_review {
             sql.push(" and requires_manual_review = ").push_bind(review);
         }
+        // Each served by its own partial index (migration 0009).
+        if let Some(phone) = &q.customer_phone {
+            sql.push(" and customer_phone = ").push_bind(phone.clone());
+        }
+        if let Some(email) = &q.customer_email {
+            sql.push(" and customer_email_normalised = ")
+                .push_bind(email.clone());
+        }
         if let Some(staff) = &q.staff_id {
             // The appointment's staff member, or anyone performing one of its segments.
             sql.push(" and (staff_id = ")
@@ -592,7 +600,8 @@ impl Store for PgStore {
     ) -> StoreResult<Option<Appointment>> {
         let updated = sqlx::query(
             "update appointments set customer_name = $3, customer_email = $4,
-                 customer_phone = $5, notes = $6, updated_at = $7
+                 customer_phone = $5, notes = $6, updated_at = $7,
+                 customer_email_normalised = $8
              where tenant_id = $1 and appointment_id = $2",
         )
         .bind(tenant_id)
@@ -602,6 +611,7 @@ impl Store for PgStore {
         .bind(customer.phone())
         .bind(notes)
         .bind(now)
+        .bind(customer.email_lookup_form())
         .execute(&self.pool)
         .await?;
         if updated.rows_affected() == 0 {
@@ -844,8 +854,10 @@ pub(crate) async fn insert_appointment_rows(
     sqlx::query(
             "insert into appointments (appointment_id, tenant_id, service_id, staff_id, starts_at,
                  ends_at, time_zone, status, customer_name, customer_email, customer_phone, notes,
-                 sync_status, requires_manual_review, created_at, updated_at)
-             values ($1, $2, $3, $4, $5, $6, $7, 'booked', $8, $9, $10, $11, 'pending', false, $12, $12)",
+                 sync_status, requires_manual_review, created_at, updated_at,
+                 customer_email_normalised)
+             values ($1, $2, $3, $4, $5, $6, $7, 'booked', $8, $9, $10, $11, 'pending', false, $12, $12,
+                 $13)",
         )
         .bind(a.appointment_id)
         .bind(a.tenant_id)
@@ -859,6 +871,7 @@ pub(crate) async fn insert_appointment_rows(
         .bind(a.customer.phone())
         .bind(a.notes.as_deref())
         .bind(a.created_at)
+        .bind(a.customer.email_lookup_form())
         .execute(&mut *tx)
         .await?;
 

@@ -554,6 +554,14 @@ impl Store for SqliteStore {
         if let Some(review) = q.requires_manual_review {
             sql.push(" and requires_manual_review = ").push_bind(review);
         }
+        // Each served by its own partial index (migration 0009).
+        if let Some(phone) = &q.customer_phone {
+            sql.push(" and customer_phone = ").push_bind(phone.clone());
+        }
+        if let Some(email) = &q.customer_email {
+            sql.push(" and customer_email_normalised = ")
+                .push_bind(email.clone());
+        }
         if let Some(staff) = &q.staff_id {
             sql.push(" and (staff_id = ")
                 .push_bind(staff.as_str().to_string())
@@ -596,7 +604,8 @@ impl Store for SqliteStore {
     ) -> StoreResult<Option<Appointment>> {
         let updated = sqlx::query(
             "update appointments set customer_name = ?3, customer_email = ?4,
-                 customer_phone = ?5, notes = ?6, updated_at = ?7
+                 customer_phone = ?5, notes = ?6, updated_at = ?7,
+                 customer_email_normalised = ?8
              where tenant_id = ?1 and appointment_id = ?2",
         )
         .bind(uuid_text(tenant_id))
@@ -606,6 +615,7 @@ impl Store for SqliteStore {
         .bind(customer.phone())
         .bind(notes)
         .bind(to_ms(now))
+        .bind(customer.email_lookup_form())
         .execute(&self.pool)
         .await?;
         if updated.rows_affected() == 0 {
@@ -845,8 +855,10 @@ pub(crate) async fn insert_appointment_rows(
     sqlx::query(
             "insert into appointments (appointment_id, tenant_id, service_id, staff_id, starts_at,
                  ends_at, time_zone, status, customer_name, customer_email, customer_phone, notes,
-                 sync_status, requires_manual_review, created_at, updated_at)
-             values (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'booked', ?8, ?9, ?10, ?11, 'pending', 0, ?12, ?12)",
+                 sync_status, requires_manual_review, created_at, updated_at,
+                 customer_email_normalised)
+             values (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'booked', ?8, ?9, ?10, ?11, 'pending', 0, ?12, ?12,
+                 ?13)",
         )
         .bind(&id)
         .bind(&tenant)
@@ -860,6 +872,7 @@ pub(crate) async fn insert_appointment_rows(
         .bind(a.customer.phone())
         .bind(a.notes.as_deref())
         .bind(now)
+        .bind(a.customer.email_lookup_form())
         .execute(&mut *tx)
         .await?;
     for (position, s) in a.segments.iter().enumerate() {
