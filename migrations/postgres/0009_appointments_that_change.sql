@@ -11,3 +11,12 @@ create index appointments_customer_phone
 create index appointments_customer_email
     on appointments (tenant_id, customer_email_normalised, starts_at, appointment_id)
     where customer_email_normalised is not null;
+
+-- Reschedule: the appointment's revision counts its moves. A segment whose Cal.com booking
+-- still stands at its previous time carries that time and event type in `moving_from…`
+-- until the sync engine has moved it (Cal.com's reschedule, or cancel and create).
+alter table appointments add column revision integer not null default 0;
+alter table appointment_segments add column moving_from timestamptz;
+alter table appointment_segments add column moving_from_event_type_id bigint;
+-- A move's attempt names the booking it moved from as well as the one it made.
+alter table sync_attempts add column moved_from_uid text;

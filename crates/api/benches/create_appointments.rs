@@ -346,10 +346,13 @@ async fn caller_lookup(db_url: &str, tenant_id: &str, auth: &str) -> Result<Stri
     let columns = "appointment_id, tenant_id, service_id, staff_id, starts_at, ends_at, \
                    time_zone, status, customer_name, customer_email, customer_phone, notes, \
                    sync_status, requires_manual_review, review_reason, created_at, updated_at, \
-                   cancelled_at, cancellation_reason";
+                   cancelled_at, cancellation_reason, revision";
     for (what, filter) in [
         ("phone", "customer_phone = '+41790000042'"),
-        ("e-mail", "customer_email_normalised = 'caller42@example.com'"),
+        (
+            "e-mail",
+            "customer_email_normalised = 'caller42@example.com'",
+        ),
     ] {
         let plan = psql_output(
             db_url,

@@ -202,7 +202,9 @@ async fn a_caller_is_found_by_phone_in_any_form_and_by_email_in_any_case() {
     for database in databases().await {
         let app = spawn(database).await;
         let ada = json!({"name": "Ada", "phone": "079 123 45 67", "email": "Ada@Example.com"});
-        let first = app.book("2030-01-09T09:00:00Z", "stylist-1", ada.clone()).await;
+        let first = app
+            .book("2030-01-09T09:00:00Z", "stylist-1", ada.clone())
+            .await;
         assert_eq!(first["customer"]["phone"], "+41791234567");
         let second = app.book("2030-01-10T09:00:00Z", "stylist-2", ada).await;
         let other = json!({"name": "Grace", "phone": "+41791234568", "email": "grace@example.com"});
@@ -275,5 +277,251 @@ async fn a_caller_is_found_by_phone_in_any_form_and_by_email_in_any_case() {
         assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
         assert_eq!(problem["field"], "customer_phone", "{problem:#}");
         assert!(app.sim.state().bookings.len() >= 12);
+    }
+}
+
+impl App {
+    async fn reschedule(&self, id: &str, body: Value, key: Option<&str>) -> reqwest::Response {
+        let mut request = self
+            .http
+            .post(format!("{}/appointments/{id}/reschedule", self.url))
+            .bearer_auth(&self.agent_key)
+            .header("Prefer", "wait=5")
+            .json(&body);
+        if let Some(key) = key {
+            request = request.header("Idempotency-Key", key);
+        }
+        request.send().await.expect("request")
+    }
+
+    /// Polls the sync view until the appointment is synced with its job done.
+    async fn synced(&self, id: &str) -> Value {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let (_, view) = self
+                .get(&format!("/appointments/{id}/sync"), &self.salon.ops_key)
+                .await;
+            let settled = view["status"] == "synced" && view["job_state"] == "done";
+            if settled || tokio::time::Instant::now() > deadline {
+                return view;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// The appointment's active Cal.com bookings as (segment, event type, start), by segment.
+    fn active_bookings(&self, id: &str) -> Vec<(String, i64, String)> {
+        let mut out: Vec<(String, i64, String)> = self
+            .sim
+            .state()
+            .bookings
+            .iter()
+            .filter(|b| b.status != calcom_sim::BookingStatus::Cancelled)
+            .filter(|b| b.metadata.get("phasebook_appointment") == Some(&json!(id)))
+            .map(|b| {
+                (
+                    b.metadata["phasebook_segment"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .to_string(),
+                    b.event_type_id.unwrap_or_default(),
+                    b.start.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+                )
+            })
+            .collect();
+        out.sort();
+        out
+    }
+}
+
+/// The event type the fixture salon maps `segment` (0-based) of `stylist` (1-based) to.
+fn event_type(stylist: i64, segment: i64) -> i64 {
+    10_000 + 100 * stylist + segment + 1
+}
+
+#[tokio::test]
+async fn moving_by_fifteen_minutes_reschedules_each_booking_once_in_calcom() {
+    for database in databases().await {
+        let app = spawn(database).await;
+        let ada = json!({"name": "Ada", "email": "ada@example.com"});
+        let booked = app.book("2030-02-04T09:00:00Z", "stylist-1", ada).await;
+        let id = booked["id"].as_str().expect("id").to_string();
+        app.synced(&id).await;
+        let old_uids: Vec<String> = app
+            .sim
+            .state()
+            .bookings
+            .iter()
+            .map(|b| b.uid.clone())
+            .collect();
+
+        // Overlaps its own current time: that is no conflict.
+        let moved = app
+            .reschedule(
+                &id,
+                json!({"start": "2030-02-04T09:15:00Z"}),
+                Some("move-1"),
+            )
+            .await;
+        assert_eq!(moved.status(), StatusCode::OK);
+        let body: Value = moved.json().await.expect("json");
+        assert_eq!(body["id"], id.as_str());
+        assert_eq!(body["revision"], 1);
+        assert_eq!(body["starts_at"], "2030-02-04T09:15:00Z");
+        let view = app.synced(&id).await;
+        assert_eq!(view["status"], "synced", "{view:#}");
+        let expected: Vec<(String, i64, String)> = ["A", "B", "C", "D"]
+            .iter()
+            .enumerate()
+            .map(|(i, key)| {
+                (
+                    key.to_string(),
+                    event_type(1, i as i64),
+                    format!(
+                        "2030-02-04T{:02}:{:02}:00Z",
+                        9 + (15 + 30 * i) / 60,
+                        (15 + 30 * i) % 60
+                    ),
+                )
+            })
+            .collect();
+        assert_eq!(app.active_bookings(&id), expected);
+        // Each one moved by Cal.com's reschedule: the attempt names both uids.
+        let moves: Vec<&Value> = view["attempts"]
+            .as_array()
+            .expect("attempts")
+            .iter()
+            .filter(|a| a["operation"] == "reschedule" && a["outcome"] == "rescheduled")
+            .collect();
+        assert_eq!(moves.len(), 4, "{view:#}");
+        for attempt in moves {
+            assert!(
+                old_uids.contains(&attempt["moved_from_uid"].as_str().expect("old").to_string())
+            );
+            assert!(
+                !old_uids.contains(
+                    &attempt["calcom_booking_uid"]
+                        .as_str()
+                        .expect("new")
+                        .to_string()
+                )
+            );
+        }
+        for segment in view["segments"].as_array().expect("segments") {
+            assert!(segment["moving_from"].is_null(), "{segment:#}");
+        }
+
+        // The same request again is answered from the key, and moves nothing.
+        let replay = app
+            .reschedule(
+                &id,
+                json!({"start": "2030-02-04T09:15:00Z"}),
+                Some("move-1"),
+            )
+            .await;
+        assert_eq!(replay.status(), StatusCode::OK);
+        assert_eq!(
+            replay
+                .headers()
+                .get("idempotent-replayed")
+                .map(|v| v.as_bytes()),
+            Some(&b"true"[..])
+        );
+        let again: Value = replay.json().await.expect("json");
+        assert_eq!(again["revision"], 1);
+        assert_eq!(app.sim.state().bookings.len(), 8, "4 old, 4 new");
+    }
+}
+
+#[tokio::test]
+async fn a_taken_time_is_refused_and_a_new_stylist_gets_new_bookings() {
+    for database in databases().await {
+        let app = spawn(database).await;
+        let ada = json!({"name": "Ada", "email": "ada@example.com"});
+        let first = app
+            .book("2030-02-05T09:00:00Z", "stylist-1", ada.clone())
+            .await;
+        let other = app
+            .book("2030-02-05T13:00:00Z", "stylist-1", ada.clone())
+            .await;
+        let id = first["id"].as_str().expect("id").to_string();
+        app.synced(&id).await;
+
+        let taken = app
+            .reschedule(&id, json!({"start": "2030-02-05T12:30:00Z"}), None)
+            .await;
+        assert_eq!(taken.status(), StatusCode::CONFLICT);
+        let problem: Value = taken.json().await.expect("json");
+        assert_eq!(
+            problem["conflicting_appointment_id"], other["id"],
+            "{problem:#}"
+        );
+
+        // Another stylist at the taken time: Cal.com cannot change a host, so the old
+        // bookings are cancelled and new ones made on the new stylist's event types.
+        let moved = app
+            .reschedule(
+                &id,
+                json!({"start": "2030-02-05T13:00:00Z", "staff_id": "stylist-2"}),
+                None,
+            )
+            .await;
+        assert_eq!(moved.status(), StatusCode::OK);
+        let view = app.synced(&id).await;
+        assert_eq!(view["status"], "synced", "{view:#}");
+        let active = app.active_bookings(&id);
+        assert_eq!(active.len(), 4, "{active:?}");
+        for (i, (_, event_type_id, start)) in active.iter().enumerate() {
+            assert_eq!(*event_type_id, event_type(2, i as i64));
+            assert!(start.starts_with("2030-02-05T13:") || start.starts_with("2030-02-05T14:"));
+        }
+        let ops: Vec<&str> = view["attempts"]
+            .as_array()
+            .expect("attempts")
+            .iter()
+            .filter_map(|a| a["operation"].as_str())
+            .collect();
+        assert_eq!(
+            ops.iter().filter(|o| **o == "cancel_moved").count(),
+            4,
+            "{ops:?}"
+        );
+
+        // Cancelled or started appointments stay where they are, with their own problem.
+        let cancelled = app
+            .http
+            .post(format!("{}/appointments/{id}/cancel", app.url))
+            .bearer_auth(&app.agent_key)
+            .send()
+            .await
+            .expect("cancel");
+        assert_eq!(cancelled.status(), StatusCode::OK);
+        let refused = app
+            .reschedule(&id, json!({"start": "2030-02-06T09:00:00Z"}), None)
+            .await;
+        assert_eq!(refused.status(), StatusCode::CONFLICT);
+        let problem: Value = refused.json().await.expect("json");
+        assert!(
+            problem["type"]
+                .as_str()
+                .expect("type")
+                .ends_with("appointment-cancelled"),
+            "{problem:#}"
+        );
+        let past = app
+            .book_in_the_past("+41791234567", "ada@example.com")
+            .await;
+        let refused = app
+            .reschedule(&past, json!({"start": "2030-02-06T09:00:00Z"}), None)
+            .await;
+        assert_eq!(refused.status(), StatusCode::CONFLICT);
+        let problem: Value = refused.json().await.expect("json");
+        assert!(
+            problem["type"]
+                .as_str()
+                .expect("type")
+                .ends_with("appointment-started"),
+            "{problem:#}"
+        );
     }
 }

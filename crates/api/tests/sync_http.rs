@@ -332,7 +332,10 @@ async fn a_callers_cancellation_reason_reaches_calcom_and_the_sync_view() {
         let answer: Value = cancelled.json().await.expect("json");
         assert_eq!(answer["cancellation_reason"], "Caller is moving abroad");
         let view = app.wait_for(&id, "cancelled").await;
-        assert_eq!(view["cancellation_reason"], "Caller is moving abroad", "{view:#}");
+        assert_eq!(
+            view["cancellation_reason"], "Caller is moving abroad",
+            "{view:#}"
+        );
         let bookings = app.sim.state().bookings;
         assert_eq!(bookings.len(), 4);
         for booking in &bookings {

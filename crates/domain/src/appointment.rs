@@ -242,7 +242,10 @@ pub fn segment_status_on_cancel(
 mod tests {
     #[test]
     fn an_email_lookup_ignores_case_and_surrounding_space() {
-        assert_eq!(super::email_lookup_form(" Ada@Example.COM "), "ada@example.com");
+        assert_eq!(
+            super::email_lookup_form(" Ada@Example.COM "),
+            "ada@example.com"
+        );
         let customer = super::Customer::new("Ada", Some("ÄDA@example.com"), None).expect("ok");
         assert_eq!(
             customer.email_lookup_form().as_deref(),
@@ -261,7 +264,10 @@ mod tests {
         );
         assert_eq!(reason(Some("a\nb")).expect_err("newline").field, "reason");
         let long = "x".repeat(super::MAX_CANCELLATION_REASON_CHARS + 1);
-        assert_eq!(reason(Some(&long)).expect_err("long").code, "reason_too_long");
+        assert_eq!(
+            reason(Some(&long)).expect_err("long").code,
+            "reason_too_long"
+        );
     }
 
     use super::*;

@@ -127,6 +127,8 @@ pub struct AppointmentView {
     pub cancelled_at: Option<DateTime<Utc>>,
     /// The caller's reason, when cancelled with one.
     pub cancellation_reason: Option<String>,
+    /// 0 when booked; one more with every move (`POST /appointments/{id}/reschedule`).
+    pub revision: i32,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -206,6 +208,7 @@ impl From<&Appointment> for AppointmentView {
             updated_at: a.updated_at,
             cancelled_at: a.cancelled_at,
             cancellation_reason: a.cancellation_reason.clone(),
+            revision: a.revision,
         }
     }
 }
@@ -253,7 +256,7 @@ pub fn request_hash(value: &serde_json::Value) -> String {
     hex::encode(Sha256::digest(text.as_bytes()))
 }
 
-fn json_response(status: StatusCode, body: Vec<u8>) -> Response {
+pub(crate) fn json_response(status: StatusCode, body: Vec<u8>) -> Response {
     let mut response = (status, body).into_response();
     response.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -582,7 +585,7 @@ async fn create(
     outcome.into_response()
 }
 
-fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+pub(crate) fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
     let Some(value) = headers.get(IDEMPOTENCY_KEY) else {
         return Ok(None);
     };

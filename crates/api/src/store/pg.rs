@@ -212,7 +212,7 @@ const APPOINTMENT_COLUMNS: &str =
     "appointment_id, tenant_id, service_id, staff_id, starts_at, ends_at, time_zone, status,
      customer_name, customer_email, customer_phone, notes, sync_status,
      requires_manual_review, review_reason, created_at, updated_at, cancelled_at,
-     cancellation_reason";
+     cancellation_reason, revision";
 
 fn appointment_from_row(row: &PgRow) -> StoreResult<Appointment> {
     let name: String = row.try_get("customer_name")?;
@@ -236,6 +236,7 @@ fn appointment_from_row(row: &PgRow) -> StoreResult<Appointment> {
         updated_at: row.try_get("updated_at")?,
         cancelled_at: row.try_get("cancelled_at")?,
         cancellation_reason: row.try_get("cancellation_reason")?,
+        revision: row.try_get("revision")?,
         segments: Vec::new(),
     })
 }

@@ -208,7 +208,7 @@ const APPOINTMENT_COLUMNS: &str =
     "appointment_id, tenant_id, service_id, staff_id, starts_at, ends_at, time_zone, status,
      customer_name, customer_email, customer_phone, notes, sync_status,
      requires_manual_review, review_reason, created_at, updated_at, cancelled_at,
-     cancellation_reason";
+     cancellation_reason, revision";
 
 const SEGMENT_COLUMNS: &str =
     "segment_key, position, staff_id, starts_at, ends_at, active, sync_status, event_type_id,
@@ -236,6 +236,7 @@ fn appointment_from_row(row: &SqliteRow) -> StoreResult<Appointment> {
         updated_at: get_ms(row, "updated_at")?,
         cancelled_at: get_opt_ms(row, "cancelled_at")?,
         cancellation_reason: row.try_get("cancellation_reason")?,
+        revision: row.try_get("revision")?,
         segments: Vec::new(),
     })
 }
@@ -853,28 +854,28 @@ pub(crate) async fn insert_appointment_rows(
         });
     }
     sqlx::query(
-            "insert into appointments (appointment_id, tenant_id, service_id, staff_id, starts_at,
+        "insert into appointments (appointment_id, tenant_id, service_id, staff_id, starts_at,
                  ends_at, time_zone, status, customer_name, customer_email, customer_phone, notes,
                  sync_status, requires_manual_review, created_at, updated_at,
                  customer_email_normalised)
              values (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'booked', ?8, ?9, ?10, ?11, 'pending', 0, ?12, ?12,
                  ?13)",
-        )
-        .bind(&id)
-        .bind(&tenant)
-        .bind(a.service_id.as_str())
-        .bind(a.staff_id.as_str())
-        .bind(to_ms(starts_at))
-        .bind(to_ms(ends_at))
-        .bind(&a.time_zone)
-        .bind(a.customer.name())
-        .bind(a.customer.email())
-        .bind(a.customer.phone())
-        .bind(a.notes.as_deref())
-        .bind(now)
-        .bind(a.customer.email_lookup_form())
-        .execute(&mut *tx)
-        .await?;
+    )
+    .bind(&id)
+    .bind(&tenant)
+    .bind(a.service_id.as_str())
+    .bind(a.staff_id.as_str())
+    .bind(to_ms(starts_at))
+    .bind(to_ms(ends_at))
+    .bind(&a.time_zone)
+    .bind(a.customer.name())
+    .bind(a.customer.email())
+    .bind(a.customer.phone())
+    .bind(a.notes.as_deref())
+    .bind(now)
+    .bind(a.customer.email_lookup_form())
+    .execute(&mut *tx)
+    .await?;
     for (position, s) in a.segments.iter().enumerate() {
         sqlx::query(
             "insert into appointment_segments (appointment_id, segment_key, tenant_id,

@@ -111,6 +111,10 @@ pub struct SegmentWork {
     /// Some earlier create for this segment may have reached Cal.com (no outcome recorded,
     /// or an unknown one): the next create must be preceded by a reconcile.
     pub earlier_outcome_unknown: bool,
+    /// The appointment was moved and the segment's booking may still stand here (its
+    /// previous start), on `moving_from_event_type_id`: the engine moves it, then clears it.
+    pub moving_from: Option<DateTime<Utc>>,
+    pub moving_from_event_type_id: Option<i64>,
 }
 
 /// An appointment with its segments, as one job sees it.
@@ -127,6 +131,8 @@ pub struct AppointmentWork {
     pub notes: Option<String>,
     /// The caller's reason for cancelling, passed on to Cal.com.
     pub cancellation_reason: Option<String>,
+    /// How many times the appointment was moved; carried in a booking's metadata.
+    pub revision: i32,
     pub segments: Vec<SegmentWork>,
 }
 
@@ -153,6 +159,8 @@ pub struct AttemptFinish {
     pub outcome: &'static str,
     pub error: Option<SegmentError>,
     pub calcom_booking_uid: Option<String>,
+    /// A move's attempt: the booking it moved from (`calcom_booking_uid` is the new one).
+    pub moved_from_uid: Option<String>,
 }
 
 /// One row of the attempt log, for `GET /appointments/{id}/sync`.
@@ -169,6 +177,8 @@ pub struct AttemptRecord {
     pub http_status: Option<i32>,
     pub calcom_message: Option<String>,
     pub calcom_booking_uid: Option<String>,
+    /// A move's attempt: the booking it moved from.
+    pub moved_from_uid: Option<String>,
     pub worker: Option<String>,
 }
 
@@ -189,6 +199,9 @@ pub struct SegmentSyncView {
     pub last_error: Option<SegmentError>,
     pub next_attempt_at: Option<DateTime<Utc>>,
     pub review_reason: Option<String>,
+    /// Set while the segment's booking is being moved: where it stood before the
+    /// appointment was rescheduled.
+    pub moving_from: Option<DateTime<Utc>>,
 }
 
 /// An appointment's whole sync picture.
@@ -244,6 +257,8 @@ pub struct BookedSegment {
     pub calcom_username: Option<String>,
     /// The appointment's time zone.
     pub time_zone: String,
+    /// Set while phasebook itself moves this booking (see `SegmentWork::moving_from`).
+    pub moving_from: Option<DateTime<Utc>>,
 }
 
 /// A segment's event map, re-resolved: the id to book from now on.

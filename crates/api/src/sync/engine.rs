@@ -29,6 +29,8 @@ use serde_json::Value;
 use tracing::Instrument;
 use uuid::Uuid;
 
+mod moves;
+
 use super::clients::ClientCache;
 use super::failure::classify;
 use crate::store::sync::{
@@ -195,6 +197,10 @@ impl Run<'_> {
     }
 
     async fn bring_booked(&self, mut segment: SegmentWork) -> Result<SegmentWork, RunError> {
+        // The appointment was moved and this segment's booking must follow (moves.rs).
+        if segment.moving_from.is_some() && segment.status != SegmentSyncStatus::NeedsReview {
+            return self.bring_moved(segment).await;
+        }
         match segment.status {
             SegmentSyncStatus::NeedsReview => return Ok(segment),
             SegmentSyncStatus::Synced => {
@@ -658,10 +664,18 @@ impl Run<'_> {
         segment: &SegmentWork,
         event_type: EventTypeId,
     ) -> Result<CreateBooking, CalcomError> {
+        // A booking made after a move names the revision it was made for.
+        let revision = (self.work.revision > 0).then(|| {
+            (
+                phasebook_domain::sync::reschedule::METADATA_REVISION,
+                self.work.revision.to_string(),
+            )
+        });
         let metadata = BookingMetadata::new(
             self.identity(segment)
                 .metadata()
                 .into_iter()
+                .chain(revision)
                 .map(|(k, v)| (k, Value::String(v))),
         )?;
         Ok(CreateBooking {
@@ -991,6 +1005,7 @@ impl Run<'_> {
             outcome,
             error,
             calcom_booking_uid: uid,
+            moved_from_uid: None,
         };
         if self
             .engine

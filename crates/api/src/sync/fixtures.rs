@@ -545,6 +545,7 @@ mod tests {
                     last_error: None,
                     next_attempt_at: None,
                     review_reason: None,
+                    moving_from: None,
                 })
                 .collect(),
         }

@@ -18,6 +18,7 @@ use crate::{CalcomUserId, EventTypeId, SegmentKey, StaffId};
 
 mod converge;
 mod drift;
+pub mod reschedule;
 mod sweep;
 pub use converge::{
     Convergence, MAX_RESCHEDULE_HOPS, carries_identity, converge, reconcile_owed, successor,
