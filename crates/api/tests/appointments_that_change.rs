@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use calcom_sim::{RunningSim, Sim, SimConfig};
+use calcom_sim::{Faults, RateLimitConfig, RouteFaults, RunningSim, Sim, SimConfig};
 use chrono::{TimeDelta, Utc};
 use phasebook_api::state::AppState;
 use phasebook_api::store::holds::BookingSettings;
@@ -48,11 +48,36 @@ async fn databases() -> Vec<TestDatabase> {
 /// A salon in Switzerland with two stylists and a 4-segment service (30 minutes each, no
 /// gaps), the worker and the API.
 async fn spawn(database: TestDatabase) -> App {
+    let retry = RetryPolicy {
+        max_attempts: 4,
+        base_delay: Duration::from_millis(20),
+        max_delay: Duration::from_millis(100),
+        min_delay: Duration::from_millis(5),
+    };
+    spawn_with(database, 2, Faults::default(), retry).await
+}
+
+/// The same with `stylists` stylists, the emulator's `faults`, and the worker's `retry`.
+async fn spawn_with(
+    database: TestDatabase,
+    stylists: usize,
+    faults: Faults,
+    retry: RetryPolicy,
+) -> App {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let db = database.connect().await.expect("database");
     let segments = fixtures::segments(4, 30, 0);
-    let account = fixtures::sim_account(2, &segments);
-    let sim = Sim::new(SimConfig::default());
+    let account = fixtures::sim_account(stylists, &segments);
+    // Cal.com's throttler with a one-second block: a 429 pauses the client that long.
+    let sim = Sim::new(SimConfig {
+        faults,
+        rate_limit: Some(RateLimitConfig {
+            limit: 1_000_000,
+            window: Duration::from_secs(60),
+            block: Duration::from_secs(1),
+        }),
+        ..SimConfig::default()
+    });
     sim.seed(account.seed.clone()).expect("seed");
     let sim = sim.spawn().await.expect("sim");
     let salon = fixtures::seed_sim_salon(&db, &sim.base_url, &account, "colour", segments)
@@ -68,6 +93,20 @@ async fn spawn(database: TestDatabase) -> App {
         )
         .await
         .expect("settings");
+    // The soak sends many requests a second; the per-key limit is not what it is about.
+    db.keys()
+        .update_tenant(
+            salon.tenant_id,
+            &phasebook_api::store::keys::TenantUpdate {
+                rate_limit: Some(phasebook_api::store::keys::ApiRateLimit {
+                    per_second: 1_000_000,
+                    burst: 1_000_000,
+                }),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("rate limit");
     let agent_key = phasebook_api::auth::issue_api_key(db.store(), salon.tenant_id, Role::Agent)
         .await
         .expect("agent key")
@@ -80,16 +119,14 @@ async fn spawn(database: TestDatabase) -> App {
         SyncConfig {
             worker_id: "change-test".into(),
             poll_interval: Duration::from_millis(200),
-            retry: RetryPolicy {
-                max_attempts: 4,
-                base_delay: Duration::from_millis(20),
-                max_delay: Duration::from_millis(100),
-                min_delay: Duration::from_millis(5),
-            },
+            retry,
             client: ClientSettings {
                 timeout: Duration::from_millis(700),
                 read_retries: 0,
-                ..ClientSettings::default()
+                rate_limit: calcom_client::RateLimit {
+                    requests: 1_000_000,
+                    per: Duration::from_secs(60),
+                },
             },
             ..SyncConfig::default()
         },
@@ -523,5 +560,230 @@ async fn a_taken_time_is_refused_and_a_new_stylist_gets_new_bookings() {
                 .ends_with("appointment-started"),
             "{problem:#}"
         );
+    }
+}
+
+/// Faults on every booking route the moves use: 5xx, hangs (the client gives up after
+/// 700 ms), answers lost after the work was done, and 429s.
+fn soak_faults() -> Faults {
+    let faults = RouteFaults {
+        error_rate: 0.04,
+        hang_rate: 0.02,
+        lost_response_rate: 0.05,
+        rate_limited_rate: 0.04,
+        ..RouteFaults::default()
+    };
+    let mut all = Faults::default().with_seed(1111);
+    for route in [
+        "bookings.create",
+        "bookings.reschedule",
+        "bookings.cancel",
+        "bookings.list",
+    ] {
+        all = all.route(route, faults.clone());
+    }
+    all
+}
+
+/// `SOAK_APPOINTMENTS` sets the size (default 60; the issue's full size is 300).
+fn soak_size() -> usize {
+    std::env::var("SOAK_APPOINTMENTS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(60)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn under_faults_every_moved_segment_ends_with_one_booking_at_its_new_time() {
+    use futures::StreamExt;
+    use phasebook_api::sync::SyncHandle;
+    use phasebook_domain::sync::AppointmentSyncStatus;
+
+    const STYLISTS: usize = 4;
+    let appointments = soak_size();
+    for database in databases().await {
+        let label = database.url.split(':').next().unwrap_or("db").to_string();
+        let started = std::time::Instant::now();
+        // Retries a few hundred milliseconds apart, as in production (seconds there): a
+        // move waits for a running sync, and needs the gap between two runs to go in.
+        let retry = RetryPolicy {
+            max_attempts: 12,
+            base_delay: Duration::from_millis(300),
+            max_delay: Duration::from_millis(1000),
+            min_delay: Duration::from_millis(200),
+        };
+        let app = spawn_with(database, STYLISTS, soak_faults(), retry).await;
+        let base = chrono::DateTime::parse_from_rfc3339("2030-04-01T06:00:00Z")
+            .expect("base")
+            .with_timezone(&Utc);
+        let mut ids = Vec::new();
+        for n in 0..appointments {
+            let staff = StaffId::parse(&format!("stylist-{}", n % STYLISTS + 1)).expect("staff");
+            let start = base + TimeDelta::hours(3 * (n / STYLISTS) as i64);
+            ids.push(
+                fixtures::book(&app.db, &app.salon, &staff, start)
+                    .await
+                    .expect("book"),
+            );
+        }
+        app.db.store().ping().await.expect("ping");
+        // Let the first syncs get going, so moves meet running ones.
+        tokio::time::sleep(Duration::from_millis(300)).await;
+
+        // One in three moves: every sixth to another stylist (60 days on), the others 15
+        // minutes later;
+        // every ninth moves a second time, 120 days on; every tenth (from the fifth) is
+        // cancelled by the caller.
+        let app = &app;
+        let moves = futures::stream::iter(ids.iter().enumerate())
+            .map(|(n, id)| async move {
+                let id = id.to_string();
+                let mut moved = 0;
+                let mut staff_changes = 0;
+                if n % 3 == 0 {
+                    let stylist = n % STYLISTS + 1;
+                    let start = base + TimeDelta::hours(3 * (n / STYLISTS) as i64);
+                    let body = if n % 6 == 0 {
+                        // Into a week nobody else books, so the other stylist is free.
+                        staff_changes += 1;
+                        json!({
+                            "start": (start + TimeDelta::days(60)).to_rfc3339(),
+                            "staff_id": format!("stylist-{}", stylist % STYLISTS + 1),
+                        })
+                    } else {
+                        json!({"start": (start + TimeDelta::minutes(15)).to_rfc3339()})
+                    };
+                    app.move_until_done(&id, body, &format!("soak-{n}-1")).await;
+                    moved += 1;
+                    if n % 9 == 0 {
+                        let body = json!({"start": (start + TimeDelta::days(120)).to_rfc3339()});
+                        app.move_until_done(&id, body, &format!("soak-{n}-2")).await;
+                        moved += 1;
+                    }
+                }
+                if n % 10 == 5 {
+                    let cancelled = app
+                        .http
+                        .post(format!("{}/appointments/{id}/cancel", app.url))
+                        .bearer_auth(&app.agent_key)
+                        .json(&json!({"reason": "Caller cancelled during the soak"}))
+                        .send()
+                        .await
+                        .expect("cancel");
+                    assert_eq!(cancelled.status(), StatusCode::OK);
+                }
+                (moved, staff_changes)
+            })
+            .buffer_unordered(8)
+            .collect::<Vec<_>>()
+            .await;
+        let moves_took = started.elapsed().as_secs_f64();
+        let moved: usize = moves.iter().map(|m| m.0).sum();
+        let staff_changes: usize = moves.iter().map(|m| m.1).sum();
+
+        let handle = SyncHandle::for_database(&app.db);
+        let deadline = std::time::Instant::now() + Duration::from_secs(100);
+        while handle
+            .store()
+            .outstanding_jobs(Utc::now())
+            .await
+            .expect("outstanding")
+            .0
+            > 0
+        {
+            if std::time::Instant::now() > deadline {
+                for id in &ids {
+                    let view = handle
+                        .store()
+                        .sync_view(app.salon.tenant_id, *id)
+                        .await
+                        .expect("view")
+                        .expect("exists");
+                    if view.job_state.as_deref() != Some("done") {
+                        panic!("{label}: jobs still outstanding, e.g. {view:#?}");
+                    }
+                }
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let mut views = Vec::new();
+        let mut reviews = 0;
+        for id in &ids {
+            let view = handle
+                .store()
+                .sync_view(app.salon.tenant_id, *id)
+                .await
+                .expect("view")
+                .expect("exists");
+            match view.status {
+                AppointmentSyncStatus::Synced | AppointmentSyncStatus::Cancelled => {}
+                AppointmentSyncStatus::NeedsReview => {
+                    reviews += 1;
+                    let reason = view.review_reason.as_deref().unwrap_or_default();
+                    assert!(reason.contains("POST /resync/"), "{label}: {reason}");
+                }
+                other => panic!("{label}: appointment {id} ended {other}: {view:#?}"),
+            }
+            views.push(view);
+        }
+        let calcom = app.sim.state();
+        let counted = fixtures::check_exactly_once(&views, &calcom).unwrap_or_else(|broken| {
+            let named = views
+                .iter()
+                .find(|v| broken.contains(&v.appointment_id.to_string()));
+            panic!("{label}: {broken}\n{named:#?}")
+        });
+        fixtures::check_current_times(&views, &calcom)
+            .unwrap_or_else(|broken| panic!("{label}: {broken}"));
+        let rescheduled = views
+            .iter()
+            .flat_map(|v| &v.attempts)
+            .filter(|a| a.operation == "reschedule" && a.outcome.as_deref() == Some("rescheduled"))
+            .count();
+        println!(
+            "reschedule soak on {label}: {appointments} appointments x 4 segments, {moved} moves \
+             ({staff_changes} to another stylist), {} synced segments, {} bookings moved away \
+             ({rescheduled} by Cal.com's reschedule), {} cancelled, {reviews} in review, moves sent by \
+             {moves_took:.1} s, settled in {:.1} s",
+            counted.synced_segments,
+            counted.moved_bookings,
+            counted.cancelled_bookings,
+            started.elapsed().as_secs_f64()
+        );
+        app.sim.sim.set_faults(Faults::default());
+    }
+}
+
+impl App {
+    /// Sends a move until it is answered 200: a 503 (the appointment's sync kept running)
+    /// or a lost answer is retried with the same key, so the move happens once.
+    async fn move_until_done(&self, id: &str, body: Value, key: &str) {
+        for _ in 0..20 {
+            let response = self
+                .http
+                .post(format!("{}/appointments/{id}/reschedule", self.url))
+                .bearer_auth(&self.agent_key)
+                .header("Idempotency-Key", key)
+                .json(&body)
+                .send()
+                .await
+                .expect("request");
+            match response.status() {
+                StatusCode::OK => return,
+                StatusCode::SERVICE_UNAVAILABLE | StatusCode::CONFLICT => {
+                    let problem: Value = response.json().await.expect("json");
+                    let retry = problem["type"].as_str().is_some_and(|t| {
+                        t.ends_with("sync-in-progress") || t.ends_with("idempotency-key-in-flight")
+                    });
+                    assert!(retry, "move {key}: {problem:#}");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                other => panic!(
+                    "move {key}: {other}: {}",
+                    response.text().await.unwrap_or_default()
+                ),
+            }
+        }
+        panic!("move {key} never went through");
     }
 }

@@ -566,20 +566,24 @@ impl Run<'_> {
                 Reconciled::Missing
             }
         };
+        // A stray Cal.com did not cancel must not be left active: the segment is tried
+        // again (a move can leave one far from the planned time, where only this finds it).
         for stray in plan.strays {
-            self.cancel_stray(client, segment, &bookings[stray]).await?;
+            if let Some(failure) = self.cancel_stray(client, segment, &bookings[stray]).await? {
+                return Ok(Reconciled::Failed(failure));
+            }
         }
         Ok(kept)
     }
 
     /// A booking of ours that does not stand at the planned time (moved in Cal.com, or a
-    /// duplicate) is cancelled: the appointment's plan is the truth.
+    /// duplicate) is cancelled: the appointment's plan is the truth. `Some`: Cal.com did not.
     async fn cancel_stray(
         &self,
         client: &CalcomClient,
         segment: &mut SegmentWork,
         booking: &Booking,
-    ) -> Result<(), RunError> {
+    ) -> Result<Option<CalcomFailure>, RunError> {
         tracing::warn!(appointment_id = %self.work.appointment_id, segment = %segment.key, booking_uid = %booking.uid, "cancelling a booking of ours that is not at the planned time");
         let attempt = self
             .begin(
@@ -595,13 +599,15 @@ impl Run<'_> {
                 "phasebook keeps exactly one booking per segment, at the appointment's planned time.",
             )
             .await;
-        let (outcome, error) = match result {
+        let (outcome, failure) = match result {
             Ok(_) => ("cancelled", None),
             Err(err) if err.is_already_cancelled() => ("already_cancelled", None),
-            Err(err) => ("failed", Some(SegmentError::from(&classify(&err)))),
+            Err(err) => ("failed", Some(classify(&err))),
         };
+        let error = failure.as_ref().map(SegmentError::from);
         self.finish(attempt, outcome, error, Some(booking.uid.clone()), segment)
-            .await
+            .await?;
+        Ok(failure)
     }
 
     async fn create(
