@@ -44,6 +44,8 @@ pub(crate) struct SegmentBefore {
     pub key: String,
     pub staff_id: String,
     pub starts_at: DateTime<Utc>,
+    /// The segment's event type, or the one its last call was made on (a worker killed
+    /// between sending a create and recording it leaves only the attempt to say).
     pub event_type_id: Option<i64>,
     pub has_booking_uid: bool,
     pub moving_from: Option<DateTime<Utc>>,

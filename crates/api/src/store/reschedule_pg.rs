@@ -84,7 +84,11 @@ impl PgStore {
             return Ok(MoveOutcome::SyncRunning);
         }
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "select segment_key, staff_id, starts_at, event_type_id,
+            "select segment_key, staff_id, starts_at,
+                    coalesce(event_type_id, (select x.event_type_id from sync_attempts x
+                        where x.appointment_id = s.appointment_id
+                          and x.segment_key = s.segment_key and x.event_type_id is not null
+                        order by x.started_at desc limit 1)) as event_type_id,
                     calcom_booking_uid is not null as has_booking_uid, moving_from,
                     moving_from_event_type_id, {CREATE_OUTCOME_UNKNOWN}
              from appointment_segments s

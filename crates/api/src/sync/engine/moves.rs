@@ -232,6 +232,49 @@ impl Run<'_> {
         }
     }
 
+    /// The appointment was cancelled while this segment's booking was moving: every booking
+    /// of ours at the old position (and where Cal.com moved it) is cancelled, then the
+    /// segment is cancelled as usual. `Some` when Cal.com could not be read or did not cancel.
+    pub(super) async fn cancel_left_behind(
+        &self,
+        client: &CalcomClient,
+        segment: &mut SegmentWork,
+    ) -> Result<Option<CalcomFailure>, RunError> {
+        let Some(from) = segment.moving_from else {
+            return Ok(None);
+        };
+        let Some(from_event_type) = segment
+            .moving_from_event_type_id
+            .or(segment.event_type_id)
+            .map(EventTypeId)
+        else {
+            return Ok(None);
+        };
+        let bookings = match find_bookings(
+            client,
+            segment.calcom_booking_uid.as_deref(),
+            from_event_type,
+            from,
+        )
+        .await
+        {
+            Ok(bookings) => bookings,
+            Err(err) => return Ok(Some(classify(&err))),
+        };
+        let observed: Vec<ObservedBooking> = bookings.iter().map(observe).collect();
+        // No event type 0 exists: nothing is kept, every active booking of ours is a stray.
+        let plan = converge(&self.identity(segment), EventTypeId(0), from, &observed);
+        for stray in plan.strays {
+            if let Some(failure) = self.cancel_moved(client, segment, &bookings[stray]).await? {
+                return Ok(Some(failure));
+            }
+        }
+        segment.moving_from = None;
+        segment.moving_from_event_type_id = None;
+        // The stored uid (if any) was among them; the cancel that follows finds it done.
+        Ok(None)
+    }
+
     /// Cancels a booking of ours the move left behind; `Some` when Cal.com did not.
     async fn cancel_moved(
         &self,
