@@ -640,10 +640,10 @@ async fn under_faults_every_moved_segment_ends_with_one_booking_at_its_new_time(
                 let id = id.to_string();
                 let mut moved = 0;
                 let mut staff_changes = 0;
-                if n % 3 == 0 {
+                if n.is_multiple_of(3) {
                     let stylist = n % STYLISTS + 1;
                     let start = base + TimeDelta::hours(3 * (n / STYLISTS) as i64);
-                    let body = if n % 6 == 0 {
+                    let body = if n.is_multiple_of(6) {
                         // Into a week nobody else books, so the other stylist is free.
                         staff_changes += 1;
                         json!({
@@ -655,7 +655,7 @@ async fn under_faults_every_moved_segment_ends_with_one_booking_at_its_new_time(
                     };
                     app.move_until_done(&id, body, &format!("soak-{n}-1")).await;
                     moved += 1;
-                    if n % 9 == 0 {
+                    if n.is_multiple_of(9) {
                         let body = json!({"start": (start + TimeDelta::days(120)).to_rfc3339()});
                         app.move_until_done(&id, body, &format!("soak-{n}-2")).await;
                         moved += 1;

@@ -288,12 +288,12 @@ async fn sigkilled_and_restarted_the_binary_still_books_every_segment_once_on_po
 /// The move of appointment `n` (one in three moves; every sixth to another stylist 60 days
 /// on, the others 30 days on with the same stylist: slots are back to back), or `None`.
 fn planned_move(setup: &Setup, n: usize) -> Option<Value> {
-    if n % 3 != 0 {
+    if !n.is_multiple_of(3) {
         return None;
     }
     let (_, start) = slot(setup, n);
     let stylists = setup.account.staff.len();
-    Some(if n % 6 == 0 {
+    Some(if n.is_multiple_of(6) {
         json!({
             "start": (start + TimeDelta::days(60)).to_rfc3339(),
             "staff_id": setup.account.staff[(n + 1) % stylists].staff_id.to_string(),

@@ -718,12 +718,10 @@ impl Run<'_> {
                 .await;
         };
         // Cancelled while its booking was being moved: whatever stands at the old time goes.
-        if segment.moving_from.is_some() {
-            if let Some(failure) = self.cancel_left_behind(&client, &mut segment).await? {
-                return self
-                    .after_failure(segment, &failure, true, Operation::Cancel)
-                    .await;
-            }
+        if let Some(failure) = self.cancel_left_behind(&client, &mut segment).await? {
+            return self
+                .after_failure(segment, &failure, true, Operation::Cancel)
+                .await;
         }
         // A create whose outcome is unknown may have left a booking we have no uid for.
         if segment.calcom_booking_uid.is_none() && segment.earlier_outcome_unknown {
