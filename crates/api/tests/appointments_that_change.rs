@@ -787,3 +787,73 @@ impl App {
         panic!("move {key} never went through");
     }
 }
+
+#[tokio::test]
+async fn calcoms_echo_of_our_own_move_does_not_flag_the_appointment() {
+    use hmac::{Hmac, Mac};
+    use sha2::Sha256;
+
+    for database in databases().await {
+        let app = spawn(database).await;
+        let ada = json!({"name": "Ada", "email": "ada@example.com"});
+        let booked = app.book("2030-02-07T09:00:00Z", "stylist-1", ada).await;
+        let id = booked["id"].as_str().expect("id").to_string();
+        let old_uid = booked["segments"][0]["calcom_booking_uid"]
+            .as_str()
+            .expect("uid")
+            .to_string();
+        let moved = app
+            .reschedule(&id, json!({"start": "2030-02-07T11:00:00Z"}), None)
+            .await;
+        assert_eq!(moved.status(), StatusCode::OK);
+        let view = app.synced(&id).await;
+        let new_uid = view["segments"][0]["calcom_booking_uid"]
+            .as_str()
+            .expect("uid")
+            .to_string();
+        assert_ne!(new_uid, old_uid);
+
+        // Cal.com tells us about the move we made: the old uid names no segment any more.
+        let secret = phasebook_api::sync::SyncHandle::for_database(&app.db)
+            .store()
+            .webhook_secret(app.salon.tenant_id)
+            .await
+            .expect("secret")
+            .expect("tenant");
+        for body in [
+            json!({"triggerEvent": "BOOKING_RESCHEDULED", "createdAt": "2030-01-01T00:00:00Z",
+                "payload": {"uid": new_uid, "rescheduleUid": old_uid,
+                    "startTime": "2030-02-07T11:00:00Z", "status": "ACCEPTED"}}),
+            json!({"triggerEvent": "BOOKING_CANCELLED", "createdAt": "2030-01-01T00:00:00Z",
+                "payload": {"uid": old_uid, "status": "CANCELLED"}}),
+        ] {
+            let raw = serde_json::to_vec(&body).expect("json");
+            let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("key");
+            mac.update(&raw);
+            let answer: Value = app
+                .http
+                .post(format!(
+                    "{}/webhooks/calcom/{}",
+                    app.url, app.salon.tenant_id
+                ))
+                .header("content-type", "application/json")
+                .header(
+                    "X-Cal-Signature-256",
+                    hex::encode(mac.finalize().into_bytes()),
+                )
+                .body(raw)
+                .send()
+                .await
+                .expect("webhook")
+                .json()
+                .await
+                .expect("json");
+            assert_eq!(answer["outcome"], "ignored", "{answer:#}");
+        }
+        let (_, view) = app
+            .get(&format!("/appointments/{id}/sync"), &app.salon.ops_key)
+            .await;
+        assert_eq!(view["status"], "synced", "{view:#}");
+        assert_eq!(view["requires_manual_review"], false);
+    }
+}
