@@ -152,7 +152,8 @@ async fn plan_move(
         (None, None) => current.staff_id.clone(),
     };
     let context = load_service_context(state, caller.tenant_id, &current.service_id).await?;
-    let staff = load_staff(state, caller.tenant_id, &staff_id, "staff_id").await?;
+    // Refuses an unknown staff member with the same answer as a booking.
+    load_staff(state, caller.tenant_id, &staff_id, "staff_id").await?;
     let mut overrides = request
         .segments
         .iter()
@@ -233,7 +234,6 @@ async fn plan_move(
             (zone.name().to_string(), planned)
         }
     };
-    let _ = &staff;
     check_booking(
         &Booking {
             service_id: &current.service_id,
