@@ -5,6 +5,11 @@
 //!
 //! Run: `DATABASE_URL=postgres://postgres@127.0.0.1:5432/postgres cargo bench -p phasebook-api --bench create_appointments`
 //! Optional: `BENCH_SECONDS` (default 20), `BENCH_CLIENTS` (default 32).
+//!
+//! Then the same database is filled to `BENCH_LOOKUP_ROWS` appointments (default 1,000,000;
+//! about five per caller) and a caller lookup (`GET /appointments?customer_phone=…`, and by
+//! e-mail) is shown using its index: PostgreSQL's plan is printed, and lookups over HTTP
+//! are timed.
 
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
@@ -279,6 +284,7 @@ async fn run(db_url: &str, seconds: u64, clients: usize) -> Result<()> {
     drop(server);
 
     let pgbench_tps = pgbench(db_url, &tenant_id, seconds, clients)?;
+    let lookup = caller_lookup(db_url, &tenant_id, &auth).await?;
     let p50 = percentile(&latencies, 50.0);
     let p95 = percentile(&latencies, 95.0);
     let p99 = percentile(&latencies, 99.0);
@@ -306,7 +312,125 @@ async fn run(db_url: &str, seconds: u64, clients: usize) -> Result<()> {
         "  ratio          {ratio:.2}   (target >= 0.6 at 32 clients: {})",
         if ratio >= 0.6 { "met" } else { "missed" }
     );
+    println!("{lookup}");
     Ok(())
+}
+
+/// psql's output of one statement, unaligned.
+fn psql_output(db_url: &str, sql: &str) -> Result<String> {
+    let out = Command::new("psql")
+        .args([db_url, "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1", "-c", sql])
+        .output()
+        .context("psql must be installed")?;
+    if !out.status.success() {
+        bail!("psql failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Fills the database to `BENCH_LOOKUP_ROWS` appointments of callers with about five
+/// appointments each, prints the plans of a caller lookup by phone and by e-mail, and times
+/// lookups through a fresh `phasebook serve`.
+async fn caller_lookup(db_url: &str, tenant_id: &str, auth: &str) -> Result<String> {
+    let rows = env_or("BENCH_LOOKUP_ROWS", 1_000_000);
+    let callers = (rows / 5).max(1);
+    let filled = Instant::now();
+    psql(
+        db_url,
+        &format!(
+            "insert into appointments (appointment_id, tenant_id, service_id, staff_id, starts_at,
+               ends_at, time_zone, status, customer_name, customer_email,
+               customer_email_normalised, customer_phone, sync_status)
+             select gen_random_uuid(), '{tenant_id}', 'colour', 'stylist-0',
+               timestamptz '2200-01-01' + g * interval '3 hours',
+               timestamptz '2200-01-01' + g * interval '3 hours' + interval '130 minutes',
+               'Europe/Berlin', 'booked', 'Caller',
+               'Caller' || (g % {callers}) || '@Example.com',
+               'caller' || (g % {callers}) || '@example.com',
+               '+4179' || lpad((g % {callers})::text, 7, '0'), 'synced'
+             from generate_series(1, greatest(0, {rows} - (select count(*) from appointments))) g;
+             analyze appointments"
+        ),
+    )?;
+    let total = psql_output(db_url, "select count(*) from appointments")?;
+    let mut out = format!(
+        "caller lookup at {} appointments ({callers} callers; filled in {:.1} s)\n",
+        total.trim(),
+        filled.elapsed().as_secs_f64()
+    );
+    // The statement `list_appointments` sends, with its values written in.
+    let columns = "appointment_id, tenant_id, service_id, staff_id, starts_at, ends_at, \
+                   time_zone, status, customer_name, customer_email, customer_phone, notes, \
+                   sync_status, requires_manual_review, review_reason, created_at, updated_at, \
+                   cancelled_at, cancellation_reason, revision";
+    for (what, filter) in [
+        ("phone", "customer_phone = '+41790000042'"),
+        (
+            "e-mail",
+            "customer_email_normalised = 'caller42@example.com'",
+        ),
+    ] {
+        let plan = psql_output(
+            db_url,
+            &format!(
+                "explain (analyze, costs off, timing off, summary on) select {columns} \
+                 from appointments where tenant_id = '{tenant_id}' and {filter} \
+                 order by starts_at, appointment_id limit 51"
+            ),
+        )?;
+        out.push_str(&format!("  plan by {what}:\n"));
+        for line in plan.lines().filter(|l| !l.trim().is_empty()) {
+            out.push_str(&format!("    {line}\n"));
+        }
+    }
+
+    let port = free_port()?;
+    let base = format!("http://127.0.0.1:{port}");
+    let child = phasebook()
+        .args(["serve", "--no-worker"])
+        .env("PHASEBOOK_DATABASE_URL", db_url)
+        .env("PHASEBOOK_LISTEN", format!("127.0.0.1:{port}"))
+        .env("PHASEBOOK_LOG", "warn")
+        .stdout(Stdio::null())
+        .spawn()?;
+    let _server = Server(child);
+    let http = reqwest::Client::new();
+    let ready = Instant::now();
+    while http.get(format!("{base}/readyz")).send().await.is_err() {
+        if ready.elapsed() > Duration::from_secs(30) {
+            bail!("phasebook did not become ready");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    for param in ["customer_phone", "customer_email"] {
+        let mut latencies = Vec::new();
+        let mut found = 0;
+        for i in 0..200u64 {
+            let caller = (i * 7919) % callers;
+            let value = match param {
+                "customer_phone" => format!("%2B4179{caller:07}"),
+                _ => format!("CALLER{caller}%40example.com"),
+            };
+            let sent = Instant::now();
+            let page: Value = http
+                .get(format!("{base}/appointments?{param}={value}"))
+                .header("authorization", auth)
+                .send()
+                .await?
+                .error_for_status()?
+                .json()
+                .await?;
+            latencies.push(sent.elapsed());
+            found += page["items"].as_array().map_or(0, Vec::len);
+        }
+        latencies.sort();
+        out.push_str(&format!(
+            "  GET /appointments?{param}=…  200 callers, {found} appointments found, p50 {:.2} ms  p95 {:.2} ms\n",
+            percentile(&latencies, 50.0).as_secs_f64() * 1e3,
+            percentile(&latencies, 95.0).as_secs_f64() * 1e3,
+        ));
+    }
+    Ok(out)
 }
 
 /// Runs the appointment transaction in pgbench and returns its transactions per second.

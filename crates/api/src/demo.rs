@@ -317,6 +317,7 @@ fn curl_commands(base: &str, start: &str, broken: Uuid) -> Vec<(String, String)>
     );
     let from_hold =
         r#"{"hold_id":"'"$HOLD"'","customer":{"name":"Ada Lovelace","phone":"+4915123456789"}}"#;
+    let moved = format!(r#"{{"start":"{day}T10:15","time_zone":"{SALON_TIME_ZONE}"}}"#);
     let auth = r#"-H "Authorization: Bearer $PHASEBOOK_KEY""#;
     let ops = r#"-H "Authorization: Bearer $PHASEBOOK_OPS_KEY""#;
     let json = r#"-H 'Content-Type: application/json'"#;
@@ -358,6 +359,16 @@ fn curl_commands(base: &str, start: &str, broken: Uuid) -> Vec<(String, String)>
             "book: turn the hold into the appointment, exactly the held times (410 hold-expired once it ran out)".to_string(),
             format!(
                 "curl -s -X POST {base}/appointments {auth} {json} -H 'Idempotency-Key: demo-hold-1' -d '{from_hold}'"
+            ),
+        ),
+        (
+            "find the caller: her appointments by e-mail in any case (or ?customer_phone= in local or international form)".to_string(),
+            format!("curl -s '{base}/appointments?customer_email=ADA@EXAMPLE.COM' {auth}"),
+        ),
+        (
+            "move the colouring 15 minutes later: same id, revision 1, each segment moved once in Cal.com (its own old time is no conflict)".to_string(),
+            format!(
+                "APPT=$(curl -s '{base}/appointments?customer_email=ada@example.com&limit=1' {auth} | grep -o '\"id\":\"[^\"]*\"' | head -1 | cut -d'\"' -f4); curl -s -X POST {base}/appointments/$APPT/reschedule {auth} {json} -H 'Idempotency-Key: demo-move-1' -H 'Prefer: wait=5' -d '{moved}'"
             ),
         ),
         (

@@ -292,6 +292,63 @@ async fn cancelling_an_appointment_cancels_its_bookings_in_calcom() {
 }
 
 #[tokio::test]
+async fn a_callers_cancellation_reason_reaches_calcom_and_the_sync_view() {
+    for database in databases().await {
+        let app = spawn(database).await;
+        let body: Value = app
+            .book("2030-01-09T11:00:00Z")
+            .await
+            .json()
+            .await
+            .expect("json");
+        let id = body["id"].as_str().expect("id").to_string();
+        let refused = app
+            .post(
+                &format!("/appointments/{id}/cancel"),
+                &app.salon.ops_key,
+                Some(json!({"reason": "two\nlines"})),
+            )
+            .await;
+        assert_eq!(refused.status(), StatusCode::UNPROCESSABLE_ENTITY);
+        let problem: Value = refused.json().await.expect("json");
+        assert_eq!(problem["field"], "reason", "{problem:#}");
+        let too_long = app
+            .post(
+                &format!("/appointments/{id}/cancel"),
+                &app.salon.ops_key,
+                Some(json!({"reason": "x".repeat(501)})),
+            )
+            .await;
+        assert_eq!(too_long.status(), StatusCode::UNPROCESSABLE_ENTITY);
+
+        let cancelled = app
+            .post(
+                &format!("/appointments/{id}/cancel"),
+                &app.salon.ops_key,
+                Some(json!({"reason": "  Caller is moving abroad  "})),
+            )
+            .await;
+        assert_eq!(cancelled.status(), StatusCode::OK);
+        let answer: Value = cancelled.json().await.expect("json");
+        assert_eq!(answer["cancellation_reason"], "Caller is moving abroad");
+        let view = app.wait_for(&id, "cancelled").await;
+        assert_eq!(
+            view["cancellation_reason"], "Caller is moving abroad",
+            "{view:#}"
+        );
+        let bookings = app.sim.state().bookings;
+        assert_eq!(bookings.len(), 4);
+        for booking in &bookings {
+            assert_eq!(booking.status, BookingStatus::Cancelled);
+            assert_eq!(
+                booking.cancellation_reason.as_deref(),
+                Some("Caller is moving abroad")
+            );
+        }
+    }
+}
+
+#[tokio::test]
 async fn a_booking_cancelled_or_moved_in_calcom_flags_the_appointment() {
     for database in databases().await {
         let app = spawn(database).await;

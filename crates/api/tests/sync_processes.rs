@@ -285,6 +285,201 @@ async fn sigkilled_and_restarted_the_binary_still_books_every_segment_once_on_po
     crash_run(database, "postgres").await;
 }
 
+/// The move of appointment `n` (one in three moves; every sixth to another stylist 60 days
+/// on, the others 30 days on with the same stylist: slots are back to back), or `None`.
+fn planned_move(setup: &Setup, n: usize) -> Option<Value> {
+    if !n.is_multiple_of(3) {
+        return None;
+    }
+    let (_, start) = slot(setup, n);
+    let stylists = setup.account.staff.len();
+    Some(if n.is_multiple_of(6) {
+        json!({
+            "start": (start + TimeDelta::days(60)).to_rfc3339(),
+            "staff_id": setup.account.staff[(n + 1) % stylists].staff_id.to_string(),
+        })
+    } else {
+        json!({"start": (start + TimeDelta::days(30)).to_rfc3339()})
+    })
+}
+
+/// Sends one move to `server`; `Ok` when it was answered 200, else what was answered.
+async fn send_move(
+    server_port: u16,
+    key: &str,
+    id: Uuid,
+    body: &Value,
+    idempotency: &str,
+) -> Result<(), String> {
+    let response = reqwest::Client::new()
+        .post(format!(
+            "http://127.0.0.1:{server_port}/appointments/{id}/reschedule"
+        ))
+        .bearer_auth(key)
+        .header("Idempotency-Key", idempotency)
+        .json(body)
+        .timeout(Duration::from_secs(15))
+        .send()
+        .await
+        .map_err(|e| e.to_string())?;
+    if response.status() == reqwest::StatusCode::OK {
+        return Ok(());
+    }
+    Err(format!(
+        "{}: {}",
+        response.status(),
+        response.text().await.unwrap_or_default()
+    ))
+}
+
+async fn crash_during_moves(database: TestDatabase, label: &str) {
+    const APPOINTMENTS: usize = 48;
+    let started = Instant::now();
+    let faults = Faults::default().with_seed(4343).route(
+        "bookings",
+        RouteFaults {
+            latency_ms: 150,
+            lost_response_rate: 0.05,
+            ..RouteFaults::default()
+        },
+    );
+    let setup = setup(&database, 8, faults).await;
+    setup
+        .db
+        .keys()
+        .update_tenant(
+            setup.salon.tenant_id,
+            &phasebook_api::store::keys::TenantUpdate {
+                rate_limit: Some(phasebook_api::store::keys::ApiRateLimit {
+                    per_second: 1_000_000,
+                    burst: 1_000_000,
+                }),
+                ..Default::default()
+            },
+        )
+        .await
+        .expect("rate limit");
+    // The slots are years ahead.
+    setup
+        .db
+        .booking()
+        .set_booking_settings(
+            setup.salon.tenant_id,
+            &phasebook_api::store::holds::BookingSettings {
+                country: None,
+                horizon_days: 3650,
+            },
+        )
+        .await
+        .expect("horizon");
+    let appointments = book_slots(&setup, APPOINTMENTS).await;
+    let moves: Vec<(usize, Uuid, Value)> = appointments
+        .iter()
+        .enumerate()
+        .filter_map(|(n, id)| planned_move(&setup, n).map(|body| (n, *id, body)))
+        .collect();
+
+    // Each start sends a share of the moves and is killed while they and the syncs run.
+    let mut kills = 0;
+    for round in 0..4 {
+        let log = log_file("crash-moves");
+        let server = serve(&database.url, 4, 1500, &log);
+        wait_healthy(&server).await;
+        let port = server.port;
+        let key = setup.salon.ops_key.clone();
+        let batch: Vec<(usize, Uuid, Value)> = moves
+            .iter()
+            .filter(|(n, _, _)| (n / 3) % 4 == round)
+            .cloned()
+            .collect();
+        let sender = tokio::spawn(async move {
+            for (n, id, body) in batch {
+                let _ = send_move(port, &key, id, &body, &format!("crash-move-{n}")).await;
+            }
+        });
+        let pause = Duration::from_millis(400 + rand::random::<u64>() % 800);
+        tokio::time::sleep(pause).await;
+        server.kill();
+        kills += 1;
+        sender.abort();
+        let _ = std::fs::remove_file(log);
+    }
+    // The last start resends every move (a fresh key: a request cut off by a kill leaves
+    // its key in flight for two minutes; the same move again changes nothing) and drains.
+    let log = log_file("crash-moves-final");
+    let server = serve(&database.url, 4, 1500, &log);
+    wait_healthy(&server).await;
+    for (n, id, body) in &moves {
+        if let Err(answer) = send_move(
+            server.port,
+            &setup.salon.ops_key,
+            *id,
+            body,
+            &format!("crash-move-final-{n}"),
+        )
+        .await
+        {
+            panic!("{label}: move {n} refused after the restart: {answer}");
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(90);
+    while outstanding(&setup).await > 0 {
+        assert!(
+            Instant::now() < deadline,
+            "{label}: jobs still outstanding; log in {}",
+            log.display()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    server.kill();
+    let _ = std::fs::remove_file(log);
+
+    let mut views = Vec::new();
+    for id in &appointments {
+        let view = setup
+            .handle
+            .store()
+            .sync_view(setup.salon.tenant_id, *id)
+            .await;
+        views.push(view.expect("view").expect("exists"));
+    }
+    if let Err(broken) = fixtures::check_exactly_once(&views, &setup.sim.state()) {
+        let named = views
+            .iter()
+            .find(|v| broken.contains(&v.appointment_id.to_string()));
+        panic!("{label}: {broken}\n{named:#?}");
+    }
+    let views = check_invariants(&setup, &appointments, label).await;
+    fixtures::check_current_times(&views, &setup.sim.state())
+        .unwrap_or_else(|broken| panic!("{label}: {broken}"));
+    let moved_away = views
+        .iter()
+        .flat_map(|v| &v.attempts)
+        .filter(|a| a.moved_from_uid.is_some() || a.operation == "cancel_moved")
+        .count();
+    println!(
+        "crash during moves on {label}: {APPOINTMENTS} appointments, {} moved, {kills} SIGKILLs, \
+         {moved_away} move attempts, {:.1} s",
+        moves.len(),
+        started.elapsed().as_secs_f64()
+    );
+    setup.sim.sim.set_faults(Faults::default());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkilled_during_reschedules_every_segment_ends_once_at_its_new_time_on_sqlite() {
+    crash_during_moves(TestDatabase::sqlite(), "sqlite").await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkilled_during_reschedules_every_segment_ends_once_at_its_new_time_on_postgres() {
+    let Some(database) = TestDatabase::postgres_from_env().await else {
+        eprintln!("DATABASE_URL is not set: skipped");
+        return;
+    };
+    crash_during_moves(database, "postgres").await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_replicas_on_one_postgres_share_the_work_and_never_run_a_job_twice_at_once() {
     const APPOINTMENTS: usize = 120;

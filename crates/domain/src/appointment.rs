@@ -12,6 +12,9 @@ use crate::sync::{DesiredState, SegmentSyncStatus};
 pub const MAX_CUSTOMER_NAME_CHARS: usize = 200;
 pub const MAX_EMAIL_CHARS: usize = 254;
 pub const MAX_NOTES_CHARS: usize = 2000;
+/// A cancellation reason is read out to the stylist and shown in Cal.com's cancel e-mail:
+/// a sentence, not a document.
+pub const MAX_CANCELLATION_REASON_CHARS: usize = 500;
 
 /// The person the appointment is for. Contact details are personal data: `Debug` hides
 /// them so a stray `{:?}` in a log line cannot leak an e-mail address or phone number.
@@ -88,6 +91,18 @@ impl Customer {
     pub fn phone(&self) -> Option<&str> {
         self.phone.as_deref()
     }
+
+    /// The e-mail address as a caller lookup compares it (see [`email_lookup_form`]).
+    pub fn email_lookup_form(&self) -> Option<String> {
+        self.email.as_deref().map(email_lookup_form)
+    }
+}
+
+/// How a caller's e-mail address is compared when finding their appointments: trimmed and
+/// lower-cased, so `Ada@Example.COM` finds `ada@example.com`. Stored beside the address as
+/// given, and computed here rather than in SQL so both backends fold letters alike.
+pub fn email_lookup_form(email: &str) -> String {
+    email.trim().to_lowercase()
 }
 
 /// A pragmatic address check: one `@`, a non-empty local part, a dotted domain, no spaces.
@@ -150,6 +165,23 @@ pub fn parse_notes(value: Option<&str>) -> Result<Option<String>, FieldError> {
     Ok(Some(notes.to_string()))
 }
 
+/// Why the caller cancelled: trimmed, empty means none, one line of at most
+/// [`MAX_CANCELLATION_REASON_CHARS`] characters (it becomes Cal.com's `cancellationReason`).
+pub fn parse_cancellation_reason(value: Option<&str>) -> Result<Option<String>, FieldError> {
+    let Some(reason) = value.map(str::trim).filter(|r| !r.is_empty()) else {
+        return Ok(None);
+    };
+    refuse_control_characters("reason", reason, false)?;
+    if reason.chars().count() > MAX_CANCELLATION_REASON_CHARS {
+        return Err(FieldError::new(
+            "reason",
+            "reason_too_long",
+            format!("reason is at most {MAX_CANCELLATION_REASON_CHARS} characters"),
+        ));
+    }
+    Ok(Some(reason.to_string()))
+}
+
 /// What the salon intends: the appointment happens, or it does not.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -208,6 +240,36 @@ pub fn segment_status_on_cancel(
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn an_email_lookup_ignores_case_and_surrounding_space() {
+        assert_eq!(
+            super::email_lookup_form(" Ada@Example.COM "),
+            "ada@example.com"
+        );
+        let customer = super::Customer::new("Ada", Some("ÄDA@example.com"), None).expect("ok");
+        assert_eq!(
+            customer.email_lookup_form().as_deref(),
+            Some("äda@example.com")
+        );
+    }
+
+    #[test]
+    fn a_cancellation_reason_is_one_short_printable_line() {
+        use super::parse_cancellation_reason as reason;
+        assert_eq!(reason(None).expect("none"), None);
+        assert_eq!(reason(Some("  ")).expect("blank"), None);
+        assert_eq!(
+            reason(Some(" moved abroad ")).expect("ok").as_deref(),
+            Some("moved abroad")
+        );
+        assert_eq!(reason(Some("a\nb")).expect_err("newline").field, "reason");
+        let long = "x".repeat(super::MAX_CANCELLATION_REASON_CHARS + 1);
+        assert_eq!(
+            reason(Some(&long)).expect_err("long").code,
+            "reason_too_long"
+        );
+    }
+
     use super::*;
 
     #[test]

@@ -9,7 +9,7 @@ use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, SubsecRound, Utc};
-use phasebook_domain::appointment::parse_notes;
+use phasebook_domain::appointment::{email_lookup_form, parse_cancellation_reason, parse_notes};
 use phasebook_domain::phone::{Country, normalise_phone};
 use phasebook_domain::plan::{assign_staff, parse_time_zone};
 use phasebook_domain::preflight::{Booking, check_booking, check_contact};
@@ -32,7 +32,7 @@ use crate::routes::services::parse_service_id;
 use crate::state::AppState;
 use crate::store::holds::{HoldConversion, HoldStatus};
 use crate::store::{
-    Appointment, AppointmentQuery, IdempotencyClaim, IdempotentResponse, NewAppointment,
+    Appointment, AppointmentQuery, IdempotencyClaim, IdempotentResponse, NewAppointment, Role,
 };
 
 pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
@@ -130,6 +130,10 @@ pub struct AppointmentView {
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub cancelled_at: Option<DateTime<Utc>>,
+    /// The caller's reason, when cancelled with one.
+    pub cancellation_reason: Option<String>,
+    /// 0 when booked; one more with every move (`POST /appointments/{id}/reschedule`).
+    pub revision: i32,
 }
 
 #[derive(Serialize, ToSchema)]
@@ -210,6 +214,8 @@ impl From<&Appointment> for AppointmentView {
             created_at: a.created_at,
             updated_at: a.updated_at,
             cancelled_at: a.cancelled_at,
+            cancellation_reason: a.cancellation_reason.clone(),
+            revision: a.revision,
         }
     }
 }
@@ -257,7 +263,7 @@ pub fn request_hash(value: &serde_json::Value) -> String {
     hex::encode(Sha256::digest(text.as_bytes()))
 }
 
-fn json_response(status: StatusCode, body: Vec<u8>) -> Response {
+pub(crate) fn json_response(status: StatusCode, body: Vec<u8>) -> Response {
     let mut response = (status, body).into_response();
     response.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -590,7 +596,7 @@ async fn create(
     outcome.into_response()
 }
 
-fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
+pub(crate) fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
     let Some(value) = headers.get(IDEMPOTENCY_KEY) else {
         return Ok(None);
     };
@@ -831,19 +837,34 @@ async fn update_appointment(
     Ok(axum::Json(AppointmentView::from(&appointment)))
 }
 
+/// A cancellation; the body is optional.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CancelAppointment {
+    /// Why the caller cancelled: one line, at most 500 characters. Sent to Cal.com as the
+    /// cancellation reason and shown in `GET /appointments/{id}/sync`.
+    #[serde(default)]
+    pub reason: Option<String>,
+}
+
 /// Cancels locally (agent, ops): the staff member's time is free at once, and the sync
-/// worker cancels every Cal.com booking the appointment owns. Safe to repeat.
+/// worker cancels every Cal.com booking the appointment owns. Safe to repeat (a repeat
+/// keeps the first reason).
 #[utoipa::path(post, path = "/appointments/{id}/cancel", tag = "appointments",
     params(("id" = Uuid, Path)),
+    request_body(content = Option<CancelAppointment>, description = "Optional"),
     responses(
         (status = 200, body = AppointmentView),
+        (status = 400, body = Problem, content_type = "application/problem+json", description = "Malformed JSON"),
         (status = 403, body = Problem, content_type = "application/problem+json"),
-        (status = 404, body = Problem, content_type = "application/problem+json")
+        (status = 404, body = Problem, content_type = "application/problem+json"),
+        (status = 422, body = Problem, content_type = "application/problem+json", description = "Invalid `reason`")
     ))]
 pub(crate) async fn cancel_appointment(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
+    body: axum::body::Bytes,
 ) -> Result<axum::Json<AppointmentView>, ApiError> {
     caller.require(Permission::BookAppointments)?;
     let not_found = || ApiError::NotFound {
@@ -851,9 +872,20 @@ pub(crate) async fn cancel_appointment(
     };
     let id = path_uuid("id", &id)?;
     record_appointment_id(id);
+    let request: CancelAppointment = if body.iter().all(u8::is_ascii_whitespace) {
+        CancelAppointment::default()
+    } else {
+        parse_json(&body)?
+    };
+    let reason = parse_cancellation_reason(request.reason.as_deref())?;
     let appointment = state
         .store
-        .cancel_appointment(caller.tenant_id, id, Utc::now().trunc_subsecs(3))
+        .cancel_appointment_with_reason(
+            caller.tenant_id,
+            id,
+            reason.as_deref(),
+            Utc::now().trunc_subsecs(3),
+        )
         .await?
         .ok_or_else(not_found)?;
     state.free_time.invalidate(caller.tenant_id);
@@ -901,6 +933,12 @@ pub struct ListParams {
     /// Only appointments starting before this instant (RFC 3339).
     #[param(value_type = Option<DateTime<Utc>>)]
     pub to: Option<String>,
+    /// Only this caller's appointments: international (`+41791234567`, encoded `%2B41…`,
+    /// or `0041…`) or national (`0791234567`, read with the tenant's country); compared in
+    /// E.164.
+    pub customer_phone: Option<String>,
+    /// Only this caller's appointments; compared ignoring case.
+    pub customer_email: Option<String>,
     /// The `next_cursor` of the previous page; an empty one is refused (422).
     #[param(min_length = 1)]
     pub cursor: Option<String>,
@@ -961,7 +999,22 @@ fn parse_instant(field: &str, value: &str) -> Result<DateTime<Utc>, ApiError> {
         })
 }
 
-fn to_query(params: ListParams) -> Result<AppointmentQuery, ApiError> {
+/// The phone number of a caller lookup in E.164. A `+` left unencoded in a query string
+/// arrives as a space, so a leading space before digits is read as the `+` it was.
+fn lookup_phone(raw: &str, country: Option<Country>) -> Result<String, ApiError> {
+    let raw = match raw.strip_prefix(' ') {
+        Some(rest) if rest.trim_start().starts_with(|c: char| c.is_ascii_digit()) => {
+            format!("+{}", rest.trim_start())
+        }
+        _ => raw.to_string(),
+    };
+    normalise_phone(&raw, country).map_err(|mut e| {
+        e.field = "customer_phone".to_string();
+        ApiError::Validation(e)
+    })
+}
+
+fn to_query(params: ListParams, country: Option<Country>) -> Result<AppointmentQuery, ApiError> {
     let sync_status = params
         .sync_status
         .map(|s| {
@@ -1014,18 +1067,33 @@ fn to_query(params: ListParams) -> Result<AppointmentQuery, ApiError> {
             })?,
     };
     let after = params.cursor.as_deref().map(decode_cursor).transpose()?;
+    let customer_phone = params
+        .customer_phone
+        .as_deref()
+        .map(|p| lookup_phone(p, country))
+        .transpose()?;
+    let customer_email = params
+        .customer_email
+        .as_deref()
+        .map(str::trim)
+        .filter(|e| !e.is_empty())
+        .map(email_lookup_form);
     Ok(AppointmentQuery {
         sync_status,
         requires_manual_review,
         staff_id,
         from,
         to,
+        customer_phone,
+        customer_email,
         after,
         limit,
     })
 }
 
-/// Appointments in start order, filtered, one page at a time.
+/// Appointments in start order, filtered, one page at a time. `customer_phone` and
+/// `customer_email` find a caller's appointments. An `agent` key sees only appointments
+/// not yet over unless it sends `from`.
 #[utoipa::path(get, path = "/appointments", tag = "appointments",
     params(ListParams),
     responses(
@@ -1039,7 +1107,23 @@ async fn list_appointments(
     Query(params): Query<ListParams>,
 ) -> Result<axum::Json<AppointmentPage>, ApiError> {
     caller.require(Permission::Read)?;
-    let mut query = to_query(params)?;
+    let country = match params.customer_phone {
+        Some(_) => state
+            .db
+            .booking()
+            .booking_settings(caller.tenant_id)
+            .await?
+            .and_then(|s| s.country)
+            .map(|c| Country::parse(&c))
+            .transpose()
+            .map_err(|e| ApiError::Internal(format!("stored tenant country: {e}")))?,
+        None => None,
+    };
+    let mut query = to_query(params, country)?;
+    // A voice agent asks about what the caller has coming, not their history.
+    if caller.role == Role::Agent && query.from.is_none() {
+        query.from = Some(Utc::now());
+    }
     let limit = query.limit as usize;
     // One extra row tells whether another page follows.
     query.limit += 1;

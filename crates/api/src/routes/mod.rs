@@ -8,6 +8,7 @@ pub mod document;
 pub mod health;
 pub mod holds;
 pub mod keys;
+pub mod reschedule;
 pub mod services;
 pub mod staff;
 
@@ -67,6 +68,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(services::router())
         .merge(staff::router())
         .merge(appointments::router())
+        .merge(reschedule::router())
         .merge(availability::router())
         .merge(holds::router())
         .merge(crate::event_maps::routes::router())

@@ -10,6 +10,9 @@ mod holds_sqlite;
 pub mod keys;
 mod pg;
 mod pg_event_maps;
+pub mod reschedule;
+mod reschedule_pg;
+mod reschedule_sqlite;
 mod sqlite;
 mod sqlite_event_maps;
 pub mod sync;
@@ -210,6 +213,8 @@ impl NewAppointment {
             created_at: self.created_at,
             updated_at: self.created_at,
             cancelled_at: None,
+            cancellation_reason: None,
+            revision: 0,
             segments: self
                 .segments
                 .iter()
@@ -253,6 +258,10 @@ pub struct Appointment {
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub cancelled_at: Option<DateTime<Utc>>,
+    /// The caller's reason, when the appointment was cancelled with one.
+    pub cancellation_reason: Option<String>,
+    /// How many times it was moved (`POST /appointments/{id}/reschedule`).
+    pub revision: i32,
     pub segments: Vec<AppointmentSegment>,
 }
 
@@ -284,7 +293,12 @@ pub struct AppointmentQuery {
     pub from: Option<DateTime<Utc>>,
     /// Appointments that start before this instant.
     pub to: Option<DateTime<Utc>>,
-    /// Only appointments strictly after this (starts_at, appointment_id).
+    /// Only the caller with this phone number (E.164).
+    pub customer_phone: Option<String>,
+    /// Only the caller with this e-mail address, in its lookup form
+    /// (`phasebook_domain::appointment::email_lookup_form`).
+    pub customer_email: Option<String>,
+    /// Only strictly after this (starts_at, appointment_id).
     pub after: Option<(DateTime<Utc>, Uuid)>,
     pub limit: u32,
 }
@@ -386,6 +400,19 @@ pub trait Store: Send + Sync + 'static {
         &self,
         tenant_id: Uuid,
         appointment_id: Uuid,
+        now: DateTime<Utc>,
+    ) -> StoreResult<Option<Appointment>> {
+        self.cancel_appointment_with_reason(tenant_id, appointment_id, None, now)
+            .await
+    }
+
+    /// [`Store::cancel_appointment`] with the caller's reason, kept with the appointment
+    /// and sent to Cal.com. A repeated cancel keeps the first reason.
+    async fn cancel_appointment_with_reason(
+        &self,
+        tenant_id: Uuid,
+        appointment_id: Uuid,
+        reason: Option<&str>,
         now: DateTime<Utc>,
     ) -> StoreResult<Option<Appointment>>;
 
@@ -514,14 +541,16 @@ pub(crate) fn rebuild_service(
 }
 
 /// A column (`create_outcome_unknown`) over `appointment_segments s`: true when a create
-/// for the segment was sent and its outcome is not known (none recorded, or `unknown`), so
+/// (or a Cal.com reschedule, which creates too) for the segment was sent and its outcome is
+/// not known (none recorded, or `unknown`), so
 /// a booking may exist that we hold no uid for. Written once: the cancel and the sync
 /// engine's load both select it.
 macro_rules! create_outcome_unknown_column {
     () => {
         "exists (select 1 from sync_attempts x \
          where x.appointment_id = s.appointment_id and x.segment_key = s.segment_key \
-         and x.operation = 'create' and (x.outcome is null or x.outcome = 'unknown')) \
+         and x.operation in ('create', 'reschedule') \
+         and (x.outcome is null or x.outcome = 'unknown')) \
          as create_outcome_unknown"
     };
 }
@@ -549,6 +578,7 @@ pub(crate) const LOAD_SEGMENTS: &str = concat!(
     "select s.segment_key, s.position, s.staff_id, s.starts_at, s.ends_at, \
      s.sync_status, s.event_type_id, s.calcom_booking_uid, s.calcom_booking_id, \
      s.attempts, s.last_error, s.next_attempt_at, s.review_reason, \
+     s.moving_from, s.moving_from_event_type_id, \
      st.calcom_user_id, st.calcom_username, st.time_zone as staff_time_zone, \
      m.event_type_id as map_event_type_id, m.bookable_event_type_id, m.resolution, ",
     create_outcome_unknown_column!(),

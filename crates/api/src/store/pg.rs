@@ -211,7 +211,8 @@ impl PgStore {
 const APPOINTMENT_COLUMNS: &str =
     "appointment_id, tenant_id, service_id, staff_id, starts_at, ends_at, time_zone, status,
      customer_name, customer_email, customer_phone, notes, sync_status,
-     requires_manual_review, review_reason, created_at, updated_at, cancelled_at";
+     requires_manual_review, review_reason, created_at, updated_at, cancelled_at,
+     cancellation_reason, revision";
 
 fn appointment_from_row(row: &PgRow) -> StoreResult<Appointment> {
     let name: String = row.try_get("customer_name")?;
@@ -234,6 +235,8 @@ fn appointment_from_row(row: &PgRow) -> StoreResult<Appointment> {
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
         cancelled_at: row.try_get("cancelled_at")?,
+        cancellation_reason: row.try_get("cancellation_reason")?,
+        revision: row.try_get("revision")?,
         segments: Vec::new(),
     })
 }
@@ -567,6 +570,14 @@ impl Store for PgStore {
         if let Some(review) = q.requires_manual_review {
             sql.push(" and requires_manual_review = ").push_bind(review);
         }
+        // Each served by its own partial index (migration 0009).
+        if let Some(phone) = &q.customer_phone {
+            sql.push(" and customer_phone = ").push_bind(phone.clone());
+        }
+        if let Some(email) = &q.customer_email {
+            sql.push(" and customer_email_normalised = ")
+                .push_bind(email.clone());
+        }
         if let Some(staff) = &q.staff_id {
             // The appointment's staff member, or anyone performing one of its segments.
             sql.push(" and (staff_id = ")
@@ -607,7 +618,8 @@ impl Store for PgStore {
     ) -> StoreResult<Option<Appointment>> {
         let updated = sqlx::query(
             "update appointments set customer_name = $3, customer_email = $4,
-                 customer_phone = $5, notes = $6, updated_at = $7
+                 customer_phone = $5, notes = $6, updated_at = $7,
+                 customer_email_normalised = $8
              where tenant_id = $1 and appointment_id = $2",
         )
         .bind(tenant_id)
@@ -617,6 +629,7 @@ impl Store for PgStore {
         .bind(customer.phone())
         .bind(notes)
         .bind(now)
+        .bind(customer.email_lookup_form())
         .execute(&self.pool)
         .await?;
         if updated.rows_affected() == 0 {
@@ -625,16 +638,17 @@ impl Store for PgStore {
         self.get_appointment(tenant_id, appointment_id).await
     }
 
-    async fn cancel_appointment(
+    async fn cancel_appointment_with_reason(
         &self,
         tenant_id: Uuid,
         appointment_id: Uuid,
+        reason: Option<&str>,
         now: DateTime<Utc>,
     ) -> StoreResult<Option<Appointment>> {
         let mut tries = 0;
         loop {
             match self
-                .cancel_appointment_once(tenant_id, appointment_id, now)
+                .cancel_appointment_once(tenant_id, appointment_id, reason, now)
                 .await
             {
                 Err(StoreError::Database(err))
@@ -757,6 +771,7 @@ impl PgStore {
         &self,
         tenant_id: Uuid,
         appointment_id: Uuid,
+        reason: Option<&str>,
         now: DateTime<Utc>,
     ) -> StoreResult<Option<Appointment>> {
         let mut tx = self.pool.begin().await?;
@@ -813,7 +828,8 @@ impl PgStore {
         sqlx::query(
             "update appointments
              set status = 'cancelled', sync_status = $3, requires_manual_review = $4,
-                 review_reason = $5, cancelled_at = $6, updated_at = $6
+                 review_reason = $5, cancelled_at = $6, updated_at = $6,
+                 cancellation_reason = $7
              where tenant_id = $1 and appointment_id = $2",
         )
         .bind(tenant_id)
@@ -822,6 +838,7 @@ impl PgStore {
         .bind(sync.requires_manual_review)
         .bind(sync.review_reason.as_deref())
         .bind(now)
+        .bind(reason)
         .execute(&mut *tx)
         .await?;
         // A leased job belongs to a worker right now; the sync engine decides how that
@@ -866,9 +883,9 @@ pub(crate) async fn insert_appointment_rows(
              insert into appointments (appointment_id, tenant_id, service_id, staff_id,
                  starts_at, ends_at, time_zone, status, customer_name, customer_email,
                  customer_phone, notes, sync_status, requires_manual_review, created_at,
-                 updated_at)
+                 updated_at, customer_email_normalised)
              values ($1, $2, $3, $4, $5, $6, $7, 'booked', $8, $9, $10, $11, 'pending', false,
-                 $12, $12)),
+                 $12, $12, $23)),
          segments as (
              insert into appointment_segments (appointment_id, segment_key, tenant_id,
                  position, staff_id, starts_at, ends_at, active, sync_status, updated_at)
@@ -908,6 +925,7 @@ pub(crate) async fn insert_appointment_rows(
     .bind(idempotency.map(|(_, response)| i32::from(response.status)))
     .bind(idempotency.map(|(_, response)| response.body.as_slice()))
     .bind(a.awaited)
+    .bind(a.customer.email_lookup_form())
     .execute(&mut *tx)
     .await?;
     Ok(())

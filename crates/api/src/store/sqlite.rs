@@ -208,7 +208,8 @@ impl SqliteStore {
 const APPOINTMENT_COLUMNS: &str =
     "appointment_id, tenant_id, service_id, staff_id, starts_at, ends_at, time_zone, status,
      customer_name, customer_email, customer_phone, notes, sync_status,
-     requires_manual_review, review_reason, created_at, updated_at, cancelled_at";
+     requires_manual_review, review_reason, created_at, updated_at, cancelled_at,
+     cancellation_reason, revision";
 
 const SEGMENT_COLUMNS: &str =
     "segment_key, position, staff_id, starts_at, ends_at, active, sync_status, event_type_id,
@@ -235,6 +236,8 @@ fn appointment_from_row(row: &SqliteRow) -> StoreResult<Appointment> {
         created_at: get_ms(row, "created_at")?,
         updated_at: get_ms(row, "updated_at")?,
         cancelled_at: get_opt_ms(row, "cancelled_at")?,
+        cancellation_reason: row.try_get("cancellation_reason")?,
+        revision: row.try_get("revision")?,
         segments: Vec::new(),
     })
 }
@@ -570,6 +573,14 @@ impl Store for SqliteStore {
         if let Some(review) = q.requires_manual_review {
             sql.push(" and requires_manual_review = ").push_bind(review);
         }
+        // Each served by its own partial index (migration 0009).
+        if let Some(phone) = &q.customer_phone {
+            sql.push(" and customer_phone = ").push_bind(phone.clone());
+        }
+        if let Some(email) = &q.customer_email {
+            sql.push(" and customer_email_normalised = ")
+                .push_bind(email.clone());
+        }
         if let Some(staff) = &q.staff_id {
             sql.push(" and (staff_id = ")
                 .push_bind(staff.as_str().to_string())
@@ -612,7 +623,8 @@ impl Store for SqliteStore {
     ) -> StoreResult<Option<Appointment>> {
         let updated = sqlx::query(
             "update appointments set customer_name = ?3, customer_email = ?4,
-                 customer_phone = ?5, notes = ?6, updated_at = ?7
+                 customer_phone = ?5, notes = ?6, updated_at = ?7,
+                 customer_email_normalised = ?8
              where tenant_id = ?1 and appointment_id = ?2",
         )
         .bind(uuid_text(tenant_id))
@@ -622,6 +634,7 @@ impl Store for SqliteStore {
         .bind(customer.phone())
         .bind(notes)
         .bind(to_ms(now))
+        .bind(customer.email_lookup_form())
         .execute(&self.pool)
         .await?;
         if updated.rows_affected() == 0 {
@@ -630,10 +643,11 @@ impl Store for SqliteStore {
         self.get_appointment(tenant_id, appointment_id).await
     }
 
-    async fn cancel_appointment(
+    async fn cancel_appointment_with_reason(
         &self,
         tenant_id: Uuid,
         appointment_id: Uuid,
+        reason: Option<&str>,
         now: DateTime<Utc>,
     ) -> StoreResult<Option<Appointment>> {
         let tenant = uuid_text(tenant_id);
@@ -689,7 +703,8 @@ impl Store for SqliteStore {
         sqlx::query(
             "update appointments
              set status = 'cancelled', sync_status = ?3, requires_manual_review = ?4,
-                 review_reason = ?5, cancelled_at = ?6, updated_at = ?6
+                 review_reason = ?5, cancelled_at = ?6, updated_at = ?6,
+                 cancellation_reason = ?7
              where tenant_id = ?1 and appointment_id = ?2",
         )
         .bind(&tenant)
@@ -698,6 +713,7 @@ impl Store for SqliteStore {
         .bind(sync.requires_manual_review)
         .bind(sync.review_reason.as_deref())
         .bind(to_ms(now))
+        .bind(reason)
         .execute(&mut *tx)
         .await?;
         // A leased job belongs to a worker right now; the sync engine decides how that
@@ -856,25 +872,28 @@ pub(crate) async fn insert_appointment_rows(
         });
     }
     sqlx::query(
-            "insert into appointments (appointment_id, tenant_id, service_id, staff_id, starts_at,
+        "insert into appointments (appointment_id, tenant_id, service_id, staff_id, starts_at,
                  ends_at, time_zone, status, customer_name, customer_email, customer_phone, notes,
-                 sync_status, requires_manual_review, created_at, updated_at)
-             values (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'booked', ?8, ?9, ?10, ?11, 'pending', 0, ?12, ?12)",
-        )
-        .bind(&id)
-        .bind(&tenant)
-        .bind(a.service_id.as_str())
-        .bind(a.staff_id.as_str())
-        .bind(to_ms(starts_at))
-        .bind(to_ms(ends_at))
-        .bind(&a.time_zone)
-        .bind(a.customer.name())
-        .bind(a.customer.email())
-        .bind(a.customer.phone())
-        .bind(a.notes.as_deref())
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
+                 sync_status, requires_manual_review, created_at, updated_at,
+                 customer_email_normalised)
+             values (?1, ?2, ?3, ?4, ?5, ?6, ?7, 'booked', ?8, ?9, ?10, ?11, 'pending', 0, ?12, ?12,
+                 ?13)",
+    )
+    .bind(&id)
+    .bind(&tenant)
+    .bind(a.service_id.as_str())
+    .bind(a.staff_id.as_str())
+    .bind(to_ms(starts_at))
+    .bind(to_ms(ends_at))
+    .bind(&a.time_zone)
+    .bind(a.customer.name())
+    .bind(a.customer.email())
+    .bind(a.customer.phone())
+    .bind(a.notes.as_deref())
+    .bind(now)
+    .bind(a.customer.email_lookup_form())
+    .execute(&mut *tx)
+    .await?;
     for (position, s) in a.segments.iter().enumerate() {
         sqlx::query(
             "insert into appointment_segments (appointment_id, segment_key, tenant_id,

@@ -114,6 +114,10 @@ pub struct SegmentWork {
     /// Some earlier create for this segment may have reached Cal.com (no outcome recorded,
     /// or an unknown one): the next create must be preceded by a reconcile.
     pub earlier_outcome_unknown: bool,
+    /// The appointment was moved and the segment's booking may still stand here (its
+    /// previous start), on `moving_from_event_type_id`: the engine moves it, then clears it.
+    pub moving_from: Option<DateTime<Utc>>,
+    pub moving_from_event_type_id: Option<i64>,
 }
 
 /// An appointment with its segments, as one job sees it.
@@ -128,6 +132,10 @@ pub struct AppointmentWork {
     pub customer_email: Option<String>,
     pub customer_phone: Option<String>,
     pub notes: Option<String>,
+    /// The caller's reason for cancelling, passed on to Cal.com.
+    pub cancellation_reason: Option<String>,
+    /// How many times the appointment was moved; carried in a booking's metadata.
+    pub revision: i32,
     pub segments: Vec<SegmentWork>,
 }
 
@@ -154,6 +162,8 @@ pub struct AttemptFinish {
     pub outcome: &'static str,
     pub error: Option<SegmentError>,
     pub calcom_booking_uid: Option<String>,
+    /// A move's attempt: the booking it moved from (`calcom_booking_uid` is the new one).
+    pub moved_from_uid: Option<String>,
 }
 
 /// One row of the attempt log, for `GET /appointments/{id}/sync`.
@@ -170,6 +180,8 @@ pub struct AttemptRecord {
     pub http_status: Option<i32>,
     pub calcom_message: Option<String>,
     pub calcom_booking_uid: Option<String>,
+    /// A move's attempt: the booking it moved from.
+    pub moved_from_uid: Option<String>,
     pub worker: Option<String>,
 }
 
@@ -190,6 +202,9 @@ pub struct SegmentSyncView {
     pub last_error: Option<SegmentError>,
     pub next_attempt_at: Option<DateTime<Utc>>,
     pub review_reason: Option<String>,
+    /// Set while the segment's booking is being moved: where it stood before the
+    /// appointment was rescheduled.
+    pub moving_from: Option<DateTime<Utc>>,
 }
 
 /// An appointment's whole sync picture.
@@ -200,6 +215,9 @@ pub struct SyncView {
     pub status: AppointmentSyncStatus,
     pub requires_manual_review: bool,
     pub review_reason: Option<String>,
+    /// The caller's reason, when the appointment was cancelled with one (Cal.com was sent
+    /// the same text).
+    pub cancellation_reason: Option<String>,
     /// `pending`, `leased` or `done`.
     pub job_state: Option<String>,
     pub next_run_at: Option<DateTime<Utc>>,
@@ -242,6 +260,8 @@ pub struct BookedSegment {
     pub calcom_username: Option<String>,
     /// The appointment's time zone.
     pub time_zone: String,
+    /// Set while phasebook itself moves this booking (see `SegmentWork::moving_from`).
+    pub moving_from: Option<DateTime<Utc>>,
 }
 
 /// A segment's event map, re-resolved: the id to book from now on.

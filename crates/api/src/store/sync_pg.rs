@@ -73,6 +73,8 @@ fn segment_from_row(row: &PgRow) -> SyncResult<SegmentWork> {
         review_reason: row.try_get("review_reason")?,
         staff,
         map,
+        moving_from: row.try_get("moving_from")?,
+        moving_from_event_type_id: row.try_get("moving_from_event_type_id")?,
         earlier_outcome_unknown: row.try_get("create_outcome_unknown")?,
     })
 }
@@ -88,7 +90,8 @@ async fn write_segment(
     sqlx::query(
         "update appointment_segments set sync_status = $3, event_type_id = $4, \
          calcom_booking_uid = $5, calcom_booking_id = $6, attempts = $7, last_error = $8, \
-         next_attempt_at = $9, review_reason = $10, updated_at = now() \
+         next_attempt_at = $9, review_reason = $10, updated_at = now(), \
+         moving_from = $11, moving_from_event_type_id = $12 \
          where appointment_id = $1 and segment_key = $2",
     )
     .bind(appointment_id)
@@ -101,6 +104,8 @@ async fn write_segment(
     .bind(last_error)
     .bind(segment.next_attempt_at)
     .bind(&segment.review_reason)
+    .bind(segment.moving_from)
+    .bind(segment.moving_from_event_type_id)
     .execute(&mut **tx)
     .await?;
     Ok(())
@@ -266,7 +271,7 @@ impl SyncStore for PgPool {
         async move {
             let Some(row) = sqlx::query(
                 "select a.service_id, a.status, a.time_zone, a.customer_name, a.customer_email, \
-                 a.customer_phone, a.notes, t.calcom_api_key, t.calcom_base_url, t.calcom_team_id \
+                 a.customer_phone, a.notes, a.cancellation_reason, a.revision, t.calcom_api_key, t.calcom_base_url, t.calcom_team_id \
                  from appointments a join tenants t on t.tenant_id = a.tenant_id \
                  where a.appointment_id = $1 and a.tenant_id = $2",
             )
@@ -307,6 +312,8 @@ impl SyncStore for PgPool {
                 customer_email: row.try_get("customer_email")?,
                 customer_phone: row.try_get("customer_phone")?,
                 notes: row.try_get("notes")?,
+                cancellation_reason: row.try_get("cancellation_reason")?,
+                revision: row.try_get("revision")?,
                 segments,
             }))
         }
@@ -372,8 +379,8 @@ impl SyncStore for PgPool {
             let error = finish.error.as_ref();
             sqlx::query(
                 "update sync_attempts set finished_at = $2, outcome = $3, error_kind = $4, \
-                 http_status = $5, calcom_message = $6, calcom_booking_uid = $7 \
-                 where sync_attempt_id = $1",
+                 http_status = $5, calcom_message = $6, calcom_booking_uid = $7, \
+                 moved_from_uid = $8 where sync_attempt_id = $1",
             )
             .bind(finish.sync_attempt_id)
             .bind(finish.finished_at)
@@ -382,6 +389,7 @@ impl SyncStore for PgPool {
             .bind(error.and_then(|e| e.http_status).map(i32::from))
             .bind(error.map(|e| e.message.clone()))
             .bind(&finish.calcom_booking_uid)
+            .bind(&finish.moved_from_uid)
             .execute(&mut *tx)
             .await?;
             write_segment(&mut tx, fence.appointment_id, segment).await?;
@@ -532,7 +540,7 @@ impl SyncStore for PgPool {
             let segments = sqlx::query(
                 "select segment_key, staff_id, starts_at, ends_at, sync_status, event_type_id, \
                  calcom_booking_uid, calcom_booking_id, attempts, last_error, next_attempt_at, \
-                 review_reason from appointment_segments where appointment_id = $1 \
+                 review_reason, moving_from from appointment_segments where appointment_id = $1 \
                  order by position",
             )
             .bind(appointment_id)
@@ -554,12 +562,14 @@ impl SyncStore for PgPool {
                     last_error: decode_error(last_error.map(|v| v.to_string())),
                     next_attempt_at: row.try_get("next_attempt_at")?,
                     review_reason: row.try_get("review_reason")?,
+                    moving_from: row.try_get("moving_from")?,
                 })
             })
             .collect::<SyncResult<Vec<_>>>()?;
             let attempts = sqlx::query(
                 "select segment_key, operation, event_type_id, started_at, finished_at, outcome, \
-                 error_kind, http_status, calcom_message, calcom_booking_uid, worker \
+                 error_kind, http_status, calcom_message, calcom_booking_uid, moved_from_uid, \
+                 worker \
                  from sync_attempts where appointment_id = $1 and tenant_id = $2 \
                  order by started_at, sync_attempt_id",
             )
@@ -580,15 +590,24 @@ impl SyncStore for PgPool {
                     http_status: row.try_get("http_status")?,
                     calcom_message: row.try_get("calcom_message")?,
                     calcom_booking_uid: row.try_get("calcom_booking_uid")?,
+                    moved_from_uid: row.try_get("moved_from_uid")?,
                     worker: row.try_get("worker")?,
                 })
             })
             .collect::<SyncResult<Vec<_>>>()?;
+            let cancellation_reason: Option<String> = sqlx::query_scalar(
+                "select cancellation_reason from appointments where appointment_id = $1",
+            )
+            .bind(appointment_id)
+            .fetch_optional(self)
+            .await?
+            .flatten();
             Ok(Some(SyncView {
                 appointment_id,
                 status: sync.status,
                 requires_manual_review: sync.requires_manual_review,
                 review_reason: sync.review_reason,
+                cancellation_reason,
                 job_state: job.as_ref().map(|(state, _)| state.clone()),
                 next_run_at: job.and_then(|(state, at)| (state == "pending").then_some(at)),
                 segments,
@@ -784,7 +803,7 @@ impl SyncStore for PgPool {
         async move {
             let row = sqlx::query(
                 "select s.appointment_id, s.segment_key, s.sync_status, s.calcom_booking_uid, \
-                 s.starts_at, s.staff_id, a.status, a.service_id, a.time_zone, \
+                 s.starts_at, s.staff_id, a.status, a.service_id, a.time_zone, s.moving_from, \
                  st.calcom_user_id, st.calcom_username from appointment_segments s \
                  join appointments a on a.appointment_id = s.appointment_id \
                  left join staff st on st.tenant_id = s.tenant_id and st.staff_id = s.staff_id \
@@ -810,6 +829,7 @@ impl SyncStore for PgPool {
                     calcom_user_id: row.try_get("calcom_user_id")?,
                     calcom_username: row.try_get("calcom_username")?,
                     time_zone: row.try_get("time_zone")?,
+                    moving_from: row.try_get("moving_from")?,
                 })
             })
             .transpose()

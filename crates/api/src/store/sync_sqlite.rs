@@ -104,6 +104,8 @@ fn segment_from_row(row: &SqliteRow) -> SyncResult<SegmentWork> {
         review_reason: row.try_get("review_reason")?,
         staff,
         map,
+        moving_from: opt_instant(row, "moving_from")?,
+        moving_from_event_type_id: row.try_get("moving_from_event_type_id")?,
         earlier_outcome_unknown: row.try_get::<i64, _>("create_outcome_unknown")? != 0,
     })
 }
@@ -117,7 +119,8 @@ async fn write_segment(
     sqlx::query(
         "update appointment_segments set sync_status = ?3, event_type_id = ?4, \
          calcom_booking_uid = ?5, calcom_booking_id = ?6, attempts = ?7, last_error = ?8, \
-         next_attempt_at = ?9, review_reason = ?10, updated_at = ?11 \
+         next_attempt_at = ?9, review_reason = ?10, updated_at = ?11, \
+         moving_from = ?12, moving_from_event_type_id = ?13 \
          where appointment_id = ?1 and segment_key = ?2",
     )
     .bind(id(appointment_id))
@@ -131,6 +134,8 @@ async fn write_segment(
     .bind(segment.next_attempt_at.map(ms))
     .bind(&segment.review_reason)
     .bind(ms(now))
+    .bind(segment.moving_from.map(ms))
+    .bind(segment.moving_from_event_type_id)
     .execute(&mut **tx)
     .await?;
     Ok(())
@@ -299,7 +304,7 @@ impl SyncStore for SqlitePool {
         async move {
             let Some(row) = sqlx::query(
                 "select a.service_id, a.status, a.time_zone, a.customer_name, a.customer_email, \
-                 a.customer_phone, a.notes, t.calcom_api_key, t.calcom_base_url, t.calcom_team_id \
+                 a.customer_phone, a.notes, a.cancellation_reason, a.revision, t.calcom_api_key, t.calcom_base_url, t.calcom_team_id \
                  from appointments a join tenants t on t.tenant_id = a.tenant_id \
                  where a.appointment_id = ?1 and a.tenant_id = ?2",
             )
@@ -340,6 +345,8 @@ impl SyncStore for SqlitePool {
                 customer_email: row.try_get("customer_email")?,
                 customer_phone: row.try_get("customer_phone")?,
                 notes: row.try_get("notes")?,
+                cancellation_reason: row.try_get("cancellation_reason")?,
+                revision: row.try_get("revision")?,
                 segments,
             }))
         }
@@ -402,7 +409,8 @@ impl SyncStore for SqlitePool {
             let error = finish.error.as_ref();
             sqlx::query(
                 "update sync_attempts set finished_at = ?2, outcome = ?3, error_kind = ?4, \
-                 http_status = ?5, calcom_message = ?6, calcom_booking_uid = ?7 \
+                 http_status = ?5, calcom_message = ?6, calcom_booking_uid = ?7, \
+                 moved_from_uid = ?8 \
                  where sync_attempt_id = ?1",
             )
             .bind(id(finish.sync_attempt_id))
@@ -412,6 +420,7 @@ impl SyncStore for SqlitePool {
             .bind(error.and_then(|e| e.http_status).map(i32::from))
             .bind(error.map(|e| e.message.clone()))
             .bind(&finish.calcom_booking_uid)
+            .bind(&finish.moved_from_uid)
             .execute(&mut *tx)
             .await?;
             write_segment(&mut tx, fence.appointment_id, segment, finish.finished_at).await?;
@@ -622,7 +631,7 @@ impl SyncStore for SqlitePool {
             let segments = sqlx::query(
                 "select segment_key, staff_id, starts_at, ends_at, sync_status, event_type_id, \
                  calcom_booking_uid, calcom_booking_id, attempts, last_error, next_attempt_at, \
-                 review_reason from appointment_segments where appointment_id = ?1 \
+                 review_reason, moving_from from appointment_segments where appointment_id = ?1 \
                  order by position",
             )
             .bind(id(appointment_id))
@@ -643,12 +652,14 @@ impl SyncStore for SqlitePool {
                     last_error: decode_error(row.try_get("last_error")?),
                     next_attempt_at: opt_instant(row, "next_attempt_at")?,
                     review_reason: row.try_get("review_reason")?,
+                    moving_from: opt_instant(row, "moving_from")?,
                 })
             })
             .collect::<SyncResult<Vec<_>>>()?;
             let attempts = sqlx::query(
                 "select segment_key, operation, event_type_id, started_at, finished_at, outcome, \
-                 error_kind, http_status, calcom_message, calcom_booking_uid, worker \
+                 error_kind, http_status, calcom_message, calcom_booking_uid, moved_from_uid, \
+                 worker \
                  from sync_attempts where appointment_id = ?1 and tenant_id = ?2 \
                  order by started_at, sync_attempt_id",
             )
@@ -669,6 +680,7 @@ impl SyncStore for SqlitePool {
                     http_status: row.try_get("http_status")?,
                     calcom_message: row.try_get("calcom_message")?,
                     calcom_booking_uid: row.try_get("calcom_booking_uid")?,
+                    moved_from_uid: row.try_get("moved_from_uid")?,
                     worker: row.try_get("worker")?,
                 })
             })
@@ -677,11 +689,19 @@ impl SyncStore for SqlitePool {
                 Some((state, at)) if state == "pending" => Some(decode_instant("run_at", *at)?),
                 _ => None,
             };
+            let cancellation_reason: Option<String> = sqlx::query_scalar(
+                "select cancellation_reason from appointments where appointment_id = ?1",
+            )
+            .bind(id(appointment_id))
+            .fetch_optional(self)
+            .await?
+            .flatten();
             Ok(Some(SyncView {
                 appointment_id,
                 status: sync.status,
                 requires_manual_review: sync.requires_manual_review,
                 review_reason: sync.review_reason,
+                cancellation_reason,
                 job_state: job.map(|(state, _)| state),
                 next_run_at,
                 segments,
@@ -811,7 +831,7 @@ impl SyncStore for SqlitePool {
         async move {
             let row = sqlx::query(
                 "select s.appointment_id, s.segment_key, s.sync_status, s.calcom_booking_uid, \
-                 s.starts_at, s.staff_id, a.status, a.service_id, a.time_zone, \
+                 s.starts_at, s.staff_id, a.status, a.service_id, a.time_zone, s.moving_from, \
                  st.calcom_user_id, st.calcom_username from appointment_segments s \
                  join appointments a on a.appointment_id = s.appointment_id \
                  left join staff st on st.tenant_id = s.tenant_id and st.staff_id = s.staff_id \
@@ -837,6 +857,7 @@ impl SyncStore for SqlitePool {
                     calcom_user_id: row.try_get("calcom_user_id")?,
                     calcom_username: row.try_get("calcom_username")?,
                     time_zone: row.try_get("time_zone")?,
+                    moving_from: opt_instant(&row, "moving_from")?,
                 })
             })
             .transpose()

@@ -29,6 +29,8 @@ use serde_json::Value;
 use tracing::Instrument;
 use uuid::Uuid;
 
+mod moves;
+
 use super::clients::ClientCache;
 use super::failure::classify;
 use crate::event_maps::calcom::{ReadRoute, read_event_type_via};
@@ -289,6 +291,10 @@ impl Run<'_> {
     }
 
     async fn bring_booked(&self, mut segment: SegmentWork) -> Result<SegmentWork, RunError> {
+        // The appointment was moved and this segment's booking must follow (moves.rs).
+        if segment.moving_from.is_some() && segment.status != SegmentSyncStatus::NeedsReview {
+            return self.bring_moved(segment).await;
+        }
         match segment.status {
             SegmentSyncStatus::NeedsReview => return Ok(segment),
             SegmentSyncStatus::Synced => {
@@ -784,20 +790,24 @@ impl Run<'_> {
                 Reconciled::Missing
             }
         };
+        // A stray Cal.com did not cancel must not be left active: the segment is tried
+        // again (a move can leave one far from the planned time, where only this finds it).
         for stray in plan.strays {
-            self.cancel_stray(client, segment, &bookings[stray]).await?;
+            if let Some(failure) = self.cancel_stray(client, segment, &bookings[stray]).await? {
+                return Ok(Reconciled::Failed(failure));
+            }
         }
         Ok(kept)
     }
 
     /// A booking of ours that does not stand at the planned time (moved in Cal.com, or a
-    /// duplicate) is cancelled: the appointment's plan is the truth.
+    /// duplicate) is cancelled: the appointment's plan is the truth. `Some`: Cal.com did not.
     async fn cancel_stray(
         &self,
         client: &CalcomClient,
         segment: &mut SegmentWork,
         booking: &Booking,
-    ) -> Result<(), RunError> {
+    ) -> Result<Option<CalcomFailure>, RunError> {
         tracing::warn!(appointment_id = %self.work.appointment_id, segment = %segment.key, booking_uid = %booking.uid, "cancelling a booking of ours that is not at the planned time");
         let attempt = self
             .begin(
@@ -813,13 +823,15 @@ impl Run<'_> {
                 "phasebook keeps exactly one booking per segment, at the appointment's planned time.",
             )
             .await;
-        let (outcome, error) = match result {
+        let (outcome, failure) = match result {
             Ok(_) => ("cancelled", None),
             Err(err) if err.is_already_cancelled() => ("already_cancelled", None),
-            Err(err) => ("failed", Some(SegmentError::from(&classify(&err)))),
+            Err(err) => ("failed", Some(classify(&err))),
         };
+        let error = failure.as_ref().map(SegmentError::from);
         self.finish(attempt, outcome, error, Some(booking.uid.clone()), segment)
-            .await
+            .await?;
+        Ok(failure)
     }
 
     async fn create(
@@ -898,10 +910,18 @@ impl Run<'_> {
         segment: &SegmentWork,
         event_type: EventTypeId,
     ) -> Result<CreateBooking, CalcomError> {
+        // A booking made after a move names the revision it was made for.
+        let revision = (self.work.revision > 0).then(|| {
+            (
+                phasebook_domain::sync::reschedule::METADATA_REVISION,
+                self.work.revision.to_string(),
+            )
+        });
         let metadata = BookingMetadata::new(
             self.identity(segment)
                 .metadata()
                 .into_iter()
+                .chain(revision)
                 .map(|(k, v)| (k, Value::String(v))),
         )?;
         Ok(CreateBooking {
@@ -937,6 +957,12 @@ impl Run<'_> {
                 .after_failure(segment, &failure, true, Operation::Cancel)
                 .await;
         };
+        // Cancelled while its booking was being moved: whatever stands at the old time goes.
+        if let Some(failure) = self.cancel_left_behind(&client, &mut segment).await? {
+            return self
+                .after_failure(segment, &failure, true, Operation::Cancel)
+                .await;
+        }
         // A create whose outcome is unknown may have left a booking we have no uid for.
         if segment.calcom_booking_uid.is_none() && segment.earlier_outcome_unknown {
             let event_type = segment
@@ -976,10 +1002,13 @@ impl Run<'_> {
                 Err(RunError::LeaseLost)
             };
         };
-        let reason = format!(
-            "Appointment {} was cancelled in phasebook.",
-            self.work.appointment_id
-        );
+        // Cal.com requires a reason from a host; the caller's own words when they gave any.
+        let reason = self.work.cancellation_reason.clone().unwrap_or_else(|| {
+            format!(
+                "Appointment {} was cancelled in phasebook.",
+                self.work.appointment_id
+            )
+        });
         let mut uid = uid;
         let mut hops = 0;
         loop {
@@ -1245,6 +1274,7 @@ impl Run<'_> {
             outcome,
             error,
             calcom_booking_uid: uid,
+            moved_from_uid: None,
         };
         if self
             .engine

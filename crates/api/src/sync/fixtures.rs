@@ -355,13 +355,16 @@ pub async fn seed_sim_salon(
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ExactlyOnce {
     pub synced_segments: usize,
+    /// Bookings a reschedule moved away from (cancelled on purpose).
+    pub moved_bookings: usize,
     pub cancelled_bookings: usize,
 }
 
 /// The sync contract's invariants after a drained run, checked against what Cal.com (the
 /// emulator) holds: one active booking per synced segment, with our uid, id and metadata;
 /// no active booking we do not know about; and every booking no longer active is one we
-/// cancelled on purpose, so no duplicate was ever created. The error says which rule broke.
+/// cancelled on purpose (a cancelled segment's, or one a reschedule moved away from, as the
+/// attempt log names it), so no duplicate was ever created. The error says which rule broke.
 pub fn check_exactly_once(
     views: &[crate::store::sync::SyncView],
     calcom: &calcom_sim::State,
@@ -369,9 +372,27 @@ pub fn check_exactly_once(
     use phasebook_domain::sync::SegmentSyncStatus;
     use std::collections::{HashMap, HashSet};
 
-    let mut ours: HashMap<&str, (Uuid, &str, Option<i64>)> = HashMap::new();
+    type Owner<'a> = (Uuid, &'a str, Option<i64>, DateTime<Utc>, Option<i64>);
+    let mut ours: HashMap<&str, Owner<'_>> = HashMap::new();
     let mut cancelled: HashSet<&str> = HashSet::new();
+    let mut moved_away: HashSet<&str> = HashSet::new();
     for view in views {
+        // Bookings a move left behind: Cal.com's reschedule cancelled the old one, or the
+        // engine cancelled it (before booking another stylist, or as a stray).
+        for attempt in &view.attempts {
+            // Whatever the answer said (it may have been lost after Cal.com cancelled), the
+            // attempt shows phasebook asked for exactly this booking to go.
+            let moved_away_uid = match attempt.operation.as_str() {
+                "reschedule" => attempt.moved_from_uid.as_deref(),
+                // A booking of ours away from the planned time (left by a create whose
+                // answer was lost before the move) is cancelled as a stray.
+                "cancel_moved" | "cancel_stray" => attempt.calcom_booking_uid.as_deref(),
+                _ => None,
+            };
+            if let Some(uid) = moved_away_uid {
+                moved_away.insert(uid);
+            }
+        }
         for segment in &view.segments {
             let uid = segment.calcom_booking_uid.as_deref();
             match (segment.status, uid) {
@@ -386,6 +407,8 @@ pub fn check_exactly_once(
                         view.appointment_id,
                         segment.key.as_str(),
                         segment.calcom_booking_id,
+                        segment.starts_at,
+                        segment.event_type_id,
                     );
                     if ours.insert(uid, entry).is_some() {
                         return Err(format!("booking uid {uid} is stored for two segments"));
@@ -402,7 +425,8 @@ pub fn check_exactly_once(
     let mut active = 0;
     for booking in &calcom.bookings {
         if booking.status != calcom_sim::BookingStatus::Accepted {
-            if !cancelled.contains(booking.uid.as_str()) {
+            let uid = booking.uid.as_str();
+            if !cancelled.contains(uid) && !moved_away.contains(uid) {
                 return Err(format!(
                     "Cal.com holds a {:?} booking {} that no cancelled segment owns (a duplicate): {:?}",
                     booking.status, booking.uid, booking.metadata
@@ -411,7 +435,7 @@ pub fn check_exactly_once(
             continue;
         }
         active += 1;
-        let Some((appointment_id, key, id)) = ours.get(booking.uid.as_str()) else {
+        let Some((appointment_id, key, id, _, _)) = ours.get(booking.uid.as_str()) else {
             return Err(format!(
                 "Cal.com holds an active booking {} that no synced segment owns: {:?}",
                 booking.uid, booking.metadata
@@ -446,16 +470,54 @@ pub fn check_exactly_once(
         ));
     }
     let gone = calcom.bookings.len() - active;
-    if gone != cancelled.len() {
+    let meant_gone = cancelled.union(&moved_away).count();
+    if gone != meant_gone {
         return Err(format!(
-            "{} cancelled segments but {gone} bookings no longer active in Cal.com",
-            cancelled.len()
+            "{meant_gone} bookings cancelled or moved away on purpose but {gone} no longer active in Cal.com"
         ));
     }
     Ok(ExactlyOnce {
         synced_segments: ours.len(),
+        moved_bookings: moved_away.len(),
         cancelled_bookings: cancelled.len(),
     })
+}
+
+/// After moves: every synced segment's active booking stands at the segment's current start
+/// on the segment's event type, so nothing is left at an old time (run after
+/// [`check_exactly_once`], which proves there is one such booking per segment).
+pub fn check_current_times(
+    views: &[crate::store::sync::SyncView],
+    calcom: &calcom_sim::State,
+) -> Result<(), String> {
+    use phasebook_domain::sync::SegmentSyncStatus;
+    for view in views {
+        for segment in &view.segments {
+            if segment.status != SegmentSyncStatus::Synced {
+                continue;
+            }
+            let uid = segment.calcom_booking_uid.as_deref().unwrap_or_default();
+            let Some(booking) = calcom.bookings.iter().find(|b| b.uid == uid) else {
+                return Err(format!(
+                    "segment {} of {}: booking {uid} is not in Cal.com",
+                    segment.key, view.appointment_id
+                ));
+            };
+            if booking.start != segment.starts_at || booking.event_type_id != segment.event_type_id
+            {
+                return Err(format!(
+                    "booking {uid} stands at {} on event type {:?}, but segment {} of {} is planned at {} on {:?}",
+                    booking.start,
+                    booking.event_type_id,
+                    segment.key,
+                    view.appointment_id,
+                    segment.starts_at,
+                    segment.event_type_id
+                ));
+            }
+        }
+    }
+    Ok(())
 }
 
 #[cfg(test)]
@@ -497,6 +559,7 @@ mod tests {
             status: AppointmentSyncStatus::Synced,
             requires_manual_review: false,
             review_reason: None,
+            cancellation_reason: None,
             job_state: None,
             next_run_at: None,
             attempts: Vec::new(),
@@ -515,6 +578,7 @@ mod tests {
                     last_error: None,
                     next_attempt_at: None,
                     review_reason: None,
+                    moving_from: None,
                 })
                 .collect(),
         }

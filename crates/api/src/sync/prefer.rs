@@ -44,7 +44,8 @@ pub async fn answer_after_wait(
     response: Response,
     seconds: u64,
 ) -> Response {
-    if response.status() != StatusCode::CREATED {
+    // A booking (201) or a move (200) of one appointment.
+    if !matches!(response.status(), StatusCode::CREATED | StatusCode::OK) {
         return response;
     }
     let (mut parts, body) = response.into_parts();

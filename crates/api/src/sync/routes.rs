@@ -373,7 +373,8 @@ async fn calcom_webhook(
             let found = store
                 .find_booked_segment(tenant_id, payload.uid.as_deref(), payload.booking_id)
                 .await
-                .map_err(internal)?;
+                .map_err(internal)?
+                .filter(not_our_own_move);
             match found {
                 Some(segment) => {
                     let key = segment.segment_key.to_string();
@@ -417,7 +418,8 @@ async fn calcom_webhook(
                     payload.reschedule_id,
                 )
                 .await
-                .map_err(internal)?;
+                .map_err(internal)?
+                .filter(not_our_own_move);
             let new_start = payload
                 .start_time
                 .as_deref()
@@ -464,6 +466,17 @@ async fn calcom_webhook(
         _ => ignored(),
     };
     Ok(axum::Json(outcome))
+}
+
+/// Loop safety: while phasebook itself moves a segment's booking (a reschedule), Cal.com's
+/// webhooks about the old booking are the echo of that move, not a change made by someone
+/// else; once the move is recorded the old uid names no segment any more.
+fn not_our_own_move(segment: &BookedSegment) -> bool {
+    if segment.moving_from.is_some() {
+        tracing::info!(appointment_id = %segment.appointment_id, segment = %segment.segment_key, "webhook about a booking phasebook is moving; ignored");
+        return false;
+    }
+    true
 }
 
 #[cfg(test)]

@@ -19,6 +19,7 @@ use crate::{CalcomUserId, EventTypeId, SegmentKey, StaffId};
 pub mod breaker;
 mod converge;
 mod drift;
+pub mod reschedule;
 mod sweep;
 pub use converge::{
     Convergence, MAX_RESCHEDULE_HOPS, carries_identity, converge, reconcile_owed, successor,
