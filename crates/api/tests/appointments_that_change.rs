@@ -858,3 +858,81 @@ async fn calcoms_echo_of_our_own_move_does_not_flag_the_appointment() {
         assert_eq!(view["requires_manual_review"], false);
     }
 }
+
+impl App {
+    async fn post_as_agent(&self, path: &str, body: Value) -> (StatusCode, Value) {
+        let response = self
+            .http
+            .post(format!("{}{path}", self.url))
+            .bearer_auth(&self.agent_key)
+            .json(&body)
+            .send()
+            .await
+            .expect("request");
+        let status = response.status();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+}
+
+/// A move onto a held time takes the hold in the move's own transaction: the hold reads
+/// `booked` and the old time is free again. A move that is refused keeps the hold.
+#[tokio::test]
+async fn a_move_onto_a_held_time_takes_the_hold_and_a_refused_one_keeps_it() {
+    for database in databases().await {
+        let app = spawn(database).await;
+        let ada = json!({"name": "Ada", "email": "ada@example.com"});
+        let first = app
+            .book("2030-02-06T09:00:00Z", "stylist-1", ada.clone())
+            .await;
+        let id = first["id"].as_str().expect("id").to_string();
+        app.synced(&id).await;
+        let hold = |start: &'static str| {
+            app.post_as_agent(
+                "/holds",
+                json!({"service_id": "colour", "staff_id": "stylist-1", "start": start}),
+            )
+        };
+        let (status, held) = hold("2030-02-06T15:00:00Z").await;
+        assert_eq!(status, StatusCode::CREATED, "{held:#}");
+        let hold_id = held["id"].as_str().expect("hold id").to_string();
+
+        let moved = app
+            .reschedule(
+                &id,
+                json!({"start": "2030-02-06T15:00:00Z", "hold_id": hold_id}),
+                None,
+            )
+            .await;
+        assert_eq!(moved.status(), StatusCode::OK);
+        let (_, taken) = app
+            .get(&format!("/holds/{hold_id}"), &app.salon.ops_key)
+            .await;
+        assert_eq!(taken["status"], "booked", "{taken:#}");
+        let view = app.synced(&id).await;
+        assert_eq!(view["status"], "synced", "{view:#}");
+        // The old time is free again.
+        app.book("2030-02-06T09:00:00Z", "stylist-1", ada.clone())
+            .await;
+
+        // A cancelled appointment cannot move: the hold it named stays held.
+        let (status, kept) = hold("2030-02-06T18:00:00Z").await;
+        assert_eq!(status, StatusCode::CREATED, "{kept:#}");
+        let kept_id = kept["id"].as_str().expect("hold id").to_string();
+        let (status, _) = app
+            .post_as_agent(&format!("/appointments/{id}/cancel"), json!({}))
+            .await;
+        assert_eq!(status, StatusCode::OK);
+        let refused = app
+            .reschedule(
+                &id,
+                json!({"start": "2030-02-06T18:00:00Z", "hold_id": kept_id}),
+                None,
+            )
+            .await;
+        assert_eq!(refused.status(), StatusCode::CONFLICT);
+        let (_, still) = app
+            .get(&format!("/holds/{kept_id}"), &app.salon.ops_key)
+            .await;
+        assert_eq!(still["status"], "held", "{still:#}");
+    }
+}

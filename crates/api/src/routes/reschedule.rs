@@ -246,20 +246,15 @@ async fn plan_move(
         },
         now,
     )?;
-    if let Some(hold) = &hold {
-        // The hold's time passes to the appointment: released here, claimed by the move.
-        state
-            .db
-            .booking()
-            .release_hold(caller.tenant_id, hold.hold_id, now)
-            .await?;
-    }
     Ok(AppointmentMove {
         tenant_id: caller.tenant_id,
         appointment_id: id,
         staff_id,
         time_zone,
         segments,
+        // The hold's time passes to the appointment inside the move's own transaction: a
+        // move that is refused keeps the caller's hold.
+        hold_id: hold.as_ref().map(|h| h.hold_id),
         now,
     })
 }

@@ -21,8 +21,16 @@ pub struct AppointmentMove {
     pub time_zone: String,
     /// Every segment of the service, by key, at its new time and staff member.
     pub segments: Vec<PlannedSegment>,
+    /// A hold the move takes the time of: marked booked by this appointment in the same
+    /// transaction, so it no longer counts as a conflict (and stays held if the move fails).
+    pub hold_id: Option<Uuid>,
     pub now: DateTime<Utc>,
 }
+
+/// Marks the hold a move takes as booked by the appointment. `$1` hold, `$2` appointment,
+/// `$3` now, `$4` tenant.
+pub(crate) const TAKE_HOLD: &str = "update holds set status = 'booked', appointment_id = $2, \
+     updated_at = $3 where hold_id = $1 and tenant_id = $4 and status = 'held'";
 
 /// How a move ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -83,6 +83,19 @@ impl PgStore {
         if running == Some(true) {
             return Ok(MoveOutcome::SyncRunning);
         }
+        if let Some(hold_id) = change.hold_id {
+            sqlx::query(super::reschedule::TAKE_HOLD)
+                .bind(hold_id)
+                .bind(change.appointment_id)
+                .bind(change.now)
+                .bind(change.tenant_id)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query("delete from staff_busy where hold_id = $1")
+                .bind(hold_id)
+                .execute(&mut *tx)
+                .await?;
+        }
         let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
             "select segment_key, staff_id, starts_at,
                     coalesce(event_type_id, (select x.event_type_id from sync_attempts x

@@ -55,6 +55,15 @@ impl RescheduleStore for SqliteStore {
         if running == Some(true) {
             return Ok(MoveOutcome::SyncRunning);
         }
+        if let Some(hold_id) = change.hold_id {
+            sqlx::query(super::reschedule::TAKE_HOLD)
+                .bind(uuid_text(hold_id))
+                .bind(&id)
+                .bind(to_ms(change.now))
+                .bind(&tenant)
+                .execute(&mut *tx)
+                .await?;
+        }
         for segment in &change.segments {
             let conflict: Option<String> = sqlx::query_scalar(
                 "select appointment_id from appointment_segments
