@@ -586,12 +586,13 @@ fn soak_faults() -> Faults {
     all
 }
 
-/// `SOAK_APPOINTMENTS` sets the size (default 60; the full size is 300).
+/// `SOAK_APPOINTMENTS` sets the size (default 300 appointments, about a minute per
+/// database; a smaller number for a quick local run).
 fn soak_size() -> usize {
     std::env::var("SOAK_APPOINTMENTS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(60)
+        .unwrap_or(300)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
