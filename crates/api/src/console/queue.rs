@@ -205,7 +205,7 @@ pub async fn cancel(
         State(state),
         user.caller,
         crate::extract::Path(id.to_string()),
-        axum::body::Bytes::new(),
+        crate::extract::RawBody(axum::body::Bytes::new()),
     )
     .await?;
     Ok(Redirect::to(&format!("/ops/appointments/{id}")).into_response())

@@ -864,7 +864,7 @@ pub(crate) async fn cancel_appointment(
     State(state): State<AppState>,
     caller: Caller,
     Path(id): Path<String>,
-    body: axum::body::Bytes,
+    crate::extract::RawBody(body): crate::extract::RawBody,
 ) -> Result<axum::Json<AppointmentView>, ApiError> {
     caller.require(Permission::BookAppointments)?;
     let not_found = || ApiError::NotFound {

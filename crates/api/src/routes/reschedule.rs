@@ -59,7 +59,7 @@ pub struct RescheduleAppointment {
     #[serde(default)]
     pub segments: Vec<SegmentAssignment>,
     /// Moves to exactly the times of this hold (`POST /holds`, same service); the hold
-    /// ends as released.
+    /// ends as booked by this appointment.
     #[serde(default)]
     pub hold_id: Option<String>,
 }
@@ -331,9 +331,7 @@ pub(crate) async fn reschedule_appointment(
     Json(body): Json<serde_json::Value>,
 ) -> Result<Response, ApiError> {
     caller.require(Permission::BookAppointments)?;
-    let id = Uuid::parse_str(&id).map_err(|_| ApiError::NotFound {
-        what: "appointment",
-    })?;
+    let id = crate::extract::path_uuid("id", &id)?;
     tracing::Span::current().record("appointment_id", tracing::field::display(id));
     let key = idempotency_key(&headers)?;
     let wait = crate::sync::prefer::requested_wait(&headers);
