@@ -298,6 +298,33 @@ fn hold_problem(
     }
 }
 
+/// The hold a request names by `hold_id`, when it still holds its time.
+pub(crate) async fn live_hold(
+    state: &AppState,
+    caller: &Caller,
+    raw: &str,
+    now: DateTime<Utc>,
+) -> Result<crate::store::holds::Hold, ApiError> {
+    let id = Uuid::parse_str(raw.trim()).map_err(|_| {
+        ApiError::validation(
+            "hold_id",
+            "invalid_hold_id",
+            "hold_id is the id POST /holds answered",
+        )
+    })?;
+    let hold = state
+        .db
+        .booking()
+        .get_hold(caller.tenant_id, id)
+        .await?
+        .ok_or(ApiError::NotFound { what: "hold" })?;
+    match hold.status {
+        HoldStatus::Held if hold.expires_at <= now => Err(hold_expired()),
+        HoldStatus::Held => Ok(hold),
+        other => Err(hold_ended(other)),
+    }
+}
+
 pub(crate) fn hold_expired() -> ApiError {
     hold_problem(
         StatusCode::GONE,
@@ -335,27 +362,7 @@ async fn plan(
 ) -> Result<(NewAppointment, Option<Uuid>), ApiError> {
     let hold = match request.hold_id.as_deref() {
         None => None,
-        Some(raw) => {
-            let id = Uuid::parse_str(raw.trim()).map_err(|_| {
-                ApiError::validation(
-                    "hold_id",
-                    "invalid_hold_id",
-                    "hold_id is the id POST /holds answered",
-                )
-            })?;
-            let hold = state
-                .db
-                .booking()
-                .get_hold(caller.tenant_id, id)
-                .await?
-                .ok_or(ApiError::NotFound { what: "hold" })?;
-            match hold.status {
-                HoldStatus::Held if hold.expires_at <= now => return Err(hold_expired()),
-                HoldStatus::Held => {}
-                other => return Err(hold_ended(other)),
-            }
-            Some(hold)
-        }
+        Some(raw) => Some(live_hold(state, caller, raw, now).await?),
     };
     let service_id = match (&hold, &request.service_id) {
         (Some(h), None) => h.service_id.clone(),

@@ -24,12 +24,11 @@ use crate::auth::{Caller, Permission};
 use crate::error::{ApiError, Problem, problem_response};
 use crate::extract::{Json, Path, parse_json};
 use crate::routes::appointments::{
-    AppointmentView, IDEMPOTENT_REPLAYED, SegmentAssignment, hold_ended, hold_expired,
-    idempotency_key, json_response, request_hash,
+    AppointmentView, IDEMPOTENT_REPLAYED, SegmentAssignment, idempotency_key, json_response,
+    live_hold, request_hash,
 };
 use crate::routes::booking::{load_service_context, load_staff};
 use crate::state::AppState;
-use crate::store::holds::HoldStatus;
 use crate::store::reschedule::{AppointmentMove, MoveOutcome};
 use crate::store::{IdempotencyClaim, IdempotentResponse};
 
@@ -118,24 +117,7 @@ async fn plan_move(
     let hold = match request.hold_id.as_deref() {
         None => None,
         Some(raw) => {
-            let hold_id = Uuid::parse_str(raw.trim()).map_err(|_| {
-                ApiError::validation(
-                    "hold_id",
-                    "invalid_hold_id",
-                    "hold_id is the id POST /holds answered",
-                )
-            })?;
-            let hold = state
-                .db
-                .booking()
-                .get_hold(caller.tenant_id, hold_id)
-                .await?
-                .ok_or(ApiError::NotFound { what: "hold" })?;
-            match hold.status {
-                HoldStatus::Held if hold.expires_at <= now => return Err(hold_expired()),
-                HoldStatus::Held => {}
-                other => return Err(hold_ended(other)),
-            }
+            let hold = live_hold(state, caller, raw, now).await?;
             if hold.service_id != current.service_id {
                 return Err(ApiError::validation(
                     "hold_id",
