@@ -750,6 +750,30 @@ pub fn unmapped_verdict(cell: &AuditCell) -> Verdict {
 }
 
 /// The verdict for a stored map given what Cal.com says now.
+/// A map marked unverified (its segment's length or its staff member's Cal.com user changed
+/// after it was checked) refuses bookings until it is stored again, whatever Cal.com says
+/// now: the audit says so, unless the re-check already found a worse problem.
+pub fn unverified_map_verdict(
+    recheck: Verdict,
+    unverified_reason: Option<&str>,
+    map_path: &str,
+) -> Verdict {
+    match unverified_reason {
+        Some(reason) if recheck.severity < Severity::Error => Verdict {
+            severity: Severity::Error,
+            code: "segment-map-unverified",
+            message: format!(
+                "Bookings on this map are refused until it is checked again: {reason}"
+            ),
+            fix: format!(
+                "Store the map again with PUT {map_path} (Cal.com's answer now: {}).",
+                recheck.message
+            ),
+        },
+        _ => recheck,
+    }
+}
+
 pub fn mapped_verdict(stored: &StoredMap, recheck: &Recheck) -> Verdict {
     match recheck {
         Recheck::Unverified(reason) => Verdict {
@@ -1343,6 +1367,32 @@ mod tests {
             &resolved(100, ResolutionKind::CollectiveHost, 2),
         );
         assert_eq!(v.severity, Severity::Ok);
+    }
+
+    #[test]
+    fn a_map_marked_unverified_is_an_error_until_stored_again() {
+        let ok = Verdict {
+            severity: Severity::Ok,
+            code: "ok",
+            message: "fine".into(),
+            fix: String::new(),
+        };
+        let v = unverified_map_verdict(ok.clone(), Some("now 45 minutes"), "/event-maps/c/A/anna");
+        assert_eq!(v.severity, Severity::Error);
+        assert_eq!(v.code, "segment-map-unverified");
+        assert!(v.message.contains("now 45 minutes") && v.fix.contains("/event-maps/c/A/anna"));
+        assert_eq!(unverified_map_verdict(ok.clone(), None, "/x"), ok);
+        let refused = Verdict {
+            severity: Severity::Error,
+            code: "event-type-not-found",
+            message: "gone".into(),
+            fix: "map another".into(),
+        };
+        assert_eq!(
+            unverified_map_verdict(refused.clone(), Some("changed"), "/x"),
+            refused,
+            "the worse finding stays"
+        );
     }
 
     #[test]

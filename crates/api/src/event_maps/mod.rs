@@ -266,7 +266,9 @@ pub struct Finding {
     /// `ok`, `warning` or `error`.
     pub severity: String,
     /// Stable code of the finding: `ok`; `round-robin-shared` or `unverified` (warnings);
-    /// `service-unmapped`, `segment-unmapped`, `bookable-changed`, `map-missing`, or one of
+    /// `service-unmapped`, `segment-unmapped`, `bookable-changed`, `map-missing`,
+    /// `segment-map-unverified` (a segment's length or the staff member's Cal.com user
+    /// changed since the map was checked), or one of
     /// the refusals of `PUT /event-maps/…` (`event-type-not-found`,
     /// `event-type-length-mismatch`, `managed-parent-without-child`, `host-not-assigned`,
     /// `event-type-owned-by-another-user`) (errors).
@@ -369,7 +371,14 @@ pub async fn audit(
                     bookable_event_type_id: map.bookable_event_type_id,
                     kind: ResolutionKind::parse(&map.resolution),
                 };
-                resolution::mapped_verdict(&stored, &recheck)
+                resolution::unverified_map_verdict(
+                    resolution::mapped_verdict(&stored, &recheck),
+                    map.unverified_reason.as_deref(),
+                    &format!(
+                        "/event-maps/{}/{}/{}",
+                        cell.service_id, cell.segment_key, cell.staff_id
+                    ),
+                )
             }
             _ => resolution::unmapped_verdict(&cell),
         };
