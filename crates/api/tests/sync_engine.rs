@@ -1369,3 +1369,40 @@ async fn a_busy_answer_caused_by_our_own_moved_booking_names_it_and_its_fix_work
         }
     }
 }
+
+/// A staff member re-pointed to another Cal.com user while their maps still name the
+/// previous user's event types: before booking, the worker sees that the bookable type
+/// belongs to someone else and sends the segment to review naming both users; nothing is
+/// booked into the previous user's calendar.
+#[tokio::test]
+async fn a_staff_member_repointed_to_another_user_is_never_booked_on_the_previous_users_type() {
+    for database in databases().await {
+        let w = world(database).await;
+        let mut member =
+            w.db.store()
+                .get_staff(w.tenant(), &w.staff())
+                .await
+                .expect("staff")
+                .expect("exists");
+        let previous = member.calcom_user_id;
+        member.calcom_user_id = phasebook_domain::CalcomUserId(w.account.staff[1].calcom_user_id);
+        member.calcom_username = w.account.staff[1].calcom_username.clone();
+        w.db.store()
+            .put_staff(w.tenant(), &member)
+            .await
+            .expect("re-pointed");
+        let id = w.appointment(30).await;
+        w.drain().await;
+        let view = w.view(id).await;
+        assert_eq!(view.status, AppointmentSyncStatus::NeedsReview, "{view:#?}");
+        let reason = view.segments[0].review_reason.as_deref().expect("reason");
+        assert!(
+            reason.contains(&format!("belongs to Cal.com user {previous}")),
+            "{reason}"
+        );
+        assert!(
+            w.active_bookings_for(id).is_empty(),
+            "nothing booked on the previous user's types"
+        );
+    }
+}
