@@ -482,7 +482,7 @@ async fn bad_requests_are_problems_and_write_nothing(app: TestApp) {
         "invalid-path-parameter",
     )
     .await;
-    assert_eq!(body["field"], "id");
+    assert_eq!(body["field"], "appointment_id");
     problem(app.get("/no/such/route", key).await, 404, "not-found").await;
 
     let listed: Value = app
@@ -504,7 +504,7 @@ async fn a_key_in_flight_answers_409(app: TestApp) {
         .claim_idempotency_key(
             app.tenant_id,
             "busy",
-            &phasebook_api::routes::appointments::request_hash(&body),
+            &phasebook_api::idempotency::request_hash(&body),
             chrono::Utc::now(),
         )
         .await
@@ -563,7 +563,7 @@ async fn operations_endpoints_answer(app: TestApp) {
         .await
         .expect("json");
     assert!(spec["paths"]["/appointments"]["post"].is_object());
-    assert!(spec["paths"]["/appointments/{id}/cancel"]["post"].is_object());
+    assert!(spec["paths"]["/appointments/{appointment_id}/cancel"]["post"].is_object());
 
     // The docs UI and its script are served from the binary, no network needed.
     let docs = app

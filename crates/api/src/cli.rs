@@ -3,25 +3,21 @@
 //! `--json` and then prints exactly one JSON object.
 
 use std::net::SocketAddr;
-use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::json;
-use tokio::net::TcpListener;
-use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
-use crate::app;
 use crate::auth::{self, IssuedKey, TenantSettings};
+use crate::demo::DemoArgs;
 use crate::routes;
-use crate::state::AppState;
-use crate::store::{Database, Role};
+use crate::server::{DEFAULT_LISTEN, ServeConfig, connect, require_master_keys, serve};
+use crate::store::Role;
 use crate::telemetry::{self, LogFormat};
 
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://phasebook.db";
-pub const DEFAULT_LISTEN: &str = "127.0.0.1:8080";
 pub const DEFAULT_CALCOM_BASE_URL: &str = "https://api.cal.com";
 
 #[derive(Debug, Parser)]
@@ -156,28 +152,6 @@ fn parse_role(value: &str) -> Result<Role, String> {
     value.parse()
 }
 
-#[derive(Debug, Args)]
-pub struct DemoArgs {
-    /// SQLite file for the demo salon.
-    #[arg(long, default_value = "phasebook-demo.db")]
-    pub db: String,
-    /// Address to listen on.
-    #[arg(long, env = "PHASEBOOK_LISTEN", default_value = DEFAULT_LISTEN)]
-    pub listen: SocketAddr,
-    #[arg(long)]
-    pub json: bool,
-}
-
-/// What `serve` runs. `run_worker` tells the background tasks whether this process also
-/// drives the sync outbox.
-#[derive(Debug, Clone)]
-pub struct ServeConfig {
-    pub database_url: String,
-    pub listen: SocketAddr,
-    pub run_worker: bool,
-    pub sync: crate::sync::SyncConfig,
-}
-
 /// Parses the command line and runs the command.
 pub async fn run() -> Result<()> {
     let cli = Cli::parse();
@@ -263,96 +237,12 @@ pub async fn run() -> Result<()> {
     }
 }
 
-/// Refuses to go on when the configured master keys cannot open every stored secret.
-pub(crate) async fn require_master_keys(url: &str) -> Result<()> {
-    let db = connect(url).await?;
-    db.store().migrate().await.context("applying migrations")?;
-    let checked =
-        crate::secrets::rotation::check_keys_cover_database(db.keys(), &crate::secrets::current())
-            .await;
-    db.close().await;
-    checked.map_err(anyhow::Error::msg)
-}
-
-pub(crate) async fn connect(url: &str) -> Result<Database> {
-    Database::connect(url)
-        .await
-        .with_context(|| format!("connecting to the {} database", scheme(url)))
-}
-
-/// The URL scheme only: a URL may carry a password.
-fn scheme(url: &str) -> &str {
-    url.split(':').next().unwrap_or_default()
-}
-
 pub(crate) fn print_result(json: bool, value: serde_json::Value, text: &str) {
     if json {
         println!("{value}");
     } else {
         println!("{text}");
     }
-}
-
-/// Connects, migrates and serves until Ctrl-C/SIGTERM.
-pub async fn serve(config: ServeConfig) -> Result<()> {
-    let db = connect(&config.database_url).await?;
-    db.store().migrate().await.context("applying migrations")?;
-    crate::secrets::rotation::check_keys_cover_database(db.keys(), &crate::secrets::current())
-        .await
-        .map_err(anyhow::Error::msg)?;
-    let listener = TcpListener::bind(config.listen)
-        .await
-        .with_context(|| format!("listening on {}", config.listen))?;
-    serve_with(db, listener, &config).await
-}
-
-/// Serves a migrated database on a bound listener until Ctrl-C/SIGTERM, with the
-/// background tasks `config` asks for.
-pub async fn serve_with(db: Database, listener: TcpListener, config: &ServeConfig) -> Result<()> {
-    let state = AppState::new(db.clone());
-    tracing::info!(
-        listen = %listener.local_addr()?,
-        database = db.store().backend(),
-        worker = config.run_worker,
-        "phasebook serving"
-    );
-    let stop = CancellationToken::new();
-    let tasks = start_background(&state, config, &stop);
-    let result = app::serve(listener, state, app::shutdown_signal()).await;
-    stop.cancel();
-    for task in tasks {
-        let _ = task.await;
-    }
-    db.close().await;
-    result.context("serving HTTP")
-}
-
-/// Background tasks of a serving process; they stop when `stop` is cancelled.
-pub fn start_background(
-    state: &AppState,
-    config: &ServeConfig,
-    stop: &CancellationToken,
-) -> Vec<tokio::task::JoinHandle<()>> {
-    let mut tasks = vec![tokio::spawn(app::purge_idempotency_keys(
-        state.clone(),
-        Duration::from_secs(15 * 60),
-        stop.clone(),
-    ))];
-    if config.run_worker {
-        tasks.push(tokio::spawn(
-            crate::routes::holds::sweep_reservations_every(
-                state.clone(),
-                Duration::from_secs(15),
-                stop.clone(),
-            ),
-        ));
-        tasks.push(state.sync.spawn_worker(
-            config.sync.clone(),
-            crate::sync::postgres_pool(&state.db),
-            stop.clone(),
-        ));
-    }
-    tasks
 }
 
 pub(crate) fn issued_json(issued: &IssuedKey) -> serde_json::Value {

@@ -5,6 +5,9 @@
 //! their sync ended (one `synced`, one `needs_review` with its reason), then serves on
 //! loopback with ready-to-paste curl commands that carry a real key.
 
+use std::net::SocketAddr;
+
+use clap::Args;
 use std::time::Duration as StdDuration;
 
 use anyhow::{Context, Result};
@@ -25,10 +28,22 @@ use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 use crate::auth::{self, IssuedKey, TenantSettings};
-use crate::cli::{DemoArgs, ServeConfig, connect, start_background};
+use crate::server::{DEFAULT_LISTEN, ServeConfig, connect, start_background};
 use crate::state::AppState;
 use crate::store::{Database, NewAppointment, Role, StaffMember, Store};
 use crate::sync::fixtures::put_event_map;
+
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// SQLite file for the demo salon.
+    #[arg(long, default_value = "phasebook-demo.db")]
+    pub db: String,
+    /// Address to listen on.
+    #[arg(long, env = "PHASEBOOK_LISTEN", default_value = DEFAULT_LISTEN)]
+    pub listen: SocketAddr,
+    #[arg(long)]
+    pub json: bool,
+}
 
 const SALON_TIME_ZONE: &str = "Europe/Berlin";
 

@@ -230,7 +230,7 @@ fn action_name(method: &Method, route: &str) -> String {
         ("PUT", "/staff/{staff_id}") => "put staff".to_string(),
         ("PUT", r) if r.starts_with("/event-maps/") => "put event map".to_string(),
         ("POST", "/resync/{appointment_id}") => "resync".to_string(),
-        ("POST", "/appointments/{id}/cancel") => "cancel appointment".to_string(),
+        ("POST", "/appointments/{appointment_id}/cancel") => "cancel appointment".to_string(),
         (m, r) => format!("{} {r}", m.to_ascii_lowercase()),
     }
 }

@@ -1,10 +1,10 @@
-//! `POST /appointments` (with `Idempotency-Key`), `GET /appointments/{id}`,
-//! `GET /appointments` (filters and cursor pagination) and `POST /appointments/{id}/cancel`.
+//! `POST /appointments` (with `Idempotency-Key`), `GET /appointments/{appointment_id}`,
+//! `GET /appointments` (filters and cursor pagination) and `POST /appointments/{appointment_id}/cancel`.
 //! The domain plans the segments; the store writes appointment, segments and outbox job
 //! in one transaction.
 
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -18,26 +18,23 @@ use phasebook_domain::{
     Customer, PlannedSegment, SegmentKey, StaffId, StartTime, plan_appointment,
 };
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
 use crate::auth::{Caller, Permission};
-use crate::error::{ApiError, Problem, problem_response};
+use crate::error::{ApiError, Problem};
 use crate::extract::{Json, MAX_BODY_BYTES, Path, Query, parse_json, path_uuid};
+use crate::idempotency;
 use crate::routes::booking::{load_service_context, load_staff};
+use crate::routes::prefer;
 use crate::routes::services::parse_service_id;
+use crate::routes::views::AppointmentView;
 use crate::state::AppState;
 use crate::store::holds::{HoldConversion, HoldStatus};
-use crate::store::{
-    Appointment, AppointmentQuery, IdempotencyClaim, IdempotentResponse, NewAppointment, Role,
-};
+use crate::store::{AppointmentQuery, IdempotentResponse, NewAppointment, Role};
 
-pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
-pub const IDEMPOTENT_REPLAYED: &str = "idempotent-replayed";
-const MAX_IDEMPOTENCY_KEY_CHARS: usize = 255;
 pub const DEFAULT_PAGE_SIZE: u32 = 50;
 pub const MAX_PAGE_SIZE: u32 = 200;
 
@@ -109,68 +106,6 @@ pub struct SegmentAssignment {
     pub staff_id: String,
 }
 
-/// An appointment with its planned segments and sync status.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct AppointmentView {
-    pub id: Uuid,
-    pub service_id: String,
-    pub staff_id: String,
-    /// Start of the first segment (UTC).
-    pub starts_at: DateTime<Utc>,
-    /// End of the last segment (UTC).
-    pub ends_at: DateTime<Utc>,
-    pub time_zone: String,
-    /// `booked` or `cancelled`.
-    #[schema(example = "booked")]
-    pub status: String,
-    pub customer: CustomerView,
-    pub notes: Option<String>,
-    pub segments: Vec<AppointmentSegmentView>,
-    pub sync: SyncSummary,
-    pub created_at: DateTime<Utc>,
-    pub updated_at: DateTime<Utc>,
-    pub cancelled_at: Option<DateTime<Utc>>,
-    /// The caller's reason, when cancelled with one.
-    pub cancellation_reason: Option<String>,
-    /// 0 when booked; one more with every move (`POST /appointments/{id}/reschedule`).
-    pub revision: i32,
-}
-
-#[derive(Serialize, ToSchema)]
-pub struct CustomerView {
-    pub name: String,
-    pub email: Option<String>,
-    pub phone: Option<String>,
-}
-
-impl std::fmt::Debug for CustomerView {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("CustomerView { <redacted> }")
-    }
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-pub struct AppointmentSegmentView {
-    pub key: String,
-    pub staff_id: String,
-    pub starts_at: DateTime<Utc>,
-    pub ends_at: DateTime<Utc>,
-    /// `pending`, `syncing`, `synced`, `failed`, `needs_review`, `cancelling`, `cancelled`.
-    pub sync_status: String,
-    pub calcom_booking_uid: Option<String>,
-}
-
-/// The appointment's sync status in short; `GET /appointments/{appointment_id}/sync` has
-/// every segment and attempt.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct SyncSummary {
-    /// `pending`, `syncing`, `synced`, `partially_synced`, `failed`, `needs_review`,
-    /// `cancelling`, `cancelled`.
-    pub status: String,
-    pub requires_manual_review: bool,
-    pub review_reason: Option<String>,
-}
-
 #[derive(Debug, Serialize, ToSchema)]
 pub struct AppointmentPage {
     pub items: Vec<AppointmentView>,
@@ -178,98 +113,8 @@ pub struct AppointmentPage {
     pub next_cursor: Option<String>,
 }
 
-impl From<&Appointment> for AppointmentView {
-    fn from(a: &Appointment) -> Self {
-        Self {
-            id: a.appointment_id,
-            service_id: a.service_id.to_string(),
-            staff_id: a.staff_id.to_string(),
-            starts_at: a.starts_at,
-            ends_at: a.ends_at,
-            time_zone: a.time_zone.clone(),
-            status: a.status.to_string(),
-            customer: CustomerView {
-                name: a.customer.name().to_string(),
-                email: a.customer.email().map(str::to_string),
-                phone: a.customer.phone().map(str::to_string),
-            },
-            notes: a.notes.clone(),
-            segments: a
-                .segments
-                .iter()
-                .map(|s| AppointmentSegmentView {
-                    key: s.key.to_string(),
-                    staff_id: s.staff_id.to_string(),
-                    starts_at: s.starts_at,
-                    ends_at: s.ends_at,
-                    sync_status: s.sync_status.to_string(),
-                    calcom_booking_uid: s.calcom_booking_uid.clone(),
-                })
-                .collect(),
-            sync: SyncSummary {
-                status: a.sync_status.to_string(),
-                requires_manual_review: a.requires_manual_review,
-                review_reason: a.review_reason.clone(),
-            },
-            created_at: a.created_at,
-            updated_at: a.updated_at,
-            cancelled_at: a.cancelled_at,
-            cancellation_reason: a.cancellation_reason.clone(),
-            revision: a.revision,
-        }
-    }
-}
-
 fn record_appointment_id(id: Uuid) {
     tracing::Span::current().record("appointment_id", tracing::field::display(id));
-}
-
-/// A body hash that ignores key order and whitespace, so a client that re-serialises the
-/// same request still matches its key.
-pub fn request_hash(value: &serde_json::Value) -> String {
-    fn canonical(value: &serde_json::Value, out: &mut String) {
-        match value {
-            serde_json::Value::Object(map) => {
-                let mut keys: Vec<&String> = map.keys().collect();
-                keys.sort();
-                out.push('{');
-                for (i, key) in keys.into_iter().enumerate() {
-                    if i > 0 {
-                        out.push(',');
-                    }
-                    out.push_str(&serde_json::Value::String(key.clone()).to_string());
-                    out.push(':');
-                    if let Some(v) = map.get(key) {
-                        canonical(v, out);
-                    }
-                }
-                out.push('}');
-            }
-            serde_json::Value::Array(items) => {
-                out.push('[');
-                for (i, item) in items.iter().enumerate() {
-                    if i > 0 {
-                        out.push(',');
-                    }
-                    canonical(item, out);
-                }
-                out.push(']');
-            }
-            other => out.push_str(&other.to_string()),
-        }
-    }
-    let mut text = String::new();
-    canonical(value, &mut text);
-    hex::encode(Sha256::digest(text.as_bytes()))
-}
-
-pub(crate) fn json_response(status: StatusCode, body: Vec<u8>) -> Response {
-    let mut response = (status, body).into_response();
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    response
 }
 
 fn required<'a>(value: &'a Option<String>, field: &str) -> Result<&'a str, ApiError> {
@@ -340,7 +185,7 @@ pub(crate) fn hold_ended(status: HoldStatus) -> ApiError {
             StatusCode::CONFLICT,
             "hold-already-booked",
             "Hold already booked",
-            "The hold was already turned into an appointment (its appointment_id is on GET /holds/{id}).".to_string(),
+            "The hold was already turned into an appointment (its appointment_id is on GET /holds/{hold_id}).".to_string(),
         ),
         _ => hold_problem(
             StatusCode::GONE,
@@ -559,7 +404,7 @@ async fn create(
                     state.sync.wake();
                     metrics::counter!("phasebook_appointments_created_total").increment(1);
                     tracing::info!(segments = new.segments.len(), "appointment created");
-                    return json_response(StatusCode::CREATED, pinned.body);
+                    return idempotency::json_response(StatusCode::CREATED, pinned.body);
                 }
                 Err(err) => err,
             }
@@ -578,50 +423,16 @@ async fn create(
         );
     }
     if let Some(key) = key.as_deref() {
-        let settled = if outcome.status().is_server_error() {
-            state
-                .store
-                .release_idempotency_key(caller.tenant_id, key)
-                .await
-        } else {
-            state
-                .store
-                .complete_idempotency_key(
-                    caller.tenant_id,
-                    key,
-                    &IdempotentResponse {
-                        status: outcome.status().as_u16(),
-                        body: outcome.body_bytes(),
-                    },
-                )
-                .await
-        };
-        if let Err(err) = settled {
-            tracing::error!(error = %err, "could not settle idempotency key");
-        }
+        idempotency::settle(
+            &state,
+            caller.tenant_id,
+            key,
+            outcome.status(),
+            outcome.body_bytes(),
+        )
+        .await;
     }
     outcome.into_response()
-}
-
-pub(crate) fn idempotency_key(headers: &HeaderMap) -> Result<Option<String>, ApiError> {
-    let Some(value) = headers.get(IDEMPOTENCY_KEY) else {
-        return Ok(None);
-    };
-    let key = value
-        .to_str()
-        .ok()
-        .map(str::trim)
-        .filter(|k| !k.is_empty() && k.chars().count() <= MAX_IDEMPOTENCY_KEY_CHARS)
-        .ok_or_else(|| {
-            ApiError::validation(
-                "Idempotency-Key",
-                "invalid_idempotency_key",
-                format!(
-                    "the Idempotency-Key header must be 1 to {MAX_IDEMPOTENCY_KEY_CHARS} visible ASCII characters"
-                ),
-            )
-        })?;
-    Ok(Some(key.to_string()))
 }
 
 /// Books an appointment (agent, ops). With `Idempotency-Key`, a retry with the same body
@@ -650,56 +461,22 @@ async fn create_appointment(
     Json(body): Json<serde_json::Value>,
 ) -> Result<Response, ApiError> {
     caller.require(Permission::BookAppointments)?;
-    let key = idempotency_key(&headers)?;
-    let wait = crate::sync::prefer::requested_wait(&headers);
-    let hash = request_hash(&body);
+    let key = idempotency::key_from(&headers)?;
+    let wait = prefer::requested_wait(&headers);
+    let hash = idempotency::request_hash(&body);
     let request: CreateAppointment = parse_json(&serde_json::to_vec(&body).unwrap_or_default())?;
 
     let Some(key) = key else {
         let response = create(state.clone(), caller, request, None, wait.is_some()).await;
-        return Ok(match wait {
-            Some(seconds) => {
-                crate::sync::prefer::answer_after_wait(&state, caller.tenant_id, response, seconds)
-                    .await
-            }
-            None => response,
-        });
+        return Ok(prefer::answer(&state, caller.tenant_id, wait, response).await);
     };
-    let now = Utc::now();
-    match state
-        .store
-        .claim_idempotency_key(caller.tenant_id, &key, &hash, now)
-        .await?
+    if let Some(replayed) =
+        idempotency::claim(&state, caller.tenant_id, &key, &hash, Utc::now()).await?
     {
-        IdempotencyClaim::Claimed => {}
-        IdempotencyClaim::InFlight => return Err(ApiError::IdempotencyKeyInFlight),
-        IdempotencyClaim::Mismatch => return Err(ApiError::IdempotencyKeyReused),
-        IdempotencyClaim::Completed(pinned) => {
-            let status =
-                StatusCode::from_u16(pinned.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-            let mut response = if status.is_success() {
-                json_response(status, pinned.body)
-            } else {
-                problem_response(status, pinned.body)
-            };
-            response
-                .headers_mut()
-                .insert(IDEMPOTENT_REPLAYED, HeaderValue::from_static("true"));
-            return Ok(response);
-        }
-    }
-    // Expired keys are purged here, opportunistically, about once per hundred claims.
-    if rand::random_ratio(1, 100) {
-        let store = state.store.clone();
-        tokio::spawn(async move {
-            if let Err(err) = store.purge_expired_idempotency_keys(Utc::now()).await {
-                tracing::warn!(error = %err, "could not purge expired idempotency keys");
-            }
-        });
+        return Ok(replayed);
     }
     // The work runs to completion in its own task even if the client disconnects, so the
     // key always ends completed or released rather than stuck in flight.
-    let store = state.store.clone();
     let tenant_id = caller.tenant_id;
     let task_key = key.clone();
     let span = tracing::Span::current();
@@ -709,15 +486,9 @@ async fn create_appointment(
         span,
     ));
     match task.await {
-        Ok(response) => Ok(match wait {
-            Some(seconds) => {
-                crate::sync::prefer::answer_after_wait(&wait_state, tenant_id, response, seconds)
-                    .await
-            }
-            None => response,
-        }),
+        Ok(response) => Ok(prefer::answer(&wait_state, tenant_id, wait, response).await),
         Err(err) => {
-            let _ = store.release_idempotency_key(tenant_id, &key).await;
+            idempotency::release(&wait_state, tenant_id, &key).await;
             Err(ApiError::Internal(format!(
                 "appointment task failed: {err}"
             )))
@@ -726,8 +497,8 @@ async fn create_appointment(
 }
 
 /// One appointment with its segments and sync status.
-#[utoipa::path(get, path = "/appointments/{id}", tag = "appointments",
-    params(("id" = Uuid, Path)),
+#[utoipa::path(get, path = "/appointments/{appointment_id}", tag = "appointments",
+    params(("appointment_id" = Uuid, Path)),
     responses(
         (status = 200, body = AppointmentView),
         (status = 404, body = Problem, content_type = "application/problem+json")
@@ -741,7 +512,7 @@ async fn get_appointment(
     let not_found = || ApiError::NotFound {
         what: "appointment",
     };
-    let id = path_uuid("id", &id)?;
+    let id = path_uuid("appointment_id", &id)?;
     record_appointment_id(id);
     let appointment = state
         .store
@@ -785,8 +556,8 @@ impl std::fmt::Debug for CustomerUpdate {
 
 /// Corrects the customer's contact details or the notes (agent, ops), e.g. before a resync
 /// of a segment Cal.com refused for the attendee's details.
-#[utoipa::path(patch, path = "/appointments/{id}", tag = "appointments",
-    params(("id" = Uuid, Path)),
+#[utoipa::path(patch, path = "/appointments/{appointment_id}", tag = "appointments",
+    params(("appointment_id" = Uuid, Path)),
     request_body = UpdateAppointment,
     responses(
         (status = 200, body = AppointmentView),
@@ -806,7 +577,7 @@ async fn update_appointment(
     let not_found = || ApiError::NotFound {
         what: "appointment",
     };
-    let id = path_uuid("id", &id)?;
+    let id = path_uuid("appointment_id", &id)?;
     record_appointment_id(id);
     let request: UpdateAppointment = parse_json(&serde_json::to_vec(&body).unwrap_or_default())?;
     let current = state
@@ -849,7 +620,7 @@ async fn update_appointment(
 #[serde(deny_unknown_fields)]
 pub struct CancelAppointment {
     /// Why the caller cancelled: one line, at most 500 characters. Sent to Cal.com as the
-    /// cancellation reason and shown in `GET /appointments/{id}/sync`.
+    /// cancellation reason and shown in `GET /appointments/{appointment_id}/sync`.
     #[serde(default)]
     pub reason: Option<String>,
 }
@@ -857,8 +628,8 @@ pub struct CancelAppointment {
 /// Cancels locally (agent, ops): the staff member's time is free at once, and the sync
 /// worker cancels every Cal.com booking the appointment owns. Safe to repeat (a repeat
 /// keeps the first reason).
-#[utoipa::path(post, path = "/appointments/{id}/cancel", tag = "appointments",
-    params(("id" = Uuid, Path)),
+#[utoipa::path(post, path = "/appointments/{appointment_id}/cancel", tag = "appointments",
+    params(("appointment_id" = Uuid, Path)),
     request_body(content = Option<CancelAppointment>, description = "Optional"),
     responses(
         (status = 200, body = AppointmentView),
@@ -877,7 +648,7 @@ pub(crate) async fn cancel_appointment(
     let not_found = || ApiError::NotFound {
         what: "appointment",
     };
-    let id = path_uuid("id", &id)?;
+    let id = path_uuid("appointment_id", &id)?;
     record_appointment_id(id);
     let request: CancelAppointment = if body.iter().all(u8::is_ascii_whitespace) {
         CancelAppointment::default()
@@ -1168,17 +939,5 @@ mod tests {
             (at, id)
         );
         assert!(decode_cursor("nope").is_err());
-    }
-
-    #[test]
-    fn request_hash_ignores_key_order_and_spacing() {
-        let a: serde_json::Value =
-            serde_json::from_str(r#"{"a":1,"b":{"c":[1,2]}}"#).expect("json");
-        let b: serde_json::Value =
-            serde_json::from_str(r#"{ "b": {"c": [1, 2]}, "a": 1 }"#).expect("json");
-        let c: serde_json::Value =
-            serde_json::from_str(r#"{"a":2,"b":{"c":[1,2]}}"#).expect("json");
-        assert_eq!(request_hash(&a), request_hash(&b));
-        assert_ne!(request_hash(&a), request_hash(&c));
     }
 }

@@ -1,4 +1,4 @@
-//! `POST /holds`, `GET /holds/{id}` and `DELETE /holds/{id}`: keep an option's staffed time
+//! `POST /holds`, `GET /holds/{hold_id}` and `DELETE /holds/{hold_id}`: keep an option's staffed time
 //! for a few minutes while the caller decides. A hold passes the same pre-flight as a
 //! booking, blocks the time with the same database guard, and reserves each segment in
 //! Cal.com so Cal.com's own booking page stops offering it. `POST /appointments` with
@@ -315,12 +315,12 @@ async fn create_hold(
 }
 
 fn parse_hold_id(id: &str) -> Result<Uuid, ApiError> {
-    crate::extract::path_uuid("id", id)
+    crate::extract::path_uuid("hold_id", id)
 }
 
 /// One hold and how it stands (`expired` once past `expires_at`).
-#[utoipa::path(get, path = "/holds/{id}", tag = "holds",
-    params(("id" = Uuid, Path)),
+#[utoipa::path(get, path = "/holds/{hold_id}", tag = "holds",
+    params(("hold_id" = Uuid, Path)),
     responses(
         (status = 200, body = HoldView),
         (status = 404, body = Problem, content_type = "application/problem+json")
@@ -342,8 +342,8 @@ async fn get_hold(
 
 /// Releases a hold (agent, ops): its time is free at once and its Cal.com reservations are
 /// deleted. Releasing again, or releasing a booked hold, changes nothing.
-#[utoipa::path(delete, path = "/holds/{id}", tag = "holds",
-    params(("id" = Uuid, Path)),
+#[utoipa::path(delete, path = "/holds/{hold_id}", tag = "holds",
+    params(("hold_id" = Uuid, Path)),
     responses(
         (status = 200, body = HoldView),
         (status = 404, body = Problem, content_type = "application/problem+json")

@@ -8,9 +8,11 @@ pub mod document;
 pub mod health;
 pub mod holds;
 pub mod keys;
+pub mod prefer;
 pub mod reschedule;
 pub mod services;
 pub mod staff;
+pub mod views;
 
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi};

@@ -1,4 +1,4 @@
-//! `POST /appointments/{id}/reschedule`: moves an appointment to a new time (and, if asked,
+//! `POST /appointments/{appointment_id}/reschedule`: moves an appointment to a new time (and, if asked,
 //! to other staff) keeping its id. Planned and pre-flighted like a new booking; the store
 //! swaps the plan in one transaction, judged against every other appointment and live hold
 //! but not the appointment's own current time; the sync engine then moves each segment's
@@ -7,7 +7,7 @@
 use std::time::Duration;
 
 use axum::extract::State;
-use axum::http::{HeaderMap, HeaderValue, StatusCode};
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use chrono::{DateTime, SubsecRound, Utc};
 use phasebook_domain::plan::{assign_staff, parse_time_zone};
@@ -21,16 +21,15 @@ use utoipa_axum::routes;
 use uuid::Uuid;
 
 use crate::auth::{Caller, Permission};
-use crate::error::{ApiError, Problem, problem_response};
+use crate::error::{ApiError, Problem};
 use crate::extract::{Json, Path, parse_json};
-use crate::routes::appointments::{
-    AppointmentView, IDEMPOTENT_REPLAYED, SegmentAssignment, idempotency_key, json_response,
-    live_hold, request_hash,
-};
+use crate::idempotency::{self, json_response};
+use crate::routes::appointments::{SegmentAssignment, live_hold};
 use crate::routes::booking::{load_service_context, load_staff};
+use crate::routes::prefer;
+use crate::routes::views::AppointmentView;
 use crate::state::AppState;
 use crate::store::reschedule::{AppointmentMove, MoveOutcome};
-use crate::store::{IdempotencyClaim, IdempotentResponse};
 
 /// How long a move waits for a sync run of the same appointment to end.
 const WAIT_FOR_RUNNING_SYNC: Duration = Duration::from_secs(10);
@@ -287,9 +286,9 @@ async fn reschedule(
 /// Moves an appointment (agent, ops): same id, new times, `revision` one higher. With
 /// `Idempotency-Key`, a retry with the same body gets the first answer again with
 /// `Idempotent-Replayed: true`. In Cal.com every segment is moved exactly once.
-#[utoipa::path(post, path = "/appointments/{id}/reschedule", tag = "appointments",
+#[utoipa::path(post, path = "/appointments/{appointment_id}/reschedule", tag = "appointments",
     params(
-        ("id" = Uuid, Path),
+        ("appointment_id" = Uuid, Path),
         ("Idempotency-Key" = Option<String>, Header, description = "Unique per move; kept 24 h"),
         ("Prefer" = Option<String>, Header, description = "`wait=N` (N <= 10): answer once the Cal.com sync is final or after N seconds")
     ),
@@ -313,42 +312,26 @@ pub(crate) async fn reschedule_appointment(
     Json(body): Json<serde_json::Value>,
 ) -> Result<Response, ApiError> {
     caller.require(Permission::BookAppointments)?;
-    let id = crate::extract::path_uuid("id", &id)?;
+    let id = crate::extract::path_uuid("appointment_id", &id)?;
     tracing::Span::current().record("appointment_id", tracing::field::display(id));
-    let key = idempotency_key(&headers)?;
-    let wait = crate::sync::prefer::requested_wait(&headers);
+    let key = idempotency::key_from(&headers)?;
+    let wait = prefer::requested_wait(&headers);
     // The key is scoped to this appointment's moves: the same key on another appointment
     // is another request.
-    let hash = request_hash(&serde_json::json!({"reschedule": id.to_string(), "body": body}));
+    let hash =
+        idempotency::request_hash(&serde_json::json!({"reschedule": id.to_string(), "body": body}));
     let request: RescheduleAppointment =
         parse_json(&serde_json::to_vec(&body).unwrap_or_default())?;
     let Some(key) = key else {
         let response = reschedule(state.clone(), caller, id, request)
             .await
             .unwrap_or_else(IntoResponse::into_response);
-        return Ok(respond(&state, caller, wait, response).await);
+        return Ok(prefer::answer(&state, caller.tenant_id, wait, response).await);
     };
-    match state
-        .store
-        .claim_idempotency_key(caller.tenant_id, &key, &hash, Utc::now())
-        .await?
+    if let Some(replayed) =
+        idempotency::claim(&state, caller.tenant_id, &key, &hash, Utc::now()).await?
     {
-        IdempotencyClaim::Claimed => {}
-        IdempotencyClaim::InFlight => return Err(ApiError::IdempotencyKeyInFlight),
-        IdempotencyClaim::Mismatch => return Err(ApiError::IdempotencyKeyReused),
-        IdempotencyClaim::Completed(pinned) => {
-            let status =
-                StatusCode::from_u16(pinned.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
-            let mut response = if status.is_success() {
-                json_response(status, pinned.body)
-            } else {
-                problem_response(status, pinned.body)
-            };
-            response
-                .headers_mut()
-                .insert(IDEMPOTENT_REPLAYED, HeaderValue::from_static("true"));
-            return Ok(response);
-        }
+        return Ok(replayed);
     }
     // Runs to the end even if the client goes away, so the key ends settled.
     let task_state = state.clone();
@@ -359,68 +342,28 @@ pub(crate) async fn reschedule_appointment(
     ))
     .await
     .unwrap_or_else(|err| Err(ApiError::Internal(format!("reschedule task failed: {err}"))));
-    let (status, body) = match &outcome {
-        Ok(_) => (StatusCode::OK, None),
-        Err(err) => (err.status(), Some(err.body_bytes())),
-    };
-    let response = outcome.unwrap_or_else(IntoResponse::into_response);
-    let settled = if status.is_server_error() {
-        state
-            .store
-            .release_idempotency_key(caller.tenant_id, &key)
-            .await
-    } else {
-        let body = match body {
-            Some(body) => body,
-            None => {
-                let (parts, body) = response.into_parts();
-                let bytes = axum::body::to_bytes(body, usize::MAX)
-                    .await
-                    .map_err(|e| ApiError::Internal(format!("reading the answer: {e}")))?;
-                let pinned = IdempotentResponse {
-                    status: status.as_u16(),
-                    body: bytes.to_vec(),
-                };
-                let settled = state
-                    .store
-                    .complete_idempotency_key(caller.tenant_id, &key, &pinned)
-                    .await;
-                if let Err(err) = settled {
-                    tracing::error!(error = %err, "could not settle idempotency key");
-                }
-                let response = Response::from_parts(parts, axum::body::Body::from(pinned.body));
-                return Ok(respond(&state, caller, wait, response).await);
-            }
-        };
-        state
-            .store
-            .complete_idempotency_key(
+    let response = match outcome {
+        Ok(response) => {
+            // A move's answer is pinned as sent: read it once, keep the bytes, send them.
+            let (parts, body) = response.into_parts();
+            let bytes = axum::body::to_bytes(body, usize::MAX)
+                .await
+                .map_err(|e| ApiError::Internal(format!("reading the answer: {e}")))?;
+            let status = parts.status;
+            idempotency::settle(&state, caller.tenant_id, &key, status, bytes.to_vec()).await;
+            Response::from_parts(parts, axum::body::Body::from(bytes))
+        }
+        Err(err) => {
+            idempotency::settle(
+                &state,
                 caller.tenant_id,
                 &key,
-                &IdempotentResponse {
-                    status: status.as_u16(),
-                    body,
-                },
+                err.status(),
+                err.body_bytes(),
             )
-            .await
-    };
-    if let Err(err) = settled {
-        tracing::error!(error = %err, "could not settle idempotency key");
-    }
-    Ok(respond(&state, caller, wait, response).await)
-}
-
-/// The answer, after the sync outcome when `Prefer: wait=N` asked for it.
-async fn respond(
-    state: &AppState,
-    caller: Caller,
-    wait: Option<u64>,
-    response: Response,
-) -> Response {
-    match wait {
-        Some(seconds) => {
-            crate::sync::prefer::answer_after_wait(state, caller.tenant_id, response, seconds).await
+            .await;
+            err.into_response()
         }
-        None => response,
-    }
+    };
+    Ok(prefer::answer(&state, caller.tenant_id, wait, response).await)
 }

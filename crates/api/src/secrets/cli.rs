@@ -15,7 +15,8 @@ use uuid::Uuid;
 use super::rotation::{self, Reseal};
 use super::{MasterKey, SecretBox};
 use crate::auth;
-use crate::cli::{connect, print_result};
+use crate::cli::print_result;
+use crate::server::connect;
 use crate::store::Database;
 use crate::store::keys::{ApiRateLimit, AuditEntry, Revocation, TenantUpdate};
 

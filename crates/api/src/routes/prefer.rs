@@ -11,7 +11,7 @@ use axum::response::Response;
 use uuid::Uuid;
 
 use crate::extract::MAX_BODY_BYTES;
-use crate::routes::appointments::AppointmentView;
+use crate::routes::views::AppointmentView;
 use crate::state::AppState;
 
 /// The longest wait a caller may ask for, in seconds.
@@ -36,9 +36,22 @@ pub fn requested_wait(headers: &HeaderMap) -> Option<u64> {
         .map(|n| n.min(MAX_WAIT_SECONDS))
 }
 
+/// The answer, held for the sync outcome when `Prefer: wait=N` asked for it.
+pub async fn answer(
+    state: &AppState,
+    tenant_id: Uuid,
+    wait: Option<u64>,
+    response: Response,
+) -> Response {
+    match wait {
+        Some(seconds) => answer_after_wait(state, tenant_id, response, seconds).await,
+        None => response,
+    }
+}
+
 /// Holds a `201 Created` until the appointment's sync is final or `seconds` passed, then
 /// answers with the appointment as it is at that moment. Anything else passes unchanged.
-pub async fn answer_after_wait(
+async fn answer_after_wait(
     state: &AppState,
     tenant_id: Uuid,
     response: Response,
