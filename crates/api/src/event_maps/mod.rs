@@ -7,7 +7,6 @@
 pub mod calcom;
 pub mod cli;
 pub mod report;
-pub mod routes;
 
 use calcom_client::{CalcomClient, CalcomError, CreateTeamEventType, EventType, HostAssignment};
 use calcom_client::{SchedulingType, UpdateTeamEventType};

@@ -5,6 +5,7 @@ pub mod appointments;
 pub mod availability;
 pub(crate) mod booking;
 pub mod document;
+pub mod event_maps;
 pub mod health;
 pub mod holds;
 pub mod keys;
@@ -73,7 +74,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(reschedule::router())
         .merge(availability::router())
         .merge(holds::router())
-        .merge(crate::event_maps::routes::router())
+        .merge(event_maps::router())
         .merge(crate::sync::routes::router())
         .merge(keys::router())
 }

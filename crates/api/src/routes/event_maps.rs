@@ -9,9 +9,9 @@ use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-use super::{Audit, EventMapError};
 use crate::auth::{Caller, Permission};
 use crate::error::{ApiError, Problem};
+use crate::event_maps::{self as maps, Audit, EventMapError};
 use crate::extract::{Json, Path, path_id};
 use crate::state::AppState;
 use crate::store::event_maps::EventMap;
@@ -133,7 +133,7 @@ async fn put_event_map(
         ));
     }
     let store = state.db.event_maps();
-    let subject = super::load_subject(
+    let subject = maps::load_subject(
         store,
         caller.tenant_id,
         &service_id,
@@ -141,9 +141,9 @@ async fn put_event_map(
         &staff_id,
     )
     .await?;
-    let tenant = super::tenant_calcom(store, caller.tenant_id).await?;
-    let client = super::shared_client_for(&tenant, state.sync.budgets(), false)?;
-    let map = super::put_event_map(
+    let tenant = maps::tenant_calcom(store, caller.tenant_id).await?;
+    let client = maps::shared_client_for(&tenant, state.sync.budgets(), false)?;
+    let map = maps::put_event_map(
         store,
         &client,
         caller.tenant_id,
@@ -234,10 +234,10 @@ async fn audit_event_maps(
 ) -> Result<axum::Json<Audit>, ApiError> {
     caller.require(Permission::Operate)?;
     let store = state.db.event_maps();
-    let tenant = super::tenant_calcom(store, caller.tenant_id).await?;
-    let client = super::shared_client_for(&tenant, state.sync.budgets(), false)?;
+    let tenant = maps::tenant_calcom(store, caller.tenant_id).await?;
+    let client = maps::shared_client_for(&tenant, state.sync.budgets(), false)?;
     Ok(axum::Json(
-        super::audit(store, &client, caller.tenant_id).await?,
+        maps::audit(store, &client, caller.tenant_id).await?,
     ))
 }
 
