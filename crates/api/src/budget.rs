@@ -10,7 +10,8 @@
 //! everyone else.
 //!
 //! Priorities: an interactive request may use the whole window, a background one only what
-//! is left after [`calcom_client::interactive_reserve`]. Background requests of one key
+//! is left after [`calcom_client::interactive_reserve`], and none at all while an
+//! interactive request is waiting for a token. Background requests of one key
 //! queue behind each other in this process, interactive ones never queue behind them.
 
 use std::collections::HashMap;
@@ -28,6 +29,9 @@ const EDGE_MARGIN: Duration = Duration::from_secs(1);
 /// The longest a waiting request sleeps before it looks at the row again (a 429 elsewhere
 /// or a header correction may have moved the end of the wait).
 const LONGEST_NAP: Duration = Duration::from_secs(1);
+/// How long background work stays off the budget after an interactive request was refused
+/// a token: longer than a waiting request's nap, so a caller still waiting keeps it off.
+const INTERACTIVE_WAIT_HOLDS_BACKGROUND: Duration = Duration::from_secs(2);
 /// After a database error, requests fall back to a budget in this process for this long.
 const FALLBACK_FOR: Duration = Duration::from_secs(5);
 
@@ -56,6 +60,11 @@ impl Budgets {
             db,
             keys: Arc::new(Mutex::new(HashMap::new())),
         }
+    }
+
+    /// The database the budgets live in (other per-key state shares it).
+    pub fn database(&self) -> &Database {
+        &self.db
     }
 
     /// The key's budget; every client of the key in this process gets the same one.
@@ -164,6 +173,8 @@ impl SharedBudget {
                          window_ends_at = case when b.window_ends_at <= now() \
                            then excluded.window_ends_at else b.window_ends_at end \
                        where (b.paused_until is null or b.paused_until <= now()) \
+                         and ($4 or b.interactive_waiting_until is null \
+                           or b.interactive_waiting_until <= now()) \
                          and case when b.window_ends_at <= now() then \
                            $4 or $2 - greatest($5, case when b.window_ends_at > now() - $3 * interval '1 millisecond' \
                              then b.interactive_used else 0 end) > 0 \
@@ -206,6 +217,8 @@ impl SharedBudget {
                        window_ends_at = case when b.window_ends_at <= $6 \
                          then excluded.window_ends_at else b.window_ends_at end \
                      where (b.paused_until is null or b.paused_until <= $6) \
+                       and ($4 or b.interactive_waiting_until is null \
+                         or b.interactive_waiting_until <= $6) \
                        and case when b.window_ends_at <= $6 then \
                          $4 or $2 - max($5, case when b.window_ends_at > $6 - $3 \
                            then b.interactive_used else 0 end) > 0 \
@@ -237,7 +250,39 @@ impl SharedBudget {
                 }
             }
         };
+        if interactive && wait_ms.is_some() {
+            self.interactive_waits().await?;
+        }
         Ok(wait_ms.map(|w| Duration::from_millis(u64::try_from(w).unwrap_or(0))))
+    }
+
+    /// Marks the key's row: an interactive request is waiting for a token, so background
+    /// work takes none until shortly after the last such request was refused.
+    async fn interactive_waits(&self) -> Result<(), sqlx::Error> {
+        let hold_ms = ms(INTERACTIVE_WAIT_HOLDS_BACKGROUND);
+        match &self.db {
+            Database::Postgres(store) => {
+                sqlx::query(
+                    "update calcom_budgets set interactive_waiting_until = \
+                       now() + $2 * interval '1 millisecond' where key_fingerprint = $1",
+                )
+                .bind(&self.fingerprint[..])
+                .bind(hold_ms)
+                .execute(&store.pool)
+                .await?;
+            }
+            Database::Sqlite(store) => {
+                sqlx::query(
+                    "update calcom_budgets set interactive_waiting_until = $2 \
+                     where key_fingerprint = $1",
+                )
+                .bind(&self.fingerprint[..])
+                .bind(unix_ms_now() + hold_ms)
+                .execute(&store.pool)
+                .await?;
+            }
+        }
+        Ok(())
     }
 
     async fn take(&self, priority: Priority) {

@@ -31,8 +31,9 @@ use uuid::Uuid;
 
 mod moves;
 
-use super::clients::ClientCache;
+use super::clients::{ClientCache, key_fingerprint};
 use super::failure::classify;
+use super::shared_checks::{CheckKey as SharedCheckKey, SharedChecks};
 use crate::event_maps::calcom::{ReadRoute, read_event_type_via};
 use crate::store::sync::{
     AppointmentWork, AttemptFinish, AttemptStart, BookableUpdate, ClaimedJob, JobNext, SegmentWork,
@@ -77,6 +78,8 @@ pub struct Engine {
     /// calling (see [`phasebook_domain::sync::breaker`]).
     pub breaker_policy: Option<BreakerPolicy>,
     breakers: std::sync::Mutex<HashMap<Uuid, Breaker>>,
+    /// Fits found by any process on this database (see [`super::shared_checks`]).
+    pub shared_checks: Option<SharedChecks>,
 }
 
 /// One drift check, shared by every segment that asks while it is fresh.
@@ -116,6 +119,7 @@ impl Engine {
             key_owners: std::sync::Mutex::new(HashMap::new()),
             breaker_policy: Some(BreakerPolicy::default()),
             breakers: std::sync::Mutex::new(HashMap::new()),
+            shared_checks: None,
         }
     }
 
@@ -437,7 +441,7 @@ impl Run<'_> {
                     // "Busy" may be the event type grown since the last check, colliding
                     // with our own next segment: ask Cal.com now, so the reason names it.
                     if failure.class == FailureClass::SlotUnavailable {
-                        self.forget_check(event_type);
+                        self.forget_check(event_type).await;
                         if let Some(refusal) = self.drifted(&client, &segment, event_type).await {
                             let reason = event_map_refused_reason(
                                 &self.subject(&segment, Some(event_type)),
@@ -534,9 +538,22 @@ impl Run<'_> {
             username: staff.username.clone(),
         };
         let team_id = self.work.tenant.team_id;
+        let shared_key = SharedCheckKey {
+            key_fingerprint: key_fingerprint(&self.work.tenant.base_url, &self.work.tenant.api_key),
+            event_type_id: bookable.0,
+            host_user_id: staff.user_id.0,
+            length_minutes: minutes,
+        };
         let refusal = slot
             .answer
             .get_or_init(|| async {
+                let shared = self.engine.shared_checks.as_ref();
+                if let Some(shared) = shared
+                    && !self.job.verify_bookings
+                    && shared.fitted_recently(&shared_key, Utc::now(), ttl).await
+                {
+                    return None;
+                }
                 let route_key = (self.work.tenant.tenant_id, bookable.0);
                 let remembered = self
                     .engine
@@ -570,7 +587,14 @@ impl Run<'_> {
                         let facts = read
                             .as_ref()
                             .map(|(et, _)| crate::event_maps::calcom::facts(et));
-                        drift_refusal(bookable, facts.as_ref(), &host, minutes)
+                        let refusal = drift_refusal(bookable, facts.as_ref(), &host, minutes);
+                        if let Some(shared) = shared
+                            && refusal.is_none()
+                            && facts.is_some()
+                        {
+                            shared.record_fit(&shared_key, Utc::now()).await;
+                        }
+                        refusal
                     }
                     Err(_) => None,
                 }
@@ -639,13 +663,22 @@ impl Run<'_> {
     }
 
     /// Drops the remembered drift checks of `event_type`: the next create reads it again.
-    fn forget_check(&self, event_type: EventTypeId) {
+    async fn forget_check(&self, event_type: EventTypeId) {
         let tenant_id = self.work.tenant.tenant_id;
         self.engine
             .checked
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .retain(|(tenant, id, _, _), _| !(*tenant == tenant_id && *id == event_type.0));
+        if let Some(shared) = &self.engine.shared_checks {
+            let tenant = &self.work.tenant;
+            shared
+                .forget(
+                    &key_fingerprint(&tenant.base_url, &tenant.api_key),
+                    event_type.0,
+                )
+                .await;
+        }
     }
 
     /// Asks the event-map resolution (the event-map issue's code) what is bookable now for
@@ -865,7 +898,7 @@ impl Run<'_> {
                 segment.calcom_booking_id = Some(booking.id);
                 self.finish(attempt, "created", None, Some(booking.uid.clone()), segment)
                     .await?;
-                self.forget_check(event_type);
+                self.forget_check(event_type).await;
                 self.cancel_stray(client, segment, &booking).await?;
                 Ok(Created::OtherLength(minutes))
             }

@@ -13,6 +13,7 @@ pub mod fixtures;
 pub mod resolve;
 pub mod routes;
 pub mod settings;
+pub mod shared_checks;
 pub mod sweep;
 pub mod worker;
 

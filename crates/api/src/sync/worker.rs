@@ -49,6 +49,9 @@ impl Worker {
         engine.policy = config.retry;
         engine.segment_parallelism = config.segment_parallelism;
         engine.breaker_policy = config.breaker;
+        engine.shared_checks = handle
+            .budgets()
+            .map(|b| super::shared_checks::SharedChecks::new(b.database().clone()));
         Self {
             engine: Arc::new(engine),
             handle,
