@@ -15,3 +15,6 @@ create table calcom_event_type_checks (
 -- An interactive request that found the window spent says so here: until then, background
 -- work takes no token, so the next window starts with the callers who waited.
 alter table calcom_budgets add column interactive_waiting_until timestamptz;
+-- Interactive requests refused a token in this window, each counted once: with the ones
+-- served they are the demand the next window leaves room for.
+alter table calcom_budgets add column interactive_refused integer not null default 0;

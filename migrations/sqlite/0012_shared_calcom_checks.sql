@@ -12,3 +12,5 @@ create table calcom_event_type_checks (
 -- An interactive request that found the window spent says so here (unix milliseconds):
 -- until then, background work takes no token.
 alter table calcom_budgets add column interactive_waiting_until integer;
+-- Interactive requests refused a token in this window, each counted once.
+alter table calcom_budgets add column interactive_refused integer not null default 0;

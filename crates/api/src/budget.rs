@@ -150,8 +150,8 @@ impl SharedBudget {
     ///
     /// An interactive request may use the whole window. A background one leaves room for
     /// the interactive requests still to come in this window, expected to be as many as
-    /// the last window had (at least the reserve): so a steady stream of callers is never
-    /// crowded out by work taken early in a window.
+    /// the last window asked for, served or refused (at least the reserve): so a steady
+    /// stream of callers is never crowded out by work taken early in a window.
     pub async fn try_take(&self, priority: Priority) -> Result<Option<Duration>, sqlx::Error> {
         let interactive = priority == Priority::Interactive;
         let limit = i64::from(self.limit.requests);
@@ -168,8 +168,10 @@ impl SharedBudget {
                            else b.interactive_used + $4::int end, \
                          interactive_last = case when b.window_ends_at <= now() then \
                            (case when b.window_ends_at > now() - $3 * interval '1 millisecond' \
-                             then b.interactive_used else 0 end) \
+                             then b.interactive_used + b.interactive_refused else 0 end) \
                            else b.interactive_last end, \
+                         interactive_refused = case when b.window_ends_at <= now() then 0 \
+                           else b.interactive_refused end, \
                          window_ends_at = case when b.window_ends_at <= now() \
                            then excluded.window_ends_at else b.window_ends_at end \
                        where (b.paused_until is null or b.paused_until <= now()) \
@@ -177,7 +179,7 @@ impl SharedBudget {
                            or b.interactive_waiting_until <= now()) \
                          and case when b.window_ends_at <= now() then \
                            $4 or $2 - greatest($5, case when b.window_ends_at > now() - $3 * interval '1 millisecond' \
-                             then b.interactive_used else 0 end) > 0 \
+                             then b.interactive_used + b.interactive_refused else 0 end) > 0 \
                          else b.used < case when $4 then $2 \
                            else $2 - greatest($5, b.interactive_last - b.interactive_used) end end \
                        returning 1) \
@@ -212,8 +214,11 @@ impl SharedBudget {
                        interactive_used = case when b.window_ends_at <= $6 then $4 \
                          else b.interactive_used + $4 end, \
                        interactive_last = case when b.window_ends_at <= $6 then \
-                         (case when b.window_ends_at > $6 - $3 then b.interactive_used else 0 end) \
+                         (case when b.window_ends_at > $6 - $3 \
+                           then b.interactive_used + b.interactive_refused else 0 end) \
                          else b.interactive_last end, \
+                       interactive_refused = case when b.window_ends_at <= $6 then 0 \
+                         else b.interactive_refused end, \
                        window_ends_at = case when b.window_ends_at <= $6 \
                          then excluded.window_ends_at else b.window_ends_at end \
                      where (b.paused_until is null or b.paused_until <= $6) \
@@ -221,7 +226,7 @@ impl SharedBudget {
                          or b.interactive_waiting_until <= $6) \
                        and case when b.window_ends_at <= $6 then \
                          $4 or $2 - max($5, case when b.window_ends_at > $6 - $3 \
-                           then b.interactive_used else 0 end) > 0 \
+                           then b.interactive_used + b.interactive_refused else 0 end) > 0 \
                        else b.used < case when $4 then $2 \
                          else $2 - max($5, b.interactive_last - b.interactive_used) end end",
                 )
@@ -250,34 +255,36 @@ impl SharedBudget {
                 }
             }
         };
-        if interactive && wait_ms.is_some() {
-            self.interactive_waits().await?;
-        }
         Ok(wait_ms.map(|w| Duration::from_millis(u64::try_from(w).unwrap_or(0))))
     }
 
     /// Marks the key's row: an interactive request is waiting for a token, so background
-    /// work takes none until shortly after the last such request was refused.
-    async fn interactive_waits(&self) -> Result<(), sqlx::Error> {
+    /// work takes none until shortly after the last such request was refused. A request's
+    /// first refusal also counts it in the window's interactive demand, which the next
+    /// window leaves room for (a request served late must not make the demand look small).
+    async fn interactive_waits(&self, first_refusal: bool) -> Result<(), sqlx::Error> {
         let hold_ms = ms(INTERACTIVE_WAIT_HOLDS_BACKGROUND);
         match &self.db {
             Database::Postgres(store) => {
                 sqlx::query(
                     "update calcom_budgets set interactive_waiting_until = \
-                       now() + $2 * interval '1 millisecond' where key_fingerprint = $1",
+                       now() + $2 * interval '1 millisecond', \
+                       interactive_refused = interactive_refused + $3 where key_fingerprint = $1",
                 )
                 .bind(&self.fingerprint[..])
                 .bind(hold_ms)
+                .bind(i32::from(first_refusal))
                 .execute(&store.pool)
                 .await?;
             }
             Database::Sqlite(store) => {
                 sqlx::query(
-                    "update calcom_budgets set interactive_waiting_until = $2 \
-                     where key_fingerprint = $1",
+                    "update calcom_budgets set interactive_waiting_until = $2, \
+                       interactive_refused = interactive_refused + $3 where key_fingerprint = $1",
                 )
                 .bind(&self.fingerprint[..])
                 .bind(unix_ms_now() + hold_ms)
+                .bind(i32::from(first_refusal))
                 .execute(&store.pool)
                 .await?;
             }
@@ -290,6 +297,7 @@ impl SharedBudget {
             Priority::Background => Some(self.background_turn.lock().await),
             Priority::Interactive => None,
         };
+        let mut refused = false;
         loop {
             if self.in_fallback() {
                 self.fallback.acquire(priority).await;
@@ -298,6 +306,12 @@ impl SharedBudget {
             match self.try_take(priority).await {
                 Ok(None) => return,
                 Ok(Some(wait)) => {
+                    if priority == Priority::Interactive {
+                        if let Err(err) = self.interactive_waits(!refused).await {
+                            tracing::warn!(error = %err, "could not mark an interactive request waiting in the shared budget");
+                        }
+                        refused = true;
+                    }
                     tokio::time::sleep(wait.clamp(Duration::from_millis(5), LONGEST_NAP)).await;
                 }
                 Err(err) => self.fall_back(&err),

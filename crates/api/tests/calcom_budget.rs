@@ -235,6 +235,64 @@ async fn background_leaves_room_for_as_many_callers_as_the_last_window_had() {
     }
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn callers_refused_a_token_count_in_the_room_the_next_window_keeps() {
+    for database in databases().await {
+        let limit = RateLimit {
+            requests: 10,
+            per: Duration::from_secs(5),
+        };
+        let budget = Budgets::new(process(&database).await).for_key([11u8; 32], limit);
+        let key = KeyBudget(budget.clone());
+        // Background work takes three early in the window, callers the other seven.
+        for priority in [
+            [Priority::Background; 3].as_slice(),
+            &[Priority::Interactive; 7],
+        ]
+        .concat()
+        {
+            assert_eq!(budget.try_take(priority).await.expect("take"), None);
+        }
+        // Three more callers find the window spent: callers asked for ten in this window.
+        let waiting: Vec<_> = (0..3)
+            .map(|_| {
+                let key = key.clone();
+                tokio::spawn(async move { key.acquire(Priority::Interactive).await })
+            })
+            .collect();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert!(
+            waiting.iter().all(|w| !w.is_finished()),
+            "the window is spent"
+        );
+        for caller in waiting {
+            tokio::time::timeout(Duration::from_secs(10), caller)
+                .await
+                .expect("served in the next window")
+                .expect("caller task");
+        }
+        // Well inside the next window, after the waiting callers' mark has lapsed: the room
+        // kept is what callers asked for last time (the whole window), not the seven they
+        // got, so background work gets nothing this time.
+        tokio::time::sleep(Duration::from_millis(2500)).await;
+        assert!(
+            budget
+                .try_take(Priority::Background)
+                .await
+                .expect("take")
+                .is_some(),
+            "{}: background took a share callers asked for in the last window",
+            database.url
+        );
+        assert_eq!(
+            budget.try_take(Priority::Interactive).await.expect("take"),
+            None,
+            "{}: a caller still finds a token",
+            database.url
+        );
+    }
+}
+
 #[tokio::test]
 async fn job_claiming_takes_tenants_in_turns_and_caps_each_one() {
     use chrono::{TimeDelta, TimeZone, Utc};
