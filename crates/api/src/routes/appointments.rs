@@ -667,26 +667,7 @@ pub(crate) async fn cancel_appointment(
         .await?
         .ok_or_else(not_found)?;
     state.free_time.invalidate(caller.tenant_id);
-    // The sync job may be leased right now; this makes its worker run it again.
-    let appointment = match state
-        .sync
-        .store()
-        .request_sync(caller.tenant_id, id, Utc::now(), false)
-        .await
-    {
-        Ok(_) => {
-            state.sync.wake();
-            state
-                .store
-                .get_appointment(caller.tenant_id, id)
-                .await?
-                .unwrap_or(appointment)
-        }
-        Err(err) => {
-            tracing::error!(error = %err, "could not queue the Cal.com cancellation");
-            appointment
-        }
-    };
+    state.sync.wake();
     tracing::info!("appointment cancelled");
     Ok(axum::Json(AppointmentView::from(&appointment)))
 }

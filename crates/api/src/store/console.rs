@@ -1,16 +1,15 @@
 //! What the ops console reads and writes beyond the foundation's [`Store`]: its sessions,
 //! the review queue in the order ops works it (newest first), and Cal.com attempts per
-//! hour for the sync-health chart. Each statement is written once for both backends; only
-//! the hour bucket of an instant differs (a `timestamptz` against unix milliseconds).
+//! hour for the sync-health chart. Written once for both backends ([`console_store!`],
+//! invoked by `pg.rs` and `sqlite.rs`); only the hour bucket of an instant differs (a
+//! `timestamptz` against unix milliseconds).
 
 use async_trait::async_trait;
 use chrono::{DateTime, TimeDelta, Utc};
 use phasebook_domain::sync::AppointmentSyncStatus;
-use sqlx::Row;
 use uuid::Uuid;
 
-use super::sqlite::{from_ms, to_ms};
-use super::{Database, PgStore, SqliteStore, Store, StoreError, StoreResult};
+use super::{Database, Store, StoreError, StoreResult};
 
 /// A session as opened by a login; `token_hash` and `key_hash` are SHA-256 hex.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -75,13 +74,13 @@ impl Database {
     }
 }
 
-const CREATE_SESSION: &str = "insert into console_sessions (token_hash, tenant_id, key_hash, \
+pub(crate) const CREATE_SESSION: &str = "insert into console_sessions (token_hash, tenant_id, key_hash, \
      csrf_token, created_at, expires_at) values ($1, $2, $3, $4, $5, $6)";
-const FIND_SESSION: &str = "select tenant_id, key_hash, csrf_token, expires_at \
+pub(crate) const FIND_SESSION: &str = "select tenant_id, key_hash, csrf_token, expires_at \
      from console_sessions where token_hash = $1 and expires_at > $2";
-const DELETE_SESSION: &str = "delete from console_sessions where token_hash = $1";
-const PURGE_SESSIONS: &str = "delete from console_sessions where expires_at <= $1";
-const REVIEW_QUEUE: &str = "select appointment_id from appointments \
+pub(crate) const DELETE_SESSION: &str = "delete from console_sessions where token_hash = $1";
+pub(crate) const PURGE_SESSIONS: &str = "delete from console_sessions where expires_at <= $1";
+pub(crate) const REVIEW_QUEUE: &str = "select appointment_id from appointments \
      where tenant_id = $1 and sync_status = $2 \
      order by created_at desc, appointment_id desc limit $3";
 
@@ -100,185 +99,111 @@ macro_rules! attempts_by_hour {
         )
     };
 }
-const PG_ATTEMPTS_BY_HOUR: &str =
+pub(crate) const PG_ATTEMPTS_BY_HOUR: &str =
     attempts_by_hour!("cast(floor(extract(epoch from started_at) / 3600) as bigint)");
-const SQLITE_ATTEMPTS_BY_HOUR: &str = attempts_by_hour!("(started_at / 3600000)");
+pub(crate) const SQLITE_ATTEMPTS_BY_HOUR: &str = attempts_by_hour!("(started_at / 3600000)");
 
-fn hour_start(hour: i64) -> StoreResult<DateTime<Utc>> {
+pub(crate) fn hour_start(hour: i64) -> StoreResult<DateTime<Utc>> {
     DateTime::<Utc>::UNIX_EPOCH
         .checked_add_signed(TimeDelta::hours(hour))
         .ok_or_else(|| StoreError::Corrupt(format!("hour {hour} is out of range")))
 }
 
-fn parse_uuid(value: &str) -> StoreResult<Uuid> {
-    Uuid::parse_str(value).map_err(|_| StoreError::Corrupt(format!("id {value:?}")))
-}
+pub(crate) const NEEDS_REVIEW: AppointmentSyncStatus = AppointmentSyncStatus::NeedsReview;
 
-const NEEDS_REVIEW: AppointmentSyncStatus = AppointmentSyncStatus::NeedsReview;
+/// [`ConsoleStore`] for one backend, through the codec of the invoking module (see
+/// `shared.rs`); `attempts_by_hour` is the backend's statement.
+macro_rules! console_store {
+    (store = $store:ty, attempts_by_hour = $attempts_by_hour:path) => {
+        #[async_trait]
+        impl super::console::ConsoleStore for $store {
+            async fn create_console_session(
+                &self,
+                session: &super::console::NewConsoleSession,
+            ) -> StoreResult<()> {
+                sqlx::query(super::console::CREATE_SESSION)
+                    .bind(&session.token_hash)
+                    .bind(db_id(session.tenant_id))
+                    .bind(&session.key_hash)
+                    .bind(&session.csrf_token)
+                    .bind(db_at(session.created_at))
+                    .bind(db_at(session.expires_at))
+                    .execute(&self.pool)
+                    .await?;
+                Ok(())
+            }
 
-#[async_trait]
-impl ConsoleStore for PgStore {
-    async fn create_console_session(&self, session: &NewConsoleSession) -> StoreResult<()> {
-        sqlx::query(CREATE_SESSION)
-            .bind(&session.token_hash)
-            .bind(session.tenant_id)
-            .bind(&session.key_hash)
-            .bind(&session.csrf_token)
-            .bind(session.created_at)
-            .bind(session.expires_at)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
-    }
-
-    async fn find_console_session(
-        &self,
-        token_hash: &str,
-        now: DateTime<Utc>,
-    ) -> StoreResult<Option<ConsoleSession>> {
-        let row = sqlx::query(FIND_SESSION)
-            .bind(token_hash)
-            .bind(now)
-            .fetch_optional(&self.pool)
-            .await?;
-        row.map(|row| {
-            Ok(ConsoleSession {
-                tenant_id: row.try_get("tenant_id")?,
-                key_hash: row.try_get("key_hash")?,
-                csrf_token: row.try_get("csrf_token")?,
-                expires_at: row.try_get("expires_at")?,
-            })
-        })
-        .transpose()
-    }
-
-    async fn delete_console_session(&self, token_hash: &str) -> StoreResult<()> {
-        sqlx::query(DELETE_SESSION)
-            .bind(token_hash)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
-    }
-
-    async fn purge_expired_console_sessions(&self, now: DateTime<Utc>) -> StoreResult<u64> {
-        let done = sqlx::query(PURGE_SESSIONS)
-            .bind(now)
-            .execute(&self.pool)
-            .await?;
-        Ok(done.rows_affected())
-    }
-
-    async fn review_queue(&self, tenant_id: Uuid, limit: u32) -> StoreResult<Vec<Uuid>> {
-        Ok(sqlx::query_scalar(REVIEW_QUEUE)
-            .bind(tenant_id)
-            .bind(NEEDS_REVIEW.as_str())
-            .bind(i64::from(limit))
-            .fetch_all(&self.pool)
-            .await?)
-    }
-
-    async fn attempts_by_hour(
-        &self,
-        tenant_id: Uuid,
-        since: DateTime<Utc>,
-    ) -> StoreResult<Vec<HourlyAttempts>> {
-        let rows = sqlx::query(PG_ATTEMPTS_BY_HOUR)
-            .bind(tenant_id)
-            .bind(since)
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter()
-            .map(|row| {
-                Ok(HourlyAttempts {
-                    hour_start: hour_start(row.try_get("hour")?)?,
-                    attempts: row.try_get("attempts")?,
-                    failures: row.try_get("failures")?,
+            async fn find_console_session(
+                &self,
+                token_hash: &str,
+                now: DateTime<Utc>,
+            ) -> StoreResult<Option<super::console::ConsoleSession>> {
+                let row = sqlx::query(super::console::FIND_SESSION)
+                    .bind(token_hash)
+                    .bind(db_at(now))
+                    .fetch_optional(&self.pool)
+                    .await?;
+                row.map(|row| {
+                    Ok(super::console::ConsoleSession {
+                        tenant_id: get_id(&row, "tenant_id")?,
+                        key_hash: row.try_get("key_hash")?,
+                        csrf_token: row.try_get("csrf_token")?,
+                        expires_at: get_at(&row, "expires_at")?,
+                    })
                 })
-            })
-            .collect()
-    }
+                .transpose()
+            }
+
+            async fn delete_console_session(&self, token_hash: &str) -> StoreResult<()> {
+                sqlx::query(super::console::DELETE_SESSION)
+                    .bind(token_hash)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(())
+            }
+
+            async fn purge_expired_console_sessions(&self, now: DateTime<Utc>) -> StoreResult<u64> {
+                let done = sqlx::query(super::console::PURGE_SESSIONS)
+                    .bind(db_at(now))
+                    .execute(&self.pool)
+                    .await?;
+                Ok(done.rows_affected())
+            }
+
+            async fn review_queue(&self, tenant_id: Uuid, limit: u32) -> StoreResult<Vec<Uuid>> {
+                let rows = sqlx::query(super::console::REVIEW_QUEUE)
+                    .bind(db_id(tenant_id))
+                    .bind(super::console::NEEDS_REVIEW.as_str())
+                    .bind(i64::from(limit))
+                    .fetch_all(&self.pool)
+                    .await?;
+                rows.iter()
+                    .map(|row| get_id(row, "appointment_id"))
+                    .collect()
+            }
+
+            async fn attempts_by_hour(
+                &self,
+                tenant_id: Uuid,
+                since: DateTime<Utc>,
+            ) -> StoreResult<Vec<super::console::HourlyAttempts>> {
+                let rows = sqlx::query($attempts_by_hour)
+                    .bind(db_id(tenant_id))
+                    .bind(db_at(since))
+                    .fetch_all(&self.pool)
+                    .await?;
+                rows.iter()
+                    .map(|row| {
+                        Ok(super::console::HourlyAttempts {
+                            hour_start: super::console::hour_start(row.try_get("hour")?)?,
+                            attempts: row.try_get("attempts")?,
+                            failures: row.try_get("failures")?,
+                        })
+                    })
+                    .collect()
+            }
+        }
+    };
 }
 
-#[async_trait]
-impl ConsoleStore for SqliteStore {
-    async fn create_console_session(&self, session: &NewConsoleSession) -> StoreResult<()> {
-        sqlx::query(CREATE_SESSION)
-            .bind(&session.token_hash)
-            .bind(session.tenant_id.hyphenated().to_string())
-            .bind(&session.key_hash)
-            .bind(&session.csrf_token)
-            .bind(to_ms(session.created_at))
-            .bind(to_ms(session.expires_at))
-            .execute(&self.pool)
-            .await?;
-        Ok(())
-    }
-
-    async fn find_console_session(
-        &self,
-        token_hash: &str,
-        now: DateTime<Utc>,
-    ) -> StoreResult<Option<ConsoleSession>> {
-        let row = sqlx::query(FIND_SESSION)
-            .bind(token_hash)
-            .bind(to_ms(now))
-            .fetch_optional(&self.pool)
-            .await?;
-        row.map(|row| {
-            Ok(ConsoleSession {
-                tenant_id: parse_uuid(&row.try_get::<String, _>("tenant_id")?)?,
-                key_hash: row.try_get("key_hash")?,
-                csrf_token: row.try_get("csrf_token")?,
-                expires_at: from_ms(row.try_get("expires_at")?)?,
-            })
-        })
-        .transpose()
-    }
-
-    async fn delete_console_session(&self, token_hash: &str) -> StoreResult<()> {
-        sqlx::query(DELETE_SESSION)
-            .bind(token_hash)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
-    }
-
-    async fn purge_expired_console_sessions(&self, now: DateTime<Utc>) -> StoreResult<u64> {
-        let done = sqlx::query(PURGE_SESSIONS)
-            .bind(to_ms(now))
-            .execute(&self.pool)
-            .await?;
-        Ok(done.rows_affected())
-    }
-
-    async fn review_queue(&self, tenant_id: Uuid, limit: u32) -> StoreResult<Vec<Uuid>> {
-        let ids: Vec<String> = sqlx::query_scalar(REVIEW_QUEUE)
-            .bind(tenant_id.hyphenated().to_string())
-            .bind(NEEDS_REVIEW.as_str())
-            .bind(i64::from(limit))
-            .fetch_all(&self.pool)
-            .await?;
-        ids.iter().map(|id| parse_uuid(id)).collect()
-    }
-
-    async fn attempts_by_hour(
-        &self,
-        tenant_id: Uuid,
-        since: DateTime<Utc>,
-    ) -> StoreResult<Vec<HourlyAttempts>> {
-        let rows = sqlx::query(SQLITE_ATTEMPTS_BY_HOUR)
-            .bind(tenant_id.hyphenated().to_string())
-            .bind(to_ms(since))
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter()
-            .map(|row| {
-                Ok(HourlyAttempts {
-                    hour_start: hour_start(row.try_get("hour")?)?,
-                    attempts: row.try_get("attempts")?,
-                    failures: row.try_get("failures")?,
-                })
-            })
-            .collect()
-    }
-}
+pub(crate) use console_store;

@@ -1,17 +1,15 @@
 //! API keys after creation (list, revoke, expiry, last use), tenants' encrypted secrets
 //! (rotation, webhook secrets with a grace period, rate limits) and the audit log of ops
-//! actions: the [`KeyStore`] trait, implemented for both backends in this file. Statements
-//! are written once; only the binding of ids and instants differs (uuid/timestamptz on
-//! PostgreSQL, text/unix milliseconds on SQLite).
+//! actions: the [`KeyStore`] trait and its implementation written once for both backends
+//! ([`key_store!`], invoked by `pg.rs` and `sqlite.rs`); only the binding of ids and
+//! instants differs (uuid/timestamptz on PostgreSQL, text/unix milliseconds on SQLite).
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use secrecy::SecretString;
-use sqlx::Row;
 use uuid::Uuid;
 
-use super::sqlite::{from_ms, parse_uuid, to_ms, uuid_text};
-use super::{Database, PgStore, Role, SqliteStore, Store, StoreResult, parse_role};
+use super::{Database, Role, Store, StoreResult};
 use crate::secrets::{self, SecretField};
 
 /// A tenant's own request limit for each of its API keys (token bucket).
@@ -143,32 +141,38 @@ pub(crate) const CREATE_TENANT: &str = "insert into tenants (tenant_id, name, ca
         calcom_base_url, calcom_team_id, webhook_secret, created_at)
      values ($1, $2, $3, $4, $5, $6, $7)";
 
-const LIST_KEYS: &str = "select api_key_id, tenant_id, role, key_prefix, created_at, expires_at,
+pub(crate) const LIST_KEYS: &str =
+    "select api_key_id, tenant_id, role, key_prefix, created_at, expires_at,
         last_used_at, revoked_at
      from api_keys where tenant_id = $1 order by created_at, api_key_id";
 
 /// Revokes unless it would leave no usable ops key ($4: whether that check applies).
-const REVOKE_KEY: &str = "update api_keys set revoked_at = $3
+pub(crate) const REVOKE_KEY: &str = "update api_keys set revoked_at = $3
      where tenant_id = $1 and api_key_id = $2 and revoked_at is null
        and (not $4 or role <> 'ops' or exists (
            select 1 from api_keys o
            where o.tenant_id = $1 and o.api_key_id <> $2 and o.role = 'ops'
              and o.revoked_at is null and (o.expires_at is null or o.expires_at > $3)))";
 
-const KEY_STATE: &str = "select revoked_at from api_keys where tenant_id = $1 and api_key_id = $2";
+/// Puts concurrent revocations of one tenant in line (PostgreSQL appends `for update`;
+/// SQLite's `begin immediate` already does).
+pub(crate) const LOCK_TENANT: &str = "select 1 from tenants where tenant_id = $1";
 
-const TOUCH_KEY: &str = "update api_keys set last_used_at = $2 where api_key_id = $1";
+pub(crate) const KEY_STATE: &str =
+    "select revoked_at from api_keys where tenant_id = $1 and api_key_id = $2";
 
-const STORED_SECRETS: &str = "select tenant_id, calcom_api_key, webhook_secret,
+pub(crate) const TOUCH_KEY: &str = "update api_keys set last_used_at = $2 where api_key_id = $1";
+
+pub(crate) const STORED_SECRETS: &str = "select tenant_id, calcom_api_key, webhook_secret,
         previous_webhook_secret
      from tenants where ($1 or tenant_id = $2) order by created_at, tenant_id";
 
-const REPLACE_SECRETS: &str = "update tenants
+pub(crate) const REPLACE_SECRETS: &str = "update tenants
      set calcom_api_key = $2, webhook_secret = $3, previous_webhook_secret = $4
      where tenant_id = $1 and calcom_api_key = $5 and webhook_secret = $6
        and previous_webhook_secret is not distinct from $7";
 
-const UPDATE_TENANT: &str = "update tenants set
+pub(crate) const UPDATE_TENANT: &str = "update tenants set
         calcom_api_key = coalesce($2, calcom_api_key),
         calcom_base_url = coalesce($3, calcom_base_url),
         calcom_team_id = coalesce($4, calcom_team_id),
@@ -181,18 +185,20 @@ const UPDATE_TENANT: &str = "update tenants set
         api_rate_burst = coalesce($8, api_rate_burst)
      where tenant_id = $1";
 
-const WEBHOOK_SECRETS: &str = "select webhook_secret, previous_webhook_secret,
+pub(crate) const WEBHOOK_SECRETS: &str = "select webhook_secret, previous_webhook_secret,
         previous_webhook_secret_expires_at
      from tenants where tenant_id = $1";
 
-const RECORD_AUDIT: &str = "insert into audit_log (audit_id, tenant_id, api_key_id, action,
+pub(crate) const RECORD_AUDIT: &str =
+    "insert into audit_log (audit_id, tenant_id, api_key_id, action,
         target, created_at)
      values ($1, $2, $3, $4, $5, $6)";
 
-const LIST_AUDIT: &str = "select audit_id, tenant_id, api_key_id, action, target, created_at
+pub(crate) const LIST_AUDIT: &str =
+    "select audit_id, tenant_id, api_key_id, action, target, created_at
      from audit_log where tenant_id = $1 order by created_at desc, audit_id desc limit $2";
 
-fn sealed(
+pub(crate) fn sealed(
     tenant_id: Uuid,
     field: SecretField,
     value: &Option<SecretString>,
@@ -205,7 +211,7 @@ fn sealed(
 }
 
 /// The current secret and, until its grace period ends, the previous one.
-fn open_webhook_secrets(
+pub(crate) fn open_webhook_secrets(
     tenant_id: Uuid,
     current: &str,
     previous: Option<&str>,
@@ -230,379 +236,226 @@ pub(crate) fn rate_limit(per_second: Option<i64>, burst: Option<i64>) -> Option<
     })
 }
 
-#[async_trait]
-impl KeyStore for PgStore {
-    async fn list_api_keys(&self, tenant_id: Uuid) -> StoreResult<Vec<ApiKeyRecord>> {
-        let rows = sqlx::query(LIST_KEYS)
-            .bind(tenant_id)
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter()
-            .map(|row| {
-                Ok(ApiKeyRecord {
-                    api_key_id: row.try_get("api_key_id")?,
-                    tenant_id: row.try_get("tenant_id")?,
-                    role: parse_role(&row.try_get::<String, _>("role")?)?,
-                    key_prefix: row.try_get("key_prefix")?,
-                    created_at: row.try_get("created_at")?,
-                    expires_at: row.try_get("expires_at")?,
-                    last_used_at: row.try_get("last_used_at")?,
-                    revoked_at: row.try_get("revoked_at")?,
-                })
-            })
-            .collect()
-    }
-
-    async fn revoke_api_key(
-        &self,
-        tenant_id: Uuid,
-        api_key_id: Uuid,
-        now: DateTime<Utc>,
-        keep_last_ops: bool,
-    ) -> StoreResult<Revocation> {
-        let mut tx = self.pool.begin().await?;
-        // Two ops keys revoking each other at once must not both succeed: the tenant row
-        // lock puts them in line.
-        sqlx::query("select 1 from tenants where tenant_id = $1 for update")
-            .bind(tenant_id)
-            .execute(&mut *tx)
-            .await?;
-        let revoked = sqlx::query(REVOKE_KEY)
-            .bind(tenant_id)
-            .bind(api_key_id)
-            .bind(now)
-            .bind(keep_last_ops)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-        let outcome = if revoked == 1 {
-            Revocation::Revoked
-        } else {
-            let state: Option<Option<DateTime<Utc>>> = sqlx::query_scalar(KEY_STATE)
-                .bind(tenant_id)
-                .bind(api_key_id)
-                .fetch_optional(&mut *tx)
-                .await?;
-            match state {
-                None => Revocation::NotFound,
-                Some(Some(_)) => Revocation::AlreadyRevoked,
-                Some(None) => Revocation::LastOpsKey,
+/// [`KeyStore`] for one backend, through the codec of the invoking module (see
+/// `shared.rs`).
+macro_rules! key_store {
+    (store = $store:ty, for_update = $for_update:literal) => {
+        #[async_trait]
+        impl super::keys::KeyStore for $store {
+            async fn list_api_keys(
+                &self,
+                tenant_id: Uuid,
+            ) -> StoreResult<Vec<super::keys::ApiKeyRecord>> {
+                let rows = sqlx::query(super::keys::LIST_KEYS)
+                    .bind(db_id(tenant_id))
+                    .fetch_all(&self.pool)
+                    .await?;
+                rows.iter()
+                    .map(|row| {
+                        Ok(super::keys::ApiKeyRecord {
+                            api_key_id: get_id(row, "api_key_id")?,
+                            tenant_id: get_id(row, "tenant_id")?,
+                            role: parse_role(&row.try_get::<String, _>("role")?)?,
+                            key_prefix: row.try_get("key_prefix")?,
+                            created_at: get_at(row, "created_at")?,
+                            expires_at: get_opt_at(row, "expires_at")?,
+                            last_used_at: get_opt_at(row, "last_used_at")?,
+                            revoked_at: get_opt_at(row, "revoked_at")?,
+                        })
+                    })
+                    .collect()
             }
-        };
-        tx.commit().await?;
-        Ok(outcome)
-    }
 
-    async fn touch_api_key(&self, api_key_id: Uuid, now: DateTime<Utc>) -> StoreResult<()> {
-        sqlx::query(TOUCH_KEY)
-            .bind(api_key_id)
-            .bind(now)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
-    }
+            async fn revoke_api_key(
+                &self,
+                tenant_id: Uuid,
+                api_key_id: Uuid,
+                now: DateTime<Utc>,
+                keep_last_ops: bool,
+            ) -> StoreResult<super::keys::Revocation> {
+                use super::keys::Revocation;
+                let mut tx = self.begin_write().await?;
+                // Two ops keys revoking each other at once must not both succeed: the
+                // tenant's lock puts them in line.
+                sqlx::query(sqlx::AssertSqlSafe(format!(
+                    "{}{}",
+                    super::keys::LOCK_TENANT,
+                    $for_update
+                )))
+                .bind(db_id(tenant_id))
+                .execute(&mut *tx)
+                .await?;
+                let revoked = sqlx::query(super::keys::REVOKE_KEY)
+                    .bind(db_id(tenant_id))
+                    .bind(db_id(api_key_id))
+                    .bind(db_at(now))
+                    .bind(keep_last_ops)
+                    .execute(&mut *tx)
+                    .await?
+                    .rows_affected();
+                let outcome = if revoked == 1 {
+                    Revocation::Revoked
+                } else {
+                    let state = sqlx::query(super::keys::KEY_STATE)
+                        .bind(db_id(tenant_id))
+                        .bind(db_id(api_key_id))
+                        .fetch_optional(&mut *tx)
+                        .await?;
+                    match state {
+                        None => Revocation::NotFound,
+                        Some(row) if get_opt_at(&row, "revoked_at")?.is_some() => {
+                            Revocation::AlreadyRevoked
+                        }
+                        Some(_) => Revocation::LastOpsKey,
+                    }
+                };
+                tx.commit().await?;
+                Ok(outcome)
+            }
 
-    async fn stored_secrets(&self, tenant_id: Option<Uuid>) -> StoreResult<Vec<StoredSecrets>> {
-        let rows = sqlx::query(STORED_SECRETS)
-            .bind(tenant_id.is_none())
-            .bind(tenant_id)
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter()
-            .map(|row| {
-                Ok(StoredSecrets {
-                    tenant_id: row.try_get("tenant_id")?,
-                    calcom_api_key: row.try_get("calcom_api_key")?,
-                    webhook_secret: row.try_get("webhook_secret")?,
-                    previous_webhook_secret: row.try_get("previous_webhook_secret")?,
-                })
-            })
-            .collect()
-    }
+            async fn touch_api_key(&self, api_key_id: Uuid, now: DateTime<Utc>) -> StoreResult<()> {
+                sqlx::query(super::keys::TOUCH_KEY)
+                    .bind(db_id(api_key_id))
+                    .bind(db_at(now))
+                    .execute(&self.pool)
+                    .await?;
+                Ok(())
+            }
 
-    async fn replace_stored_secrets(
-        &self,
-        old: &StoredSecrets,
-        new: &StoredSecrets,
-    ) -> StoreResult<bool> {
-        let replaced = sqlx::query(REPLACE_SECRETS)
-            .bind(old.tenant_id)
-            .bind(&new.calcom_api_key)
-            .bind(&new.webhook_secret)
-            .bind(&new.previous_webhook_secret)
-            .bind(&old.calcom_api_key)
-            .bind(&old.webhook_secret)
-            .bind(&old.previous_webhook_secret)
-            .execute(&self.pool)
-            .await?
-            .rows_affected();
-        Ok(replaced == 1)
-    }
+            async fn stored_secrets(
+                &self,
+                tenant_id: Option<Uuid>,
+            ) -> StoreResult<Vec<super::keys::StoredSecrets>> {
+                let rows = sqlx::query(super::keys::STORED_SECRETS)
+                    .bind(tenant_id.is_none())
+                    .bind(tenant_id.map(db_id))
+                    .fetch_all(&self.pool)
+                    .await?;
+                rows.iter()
+                    .map(|row| {
+                        Ok(super::keys::StoredSecrets {
+                            tenant_id: get_id(row, "tenant_id")?,
+                            calcom_api_key: row.try_get("calcom_api_key")?,
+                            webhook_secret: row.try_get("webhook_secret")?,
+                            previous_webhook_secret: row.try_get("previous_webhook_secret")?,
+                        })
+                    })
+                    .collect()
+            }
 
-    async fn update_tenant(&self, tenant_id: Uuid, update: &TenantUpdate) -> StoreResult<bool> {
-        let api_key = sealed(tenant_id, SecretField::CalcomApiKey, &update.calcom_api_key)?;
-        let webhook = sealed(
-            tenant_id,
-            SecretField::WebhookSecret,
-            &update.webhook_secret.as_ref().map(|(s, _)| s.clone()),
-        )?;
-        let updated = sqlx::query(UPDATE_TENANT)
-            .bind(tenant_id)
-            .bind(api_key)
-            .bind(&update.calcom_base_url)
-            .bind(update.calcom_team_id)
-            .bind(webhook)
-            .bind(update.webhook_secret.as_ref().map(|(_, until)| *until))
-            .bind(update.rate_limit.map(|r| i64::from(r.per_second)))
-            .bind(update.rate_limit.map(|r| i64::from(r.burst)))
-            .execute(&self.pool)
-            .await?
-            .rows_affected();
-        Ok(updated == 1)
-    }
+            async fn replace_stored_secrets(
+                &self,
+                old: &super::keys::StoredSecrets,
+                new: &super::keys::StoredSecrets,
+            ) -> StoreResult<bool> {
+                let replaced = sqlx::query(super::keys::REPLACE_SECRETS)
+                    .bind(db_id(old.tenant_id))
+                    .bind(&new.calcom_api_key)
+                    .bind(&new.webhook_secret)
+                    .bind(&new.previous_webhook_secret)
+                    .bind(&old.calcom_api_key)
+                    .bind(&old.webhook_secret)
+                    .bind(&old.previous_webhook_secret)
+                    .execute(&self.pool)
+                    .await?
+                    .rows_affected();
+                Ok(replaced == 1)
+            }
 
-    async fn webhook_secrets(
-        &self,
-        tenant_id: Uuid,
-        now: DateTime<Utc>,
-    ) -> StoreResult<Vec<SecretString>> {
-        let Some(row) = sqlx::query(WEBHOOK_SECRETS)
-            .bind(tenant_id)
-            .fetch_optional(&self.pool)
-            .await?
-        else {
-            return Ok(Vec::new());
-        };
-        let until: Option<DateTime<Utc>> = row.try_get("previous_webhook_secret_expires_at")?;
-        open_webhook_secrets(
-            tenant_id,
-            row.try_get("webhook_secret")?,
-            row.try_get("previous_webhook_secret")?,
-            until.is_some_and(|until| until > now),
-        )
-    }
+            async fn update_tenant(
+                &self,
+                tenant_id: Uuid,
+                update: &super::keys::TenantUpdate,
+            ) -> StoreResult<bool> {
+                let api_key = super::keys::sealed(
+                    tenant_id,
+                    SecretField::CalcomApiKey,
+                    &update.calcom_api_key,
+                )?;
+                let webhook = super::keys::sealed(
+                    tenant_id,
+                    SecretField::WebhookSecret,
+                    &update.webhook_secret.as_ref().map(|(s, _)| s.clone()),
+                )?;
+                let updated = sqlx::query(super::keys::UPDATE_TENANT)
+                    .bind(db_id(tenant_id))
+                    .bind(api_key)
+                    .bind(&update.calcom_base_url)
+                    .bind(update.calcom_team_id)
+                    .bind(webhook)
+                    .bind(
+                        update
+                            .webhook_secret
+                            .as_ref()
+                            .map(|(_, until)| db_at(*until)),
+                    )
+                    .bind(update.rate_limit.map(|r| i64::from(r.per_second)))
+                    .bind(update.rate_limit.map(|r| i64::from(r.burst)))
+                    .execute(&self.pool)
+                    .await?
+                    .rows_affected();
+                Ok(updated == 1)
+            }
 
-    async fn record_audit(&self, e: &AuditEntry) -> StoreResult<()> {
-        sqlx::query(RECORD_AUDIT)
-            .bind(e.audit_id)
-            .bind(e.tenant_id)
-            .bind(e.api_key_id)
-            .bind(&e.action)
-            .bind(&e.target)
-            .bind(e.created_at)
-            .execute(&self.pool)
-            .await?;
-        Ok(())
-    }
+            async fn webhook_secrets(
+                &self,
+                tenant_id: Uuid,
+                now: DateTime<Utc>,
+            ) -> StoreResult<Vec<secrecy::SecretString>> {
+                let Some(row) = sqlx::query(super::keys::WEBHOOK_SECRETS)
+                    .bind(db_id(tenant_id))
+                    .fetch_optional(&self.pool)
+                    .await?
+                else {
+                    return Ok(Vec::new());
+                };
+                let until = get_opt_at(&row, "previous_webhook_secret_expires_at")?;
+                super::keys::open_webhook_secrets(
+                    tenant_id,
+                    row.try_get("webhook_secret")?,
+                    row.try_get("previous_webhook_secret")?,
+                    until.is_some_and(|until| until > now),
+                )
+            }
 
-    async fn list_audit(&self, tenant_id: Uuid, limit: u32) -> StoreResult<Vec<AuditEntry>> {
-        let rows = sqlx::query(LIST_AUDIT)
-            .bind(tenant_id)
-            .bind(i64::from(limit))
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter()
-            .map(|row| {
-                Ok(AuditEntry {
-                    audit_id: row.try_get("audit_id")?,
-                    tenant_id: row.try_get("tenant_id")?,
-                    api_key_id: row.try_get("api_key_id")?,
-                    action: row.try_get("action")?,
-                    target: row.try_get("target")?,
-                    created_at: row.try_get("created_at")?,
-                })
-            })
-            .collect()
-    }
-}
+            async fn record_audit(&self, e: &super::keys::AuditEntry) -> StoreResult<()> {
+                sqlx::query(super::keys::RECORD_AUDIT)
+                    .bind(db_id(e.audit_id))
+                    .bind(db_id(e.tenant_id))
+                    .bind(e.api_key_id.map(db_id))
+                    .bind(&e.action)
+                    .bind(&e.target)
+                    .bind(db_at(e.created_at))
+                    .execute(&self.pool)
+                    .await?;
+                Ok(())
+            }
 
-fn opt_uuid(value: Option<String>) -> StoreResult<Option<Uuid>> {
-    value.as_deref().map(parse_uuid).transpose()
-}
-
-fn opt_ms(value: Option<i64>) -> StoreResult<Option<DateTime<Utc>>> {
-    value.map(from_ms).transpose()
-}
-
-#[async_trait]
-impl KeyStore for SqliteStore {
-    async fn list_api_keys(&self, tenant_id: Uuid) -> StoreResult<Vec<ApiKeyRecord>> {
-        let rows = sqlx::query(LIST_KEYS)
-            .bind(uuid_text(tenant_id))
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter()
-            .map(|row| {
-                Ok(ApiKeyRecord {
-                    api_key_id: parse_uuid(row.try_get("api_key_id")?)?,
-                    tenant_id: parse_uuid(row.try_get("tenant_id")?)?,
-                    role: parse_role(&row.try_get::<String, _>("role")?)?,
-                    key_prefix: row.try_get("key_prefix")?,
-                    created_at: from_ms(row.try_get("created_at")?)?,
-                    expires_at: opt_ms(row.try_get("expires_at")?)?,
-                    last_used_at: opt_ms(row.try_get("last_used_at")?)?,
-                    revoked_at: opt_ms(row.try_get("revoked_at")?)?,
-                })
-            })
-            .collect()
-    }
-
-    async fn revoke_api_key(
-        &self,
-        tenant_id: Uuid,
-        api_key_id: Uuid,
-        now: DateTime<Utc>,
-        keep_last_ops: bool,
-    ) -> StoreResult<Revocation> {
-        // One statement: SQLite runs it under the database's single write lock, so the
-        // last-ops-key check and the revocation cannot interleave with another revoke.
-        let revoked = sqlx::query(REVOKE_KEY)
-            .bind(uuid_text(tenant_id))
-            .bind(uuid_text(api_key_id))
-            .bind(to_ms(now))
-            .bind(keep_last_ops)
-            .execute(&self.pool)
-            .await?
-            .rows_affected();
-        if revoked == 1 {
-            return Ok(Revocation::Revoked);
+            async fn list_audit(
+                &self,
+                tenant_id: Uuid,
+                limit: u32,
+            ) -> StoreResult<Vec<super::keys::AuditEntry>> {
+                let rows = sqlx::query(super::keys::LIST_AUDIT)
+                    .bind(db_id(tenant_id))
+                    .bind(i64::from(limit))
+                    .fetch_all(&self.pool)
+                    .await?;
+                rows.iter()
+                    .map(|row| {
+                        Ok(super::keys::AuditEntry {
+                            audit_id: get_id(row, "audit_id")?,
+                            tenant_id: get_id(row, "tenant_id")?,
+                            api_key_id: get_opt_id(row, "api_key_id")?,
+                            action: row.try_get("action")?,
+                            target: row.try_get("target")?,
+                            created_at: get_at(row, "created_at")?,
+                        })
+                    })
+                    .collect()
+            }
         }
-        let state: Option<Option<i64>> = sqlx::query_scalar(KEY_STATE)
-            .bind(uuid_text(tenant_id))
-            .bind(uuid_text(api_key_id))
-            .fetch_optional(&self.pool)
-            .await?;
-        Ok(match state {
-            None => Revocation::NotFound,
-            Some(Some(_)) => Revocation::AlreadyRevoked,
-            Some(None) => Revocation::LastOpsKey,
-        })
-    }
-
-    async fn touch_api_key(&self, api_key_id: Uuid, now: DateTime<Utc>) -> StoreResult<()> {
-        sqlx::query(TOUCH_KEY)
-            .bind(uuid_text(api_key_id))
-            .bind(to_ms(now))
-            .execute(&self.pool)
-            .await?;
-        Ok(())
-    }
-
-    async fn stored_secrets(&self, tenant_id: Option<Uuid>) -> StoreResult<Vec<StoredSecrets>> {
-        let rows = sqlx::query(STORED_SECRETS)
-            .bind(tenant_id.is_none())
-            .bind(tenant_id.map(uuid_text))
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter()
-            .map(|row| {
-                Ok(StoredSecrets {
-                    tenant_id: parse_uuid(row.try_get("tenant_id")?)?,
-                    calcom_api_key: row.try_get("calcom_api_key")?,
-                    webhook_secret: row.try_get("webhook_secret")?,
-                    previous_webhook_secret: row.try_get("previous_webhook_secret")?,
-                })
-            })
-            .collect()
-    }
-
-    async fn replace_stored_secrets(
-        &self,
-        old: &StoredSecrets,
-        new: &StoredSecrets,
-    ) -> StoreResult<bool> {
-        let replaced = sqlx::query(REPLACE_SECRETS)
-            .bind(uuid_text(old.tenant_id))
-            .bind(&new.calcom_api_key)
-            .bind(&new.webhook_secret)
-            .bind(&new.previous_webhook_secret)
-            .bind(&old.calcom_api_key)
-            .bind(&old.webhook_secret)
-            .bind(&old.previous_webhook_secret)
-            .execute(&self.pool)
-            .await?
-            .rows_affected();
-        Ok(replaced == 1)
-    }
-
-    async fn update_tenant(&self, tenant_id: Uuid, update: &TenantUpdate) -> StoreResult<bool> {
-        let api_key = sealed(tenant_id, SecretField::CalcomApiKey, &update.calcom_api_key)?;
-        let webhook = sealed(
-            tenant_id,
-            SecretField::WebhookSecret,
-            &update.webhook_secret.as_ref().map(|(s, _)| s.clone()),
-        )?;
-        let updated = sqlx::query(UPDATE_TENANT)
-            .bind(uuid_text(tenant_id))
-            .bind(api_key)
-            .bind(&update.calcom_base_url)
-            .bind(update.calcom_team_id)
-            .bind(webhook)
-            .bind(
-                update
-                    .webhook_secret
-                    .as_ref()
-                    .map(|(_, until)| to_ms(*until)),
-            )
-            .bind(update.rate_limit.map(|r| i64::from(r.per_second)))
-            .bind(update.rate_limit.map(|r| i64::from(r.burst)))
-            .execute(&self.pool)
-            .await?
-            .rows_affected();
-        Ok(updated == 1)
-    }
-
-    async fn webhook_secrets(
-        &self,
-        tenant_id: Uuid,
-        now: DateTime<Utc>,
-    ) -> StoreResult<Vec<SecretString>> {
-        let Some(row) = sqlx::query(WEBHOOK_SECRETS)
-            .bind(uuid_text(tenant_id))
-            .fetch_optional(&self.pool)
-            .await?
-        else {
-            return Ok(Vec::new());
-        };
-        let until: Option<i64> = row.try_get("previous_webhook_secret_expires_at")?;
-        open_webhook_secrets(
-            tenant_id,
-            row.try_get("webhook_secret")?,
-            row.try_get("previous_webhook_secret")?,
-            until.is_some_and(|until| until > to_ms(now)),
-        )
-    }
-
-    async fn record_audit(&self, e: &AuditEntry) -> StoreResult<()> {
-        sqlx::query(RECORD_AUDIT)
-            .bind(uuid_text(e.audit_id))
-            .bind(uuid_text(e.tenant_id))
-            .bind(e.api_key_id.map(uuid_text))
-            .bind(&e.action)
-            .bind(&e.target)
-            .bind(to_ms(e.created_at))
-            .execute(&self.pool)
-            .await?;
-        Ok(())
-    }
-
-    async fn list_audit(&self, tenant_id: Uuid, limit: u32) -> StoreResult<Vec<AuditEntry>> {
-        let rows = sqlx::query(LIST_AUDIT)
-            .bind(uuid_text(tenant_id))
-            .bind(i64::from(limit))
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter()
-            .map(|row| {
-                Ok(AuditEntry {
-                    audit_id: parse_uuid(row.try_get("audit_id")?)?,
-                    tenant_id: parse_uuid(row.try_get("tenant_id")?)?,
-                    api_key_id: opt_uuid(row.try_get("api_key_id")?)?,
-                    action: row.try_get("action")?,
-                    target: row.try_get("target")?,
-                    created_at: from_ms(row.try_get("created_at")?)?,
-                })
-            })
-            .collect()
-    }
+    };
 }
+
+pub(crate) use key_store;

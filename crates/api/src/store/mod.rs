@@ -1,6 +1,15 @@
-//! Persistence: one [`Store`] trait the handlers use, implemented for PostgreSQL
+//! Persistence: one [`Store`] trait the handlers use, with its extensions
+//! ([`event_maps::EventMapStore`], [`holds::BookingStore`], [`keys::KeyStore`],
+//! [`console::ConsoleStore`], [`reschedule::RescheduleStore`]), implemented for PostgreSQL
 //! ([`PgStore`]) and SQLite ([`SqliteStore`]); both pass the same conformance suite.
 //! Every method takes the tenant and every query filters by it.
+//!
+//! Each implementation is written once (`shared.rs` and a macro beside each trait) and
+//! expanded for both backends through the backend's codec (how an id and an instant are
+//! stored). What really differs stays in the backend's own files: the double-booking guard
+//! (`pg.rs`, `holds_pg.rs`, `reschedule_pg.rs`: an exclusion constraint; `sqlite.rs`,
+//! `holds_sqlite.rs`, `reschedule_sqlite.rs`: an overlap check under `begin immediate`),
+//! row locks, and time functions.
 
 pub mod console;
 pub mod event_maps;
@@ -9,12 +18,11 @@ mod holds_pg;
 mod holds_sqlite;
 pub mod keys;
 mod pg;
-mod pg_event_maps;
 pub mod reschedule;
 mod reschedule_pg;
 mod reschedule_sqlite;
+mod shared;
 mod sqlite;
-mod sqlite_event_maps;
 pub mod sync;
 mod sync_pg;
 mod sync_sqlite;
@@ -382,9 +390,6 @@ pub trait Store: Send + Sync + 'static {
         tenant_id: Uuid,
         query: &AppointmentQuery,
     ) -> StoreResult<Vec<Appointment>>;
-    /// Cancels locally: status cancelled, segments inactive (their time is free again),
-    /// and the sync job pending so the worker cancels what Cal.com holds. Cancelling a
-    /// cancelled appointment changes nothing. None when there is no such appointment.
     /// Replaces the customer's contact details and the notes (`None`: none); `None` when
     /// the tenant has no such appointment.
     async fn update_appointment_details(
@@ -396,6 +401,11 @@ pub trait Store: Send + Sync + 'static {
         now: DateTime<Utc>,
     ) -> StoreResult<Option<Appointment>>;
 
+    /// Cancels locally, in one transaction: status cancelled, segments inactive (their
+    /// time is free again), and the sync job due now (or, when a worker holds it, marked to
+    /// run again) so the worker cancels what Cal.com holds. Cancelling a cancelled
+    /// appointment changes only the job and the derived sync. None when there is no such
+    /// appointment.
     async fn cancel_appointment(
         &self,
         tenant_id: Uuid,
@@ -555,7 +565,7 @@ macro_rules! create_outcome_unknown_column {
     };
 }
 
-pub(crate) const CREATE_OUTCOME_UNKNOWN: &str = create_outcome_unknown_column!();
+pub(crate) use create_outcome_unknown_column;
 
 /// Before a segment is stored as `$4` minutes long: marks its maps unverified (`$5` says
 /// why) when the stored length differs. `$1` tenant, `$2` service, `$3` segment key.
@@ -603,4 +613,92 @@ pub(crate) fn segment_status_after_cancel(
             || create_outcome_unknown,
         u32::try_from(segment.attempts).unwrap_or(0),
     )
+}
+
+/// The appointment's status, locked by the PostgreSQL caller (which appends `for update`);
+/// SQLite's `begin immediate` already holds the write lock. `$1` tenant, `$2` appointment.
+pub(crate) const APPOINTMENT_STATUS: &str =
+    "select status from appointments where tenant_id = $1 and appointment_id = $2";
+
+/// The segments as a cancel reads them: their state, whether a create may have reached
+/// Cal.com, and what the appointment's derived sync reads (review reason, a failed try).
+/// `$1` tenant, `$2` appointment.
+pub(crate) const CANCEL_SEGMENTS: &str = concat!(
+    "select s.segment_key, s.position, s.staff_id, s.starts_at, s.ends_at, s.active, \
+     s.sync_status, s.event_type_id, s.calcom_booking_uid, s.calcom_booking_id, s.attempts, \
+     s.last_error, s.next_attempt_at, s.review_reason, \
+     s.last_error is not null as has_error, ",
+    create_outcome_unknown_column!(),
+    " from appointment_segments s where s.tenant_id = $1 and s.appointment_id = $2 \
+     order by s.position"
+);
+
+/// Frees a segment's time and sets its Cal.com-facing state. `$1` appointment, `$2` segment
+/// key, `$3` status, `$4` now.
+pub(crate) const CANCEL_SEGMENT: &str = "update appointment_segments \
+     set active = false, sync_status = $3, next_attempt_at = null, updated_at = $4 \
+     where appointment_id = $1 and segment_key = $2";
+
+/// `$1` tenant, `$2` appointment, `$3` now, `$4` the caller's reason.
+pub(crate) const MARK_CANCELLED: &str = "update appointments \
+     set status = 'cancelled', cancelled_at = $3, cancellation_reason = $4 \
+     where tenant_id = $1 and appointment_id = $2";
+
+/// Makes the appointment's job due now, creating it when missing. A job already leased
+/// keeps its lease and is marked to run again, so its worker re-reads the cancel.
+/// `$1` new job id, `$2` tenant, `$3` appointment, `$4` now.
+pub(crate) const QUEUE_SYNC_JOB: &str = "insert into sync_jobs (sync_job_id, tenant_id, \
+     appointment_id, state, run_at, verify_bookings, created_at, updated_at) \
+     values ($1, $2, $3, 'pending', $4, false, $4, $4) \
+     on conflict (appointment_id) do update set \
+       state = case when sync_jobs.state = 'leased' then 'leased' else 'pending' end, \
+       rerun = sync_jobs.state = 'leased', run_at = $4, updated_at = $4";
+
+/// `$1` tenant, `$2` appointment, `$3` sync status, `$4` review flag, `$5` review reason,
+/// `$6` now.
+pub(crate) const WRITE_APPOINTMENT_SYNC: &str = "update appointments \
+     set sync_status = $3, requires_manual_review = $4, review_reason = $5, updated_at = $6 \
+     where tenant_id = $1 and appointment_id = $2";
+
+/// One row of [`CANCEL_SEGMENTS`].
+pub(crate) struct CancelSegment {
+    pub segment: AppointmentSegment,
+    pub create_outcome_unknown: bool,
+    pub review_reason: Option<String>,
+    pub has_error: bool,
+}
+
+/// What a cancel writes, decided once for both backends.
+pub(crate) struct CancelPlan {
+    /// The segments whose state changes (none when the appointment was already cancelled).
+    pub segments: Vec<(SegmentKey, SegmentSyncStatus)>,
+    /// The appointment's sync as derived from its segments afterwards.
+    pub sync: phasebook_domain::sync::AppointmentSync,
+}
+
+pub(crate) fn plan_cancel(already_cancelled: bool, rows: Vec<CancelSegment>) -> CancelPlan {
+    let mut segments = Vec::new();
+    let mut states = Vec::with_capacity(rows.len());
+    for row in rows {
+        let status = if already_cancelled {
+            row.segment.sync_status
+        } else {
+            let status = segment_status_after_cancel(&row.segment, row.create_outcome_unknown);
+            segments.push((row.segment.key.clone(), status));
+            status
+        };
+        states.push(phasebook_domain::sync::SegmentState {
+            key: row.segment.key,
+            status,
+            retrying: row.has_error,
+            review_reason: row.review_reason,
+        });
+    }
+    CancelPlan {
+        segments,
+        sync: phasebook_domain::sync::derive_appointment_sync(
+            phasebook_domain::sync::DesiredState::Cancelled,
+            &states,
+        ),
+    }
 }

@@ -7,7 +7,7 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use phasebook_domain::sync::reschedule::RescheduleRefusal;
-use phasebook_domain::{PlannedSegment, StaffId};
+use phasebook_domain::{EventTypeId, PlannedSegment, SegmentKey, StaffId};
 use uuid::Uuid;
 
 use super::{Database, StoreResult};
@@ -49,17 +49,56 @@ pub enum MoveOutcome {
 /// A segment row as the move reads it.
 #[derive(Debug, Clone)]
 pub(crate) struct SegmentBefore {
-    pub key: String,
-    pub staff_id: String,
+    pub key: SegmentKey,
+    pub staff_id: StaffId,
     pub starts_at: DateTime<Utc>,
     /// The segment's event type, or the one its last call was made on (a worker killed
     /// between sending a create and recording it leaves only the attempt to say).
-    pub event_type_id: Option<i64>,
+    pub event_type_id: Option<EventTypeId>,
     pub has_booking_uid: bool,
     pub moving_from: Option<DateTime<Utc>>,
-    pub moving_from_event_type_id: Option<i64>,
+    pub moving_from_event_type_id: Option<EventTypeId>,
     pub outcome_unknown: bool,
 }
+
+/// The appointment's segments as [`SegmentBefore`] reads them (`$1` tenant, `$2`
+/// appointment); PostgreSQL appends `for update`.
+pub(crate) const SEGMENTS_BEFORE: &str = concat!(
+    "select segment_key, staff_id, starts_at, \
+     coalesce(event_type_id, (select x.event_type_id from sync_attempts x \
+         where x.appointment_id = s.appointment_id \
+           and x.segment_key = s.segment_key and x.event_type_id is not null \
+         order by x.started_at desc limit 1)) as event_type_id, \
+     calcom_booking_uid is not null as has_booking_uid, moving_from, \
+     moving_from_event_type_id, ",
+    super::create_outcome_unknown_column!(),
+    " from appointment_segments s where tenant_id = $1 and appointment_id = $2"
+);
+
+/// `fn segment_before(row) -> StoreResult<SegmentBefore>` over the invoking module's codec
+/// (see `shared.rs`).
+macro_rules! segment_before_reader {
+    (row = $row:ty) => {
+        fn segment_before(r: &$row) -> StoreResult<SegmentBefore> {
+            Ok(SegmentBefore {
+                key: super::parse_segment_key(&r.try_get::<String, _>("segment_key")?)?,
+                staff_id: super::parse_staff_id(&r.try_get::<String, _>("staff_id")?)?,
+                starts_at: get_at(r, "starts_at")?,
+                event_type_id: r
+                    .try_get::<Option<i64>, _>("event_type_id")?
+                    .map(phasebook_domain::EventTypeId),
+                has_booking_uid: r.try_get("has_booking_uid")?,
+                moving_from: get_opt_at(r, "moving_from")?,
+                moving_from_event_type_id: r
+                    .try_get::<Option<i64>, _>("moving_from_event_type_id")?
+                    .map(phasebook_domain::EventTypeId),
+                outcome_unknown: r.try_get("create_outcome_unknown")?,
+            })
+        }
+    };
+}
+
+pub(crate) use segment_before_reader;
 
 /// Where a segment's booking may still stand after the move: `None` when nothing needs to
 /// follow. A segment already moving keeps where its booking stood first (a later move
@@ -67,8 +106,8 @@ pub(crate) struct SegmentBefore {
 pub(crate) fn moving_from(
     before: &SegmentBefore,
     after: &PlannedSegment,
-) -> Option<(DateTime<Utc>, Option<i64>)> {
-    let changed = before.starts_at != after.starts_at || before.staff_id != after.staff_id.as_str();
+) -> Option<(DateTime<Utc>, Option<EventTypeId>)> {
+    let changed = before.starts_at != after.starts_at || before.staff_id != after.staff_id;
     if !changed {
         return before
             .moving_from

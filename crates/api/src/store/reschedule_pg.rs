@@ -15,10 +15,11 @@ use super::pg::PgStore;
 use super::reschedule::{
     AppointmentMove, MoveOutcome, RescheduleStore, SegmentBefore, moving_from,
 };
-use super::{
-    CREATE_OUTCOME_UNKNOWN, RETRIES_ON_CONFLICT, StoreError, StoreResult, is_retryable,
-    parse_appointment_status,
-};
+use super::{RETRIES_ON_CONFLICT, StoreError, StoreResult, is_retryable, parse_appointment_status};
+
+use super::pg::{get_at, get_opt_at};
+
+super::reschedule::segment_before_reader!(row = sqlx::postgres::PgRow);
 
 const EXCLUSION_VIOLATION: &str = "23P01";
 
@@ -96,36 +97,17 @@ impl PgStore {
                 .execute(&mut *tx)
                 .await?;
         }
-        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "select segment_key, staff_id, starts_at,
-                    coalesce(event_type_id, (select x.event_type_id from sync_attempts x
-                        where x.appointment_id = s.appointment_id
-                          and x.segment_key = s.segment_key and x.event_type_id is not null
-                        order by x.started_at desc limit 1)) as event_type_id,
-                    calcom_booking_uid is not null as has_booking_uid, moving_from,
-                    moving_from_event_type_id, {CREATE_OUTCOME_UNKNOWN}
-             from appointment_segments s
-             where tenant_id = $1 and appointment_id = $2 for update"
+        let before = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "{} for update",
+            super::reschedule::SEGMENTS_BEFORE
         )))
         .bind(change.tenant_id)
         .bind(change.appointment_id)
         .fetch_all(&mut *tx)
-        .await?;
-        let before = rows
-            .iter()
-            .map(|r| {
-                Ok(SegmentBefore {
-                    key: r.try_get("segment_key")?,
-                    staff_id: r.try_get("staff_id")?,
-                    starts_at: r.try_get("starts_at")?,
-                    event_type_id: r.try_get("event_type_id")?,
-                    has_booking_uid: r.try_get("has_booking_uid")?,
-                    moving_from: r.try_get("moving_from")?,
-                    moving_from_event_type_id: r.try_get("moving_from_event_type_id")?,
-                    outcome_unknown: r.try_get("create_outcome_unknown")?,
-                })
-            })
-            .collect::<Result<Vec<_>, sqlx::Error>>()?;
+        .await?
+        .iter()
+        .map(segment_before)
+        .collect::<StoreResult<Vec<_>>>()?;
         // Off the guard first, so a segment may move onto its neighbour's old time.
         sqlx::query(
             "update appointment_segments set active = false
@@ -137,14 +119,13 @@ impl PgStore {
         .await?;
         let mut states = Vec::new();
         for after in &change.segments {
-            let Some(old) = before.iter().find(|b| b.key == after.key.as_str()) else {
+            let Some(old) = before.iter().find(|b| b.key == after.key) else {
                 return Err(StoreError::Corrupt(format!(
                     "segment {} is not the appointment's",
                     after.key
                 )));
             };
-            let unchanged =
-                old.starts_at == after.starts_at && old.staff_id == after.staff_id.as_str();
+            let unchanged = old.starts_at == after.starts_at && old.staff_id == after.staff_id;
             if unchanged {
                 sqlx::query(
                     "update appointment_segments set active = true
@@ -173,7 +154,7 @@ impl PgStore {
             .bind(after.starts_at)
             .bind(after.ends_at)
             .bind(from.map(|(at, _)| at))
-            .bind(from.and_then(|(_, et)| et))
+            .bind(from.and_then(|(_, et)| et).map(|et| et.0))
             .bind(change.now)
             .execute(&mut *tx)
             .await?;

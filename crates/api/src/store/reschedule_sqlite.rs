@@ -14,7 +14,11 @@ use super::reschedule::{
     AppointmentMove, MoveOutcome, RescheduleStore, SegmentBefore, moving_from,
 };
 use super::sqlite::{SqliteStore, from_ms, parse_uuid, to_ms, uuid_text};
-use super::{CREATE_OUTCOME_UNKNOWN, StoreError, StoreResult, parse_appointment_status};
+use super::{StoreError, StoreResult, parse_appointment_status};
+
+use super::sqlite::{get_at, get_opt_at};
+
+super::reschedule::segment_before_reader!(row = sqlx::sqlite::SqliteRow);
 
 #[async_trait]
 impl RescheduleStore for SqliteStore {
@@ -96,47 +100,22 @@ impl RescheduleStore for SqliteStore {
                 conflicting_appointment_id: None,
             });
         }
-        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-            "select segment_key, staff_id, starts_at,
-                    coalesce(event_type_id, (select x.event_type_id from sync_attempts x
-                        where x.appointment_id = s.appointment_id
-                          and x.segment_key = s.segment_key and x.event_type_id is not null
-                        order by x.started_at desc limit 1)) as event_type_id,
-                    calcom_booking_uid is not null as has_booking_uid, moving_from,
-                    moving_from_event_type_id, {CREATE_OUTCOME_UNKNOWN}
-             from appointment_segments s
-             where tenant_id = ?1 and appointment_id = ?2"
-        )))
-        .bind(&tenant)
-        .bind(&id)
-        .fetch_all(&mut *tx)
-        .await?;
-        let before = rows
+        let before = sqlx::query(super::reschedule::SEGMENTS_BEFORE)
+            .bind(&tenant)
+            .bind(&id)
+            .fetch_all(&mut *tx)
+            .await?
             .iter()
-            .map(|r| {
-                Ok(SegmentBefore {
-                    key: r.try_get("segment_key")?,
-                    staff_id: r.try_get("staff_id")?,
-                    starts_at: from_ms(r.try_get("starts_at")?)?,
-                    event_type_id: r.try_get("event_type_id")?,
-                    has_booking_uid: r.try_get("has_booking_uid")?,
-                    moving_from: r
-                        .try_get::<Option<i64>, _>("moving_from")?
-                        .map(from_ms)
-                        .transpose()?,
-                    moving_from_event_type_id: r.try_get("moving_from_event_type_id")?,
-                    outcome_unknown: r.try_get("create_outcome_unknown")?,
-                })
-            })
+            .map(segment_before)
             .collect::<StoreResult<Vec<_>>>()?;
         for after in &change.segments {
-            let Some(old) = before.iter().find(|b| b.key == after.key.as_str()) else {
+            let Some(old) = before.iter().find(|b| b.key == after.key) else {
                 return Err(StoreError::Corrupt(format!(
                     "segment {} is not the appointment's",
                     after.key
                 )));
             };
-            if old.starts_at == after.starts_at && old.staff_id == after.staff_id.as_str() {
+            if old.starts_at == after.starts_at && old.staff_id == after.staff_id {
                 continue;
             }
             let from = moving_from(old, after);
@@ -155,7 +134,7 @@ impl RescheduleStore for SqliteStore {
             .bind(to_ms(after.starts_at))
             .bind(to_ms(after.ends_at))
             .bind(from.map(|(at, _)| to_ms(at)))
-            .bind(from.and_then(|(_, et)| et))
+            .bind(from.and_then(|(_, et)| et).map(|et| et.0))
             .bind(to_ms(change.now))
             .execute(&mut *tx)
             .await?;
