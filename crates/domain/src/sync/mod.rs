@@ -16,11 +16,16 @@ use uuid::Uuid;
 
 use crate::{CalcomUserId, EventTypeId, SegmentKey, StaffId};
 
+mod booking;
 pub mod breaker;
 mod converge;
 mod drift;
 pub mod reschedule;
 mod sweep;
+pub use booking::{
+    Applied, AttemptResult, CANCEL_DONE_OUTCOMES, Outcome, RunAsk, SegmentBooking, Step,
+    cannot_sync_reason, create_may_have_reached_calcom,
+};
 pub use converge::{
     Convergence, MAX_RESCHEDULE_HOPS, carries_identity, converge, reconcile_owed, successor,
 };
