@@ -10,9 +10,11 @@
 use chrono::{DateTime, Utc};
 use futures::FutureExt;
 use futures::future::BoxFuture;
+use phasebook_domain::appointment::AppointmentStatus;
 use phasebook_domain::sync::{
-    AppointmentSync, AppointmentSyncStatus, DesiredState, SegmentError, SegmentState,
-    SegmentSyncStatus, StoredBooking, derive_appointment_sync, only_calcom_was_unavailable,
+    AppointmentSync, AppointmentSyncStatus, DesiredState, SegmentBooking, SegmentError,
+    SegmentState, SegmentSyncStatus, StoredBooking, derive_appointment_sync,
+    only_calcom_was_unavailable,
 };
 use phasebook_domain::{CalcomUserId, EventTypeId, SegmentKey, StaffId};
 use secrecy::SecretString;
@@ -91,8 +93,9 @@ pub struct MappedEventType {
     pub resolution: String,
 }
 
-/// One segment with everything the engine needs to book or cancel it; the engine updates
-/// the booking fields in place and hands the segment back to be saved.
+/// One segment with everything the engine needs to book or cancel it. The engine never
+/// edits it: the domain's [`SegmentBooking::apply`] gives the next `booking`, which the
+/// store saves together with the attempt's outcome.
 #[derive(Debug, Clone)]
 pub struct SegmentWork {
     pub key: SegmentKey,
@@ -100,20 +103,9 @@ pub struct SegmentWork {
     pub staff_id: StaffId,
     pub starts_at: DateTime<Utc>,
     pub ends_at: DateTime<Utc>,
-    pub status: SegmentSyncStatus,
-    /// The event type the booking was (or is being) made on.
-    pub event_type_id: Option<i64>,
-    pub calcom_booking_uid: Option<String>,
-    pub calcom_booking_id: Option<i64>,
-    pub attempts: i32,
-    pub last_error: Option<SegmentError>,
-    pub next_attempt_at: Option<DateTime<Utc>>,
-    pub review_reason: Option<String>,
+    pub booking: SegmentBooking,
     pub staff: Option<StaffCalcom>,
     pub map: Option<MappedEventType>,
-    /// Some earlier create for this segment may have reached Cal.com (no outcome recorded,
-    /// or an unknown one): the next create must be preceded by a reconcile.
-    pub earlier_outcome_unknown: bool,
     /// The appointment was moved and the segment's booking may still stand here (its
     /// previous start), on `moving_from_event_type_id`: the engine moves it, then clears it.
     pub moving_from: Option<DateTime<Utc>>,
@@ -531,13 +523,10 @@ pub(crate) fn staff_id(raw: String) -> Result<StaffId, sqlx::Error> {
     })
 }
 
-/// `appointments.status` as the sync's target.
+/// `appointments.status` as the sync's target (the domain's derivation; an unknown text
+/// reads as booked, as before).
 pub(crate) fn desired_state(status: &str) -> DesiredState {
-    if status == "cancelled" {
-        DesiredState::Cancelled
-    } else {
-        DesiredState::Booked
-    }
+    AppointmentStatus::parse(status).map_or(DesiredState::Booked, AppointmentStatus::desired_state)
 }
 
 /// `last_error` as stored (JSON text).

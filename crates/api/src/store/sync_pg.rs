@@ -4,7 +4,7 @@
 use chrono::{DateTime, Utc};
 use futures::FutureExt;
 use futures::future::BoxFuture;
-use phasebook_domain::sync::{AppointmentSync, SegmentSyncStatus, StoredBooking};
+use phasebook_domain::sync::{AppointmentSync, SegmentBooking, SegmentSyncStatus, StoredBooking};
 use phasebook_domain::{CalcomUserId, EventTypeId, SegmentKey};
 use sqlx::postgres::PgRow;
 use sqlx::{PgPool, Postgres, Row, Transaction};
@@ -63,19 +63,21 @@ fn segment_from_row(row: &PgRow) -> SyncResult<SegmentWork> {
         staff_id: staff_id(row.try_get("staff_id")?)?,
         starts_at: row.try_get("starts_at")?,
         ends_at: row.try_get("ends_at")?,
-        status: parse_segment_status(row.try_get("sync_status")?),
-        event_type_id: row.try_get("event_type_id")?,
-        calcom_booking_uid: row.try_get("calcom_booking_uid")?,
-        calcom_booking_id: row.try_get("calcom_booking_id")?,
-        attempts: row.try_get("attempts")?,
-        last_error: decode_error(last_error.map(|v| v.to_string())),
-        next_attempt_at: row.try_get("next_attempt_at")?,
-        review_reason: row.try_get("review_reason")?,
+        booking: SegmentBooking {
+            status: parse_segment_status(row.try_get("sync_status")?),
+            event_type_id: row.try_get("event_type_id")?,
+            calcom_booking_uid: row.try_get("calcom_booking_uid")?,
+            calcom_booking_id: row.try_get("calcom_booking_id")?,
+            attempts: row.try_get("attempts")?,
+            last_error: decode_error(last_error.map(|v| v.to_string())),
+            next_attempt_at: row.try_get("next_attempt_at")?,
+            review_reason: row.try_get("review_reason")?,
+            earlier_outcome_unknown: row.try_get("create_outcome_unknown")?,
+        },
         staff,
         map,
         moving_from: row.try_get("moving_from")?,
         moving_from_event_type_id: row.try_get("moving_from_event_type_id")?,
-        earlier_outcome_unknown: row.try_get("create_outcome_unknown")?,
     })
 }
 
@@ -86,7 +88,7 @@ async fn write_segment(
     segment: &SegmentWork,
 ) -> SyncResult<()> {
     let last_error: Option<serde_json::Value> =
-        encode_error(&segment.last_error).and_then(|text| serde_json::from_str(&text).ok());
+        encode_error(&segment.booking.last_error).and_then(|text| serde_json::from_str(&text).ok());
     sqlx::query(
         "update appointment_segments set sync_status = $3, event_type_id = $4, \
          calcom_booking_uid = $5, calcom_booking_id = $6, attempts = $7, last_error = $8, \
@@ -96,14 +98,14 @@ async fn write_segment(
     )
     .bind(appointment_id)
     .bind(segment.key.as_str())
-    .bind(segment.status.as_str())
-    .bind(segment.event_type_id)
-    .bind(&segment.calcom_booking_uid)
-    .bind(segment.calcom_booking_id)
-    .bind(segment.attempts)
+    .bind(segment.booking.status.as_str())
+    .bind(segment.booking.event_type_id)
+    .bind(&segment.booking.calcom_booking_uid)
+    .bind(segment.booking.calcom_booking_id)
+    .bind(segment.booking.attempts)
     .bind(last_error)
-    .bind(segment.next_attempt_at)
-    .bind(&segment.review_reason)
+    .bind(segment.booking.next_attempt_at)
+    .bind(&segment.booking.review_reason)
     .bind(segment.moving_from)
     .bind(segment.moving_from_event_type_id)
     .execute(&mut **tx)

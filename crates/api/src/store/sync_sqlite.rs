@@ -6,7 +6,7 @@
 use chrono::{DateTime, Utc};
 use futures::FutureExt;
 use futures::future::BoxFuture;
-use phasebook_domain::sync::{AppointmentSync, SegmentSyncStatus, StoredBooking};
+use phasebook_domain::sync::{AppointmentSync, SegmentBooking, SegmentSyncStatus, StoredBooking};
 use phasebook_domain::{CalcomUserId, EventTypeId, SegmentKey};
 use sqlx::sqlite::SqliteRow;
 use sqlx::{Row, Sqlite, SqlitePool, Transaction};
@@ -94,19 +94,21 @@ fn segment_from_row(row: &SqliteRow) -> SyncResult<SegmentWork> {
         staff_id: staff_id(row.try_get("staff_id")?)?,
         starts_at: instant(row, "starts_at")?,
         ends_at: instant(row, "ends_at")?,
-        status: parse_segment_status(row.try_get("sync_status")?),
-        event_type_id: row.try_get("event_type_id")?,
-        calcom_booking_uid: row.try_get("calcom_booking_uid")?,
-        calcom_booking_id: row.try_get("calcom_booking_id")?,
-        attempts: row.try_get("attempts")?,
-        last_error: decode_error(row.try_get("last_error")?),
-        next_attempt_at: opt_instant(row, "next_attempt_at")?,
-        review_reason: row.try_get("review_reason")?,
+        booking: SegmentBooking {
+            status: parse_segment_status(row.try_get("sync_status")?),
+            event_type_id: row.try_get("event_type_id")?,
+            calcom_booking_uid: row.try_get("calcom_booking_uid")?,
+            calcom_booking_id: row.try_get("calcom_booking_id")?,
+            attempts: row.try_get("attempts")?,
+            last_error: decode_error(row.try_get("last_error")?),
+            next_attempt_at: opt_instant(row, "next_attempt_at")?,
+            review_reason: row.try_get("review_reason")?,
+            earlier_outcome_unknown: row.try_get::<i64, _>("create_outcome_unknown")? != 0,
+        },
         staff,
         map,
         moving_from: opt_instant(row, "moving_from")?,
         moving_from_event_type_id: row.try_get("moving_from_event_type_id")?,
-        earlier_outcome_unknown: row.try_get::<i64, _>("create_outcome_unknown")? != 0,
     })
 }
 
@@ -125,14 +127,14 @@ async fn write_segment(
     )
     .bind(id(appointment_id))
     .bind(segment.key.as_str())
-    .bind(segment.status.as_str())
-    .bind(segment.event_type_id)
-    .bind(&segment.calcom_booking_uid)
-    .bind(segment.calcom_booking_id)
-    .bind(segment.attempts)
-    .bind(encode_error(&segment.last_error))
-    .bind(segment.next_attempt_at.map(ms))
-    .bind(&segment.review_reason)
+    .bind(segment.booking.status.as_str())
+    .bind(segment.booking.event_type_id)
+    .bind(&segment.booking.calcom_booking_uid)
+    .bind(segment.booking.calcom_booking_id)
+    .bind(segment.booking.attempts)
+    .bind(encode_error(&segment.booking.last_error))
+    .bind(segment.booking.next_attempt_at.map(ms))
+    .bind(&segment.booking.review_reason)
     .bind(ms(now))
     .bind(segment.moving_from.map(ms))
     .bind(segment.moving_from_event_type_id)

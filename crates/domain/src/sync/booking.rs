@@ -141,7 +141,11 @@ impl SegmentBooking {
         match ask.desired {
             DesiredState::Booked => {
                 if ask.moving && self.status != S::NeedsReview {
-                    return Step::Move;
+                    return if self.not_due(now) {
+                        Step::Skip
+                    } else {
+                        Step::Move
+                    };
                 }
                 match self.status {
                     S::NeedsReview => Step::Skip,
