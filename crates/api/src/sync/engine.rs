@@ -37,7 +37,7 @@ use super::failure::classify;
 use crate::event_maps::calcom::{ReadRoute, read_event_type_via};
 use crate::store::sync::{
     AppointmentWork, AttemptFinish, AttemptStart, BookableUpdate, ClaimedJob, JobNext, SegmentWork,
-    SyncStore,
+    StoreError, StoreResult, SyncStore,
 };
 use phasebook_domain::sync::breaker::{
     Admission, Breaker, BreakerPolicy, Change, signals_unavailable,
@@ -49,7 +49,7 @@ pub enum RunError {
     #[error("lease lost")]
     LeaseLost,
     #[error(transparent)]
-    Store(#[from] sqlx::Error),
+    Store(#[from] StoreError),
 }
 
 /// How many result pages a reconcile reads at most (250 bookings each, one event type, two
@@ -228,7 +228,7 @@ impl Engine {
         &self,
         tenant_id: Uuid,
         now: DateTime<Utc>,
-    ) -> Result<usize, sqlx::Error> {
+    ) -> StoreResult<usize> {
         let waiting = self.store.reviews_waiting_for_calcom(tenant_id).await?;
         for &appointment_id in &waiting {
             tracing::info!(appointment_id = %appointment_id, "Cal.com answers again; retrying an appointment that was in review only for its outage");
@@ -1013,7 +1013,7 @@ impl Run<'_> {
             let saved = self
                 .engine
                 .store
-                .save_segment(&self.job.fence, &segment)
+                .save_segment(&self.job.fence, None, &segment)
                 .await?;
             return if saved {
                 Ok(segment)
@@ -1224,7 +1224,7 @@ impl Run<'_> {
         let saved = self
             .engine
             .store
-            .save_segment(&self.job.fence, &segment)
+            .save_segment(&self.job.fence, None, &segment)
             .await?;
         if saved {
             Ok(segment)
@@ -1284,7 +1284,7 @@ impl Run<'_> {
         if self
             .engine
             .store
-            .finish_attempt(&self.job.fence, &finish, segment)
+            .save_segment(&self.job.fence, Some(&finish), segment)
             .await?
         {
             Ok(())

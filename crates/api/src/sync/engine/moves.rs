@@ -333,7 +333,7 @@ impl Run<'_> {
         if self
             .engine
             .store
-            .save_segment(&self.job.fence, segment)
+            .save_segment(&self.job.fence, None, segment)
             .await?
         {
             Ok(())
@@ -363,7 +363,7 @@ impl Run<'_> {
         if self
             .engine
             .store
-            .finish_attempt(&self.job.fence, &finish, segment)
+            .save_segment(&self.job.fence, Some(&finish), segment)
             .await?
         {
             Ok(())
