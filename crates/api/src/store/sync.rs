@@ -435,9 +435,9 @@ pub trait SyncStore: Send + Sync + 'static {
         booking_id: Option<i64>,
     ) -> StoreResult<Option<BookedSegment>>;
 
-    /// Flags a segment for review (a change made in Cal.com), optionally pointing it at the
+    /// Puts a segment in review (a change made in Cal.com), optionally pointing it at the
     /// booking that replaced its own, and re-derives the appointment's status.
-    async fn flag_segment(
+    async fn review_segment(
         &self,
         tenant_id: Uuid,
         appointment_id: Uuid,

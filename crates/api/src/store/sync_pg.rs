@@ -764,7 +764,7 @@ impl SyncStore for PgPool {
         .transpose()
     }
 
-    async fn flag_segment(
+    async fn review_segment(
         &self,
         tenant_id: Uuid,
         appointment_id: Uuid,

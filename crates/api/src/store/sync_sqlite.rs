@@ -792,7 +792,7 @@ impl SyncStore for SqlitePool {
         .transpose()
     }
 
-    async fn flag_segment(
+    async fn review_segment(
         &self,
         tenant_id: Uuid,
         appointment_id: Uuid,

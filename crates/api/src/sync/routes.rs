@@ -258,9 +258,9 @@ async fn apply_verdict(
             }
             Ok("cancelled")
         }
-        ChangeVerdict::Flag(reason) => {
+        ChangeVerdict::Review(reason) => {
             store
-                .flag_segment(
+                .review_segment(
                     tenant_id,
                     segment.appointment_id,
                     &segment.segment_key,

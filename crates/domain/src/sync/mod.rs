@@ -870,7 +870,7 @@ pub enum ChangeVerdict {
     /// when the segment already says so (a late or repeated webhook).
     CancelConfirmed { record: bool },
     /// The calendar no longer matches the appointment: a human must decide, for this reason.
-    Flag(String),
+    Review(String),
 }
 
 /// Judges a change made in Cal.com against what the appointment wants: a cancel we asked
@@ -890,13 +890,13 @@ pub fn judge_calcom_change(
         CalcomChange::Cancelled {
             booking_uid,
             cancellation_reason,
-        } => ChangeVerdict::Flag(cancelled_in_calcom_reason(
+        } => ChangeVerdict::Review(cancelled_in_calcom_reason(
             subject,
             booking_uid,
             cancellation_reason,
         )),
         CalcomChange::Rescheduled { new_uid, new_start } => {
-            ChangeVerdict::Flag(rescheduled_in_calcom_reason(subject, new_uid, new_start))
+            ChangeVerdict::Review(rescheduled_in_calcom_reason(subject, new_uid, new_start))
         }
     }
 }
@@ -1106,7 +1106,7 @@ mod tests {
                 cancellation_reason: Some("stylist ill"),
             },
         );
-        let ChangeVerdict::Flag(reason) = verdict else {
+        let ChangeVerdict::Review(reason) = verdict else {
             panic!("flagged: {verdict:?}");
         };
         assert!(
@@ -1131,7 +1131,7 @@ mod tests {
                 new_start: moved_to,
             },
         );
-        let ChangeVerdict::Flag(reason) = verdict else {
+        let ChangeVerdict::Review(reason) = verdict else {
             panic!("flagged: {verdict:?}");
         };
         assert!(
