@@ -1056,7 +1056,7 @@ mod tests {
     use chrono::TimeZone;
     use proptest::prelude::*;
 
-    fn subject() -> ReviewSubject {
+    pub(super) fn subject() -> ReviewSubject {
         ReviewSubject {
             appointment_id: Uuid::from_u128(7),
             service_id: "colour".into(),

@@ -1,29 +1,14 @@
 use chrono::{TimeDelta, TimeZone};
 use proptest::prelude::*;
-use uuid::Uuid;
 
 use super::*;
 use crate::sync::FailureClass;
-use crate::{CalcomUserId, SegmentKey, StaffId};
+use crate::sync::tests::subject;
 
 fn now() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 5, 1, 9, 0, 0)
         .single()
         .expect("time")
-}
-
-fn subject() -> ReviewSubject {
-    ReviewSubject {
-        appointment_id: Uuid::from_u128(7),
-        service_id: "colour".into(),
-        segment_key: SegmentKey::parse("B").expect("key"),
-        staff_id: StaffId::parse("anna").expect("staff"),
-        calcom_username: "anna-salon".into(),
-        calcom_user_id: CalcomUserId(42),
-        event_type_id: Some(EventTypeId(1001)),
-        starts_at: now() + TimeDelta::days(3),
-        time_zone: None,
-    }
 }
 
 fn failure(class: FailureClass) -> CalcomFailure {
