@@ -7,17 +7,20 @@
 //! still leased to the same claim (owner and run number), so a worker whose lease expired
 //! can never overwrite what its successor recorded.
 
+use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use futures::FutureExt;
-use futures::future::BoxFuture;
+use phasebook_domain::appointment::AppointmentStatus;
 use phasebook_domain::sync::{
-    AppointmentSync, AppointmentSyncStatus, DesiredState, SegmentError, SegmentState,
-    SegmentSyncStatus, StoredBooking, derive_appointment_sync, only_calcom_was_unavailable,
+    AppointmentSync, AppointmentSyncStatus, DesiredState, SegmentBooking, SegmentError,
+    SegmentState, SegmentSyncStatus, StoredBooking, derive_appointment_sync,
+    only_calcom_was_unavailable,
 };
 use phasebook_domain::{CalcomUserId, EventTypeId, SegmentKey, StaffId};
 use secrecy::SecretString;
 use serde::Serialize;
 use uuid::Uuid;
+
+pub use super::{StoreError, StoreResult};
 
 /// Stamps `verified_at` on every tenant not swept since `$1` (`$2` is now) and returns their
 /// Cal.com connections; one text for both backends.
@@ -34,9 +37,6 @@ pub(crate) const SYNCED_BOOKINGS_BETWEEN: &str = "select s.appointment_id, s.seg
 
 /// A segment in review: its appointment and its last error's kind.
 pub type ReviewErrorKind = (Uuid, Option<String>);
-
-/// Result of every store call.
-pub type SyncResult<T> = Result<T, sqlx::Error>;
 
 /// Identifies one claim of a job: writes for it succeed only while it still holds the lease.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -91,8 +91,9 @@ pub struct MappedEventType {
     pub resolution: String,
 }
 
-/// One segment with everything the engine needs to book or cancel it; the engine updates
-/// the booking fields in place and hands the segment back to be saved.
+/// One segment with everything the engine needs to book or cancel it. The engine never
+/// edits it: the domain's [`SegmentBooking::apply`] gives the next `booking`, which the
+/// store saves together with the attempt's outcome.
 #[derive(Debug, Clone)]
 pub struct SegmentWork {
     pub key: SegmentKey,
@@ -100,20 +101,9 @@ pub struct SegmentWork {
     pub staff_id: StaffId,
     pub starts_at: DateTime<Utc>,
     pub ends_at: DateTime<Utc>,
-    pub status: SegmentSyncStatus,
-    /// The event type the booking was (or is being) made on.
-    pub event_type_id: Option<i64>,
-    pub calcom_booking_uid: Option<String>,
-    pub calcom_booking_id: Option<i64>,
-    pub attempts: i32,
-    pub last_error: Option<SegmentError>,
-    pub next_attempt_at: Option<DateTime<Utc>>,
-    pub review_reason: Option<String>,
+    pub booking: SegmentBooking,
     pub staff: Option<StaffCalcom>,
     pub map: Option<MappedEventType>,
-    /// Some earlier create for this segment may have reached Cal.com (no outcome recorded,
-    /// or an unknown one): the next create must be preceded by a reconcile.
-    pub earlier_outcome_unknown: bool,
     /// The appointment was moved and the segment's booking may still stand here (its
     /// previous start), on `moving_from_event_type_id`: the engine moves it, then clears it.
     pub moving_from: Option<DateTime<Utc>>,
@@ -286,17 +276,19 @@ pub enum JobNext {
 
 /// Storage for the sync engine. Dyn-compatible, so the worker can hold
 /// `Arc<dyn SyncStore>` whichever backend the service runs on.
+#[async_trait]
 pub trait SyncStore: Send + Sync + 'static {
     /// Leases up to `limit` due jobs (pending and due, or leased with an expired lease) to
     /// `owner` until `lease_until`, and commits the claim before returning.
-    fn claim_jobs<'a>(
-        &'a self,
-        owner: &'a str,
+    async fn claim_jobs(
+        &self,
+        owner: &str,
         now: DateTime<Utc>,
         lease_until: DateTime<Utc>,
         limit: i64,
-    ) -> BoxFuture<'a, SyncResult<Vec<ClaimedJob>>> {
+    ) -> StoreResult<Vec<ClaimedJob>> {
         self.claim_jobs_fairly(owner, now, lease_until, limit, limit, false)
+            .await
     }
 
     /// Like `claim_jobs`, fair across tenants: tenants take turns (each tenant's oldest due
@@ -304,202 +296,171 @@ pub trait SyncStore: Send + Sync + 'static {
     /// `per_tenant` jobs leased to `owner`, so a tenant whose Cal.com hangs cannot take the
     /// whole worker. Jobs someone waits on ([`ClaimedJob::interactive`]) come first;
     /// `interactive_only` claims nothing else.
-    fn claim_jobs_fairly<'a>(
-        &'a self,
-        owner: &'a str,
+    async fn claim_jobs_fairly(
+        &self,
+        owner: &str,
         now: DateTime<Utc>,
         lease_until: DateTime<Utc>,
         limit: i64,
         per_tenant: i64,
         interactive_only: bool,
-    ) -> BoxFuture<'a, SyncResult<Vec<ClaimedJob>>>;
+    ) -> StoreResult<Vec<ClaimedJob>>;
 
     /// Extends a held lease; `false` when the lease was lost.
-    fn renew_lease<'a>(
-        &'a self,
-        fence: &'a Fence,
-        lease_until: DateTime<Utc>,
-    ) -> BoxFuture<'a, SyncResult<bool>>;
+    async fn renew_lease(&self, fence: &Fence, lease_until: DateTime<Utc>) -> StoreResult<bool>;
 
     /// Gives a job back (shutdown): pending again, due now.
-    fn release_job<'a>(
-        &'a self,
-        fence: &'a Fence,
-        now: DateTime<Utc>,
-    ) -> BoxFuture<'a, SyncResult<bool>>;
+    async fn release_job(&self, fence: &Fence, now: DateTime<Utc>) -> StoreResult<bool>;
 
     /// Everything a run needs; `None` if the appointment is gone.
-    fn load_work<'a>(
-        &'a self,
-        job: &'a ClaimedJob,
-    ) -> BoxFuture<'a, SyncResult<Option<AppointmentWork>>>;
+    async fn load_work(&self, job: &ClaimedJob) -> StoreResult<Option<AppointmentWork>>;
 
     /// Writes the attempt row (write-ahead) and marks the segment `syncing` (or
     /// `cancelling`), fenced. `false`: the lease is lost and the call must not be made.
-    fn begin_attempt<'a>(
-        &'a self,
-        fence: &'a Fence,
-        attempt: &'a AttemptStart,
+    async fn begin_attempt(
+        &self,
+        fence: &Fence,
+        attempt: &AttemptStart,
         segment_status: SegmentSyncStatus,
-    ) -> BoxFuture<'a, SyncResult<bool>>;
+    ) -> StoreResult<bool>;
 
-    /// Records how a call ended together with the segment's new state, in one fenced
+    /// Saves the segment's new state, with how its call ended when one did, in one fenced
     /// transaction. `false`: the lease is lost and nothing was written.
-    fn finish_attempt<'a>(
-        &'a self,
-        fence: &'a Fence,
-        finish: &'a AttemptFinish,
-        segment: &'a SegmentWork,
-    ) -> BoxFuture<'a, SyncResult<bool>>;
-
-    /// Saves a segment's state without an attempt (e.g. no event map), fenced.
-    fn save_segment<'a>(
-        &'a self,
-        fence: &'a Fence,
-        segment: &'a SegmentWork,
-    ) -> BoxFuture<'a, SyncResult<bool>>;
+    async fn save_segment(
+        &self,
+        fence: &Fence,
+        attempt: Option<&AttemptFinish>,
+        segment: &SegmentWork,
+    ) -> StoreResult<bool>;
 
     /// Stores a re-resolved bookable event type for a segment's event map.
-    fn update_bookable_event_type<'a>(
-        &'a self,
+    async fn update_bookable_event_type(
+        &self,
         tenant_id: Uuid,
-        update: &'a BookableUpdate,
-    ) -> BoxFuture<'a, SyncResult<()>>;
+        update: &BookableUpdate,
+    ) -> StoreResult<()>;
 
     /// Ends a run: re-derives the appointment's sync status from its segments, and leaves
     /// the job done or pending for `next`, releasing the lease. Fenced.
-    fn finish_job<'a>(
-        &'a self,
-        fence: &'a Fence,
+    async fn finish_job(
+        &self,
+        fence: &Fence,
         now: DateTime<Utc>,
         next: JobNext,
-    ) -> BoxFuture<'a, SyncResult<Option<AppointmentSync>>>;
+    ) -> StoreResult<Option<AppointmentSync>>;
 
     /// Makes the appointment's job due now (creating it if missing): after a cancel, a
     /// webhook, or to retry. With `resync`, segments that failed or need review start over
     /// (attempt count and review cleared) and booked ones are verified in Cal.com.
     /// `None` when the appointment is not the tenant's.
-    fn request_sync<'a>(
-        &'a self,
+    async fn request_sync(
+        &self,
         tenant_id: Uuid,
         appointment_id: Uuid,
         now: DateTime<Utc>,
         resync: bool,
-    ) -> BoxFuture<'a, SyncResult<Option<AppointmentSync>>>;
+    ) -> StoreResult<Option<AppointmentSync>>;
 
     /// The appointment's sync status as stored (cheap; for `Prefer: wait`).
-    fn appointment_sync<'a>(
-        &'a self,
+    async fn appointment_sync(
+        &self,
         tenant_id: Uuid,
         appointment_id: Uuid,
-    ) -> BoxFuture<'a, SyncResult<Option<AppointmentSync>>>;
+    ) -> StoreResult<Option<AppointmentSync>>;
 
-    fn sync_view<'a>(
-        &'a self,
+    async fn sync_view(
+        &self,
         tenant_id: Uuid,
         appointment_id: Uuid,
-    ) -> BoxFuture<'a, SyncResult<Option<SyncView>>>;
+    ) -> StoreResult<Option<SyncView>>;
 
-    fn sync_health<'a>(
-        &'a self,
-        tenant_id: Uuid,
-        now: DateTime<Utc>,
-    ) -> BoxFuture<'a, SyncResult<SyncHealth>>;
+    async fn sync_health(&self, tenant_id: Uuid, now: DateTime<Utc>) -> StoreResult<SyncHealth>;
 
     /// Claims the verification sweep of tenants not swept since `since` (every replica may
     /// ask; each tenant is handed to one): stamps `verified_at = now` and returns their
     /// Cal.com connections.
-    fn claim_verification<'a>(
-        &'a self,
+    async fn claim_verification(
+        &self,
         since: DateTime<Utc>,
         now: DateTime<Utc>,
-    ) -> BoxFuture<'a, SyncResult<Vec<TenantConnection>>>;
+    ) -> StoreResult<Vec<TenantConnection>>;
 
     /// The synced segments of booked appointments starting in `[from, to)`.
-    fn synced_bookings_between<'a>(
-        &'a self,
+    async fn synced_bookings_between(
+        &self,
         tenant_id: Uuid,
         from: DateTime<Utc>,
         to: DateTime<Utc>,
-    ) -> BoxFuture<'a, SyncResult<Vec<StoredBooking>>>;
+    ) -> StoreResult<Vec<StoredBooking>>;
 
     /// Asks the appointment's job to verify its bookings in Cal.com (and converge them),
     /// due now; a leased job runs again after its holder. `false`: no such appointment.
-    fn request_verification<'a>(
-        &'a self,
+    async fn request_verification(
+        &self,
         tenant_id: Uuid,
         appointment_id: Uuid,
         now: DateTime<Utc>,
-    ) -> BoxFuture<'a, SyncResult<bool>>;
+    ) -> StoreResult<bool>;
 
     /// Booked appointments in review whose every segment in review failed only because
     /// Cal.com was unavailable (see `only_calcom_was_unavailable`).
-    fn reviews_waiting_for_calcom<'a>(
-        &'a self,
-        tenant_id: Uuid,
-    ) -> BoxFuture<'a, SyncResult<Vec<Uuid>>> {
-        async move {
-            let rows = self.review_error_kinds(tenant_id).await?;
-            let mut kinds: std::collections::BTreeMap<Uuid, Vec<Option<String>>> =
-                std::collections::BTreeMap::new();
-            for (appointment_id, kind) in rows {
-                kinds.entry(appointment_id).or_default().push(kind);
-            }
-            Ok(kinds
-                .into_iter()
-                .filter(|(_, k)| {
-                    let k: Vec<Option<&str>> = k.iter().map(Option::as_deref).collect();
-                    only_calcom_was_unavailable(&k)
-                })
-                .map(|(id, _)| id)
-                .collect())
+    async fn reviews_waiting_for_calcom(&self, tenant_id: Uuid) -> StoreResult<Vec<Uuid>> {
+        let rows = self.review_error_kinds(tenant_id).await?;
+        let mut kinds: std::collections::BTreeMap<Uuid, Vec<Option<String>>> =
+            std::collections::BTreeMap::new();
+        for (appointment_id, kind) in rows {
+            kinds.entry(appointment_id).or_default().push(kind);
         }
-        .boxed()
+        Ok(kinds
+            .into_iter()
+            .filter(|(_, k)| {
+                let k: Vec<Option<&str>> = k.iter().map(Option::as_deref).collect();
+                only_calcom_was_unavailable(&k)
+            })
+            .map(|(id, _)| id)
+            .collect())
     }
 
     /// (appointment, last error kind) of every segment in review of a booked appointment.
-    fn review_error_kinds<'a>(
-        &'a self,
-        tenant_id: Uuid,
-    ) -> BoxFuture<'a, SyncResult<Vec<ReviewErrorKind>>>;
+    async fn review_error_kinds(&self, tenant_id: Uuid) -> StoreResult<Vec<ReviewErrorKind>>;
 
     /// The tenant's webhook secret (`None`: no such tenant).
-    fn webhook_secret<'a>(&'a self, tenant_id: Uuid) -> BoxFuture<'a, SyncResult<Option<String>>>;
+    async fn webhook_secret(&self, tenant_id: Uuid) -> StoreResult<Option<String>>;
 
     /// The segment holding a Cal.com booking, by uid or numeric id.
-    fn find_booked_segment<'a>(
-        &'a self,
+    async fn find_booked_segment(
+        &self,
         tenant_id: Uuid,
-        booking_uid: Option<&'a str>,
+        booking_uid: Option<&str>,
         booking_id: Option<i64>,
-    ) -> BoxFuture<'a, SyncResult<Option<BookedSegment>>>;
+    ) -> StoreResult<Option<BookedSegment>>;
 
-    /// Flags a segment for review (a change made in Cal.com), optionally pointing it at the
+    /// Puts a segment in review (a change made in Cal.com), optionally pointing it at the
     /// booking that replaced its own, and re-derives the appointment's status.
-    fn flag_segment<'a>(
-        &'a self,
+    async fn review_segment(
+        &self,
         tenant_id: Uuid,
         appointment_id: Uuid,
-        segment_key: &'a SegmentKey,
-        reason: &'a str,
-        replacement: Option<(&'a str, Option<i64>)>,
+        segment_key: &SegmentKey,
+        reason: &str,
+        replacement: Option<(&str, Option<i64>)>,
         now: DateTime<Utc>,
-    ) -> BoxFuture<'a, SyncResult<()>>;
+    ) -> StoreResult<()>;
 
     /// Marks a segment cancelled in Cal.com as done when the appointment is cancelled too.
-    fn mark_segment_cancelled<'a>(
-        &'a self,
+    async fn mark_segment_cancelled(
+        &self,
         tenant_id: Uuid,
         appointment_id: Uuid,
-        segment_key: &'a SegmentKey,
+        segment_key: &SegmentKey,
         now: DateTime<Utc>,
-    ) -> BoxFuture<'a, SyncResult<()>>;
+    ) -> StoreResult<()>;
 
     /// Jobs not done yet (pending or leased), and how many of those are due at `now`.
-    fn outstanding_jobs<'a>(&'a self, now: DateTime<Utc>) -> BoxFuture<'a, SyncResult<(i64, i64)>>;
+    async fn outstanding_jobs(&self, now: DateTime<Utc>) -> StoreResult<(i64, i64)>;
 
     /// The earliest `run_at` of a pending job (to sleep exactly until it).
-    fn next_run_at<'a>(&'a self) -> BoxFuture<'a, SyncResult<Option<DateTime<Utc>>>>;
+    async fn next_run_at(&self) -> StoreResult<Option<DateTime<Utc>>>;
 }
 
 /// Derives the appointment's sync from stored rows `(segment_key, sync_status,
@@ -531,13 +492,10 @@ pub(crate) fn staff_id(raw: String) -> Result<StaffId, sqlx::Error> {
     })
 }
 
-/// `appointments.status` as the sync's target.
+/// `appointments.status` as the sync's target (the domain's derivation; an unknown text
+/// reads as booked, as before).
 pub(crate) fn desired_state(status: &str) -> DesiredState {
-    if status == "cancelled" {
-        DesiredState::Cancelled
-    } else {
-        DesiredState::Booked
-    }
+    AppointmentStatus::parse(status).map_or(DesiredState::Booked, AppointmentStatus::desired_state)
 }
 
 /// `last_error` as stored (JSON text).

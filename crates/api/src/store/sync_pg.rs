@@ -2,9 +2,7 @@
 //! replicas can poll one database without ever leasing the same job twice.
 
 use chrono::{DateTime, Utc};
-use futures::FutureExt;
-use futures::future::BoxFuture;
-use phasebook_domain::sync::{AppointmentSync, SegmentSyncStatus, StoredBooking};
+use phasebook_domain::sync::{AppointmentSync, SegmentBooking, SegmentSyncStatus, StoredBooking};
 use phasebook_domain::{CalcomUserId, EventTypeId, SegmentKey};
 use sqlx::postgres::PgRow;
 use sqlx::{PgPool, Postgres, Row, Transaction};
@@ -13,11 +11,11 @@ use uuid::Uuid;
 use super::sync::{
     AppointmentWork, AttemptFinish, AttemptRecord, AttemptStart, BookableUpdate, BookedSegment,
     ClaimedJob, Fence, JobNext, MappedEventType, SegmentSyncView, SegmentWork, StaffCalcom,
-    SyncHealth, SyncResult, SyncStore, SyncView, TenantConnection, decode_error, derive_from_rows,
+    StoreResult, SyncHealth, SyncStore, SyncView, TenantConnection, decode_error, derive_from_rows,
     desired_state, encode_error, every_status_counted, fair_due_jobs, parse_appointment_status,
     parse_segment_status, staff_id,
 };
-use super::{RETRIES_ON_CONFLICT, is_retryable};
+use super::{RETRIES_ON_CONFLICT, StoreError, is_retryable};
 
 /// A job someone waits on: a change to an appointment someone just made (a resync, a
 /// cancel, a move: `run_at` at the job's last change, where a retry is scheduled for later
@@ -32,7 +30,7 @@ fn segment_key(raw: String) -> Result<SegmentKey, sqlx::Error> {
     })
 }
 
-fn segment_from_row(row: &PgRow) -> SyncResult<SegmentWork> {
+fn segment_from_row(row: &PgRow) -> StoreResult<SegmentWork> {
     let user_id: Option<i64> = row.try_get("calcom_user_id")?;
     let username: Option<String> = row.try_get("calcom_username")?;
     let staff_zone: Option<String> = row.try_get("staff_time_zone")?;
@@ -63,19 +61,21 @@ fn segment_from_row(row: &PgRow) -> SyncResult<SegmentWork> {
         staff_id: staff_id(row.try_get("staff_id")?)?,
         starts_at: row.try_get("starts_at")?,
         ends_at: row.try_get("ends_at")?,
-        status: parse_segment_status(row.try_get("sync_status")?),
-        event_type_id: row.try_get("event_type_id")?,
-        calcom_booking_uid: row.try_get("calcom_booking_uid")?,
-        calcom_booking_id: row.try_get("calcom_booking_id")?,
-        attempts: row.try_get("attempts")?,
-        last_error: decode_error(last_error.map(|v| v.to_string())),
-        next_attempt_at: row.try_get("next_attempt_at")?,
-        review_reason: row.try_get("review_reason")?,
+        booking: SegmentBooking {
+            status: parse_segment_status(row.try_get("sync_status")?),
+            event_type_id: row.try_get("event_type_id")?,
+            calcom_booking_uid: row.try_get("calcom_booking_uid")?,
+            calcom_booking_id: row.try_get("calcom_booking_id")?,
+            attempts: row.try_get("attempts")?,
+            last_error: decode_error(last_error.map(|v| v.to_string())),
+            next_attempt_at: row.try_get("next_attempt_at")?,
+            review_reason: row.try_get("review_reason")?,
+            earlier_outcome_unknown: row.try_get("create_outcome_unknown")?,
+        },
         staff,
         map,
         moving_from: row.try_get("moving_from")?,
         moving_from_event_type_id: row.try_get("moving_from_event_type_id")?,
-        earlier_outcome_unknown: row.try_get("create_outcome_unknown")?,
     })
 }
 
@@ -84,9 +84,9 @@ async fn write_segment(
     tx: &mut Transaction<'static, Postgres>,
     appointment_id: Uuid,
     segment: &SegmentWork,
-) -> SyncResult<()> {
+) -> StoreResult<()> {
     let last_error: Option<serde_json::Value> =
-        encode_error(&segment.last_error).and_then(|text| serde_json::from_str(&text).ok());
+        encode_error(&segment.booking.last_error).and_then(|text| serde_json::from_str(&text).ok());
     sqlx::query(
         "update appointment_segments set sync_status = $3, event_type_id = $4, \
          calcom_booking_uid = $5, calcom_booking_id = $6, attempts = $7, last_error = $8, \
@@ -96,14 +96,14 @@ async fn write_segment(
     )
     .bind(appointment_id)
     .bind(segment.key.as_str())
-    .bind(segment.status.as_str())
-    .bind(segment.event_type_id)
-    .bind(&segment.calcom_booking_uid)
-    .bind(segment.calcom_booking_id)
-    .bind(segment.attempts)
+    .bind(segment.booking.status.as_str())
+    .bind(segment.booking.event_type_id)
+    .bind(&segment.booking.calcom_booking_uid)
+    .bind(segment.booking.calcom_booking_id)
+    .bind(segment.booking.attempts)
     .bind(last_error)
-    .bind(segment.next_attempt_at)
-    .bind(&segment.review_reason)
+    .bind(segment.booking.next_attempt_at)
+    .bind(&segment.booking.review_reason)
     .bind(segment.moving_from)
     .bind(segment.moving_from_event_type_id)
     .execute(&mut **tx)
@@ -114,7 +114,7 @@ async fn write_segment(
 /// Locks the job row if the fence still holds. The appointment's row is locked first:
 /// every transaction that touches an appointment (cancel, resync, the worker's writes)
 /// takes that lock before any other, so they queue instead of deadlocking.
-async fn check_fence(tx: &mut Transaction<'static, Postgres>, fence: &Fence) -> SyncResult<bool> {
+async fn check_fence(tx: &mut Transaction<'static, Postgres>, fence: &Fence) -> StoreResult<bool> {
     sqlx::query("select 1 from appointments where appointment_id = $1 for update")
         .bind(fence.appointment_id)
         .fetch_optional(&mut **tx)
@@ -135,7 +135,7 @@ async fn check_fence(tx: &mut Transaction<'static, Postgres>, fence: &Fence) -> 
 async fn refresh_appointment(
     tx: &mut Transaction<'static, Postgres>,
     appointment_id: Uuid,
-) -> SyncResult<Option<AppointmentSync>> {
+) -> StoreResult<Option<AppointmentSync>> {
     let Some(status) = sqlx::query_scalar::<_, String>(
         "select status from appointments where appointment_id = $1 for update",
     )
@@ -166,22 +166,22 @@ async fn refresh_appointment(
     Ok(Some(derived))
 }
 
+#[async_trait::async_trait]
 impl SyncStore for PgPool {
-    fn claim_jobs_fairly<'a>(
-        &'a self,
-        owner: &'a str,
+    async fn claim_jobs_fairly(
+        &self,
+        owner: &str,
         now: DateTime<Utc>,
         lease_until: DateTime<Utc>,
         limit: i64,
         per_tenant: i64,
         interactive_only: bool,
-    ) -> BoxFuture<'a, SyncResult<Vec<ClaimedJob>>> {
-        async move {
-            // The due test is repeated on the locked row:
-            // the fair pick reads a snapshot, and a row another worker claimed meanwhile is
-            // re-checked only against conditions on the row itself.
-            let fair = fair_due_jobs(PG_INTERACTIVE);
-            let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+    ) -> StoreResult<Vec<ClaimedJob>> {
+        // The due test is repeated on the locked row:
+        // the fair pick reads a snapshot, and a row another worker claimed meanwhile is
+        // re-checked only against conditions on the row itself.
+        let fair = fair_due_jobs(PG_INTERACTIVE);
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
                 "with due as ( \
                    select j.sync_job_id, {PG_INTERACTIVE} as interactive \
                    from sync_jobs j where j.sync_job_id in ({fair}) \
@@ -202,74 +202,54 @@ impl SyncStore for PgPool {
             .bind(interactive_only)
             .fetch_all(self)
             .await?;
-            rows.iter()
-                .map(|row| {
-                    Ok(ClaimedJob {
-                        sync_job_id: row.try_get("sync_job_id")?,
-                        tenant_id: row.try_get("tenant_id")?,
-                        verify_bookings: row.try_get("verify_bookings")?,
-                        interactive: row.try_get("interactive")?,
-                        fence: Fence {
-                            appointment_id: row.try_get("appointment_id")?,
-                            owner: owner.to_string(),
-                            run: row.try_get("runs")?,
-                        },
-                    })
+        rows.iter()
+            .map(|row| {
+                Ok(ClaimedJob {
+                    sync_job_id: row.try_get("sync_job_id")?,
+                    tenant_id: row.try_get("tenant_id")?,
+                    verify_bookings: row.try_get("verify_bookings")?,
+                    interactive: row.try_get("interactive")?,
+                    fence: Fence {
+                        appointment_id: row.try_get("appointment_id")?,
+                        owner: owner.to_string(),
+                        run: row.try_get("runs")?,
+                    },
                 })
-                .collect()
-        }
-        .boxed()
+            })
+            .collect()
     }
 
-    fn renew_lease<'a>(
-        &'a self,
-        fence: &'a Fence,
-        lease_until: DateTime<Utc>,
-    ) -> BoxFuture<'a, SyncResult<bool>> {
-        async move {
-            let done = sqlx::query(
-                "update sync_jobs set lease_expires_at = $4 where appointment_id = $1 \
+    async fn renew_lease(&self, fence: &Fence, lease_until: DateTime<Utc>) -> StoreResult<bool> {
+        let done = sqlx::query(
+            "update sync_jobs set lease_expires_at = $4 where appointment_id = $1 \
                  and state = 'leased' and lease_owner = $2 and runs = $3",
-            )
-            .bind(fence.appointment_id)
-            .bind(&fence.owner)
-            .bind(fence.run)
-            .bind(lease_until)
-            .execute(self)
-            .await?;
-            Ok(done.rows_affected() == 1)
-        }
-        .boxed()
+        )
+        .bind(fence.appointment_id)
+        .bind(&fence.owner)
+        .bind(fence.run)
+        .bind(lease_until)
+        .execute(self)
+        .await?;
+        Ok(done.rows_affected() == 1)
     }
 
-    fn release_job<'a>(
-        &'a self,
-        fence: &'a Fence,
-        now: DateTime<Utc>,
-    ) -> BoxFuture<'a, SyncResult<bool>> {
-        async move {
-            let done = sqlx::query(
-                "update sync_jobs set state = 'pending', run_at = $4, lease_owner = null, \
+    async fn release_job(&self, fence: &Fence, now: DateTime<Utc>) -> StoreResult<bool> {
+        let done = sqlx::query(
+            "update sync_jobs set state = 'pending', run_at = $4, lease_owner = null, \
                  lease_expires_at = null, updated_at = now() where appointment_id = $1 \
                  and state = 'leased' and lease_owner = $2 and runs = $3",
-            )
-            .bind(fence.appointment_id)
-            .bind(&fence.owner)
-            .bind(fence.run)
-            .bind(now)
-            .execute(self)
-            .await?;
-            Ok(done.rows_affected() == 1)
-        }
-        .boxed()
+        )
+        .bind(fence.appointment_id)
+        .bind(&fence.owner)
+        .bind(fence.run)
+        .bind(now)
+        .execute(self)
+        .await?;
+        Ok(done.rows_affected() == 1)
     }
 
-    fn load_work<'a>(
-        &'a self,
-        job: &'a ClaimedJob,
-    ) -> BoxFuture<'a, SyncResult<Option<AppointmentWork>>> {
-        async move {
-            let Some(row) = sqlx::query(
+    async fn load_work(&self, job: &ClaimedJob) -> StoreResult<Option<AppointmentWork>> {
+        let Some(row) = sqlx::query(
                 "select a.service_id, a.status, a.time_zone, a.customer_name, a.customer_email, \
                  a.customer_phone, a.notes, a.cancellation_reason, a.revision, t.calcom_api_key, t.calcom_base_url, t.calcom_team_id \
                  from appointments a join tenants t on t.tenant_id = a.tenant_id \
@@ -282,61 +262,58 @@ impl SyncStore for PgPool {
             else {
                 return Ok(None);
             };
-            let service_id: String = row.try_get("service_id")?;
-            let segments = sqlx::query(super::LOAD_SEGMENTS)
-                .bind(job.appointment_id())
-                .bind(job.tenant_id)
-                .bind(&service_id)
-                .fetch_all(self)
-                .await?
-                .iter()
-                .map(segment_from_row)
-                .collect::<SyncResult<Vec<_>>>()?;
-            let status: String = row.try_get("status")?;
-            Ok(Some(AppointmentWork {
-                appointment_id: job.appointment_id(),
-                tenant: TenantConnection {
-                    tenant_id: job.tenant_id,
-                    api_key: crate::secrets::open_column(
-                        job.tenant_id,
-                        crate::secrets::SecretField::CalcomApiKey,
-                        row.try_get("calcom_api_key")?,
-                    )?,
-                    base_url: row.try_get("calcom_base_url")?,
-                    team_id: row.try_get("calcom_team_id")?,
-                },
-                service_id,
-                desired: desired_state(&status),
-                time_zone: row.try_get("time_zone")?,
-                customer_name: row.try_get("customer_name")?,
-                customer_email: row.try_get("customer_email")?,
-                customer_phone: row.try_get("customer_phone")?,
-                notes: row.try_get("notes")?,
-                cancellation_reason: row.try_get("cancellation_reason")?,
-                revision: row.try_get("revision")?,
-                segments,
-            }))
-        }
-        .boxed()
+        let service_id: String = row.try_get("service_id")?;
+        let segments = sqlx::query(super::LOAD_SEGMENTS)
+            .bind(job.appointment_id())
+            .bind(job.tenant_id)
+            .bind(&service_id)
+            .fetch_all(self)
+            .await?
+            .iter()
+            .map(segment_from_row)
+            .collect::<StoreResult<Vec<_>>>()?;
+        let status: String = row.try_get("status")?;
+        Ok(Some(AppointmentWork {
+            appointment_id: job.appointment_id(),
+            tenant: TenantConnection {
+                tenant_id: job.tenant_id,
+                api_key: crate::secrets::open_column(
+                    job.tenant_id,
+                    crate::secrets::SecretField::CalcomApiKey,
+                    row.try_get("calcom_api_key")?,
+                )?,
+                base_url: row.try_get("calcom_base_url")?,
+                team_id: row.try_get("calcom_team_id")?,
+            },
+            service_id,
+            desired: desired_state(&status),
+            time_zone: row.try_get("time_zone")?,
+            customer_name: row.try_get("customer_name")?,
+            customer_email: row.try_get("customer_email")?,
+            customer_phone: row.try_get("customer_phone")?,
+            notes: row.try_get("notes")?,
+            cancellation_reason: row.try_get("cancellation_reason")?,
+            revision: row.try_get("revision")?,
+            segments,
+        }))
     }
 
-    fn begin_attempt<'a>(
-        &'a self,
-        fence: &'a Fence,
-        attempt: &'a AttemptStart,
+    async fn begin_attempt(
+        &self,
+        fence: &Fence,
+        attempt: &AttemptStart,
         segment_status: SegmentSyncStatus,
-    ) -> BoxFuture<'a, SyncResult<bool>> {
-        async move {
-            let mut tx = self.begin().await?;
-            // The appointment first, as every writer does (see `check_fence`); a key-share
-            // lock is enough here and lets the segments' attempts begin side by side.
-            sqlx::query("select 1 from appointments where appointment_id = $1 for key share")
-                .bind(fence.appointment_id)
-                .fetch_optional(&mut *tx)
-                .await?;
-            // One statement: the fence check, the write-ahead row and the segment's status.
-            let done = sqlx::query(
-                "with attempt as ( \
+    ) -> StoreResult<bool> {
+        let mut tx = self.begin().await?;
+        // The appointment first, as every writer does (see `check_fence`); a key-share
+        // lock is enough here and lets the segments' attempts begin side by side.
+        sqlx::query("select 1 from appointments where appointment_id = $1 for key share")
+            .bind(fence.appointment_id)
+            .fetch_optional(&mut *tx)
+            .await?;
+        // One statement: the fence check, the write-ahead row and the segment's status.
+        let done = sqlx::query(
+            "with attempt as ( \
                    insert into sync_attempts (sync_attempt_id, tenant_id, appointment_id, \
                      segment_key, operation, event_type_id, started_at, worker) \
                    select $4, $5, $1, $6, $7, $8, $9, $2 where exists (select 1 from sync_jobs j \
@@ -346,36 +323,34 @@ impl SyncStore for PgPool {
                  update appointment_segments s set sync_status = $10, updated_at = now() \
                  from attempt where s.appointment_id = attempt.appointment_id \
                    and s.segment_key = attempt.segment_key",
-            )
-            .bind(fence.appointment_id)
-            .bind(&fence.owner)
-            .bind(fence.run)
-            .bind(attempt.sync_attempt_id)
-            .bind(attempt.tenant_id)
-            .bind(attempt.segment_key.as_str())
-            .bind(attempt.operation)
-            .bind(attempt.event_type_id)
-            .bind(attempt.started_at)
-            .bind(segment_status.as_str())
-            .execute(&mut *tx)
-            .await?;
-            tx.commit().await?;
-            Ok(done.rows_affected() == 1)
-        }
-        .boxed()
+        )
+        .bind(fence.appointment_id)
+        .bind(&fence.owner)
+        .bind(fence.run)
+        .bind(attempt.sync_attempt_id)
+        .bind(attempt.tenant_id)
+        .bind(attempt.segment_key.as_str())
+        .bind(attempt.operation)
+        .bind(attempt.event_type_id)
+        .bind(attempt.started_at)
+        .bind(segment_status.as_str())
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(done.rows_affected() == 1)
     }
 
-    fn finish_attempt<'a>(
-        &'a self,
-        fence: &'a Fence,
-        finish: &'a AttemptFinish,
-        segment: &'a SegmentWork,
-    ) -> BoxFuture<'a, SyncResult<bool>> {
-        async move {
-            let mut tx = self.begin().await?;
-            if !check_fence(&mut tx, fence).await? {
-                return Ok(false);
-            }
+    async fn save_segment(
+        &self,
+        fence: &Fence,
+        attempt: Option<&AttemptFinish>,
+        segment: &SegmentWork,
+    ) -> StoreResult<bool> {
+        let mut tx = self.begin().await?;
+        if !check_fence(&mut tx, fence).await? {
+            return Ok(false);
+        }
+        if let Some(finish) = attempt {
             let error = finish.error.as_ref();
             sqlx::query(
                 "update sync_attempts set finished_at = $2, outcome = $3, error_kind = $4, \
@@ -392,37 +367,18 @@ impl SyncStore for PgPool {
             .bind(&finish.moved_from_uid)
             .execute(&mut *tx)
             .await?;
-            write_segment(&mut tx, fence.appointment_id, segment).await?;
-            tx.commit().await?;
-            Ok(true)
         }
-        .boxed()
+        write_segment(&mut tx, fence.appointment_id, segment).await?;
+        tx.commit().await?;
+        Ok(true)
     }
 
-    fn save_segment<'a>(
-        &'a self,
-        fence: &'a Fence,
-        segment: &'a SegmentWork,
-    ) -> BoxFuture<'a, SyncResult<bool>> {
-        async move {
-            let mut tx = self.begin().await?;
-            if !check_fence(&mut tx, fence).await? {
-                return Ok(false);
-            }
-            write_segment(&mut tx, fence.appointment_id, segment).await?;
-            tx.commit().await?;
-            Ok(true)
-        }
-        .boxed()
-    }
-
-    fn update_bookable_event_type<'a>(
-        &'a self,
+    async fn update_bookable_event_type(
+        &self,
         tenant_id: Uuid,
-        update: &'a BookableUpdate,
-    ) -> BoxFuture<'a, SyncResult<()>> {
-        async move {
-            sqlx::query(
+        update: &BookableUpdate,
+    ) -> StoreResult<()> {
+        sqlx::query(
                 "update event_maps set bookable_event_type_id = $5, resolution = $6, \
                  checked_at = $7, unverified_reason = null, updated_at = now() where tenant_id = $1 and service_id = $2 \
                  and segment_key = $3 and staff_id = $4",
@@ -436,373 +392,346 @@ impl SyncStore for PgPool {
             .bind(update.checked_at)
             .execute(self)
             .await?;
-            Ok(())
-        }
-        .boxed()
+        Ok(())
     }
 
-    fn finish_job<'a>(
-        &'a self,
-        fence: &'a Fence,
+    async fn finish_job(
+        &self,
+        fence: &Fence,
         now: DateTime<Utc>,
         next: JobNext,
-    ) -> BoxFuture<'a, SyncResult<Option<AppointmentSync>>> {
-        async move {
-            let mut tx = self.begin().await?;
-            if !check_fence(&mut tx, fence).await? {
-                return Ok(None);
-            }
-            let derived = refresh_appointment(&mut tx, fence.appointment_id).await?;
-            let (state, run_at) = match next {
-                JobNext::Done => ("done", None),
-                JobNext::At(at) => ("pending", Some(at)),
-            };
-            // A request that arrived during the run (`rerun`) makes the job due again now.
-            sqlx::query(
-                "update sync_jobs set \
+    ) -> StoreResult<Option<AppointmentSync>> {
+        let mut tx = self.begin().await?;
+        if !check_fence(&mut tx, fence).await? {
+            return Ok(None);
+        }
+        let derived = refresh_appointment(&mut tx, fence.appointment_id).await?;
+        let (state, run_at) = match next {
+            JobNext::Done => ("done", None),
+            JobNext::At(at) => ("pending", Some(at)),
+        };
+        // A request that arrived during the run (`rerun`) makes the job due again now.
+        sqlx::query(
+            "update sync_jobs set \
                  state = case when rerun then 'pending' else $2 end, \
                  run_at = case when rerun then least(run_at, $4) else coalesce($3, run_at) end, \
                  lease_owner = null, lease_expires_at = null, \
                  verify_bookings = verify_bookings and rerun, rerun = false, \
                  updated_at = now() where appointment_id = $1",
-            )
-            .bind(fence.appointment_id)
-            .bind(state)
-            .bind(run_at)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-            tx.commit().await?;
-            Ok(derived)
-        }
-        .boxed()
+        )
+        .bind(fence.appointment_id)
+        .bind(state)
+        .bind(run_at)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(derived)
     }
 
-    fn request_sync<'a>(
-        &'a self,
+    async fn request_sync(
+        &self,
         tenant_id: Uuid,
         appointment_id: Uuid,
         now: DateTime<Utc>,
         resync: bool,
-    ) -> BoxFuture<'a, SyncResult<Option<AppointmentSync>>> {
-        async move {
-            let mut tries = 0;
-            loop {
-                match request_sync_once(self, tenant_id, appointment_id, now, resync, resync).await {
-                    Err(err) if tries < RETRIES_ON_CONFLICT && is_retryable(&err) => {
-                        tries += 1;
-                        tracing::warn!(appointment_id = %appointment_id, error = %err, "resync request collided with another transaction; trying again");
-                    }
-                    other => return other,
+    ) -> StoreResult<Option<AppointmentSync>> {
+        let mut tries = 0;
+        loop {
+            match request_sync_once(self, tenant_id, appointment_id, now, resync, resync).await {
+                Err(err)
+                    if tries < RETRIES_ON_CONFLICT
+                        && matches!(&err, StoreError::Database(e) if is_retryable(e)) =>
+                {
+                    tries += 1;
+                    tracing::warn!(appointment_id = %appointment_id, error = %err, "resync request collided with another transaction; trying again");
                 }
+                other => return other,
             }
         }
-        .boxed()
     }
 
-    fn appointment_sync<'a>(
-        &'a self,
+    async fn appointment_sync(
+        &self,
         tenant_id: Uuid,
         appointment_id: Uuid,
-    ) -> BoxFuture<'a, SyncResult<Option<AppointmentSync>>> {
-        async move {
-            let row: Option<(String, bool, Option<String>)> = sqlx::query_as(
-                "select sync_status, requires_manual_review, review_reason from appointments \
+    ) -> StoreResult<Option<AppointmentSync>> {
+        let row: Option<(String, bool, Option<String>)> = sqlx::query_as(
+            "select sync_status, requires_manual_review, review_reason from appointments \
                  where appointment_id = $1 and tenant_id = $2",
-            )
-            .bind(appointment_id)
-            .bind(tenant_id)
-            .fetch_optional(self)
-            .await?;
-            Ok(row.map(|(status, review, reason)| AppointmentSync {
-                status: parse_appointment_status(&status),
-                requires_manual_review: review,
-                review_reason: reason,
-            }))
-        }
-        .boxed()
+        )
+        .bind(appointment_id)
+        .bind(tenant_id)
+        .fetch_optional(self)
+        .await?;
+        Ok(row.map(|(status, review, reason)| AppointmentSync {
+            status: parse_appointment_status(&status),
+            requires_manual_review: review,
+            review_reason: reason,
+        }))
     }
 
-    fn sync_view<'a>(
-        &'a self,
+    async fn sync_view(
+        &self,
         tenant_id: Uuid,
         appointment_id: Uuid,
-    ) -> BoxFuture<'a, SyncResult<Option<SyncView>>> {
-        async move {
-            let Some(sync) = self.appointment_sync(tenant_id, appointment_id).await? else {
-                return Ok(None);
-            };
-            let job: Option<(String, DateTime<Utc>)> =
-                sqlx::query_as("select state, run_at from sync_jobs where appointment_id = $1")
-                    .bind(appointment_id)
-                    .fetch_optional(self)
-                    .await?;
-            let segments = sqlx::query(
-                "select segment_key, staff_id, starts_at, ends_at, sync_status, event_type_id, \
+    ) -> StoreResult<Option<SyncView>> {
+        let Some(sync) = self.appointment_sync(tenant_id, appointment_id).await? else {
+            return Ok(None);
+        };
+        let job: Option<(String, DateTime<Utc>)> =
+            sqlx::query_as("select state, run_at from sync_jobs where appointment_id = $1")
+                .bind(appointment_id)
+                .fetch_optional(self)
+                .await?;
+        let segments = sqlx::query(
+            "select segment_key, staff_id, starts_at, ends_at, sync_status, event_type_id, \
                  calcom_booking_uid, calcom_booking_id, attempts, last_error, next_attempt_at, \
                  review_reason, moving_from from appointment_segments where appointment_id = $1 \
                  order by position",
-            )
-            .bind(appointment_id)
-            .fetch_all(self)
-            .await?
-            .iter()
-            .map(|row| {
-                let last_error: Option<serde_json::Value> = row.try_get("last_error")?;
-                Ok(SegmentSyncView {
-                    key: row.try_get("segment_key")?,
-                    staff_id: row.try_get("staff_id")?,
-                    starts_at: row.try_get("starts_at")?,
-                    ends_at: row.try_get("ends_at")?,
-                    status: parse_segment_status(row.try_get("sync_status")?),
-                    event_type_id: row.try_get("event_type_id")?,
-                    calcom_booking_uid: row.try_get("calcom_booking_uid")?,
-                    calcom_booking_id: row.try_get("calcom_booking_id")?,
-                    attempts: row.try_get("attempts")?,
-                    last_error: decode_error(last_error.map(|v| v.to_string())),
-                    next_attempt_at: row.try_get("next_attempt_at")?,
-                    review_reason: row.try_get("review_reason")?,
-                    moving_from: row.try_get("moving_from")?,
-                })
+        )
+        .bind(appointment_id)
+        .fetch_all(self)
+        .await?
+        .iter()
+        .map(|row| {
+            let last_error: Option<serde_json::Value> = row.try_get("last_error")?;
+            Ok(SegmentSyncView {
+                key: row.try_get("segment_key")?,
+                staff_id: row.try_get("staff_id")?,
+                starts_at: row.try_get("starts_at")?,
+                ends_at: row.try_get("ends_at")?,
+                status: parse_segment_status(row.try_get("sync_status")?),
+                event_type_id: row.try_get("event_type_id")?,
+                calcom_booking_uid: row.try_get("calcom_booking_uid")?,
+                calcom_booking_id: row.try_get("calcom_booking_id")?,
+                attempts: row.try_get("attempts")?,
+                last_error: decode_error(last_error.map(|v| v.to_string())),
+                next_attempt_at: row.try_get("next_attempt_at")?,
+                review_reason: row.try_get("review_reason")?,
+                moving_from: row.try_get("moving_from")?,
             })
-            .collect::<SyncResult<Vec<_>>>()?;
-            let attempts = sqlx::query(
-                "select segment_key, operation, event_type_id, started_at, finished_at, outcome, \
+        })
+        .collect::<StoreResult<Vec<_>>>()?;
+        let attempts = sqlx::query(
+            "select segment_key, operation, event_type_id, started_at, finished_at, outcome, \
                  error_kind, http_status, calcom_message, calcom_booking_uid, moved_from_uid, \
                  worker \
                  from sync_attempts where appointment_id = $1 and tenant_id = $2 \
                  order by started_at, sync_attempt_id",
-            )
-            .bind(appointment_id)
-            .bind(tenant_id)
-            .fetch_all(self)
-            .await?
-            .iter()
-            .map(|row| {
-                Ok(AttemptRecord {
-                    segment_key: row.try_get("segment_key")?,
-                    operation: row.try_get("operation")?,
-                    event_type_id: row.try_get("event_type_id")?,
-                    started_at: row.try_get("started_at")?,
-                    finished_at: row.try_get("finished_at")?,
-                    outcome: row.try_get("outcome")?,
-                    error_kind: row.try_get("error_kind")?,
-                    http_status: row.try_get("http_status")?,
-                    calcom_message: row.try_get("calcom_message")?,
-                    calcom_booking_uid: row.try_get("calcom_booking_uid")?,
-                    moved_from_uid: row.try_get("moved_from_uid")?,
-                    worker: row.try_get("worker")?,
-                })
+        )
+        .bind(appointment_id)
+        .bind(tenant_id)
+        .fetch_all(self)
+        .await?
+        .iter()
+        .map(|row| {
+            Ok(AttemptRecord {
+                segment_key: row.try_get("segment_key")?,
+                operation: row.try_get("operation")?,
+                event_type_id: row.try_get("event_type_id")?,
+                started_at: row.try_get("started_at")?,
+                finished_at: row.try_get("finished_at")?,
+                outcome: row.try_get("outcome")?,
+                error_kind: row.try_get("error_kind")?,
+                http_status: row.try_get("http_status")?,
+                calcom_message: row.try_get("calcom_message")?,
+                calcom_booking_uid: row.try_get("calcom_booking_uid")?,
+                moved_from_uid: row.try_get("moved_from_uid")?,
+                worker: row.try_get("worker")?,
             })
-            .collect::<SyncResult<Vec<_>>>()?;
-            let cancellation_reason: Option<String> = sqlx::query_scalar(
-                "select cancellation_reason from appointments where appointment_id = $1",
-            )
-            .bind(appointment_id)
-            .fetch_optional(self)
-            .await?
-            .flatten();
-            Ok(Some(SyncView {
-                appointment_id,
-                status: sync.status,
-                requires_manual_review: sync.requires_manual_review,
-                review_reason: sync.review_reason,
-                cancellation_reason,
-                job_state: job.as_ref().map(|(state, _)| state.clone()),
-                next_run_at: job.and_then(|(state, at)| (state == "pending").then_some(at)),
-                segments,
-                attempts,
-            }))
-        }
-        .boxed()
+        })
+        .collect::<StoreResult<Vec<_>>>()?;
+        let cancellation_reason: Option<String> = sqlx::query_scalar(
+            "select cancellation_reason from appointments where appointment_id = $1",
+        )
+        .bind(appointment_id)
+        .fetch_optional(self)
+        .await?
+        .flatten();
+        Ok(Some(SyncView {
+            appointment_id,
+            status: sync.status,
+            requires_manual_review: sync.requires_manual_review,
+            review_reason: sync.review_reason,
+            cancellation_reason,
+            job_state: job.as_ref().map(|(state, _)| state.clone()),
+            next_run_at: job.and_then(|(state, at)| (state == "pending").then_some(at)),
+            segments,
+            attempts,
+        }))
     }
 
-    fn sync_health<'a>(
-        &'a self,
-        tenant_id: Uuid,
-        now: DateTime<Utc>,
-    ) -> BoxFuture<'a, SyncResult<SyncHealth>> {
-        async move {
-            let counts: Vec<(String, i64)> = sqlx::query_as(
-                "select sync_status, count(*) from appointments where tenant_id = $1 \
+    async fn sync_health(&self, tenant_id: Uuid, now: DateTime<Utc>) -> StoreResult<SyncHealth> {
+        let counts: Vec<(String, i64)> = sqlx::query_as(
+            "select sync_status, count(*) from appointments where tenant_id = $1 \
                  group by sync_status",
-            )
-            .bind(tenant_id)
-            .fetch_all(self)
-            .await?;
-            let since = now - chrono::TimeDelta::hours(24);
-            let (total, failed): (i64, i64) = sqlx::query_as(
-                "select count(*), count(*) filter (where outcome in ('failed', 'unknown')) \
+        )
+        .bind(tenant_id)
+        .fetch_all(self)
+        .await?;
+        let since = now - chrono::TimeDelta::hours(24);
+        let (total, failed): (i64, i64) = sqlx::query_as(
+            "select count(*), count(*) filter (where outcome in ('failed', 'unknown')) \
                  from sync_attempts where tenant_id = $1 and started_at >= $2 \
                  and finished_at is not null",
-            )
-            .bind(tenant_id)
-            .bind(since)
-            .fetch_one(self)
-            .await?;
-            let (pending, leased, oldest): (i64, i64, Option<DateTime<Utc>>) = sqlx::query_as(
-                "select count(*) filter (where state = 'pending'), \
+        )
+        .bind(tenant_id)
+        .bind(since)
+        .fetch_one(self)
+        .await?;
+        let (pending, leased, oldest): (i64, i64, Option<DateTime<Utc>>) = sqlx::query_as(
+            "select count(*) filter (where state = 'pending'), \
                  count(*) filter (where state = 'leased'), \
                  min(run_at) filter (where state <> 'done' and run_at <= $2) \
                  from sync_jobs where tenant_id = $1",
-            )
-            .bind(tenant_id)
-            .bind(now)
-            .fetch_one(self)
-            .await?;
-            let review: i64 = sqlx::query_scalar(
-                "select count(*) from appointments where tenant_id = $1 \
+        )
+        .bind(tenant_id)
+        .bind(now)
+        .fetch_one(self)
+        .await?;
+        let review: i64 = sqlx::query_scalar(
+            "select count(*) from appointments where tenant_id = $1 \
                  and requires_manual_review",
-            )
-            .bind(tenant_id)
-            .fetch_one(self)
-            .await?;
-            let last_verified_at: Option<DateTime<Utc>> =
-                sqlx::query_scalar("select verified_at from tenants where tenant_id = $1")
-                    .bind(tenant_id)
-                    .fetch_optional(self)
-                    .await?
-                    .flatten();
-            Ok(SyncHealth {
-                appointments_by_status: every_status_counted(counts),
-                success_rate_24h: (total > 0).then(|| (total - failed) as f64 / total as f64),
-                attempts_24h: total,
-                failed_attempts_24h: failed,
-                oldest_pending_job_age_seconds: oldest
-                    .map(|at| (now - at).num_milliseconds().max(0) as f64 / 1000.0),
-                jobs_pending: pending,
-                jobs_leased: leased,
-                appointments_needing_review: review,
-                last_verified_at,
-            })
-        }
-        .boxed()
+        )
+        .bind(tenant_id)
+        .fetch_one(self)
+        .await?;
+        let last_verified_at: Option<DateTime<Utc>> =
+            sqlx::query_scalar("select verified_at from tenants where tenant_id = $1")
+                .bind(tenant_id)
+                .fetch_optional(self)
+                .await?
+                .flatten();
+        Ok(SyncHealth {
+            appointments_by_status: every_status_counted(counts),
+            success_rate_24h: (total > 0).then(|| (total - failed) as f64 / total as f64),
+            attempts_24h: total,
+            failed_attempts_24h: failed,
+            oldest_pending_job_age_seconds: oldest
+                .map(|at| (now - at).num_milliseconds().max(0) as f64 / 1000.0),
+            jobs_pending: pending,
+            jobs_leased: leased,
+            appointments_needing_review: review,
+            last_verified_at,
+        })
     }
 
-    fn claim_verification<'a>(
-        &'a self,
+    async fn claim_verification(
+        &self,
         since: DateTime<Utc>,
         now: DateTime<Utc>,
-    ) -> BoxFuture<'a, SyncResult<Vec<TenantConnection>>> {
-        async move {
-            let rows = sqlx::query(super::sync::CLAIM_VERIFICATION)
-                .bind(since)
-                .bind(now)
-                .fetch_all(self)
-                .await?;
-            rows.iter()
-                .map(|row| {
-                    let tenant_id: Uuid = row.try_get("tenant_id")?;
-                    Ok(TenantConnection {
+    ) -> StoreResult<Vec<TenantConnection>> {
+        let rows = sqlx::query(super::sync::CLAIM_VERIFICATION)
+            .bind(since)
+            .bind(now)
+            .fetch_all(self)
+            .await?;
+        rows.iter()
+            .map(|row| {
+                let tenant_id: Uuid = row.try_get("tenant_id")?;
+                Ok(TenantConnection {
+                    tenant_id,
+                    api_key: crate::secrets::open_column(
                         tenant_id,
-                        api_key: crate::secrets::open_column(
-                            tenant_id,
-                            crate::secrets::SecretField::CalcomApiKey,
-                            row.try_get("calcom_api_key")?,
-                        )?,
-                        base_url: row.try_get("calcom_base_url")?,
-                        team_id: row.try_get("calcom_team_id")?,
-                    })
+                        crate::secrets::SecretField::CalcomApiKey,
+                        row.try_get("calcom_api_key")?,
+                    )?,
+                    base_url: row.try_get("calcom_base_url")?,
+                    team_id: row.try_get("calcom_team_id")?,
                 })
-                .collect()
-        }
-        .boxed()
+            })
+            .collect()
     }
 
-    fn synced_bookings_between<'a>(
-        &'a self,
+    async fn synced_bookings_between(
+        &self,
         tenant_id: Uuid,
         from: DateTime<Utc>,
         to: DateTime<Utc>,
-    ) -> BoxFuture<'a, SyncResult<Vec<StoredBooking>>> {
-        async move {
-            let rows = sqlx::query(super::sync::SYNCED_BOOKINGS_BETWEEN)
-                .bind(tenant_id)
-                .bind(from)
-                .bind(to)
-                .fetch_all(self)
-                .await?;
-            rows.iter()
-                .map(|row| {
-                    Ok(StoredBooking {
-                        appointment_id: row.try_get("appointment_id")?,
-                        segment_key: segment_key(row.try_get("segment_key")?)?,
-                        calcom_booking_uid: row.try_get("calcom_booking_uid")?,
-                        starts_at: row.try_get("starts_at")?,
-                        ends_at: row.try_get("ends_at")?,
-                    })
+    ) -> StoreResult<Vec<StoredBooking>> {
+        let rows = sqlx::query(super::sync::SYNCED_BOOKINGS_BETWEEN)
+            .bind(tenant_id)
+            .bind(from)
+            .bind(to)
+            .fetch_all(self)
+            .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(StoredBooking {
+                    appointment_id: row.try_get("appointment_id")?,
+                    segment_key: segment_key(row.try_get("segment_key")?)?,
+                    calcom_booking_uid: row.try_get("calcom_booking_uid")?,
+                    starts_at: row.try_get("starts_at")?,
+                    ends_at: row.try_get("ends_at")?,
                 })
-                .collect()
-        }
-        .boxed()
+            })
+            .collect()
     }
 
-    fn request_verification<'a>(
-        &'a self,
+    async fn request_verification(
+        &self,
         tenant_id: Uuid,
         appointment_id: Uuid,
         now: DateTime<Utc>,
-    ) -> BoxFuture<'a, SyncResult<bool>> {
-        async move {
-            let mut tries = 0;
-            loop {
-                match request_sync_once(self, tenant_id, appointment_id, now, false, true).await {
-                    Err(err) if tries < RETRIES_ON_CONFLICT && is_retryable(&err) => tries += 1,
-                    other => return other.map(|found| found.is_some()),
+    ) -> StoreResult<bool> {
+        let mut tries = 0;
+        loop {
+            match request_sync_once(self, tenant_id, appointment_id, now, false, true).await {
+                Err(err)
+                    if tries < RETRIES_ON_CONFLICT
+                        && matches!(&err, StoreError::Database(e) if is_retryable(e)) =>
+                {
+                    tries += 1
                 }
+                other => return other.map(|found| found.is_some()),
             }
         }
-        .boxed()
     }
 
-    fn review_error_kinds<'a>(
-        &'a self,
+    async fn review_error_kinds(
+        &self,
         tenant_id: Uuid,
-    ) -> BoxFuture<'a, SyncResult<Vec<super::sync::ReviewErrorKind>>> {
-        async move {
-            sqlx::query_as(
-                "select s.appointment_id, s.last_error->>'kind' from appointment_segments s \
+    ) -> StoreResult<Vec<super::sync::ReviewErrorKind>> {
+        sqlx::query_as(
+            "select s.appointment_id, s.last_error->>'kind' from appointment_segments s \
                  join appointments a on a.appointment_id = s.appointment_id \
                  where s.tenant_id = $1 and a.status = 'booked' and s.sync_status = 'needs_review'",
-            )
-            .bind(tenant_id)
-            .fetch_all(self)
-            .await
-        }
-        .boxed()
+        )
+        .bind(tenant_id)
+        .fetch_all(self)
+        .await
+        .map_err(StoreError::from)
     }
 
-    fn webhook_secret<'a>(&'a self, tenant_id: Uuid) -> BoxFuture<'a, SyncResult<Option<String>>> {
-        async move {
-            let stored: Option<String> =
-                sqlx::query_scalar("select webhook_secret from tenants where tenant_id = $1")
-                    .bind(tenant_id)
-                    .fetch_optional(self)
-                    .await?;
-            stored
-                .map(|stored| {
-                    use secrecy::ExposeSecret;
-                    crate::secrets::open_column(
-                        tenant_id,
-                        crate::secrets::SecretField::WebhookSecret,
-                        &stored,
-                    )
-                    .map(|secret| secret.expose_secret().to_string())
-                })
-                .transpose()
-        }
-        .boxed()
+    async fn webhook_secret(&self, tenant_id: Uuid) -> StoreResult<Option<String>> {
+        let stored: Option<String> =
+            sqlx::query_scalar("select webhook_secret from tenants where tenant_id = $1")
+                .bind(tenant_id)
+                .fetch_optional(self)
+                .await?;
+        stored
+            .map(|stored| {
+                use secrecy::ExposeSecret;
+                crate::secrets::open_column(
+                    tenant_id,
+                    crate::secrets::SecretField::WebhookSecret,
+                    &stored,
+                )
+                .map(|secret| secret.expose_secret().to_string())
+            })
+            .transpose()
+            .map_err(StoreError::from)
     }
 
-    fn find_booked_segment<'a>(
-        &'a self,
+    async fn find_booked_segment(
+        &self,
         tenant_id: Uuid,
-        booking_uid: Option<&'a str>,
+        booking_uid: Option<&str>,
         booking_id: Option<i64>,
-    ) -> BoxFuture<'a, SyncResult<Option<BookedSegment>>> {
-        async move {
-            let row = sqlx::query(
-                "select s.appointment_id, s.segment_key, s.sync_status, s.calcom_booking_uid, \
+    ) -> StoreResult<Option<BookedSegment>> {
+        let row = sqlx::query(
+            "select s.appointment_id, s.segment_key, s.sync_status, s.calcom_booking_uid, \
                  s.starts_at, s.staff_id, a.status, a.service_id, a.time_zone, s.moving_from, \
                  st.calcom_user_id, st.calcom_username from appointment_segments s \
                  join appointments a on a.appointment_id = s.appointment_id \
@@ -810,49 +739,46 @@ impl SyncStore for PgPool {
                  where s.tenant_id = $1 and ((s.calcom_booking_uid = $2) \
                    or ($3::bigint is not null and s.calcom_booking_id = $3)) \
                  order by case when s.calcom_booking_uid = $2 then 0 else 1 end limit 1",
-            )
-            .bind(tenant_id)
-            .bind(booking_uid)
-            .bind(booking_id)
-            .fetch_optional(self)
-            .await?;
-            row.map(|row| {
-                Ok(BookedSegment {
-                    appointment_id: row.try_get("appointment_id")?,
-                    segment_key: segment_key(row.try_get("segment_key")?)?,
-                    status: parse_segment_status(row.try_get("sync_status")?),
-                    desired: desired_state(row.try_get("status")?),
-                    calcom_booking_uid: row.try_get("calcom_booking_uid")?,
-                    starts_at: row.try_get("starts_at")?,
-                    service_id: row.try_get("service_id")?,
-                    staff_id: staff_id(row.try_get("staff_id")?)?,
-                    calcom_user_id: row.try_get("calcom_user_id")?,
-                    calcom_username: row.try_get("calcom_username")?,
-                    time_zone: row.try_get("time_zone")?,
-                    moving_from: row.try_get("moving_from")?,
-                })
+        )
+        .bind(tenant_id)
+        .bind(booking_uid)
+        .bind(booking_id)
+        .fetch_optional(self)
+        .await?;
+        row.map(|row| {
+            Ok(BookedSegment {
+                appointment_id: row.try_get("appointment_id")?,
+                segment_key: segment_key(row.try_get("segment_key")?)?,
+                status: parse_segment_status(row.try_get("sync_status")?),
+                desired: desired_state(row.try_get("status")?),
+                calcom_booking_uid: row.try_get("calcom_booking_uid")?,
+                starts_at: row.try_get("starts_at")?,
+                service_id: row.try_get("service_id")?,
+                staff_id: staff_id(row.try_get("staff_id")?)?,
+                calcom_user_id: row.try_get("calcom_user_id")?,
+                calcom_username: row.try_get("calcom_username")?,
+                time_zone: row.try_get("time_zone")?,
+                moving_from: row.try_get("moving_from")?,
             })
-            .transpose()
-        }
-        .boxed()
+        })
+        .transpose()
     }
 
-    fn flag_segment<'a>(
-        &'a self,
+    async fn review_segment(
+        &self,
         tenant_id: Uuid,
         appointment_id: Uuid,
-        segment_key: &'a SegmentKey,
-        reason: &'a str,
-        replacement: Option<(&'a str, Option<i64>)>,
+        segment_key: &SegmentKey,
+        reason: &str,
+        replacement: Option<(&str, Option<i64>)>,
         _now: DateTime<Utc>,
-    ) -> BoxFuture<'a, SyncResult<()>> {
-        async move {
-            let mut tx = self.begin().await?;
-            let (uid, id) = match replacement {
-                Some((uid, id)) => (Some(uid), id),
-                None => (None, None),
-            };
-            sqlx::query(
+    ) -> StoreResult<()> {
+        let mut tx = self.begin().await?;
+        let (uid, id) = match replacement {
+            Some((uid, id)) => (Some(uid), id),
+            None => (None, None),
+        };
+        sqlx::query(
                 "update appointment_segments set sync_status = 'needs_review', review_reason = $4, \
                  calcom_booking_uid = coalesce($5, calcom_booking_uid), \
                  calcom_booking_id = case when $5::text is null then calcom_booking_id else $6 end, \
@@ -867,63 +793,54 @@ impl SyncStore for PgPool {
             .bind(id)
             .execute(&mut *tx)
             .await?;
-            refresh_appointment(&mut tx, appointment_id).await?;
-            tx.commit().await?;
-            Ok(())
-        }
-        .boxed()
+        refresh_appointment(&mut tx, appointment_id).await?;
+        tx.commit().await?;
+        Ok(())
     }
 
-    fn mark_segment_cancelled<'a>(
-        &'a self,
+    async fn mark_segment_cancelled(
+        &self,
         tenant_id: Uuid,
         appointment_id: Uuid,
-        segment_key: &'a SegmentKey,
+        segment_key: &SegmentKey,
         _now: DateTime<Utc>,
-    ) -> BoxFuture<'a, SyncResult<()>> {
-        async move {
-            let mut tx = self.begin().await?;
-            sqlx::query(
-                "update appointment_segments set sync_status = 'cancelled', \
+    ) -> StoreResult<()> {
+        let mut tx = self.begin().await?;
+        sqlx::query(
+            "update appointment_segments set sync_status = 'cancelled', \
                  next_attempt_at = null, updated_at = now() \
                  where tenant_id = $1 and appointment_id = $2 and segment_key = $3",
-            )
-            .bind(tenant_id)
-            .bind(appointment_id)
-            .bind(segment_key.as_str())
-            .execute(&mut *tx)
-            .await?;
-            refresh_appointment(&mut tx, appointment_id).await?;
-            tx.commit().await?;
-            Ok(())
-        }
-        .boxed()
+        )
+        .bind(tenant_id)
+        .bind(appointment_id)
+        .bind(segment_key.as_str())
+        .execute(&mut *tx)
+        .await?;
+        refresh_appointment(&mut tx, appointment_id).await?;
+        tx.commit().await?;
+        Ok(())
     }
 
-    fn outstanding_jobs<'a>(&'a self, now: DateTime<Utc>) -> BoxFuture<'a, SyncResult<(i64, i64)>> {
-        async move {
-            sqlx::query_as(
-                "select count(*), count(*) filter (where (state = 'pending' and run_at <= $1) \
+    async fn outstanding_jobs(&self, now: DateTime<Utc>) -> StoreResult<(i64, i64)> {
+        sqlx::query_as(
+            "select count(*), count(*) filter (where (state = 'pending' and run_at <= $1) \
                  or (state = 'leased' and lease_expires_at <= $1)) \
                  from sync_jobs where state <> 'done'",
-            )
-            .bind(now)
-            .fetch_one(self)
-            .await
-        }
-        .boxed()
+        )
+        .bind(now)
+        .fetch_one(self)
+        .await
+        .map_err(StoreError::from)
     }
 
-    fn next_run_at<'a>(&'a self) -> BoxFuture<'a, SyncResult<Option<DateTime<Utc>>>> {
-        async move {
-            sqlx::query_scalar(
-                "select min(case when state = 'pending' then run_at else lease_expires_at end) \
+    async fn next_run_at(&self) -> StoreResult<Option<DateTime<Utc>>> {
+        sqlx::query_scalar(
+            "select min(case when state = 'pending' then run_at else lease_expires_at end) \
                  from sync_jobs where state <> 'done'",
-            )
-            .fetch_one(self)
-            .await
-        }
-        .boxed()
+        )
+        .fetch_one(self)
+        .await
+        .map_err(StoreError::from)
     }
 }
 
@@ -936,7 +853,7 @@ async fn request_sync_once(
     now: DateTime<Utc>,
     resync: bool,
     verify: bool,
-) -> SyncResult<Option<AppointmentSync>> {
+) -> StoreResult<Option<AppointmentSync>> {
     let mut tx = pool.begin().await?;
     let owned = sqlx::query_scalar::<_, String>(
         "select status from appointments where appointment_id = $1 and tenant_id = $2 \

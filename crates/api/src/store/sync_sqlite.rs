@@ -4,9 +4,7 @@
 //! lock under contention.
 
 use chrono::{DateTime, Utc};
-use futures::FutureExt;
-use futures::future::BoxFuture;
-use phasebook_domain::sync::{AppointmentSync, SegmentSyncStatus, StoredBooking};
+use phasebook_domain::sync::{AppointmentSync, SegmentBooking, SegmentSyncStatus, StoredBooking};
 use phasebook_domain::{CalcomUserId, EventTypeId, SegmentKey};
 use sqlx::sqlite::SqliteRow;
 use sqlx::{Row, Sqlite, SqlitePool, Transaction};
@@ -15,9 +13,9 @@ use uuid::Uuid;
 use super::sync::{
     AppointmentWork, AttemptFinish, AttemptRecord, AttemptStart, BookableUpdate, BookedSegment,
     ClaimedJob, Fence, JobNext, MappedEventType, SegmentSyncView, SegmentWork, StaffCalcom,
-    SyncHealth, SyncResult, SyncStore, SyncView, TenantConnection, decode_error, derive_from_rows,
-    desired_state, encode_error, every_status_counted, fair_due_jobs, parse_appointment_status,
-    parse_segment_status, staff_id,
+    StoreError, StoreResult, SyncHealth, SyncStore, SyncView, TenantConnection, decode_error,
+    derive_from_rows, desired_state, encode_error, every_status_counted, fair_due_jobs,
+    parse_appointment_status, parse_segment_status, staff_id,
 };
 
 /// A job someone waits on (see the PostgreSQL store); instants are milliseconds here.
@@ -32,24 +30,24 @@ fn id(value: Uuid) -> String {
     value.hyphenated().to_string()
 }
 
-fn decode_instant(column: &str, millis: i64) -> SyncResult<DateTime<Utc>> {
+fn decode_instant(column: &str, millis: i64) -> Result<DateTime<Utc>, sqlx::Error> {
     DateTime::from_timestamp_millis(millis).ok_or_else(|| sqlx::Error::ColumnDecode {
         index: column.to_string(),
         source: format!("{millis} is not a unix millisecond instant").into(),
     })
 }
 
-fn instant(row: &SqliteRow, column: &str) -> SyncResult<DateTime<Utc>> {
+fn instant(row: &SqliteRow, column: &str) -> Result<DateTime<Utc>, sqlx::Error> {
     decode_instant(column, row.try_get(column)?)
 }
 
-fn opt_instant(row: &SqliteRow, column: &str) -> SyncResult<Option<DateTime<Utc>>> {
+fn opt_instant(row: &SqliteRow, column: &str) -> Result<Option<DateTime<Utc>>, sqlx::Error> {
     row.try_get::<Option<i64>, _>(column)?
         .map(|m| decode_instant(column, m))
         .transpose()
 }
 
-fn uuid_col(row: &SqliteRow, column: &str) -> SyncResult<Uuid> {
+fn uuid_col(row: &SqliteRow, column: &str) -> Result<Uuid, sqlx::Error> {
     let raw: String = row.try_get(column)?;
     Uuid::parse_str(&raw).map_err(|e| sqlx::Error::ColumnDecode {
         index: column.to_string(),
@@ -57,14 +55,14 @@ fn uuid_col(row: &SqliteRow, column: &str) -> SyncResult<Uuid> {
     })
 }
 
-fn segment_key(raw: String) -> SyncResult<SegmentKey> {
+fn segment_key(raw: String) -> Result<SegmentKey, sqlx::Error> {
     SegmentKey::parse(&raw).map_err(|e| sqlx::Error::ColumnDecode {
         index: "segment_key".into(),
         source: Box::new(e),
     })
 }
 
-fn segment_from_row(row: &SqliteRow) -> SyncResult<SegmentWork> {
+fn segment_from_row(row: &SqliteRow) -> StoreResult<SegmentWork> {
     let user_id: Option<i64> = row.try_get("calcom_user_id")?;
     let username: Option<String> = row.try_get("calcom_username")?;
     let staff_zone: Option<String> = row.try_get("staff_time_zone")?;
@@ -94,19 +92,21 @@ fn segment_from_row(row: &SqliteRow) -> SyncResult<SegmentWork> {
         staff_id: staff_id(row.try_get("staff_id")?)?,
         starts_at: instant(row, "starts_at")?,
         ends_at: instant(row, "ends_at")?,
-        status: parse_segment_status(row.try_get("sync_status")?),
-        event_type_id: row.try_get("event_type_id")?,
-        calcom_booking_uid: row.try_get("calcom_booking_uid")?,
-        calcom_booking_id: row.try_get("calcom_booking_id")?,
-        attempts: row.try_get("attempts")?,
-        last_error: decode_error(row.try_get("last_error")?),
-        next_attempt_at: opt_instant(row, "next_attempt_at")?,
-        review_reason: row.try_get("review_reason")?,
+        booking: SegmentBooking {
+            status: parse_segment_status(row.try_get("sync_status")?),
+            event_type_id: row.try_get("event_type_id")?,
+            calcom_booking_uid: row.try_get("calcom_booking_uid")?,
+            calcom_booking_id: row.try_get("calcom_booking_id")?,
+            attempts: row.try_get("attempts")?,
+            last_error: decode_error(row.try_get("last_error")?),
+            next_attempt_at: opt_instant(row, "next_attempt_at")?,
+            review_reason: row.try_get("review_reason")?,
+            earlier_outcome_unknown: row.try_get::<i64, _>("create_outcome_unknown")? != 0,
+        },
         staff,
         map,
         moving_from: opt_instant(row, "moving_from")?,
         moving_from_event_type_id: row.try_get("moving_from_event_type_id")?,
-        earlier_outcome_unknown: row.try_get::<i64, _>("create_outcome_unknown")? != 0,
     })
 }
 
@@ -115,7 +115,7 @@ async fn write_segment(
     appointment_id: Uuid,
     segment: &SegmentWork,
     now: DateTime<Utc>,
-) -> SyncResult<()> {
+) -> StoreResult<()> {
     sqlx::query(
         "update appointment_segments set sync_status = ?3, event_type_id = ?4, \
          calcom_booking_uid = ?5, calcom_booking_id = ?6, attempts = ?7, last_error = ?8, \
@@ -125,14 +125,14 @@ async fn write_segment(
     )
     .bind(id(appointment_id))
     .bind(segment.key.as_str())
-    .bind(segment.status.as_str())
-    .bind(segment.event_type_id)
-    .bind(&segment.calcom_booking_uid)
-    .bind(segment.calcom_booking_id)
-    .bind(segment.attempts)
-    .bind(encode_error(&segment.last_error))
-    .bind(segment.next_attempt_at.map(ms))
-    .bind(&segment.review_reason)
+    .bind(segment.booking.status.as_str())
+    .bind(segment.booking.event_type_id)
+    .bind(&segment.booking.calcom_booking_uid)
+    .bind(segment.booking.calcom_booking_id)
+    .bind(segment.booking.attempts)
+    .bind(encode_error(&segment.booking.last_error))
+    .bind(segment.booking.next_attempt_at.map(ms))
+    .bind(&segment.booking.review_reason)
     .bind(ms(now))
     .bind(segment.moving_from.map(ms))
     .bind(segment.moving_from_event_type_id)
@@ -141,7 +141,7 @@ async fn write_segment(
     Ok(())
 }
 
-async fn check_fence(tx: &mut Transaction<'static, Sqlite>, fence: &Fence) -> SyncResult<bool> {
+async fn check_fence(tx: &mut Transaction<'static, Sqlite>, fence: &Fence) -> StoreResult<bool> {
     let held = sqlx::query(
         "select 1 from sync_jobs where appointment_id = ?1 and state = 'leased' \
          and lease_owner = ?2 and runs = ?3",
@@ -158,7 +158,7 @@ async fn refresh_appointment(
     tx: &mut Transaction<'static, Sqlite>,
     appointment_id: Uuid,
     now: DateTime<Utc>,
-) -> SyncResult<Option<AppointmentSync>> {
+) -> StoreResult<Option<AppointmentSync>> {
     let Some(status) = sqlx::query_scalar::<_, String>(
         "select status from appointments where appointment_id = ?1",
     )
@@ -190,41 +190,25 @@ async fn refresh_appointment(
     Ok(Some(derived))
 }
 
+#[async_trait::async_trait]
 impl SyncStore for SqlitePool {
-    fn claim_jobs_fairly<'a>(
-        &'a self,
-        owner: &'a str,
+    async fn claim_jobs_fairly(
+        &self,
+        owner: &str,
         now: DateTime<Utc>,
         lease_until: DateTime<Utc>,
         limit: i64,
         per_tenant: i64,
         interactive_only: bool,
-    ) -> BoxFuture<'a, SyncResult<Vec<ClaimedJob>>> {
-        async move {
-            // Which jobs are interactive (see the PostgreSQL claim) is read first, in the
-            // same write transaction: SQLite's `returning` sees only the new row.
-            let fair = fair_due_jobs(SQLITE_INTERACTIVE);
-            let mut tx = self.begin_with("begin immediate").await?;
-            let prompt: std::collections::HashSet<String> =
-                sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-                    "select sync_job_id from sync_jobs where sync_job_id in ({fair}) \
+    ) -> StoreResult<Vec<ClaimedJob>> {
+        // Which jobs are interactive (see the PostgreSQL claim) is read first, in the
+        // same write transaction: SQLite's `returning` sees only the new row.
+        let fair = fair_due_jobs(SQLITE_INTERACTIVE);
+        let mut tx = self.begin_with("begin immediate").await?;
+        let prompt: std::collections::HashSet<String> =
+            sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+                "select sync_job_id from sync_jobs where sync_job_id in ({fair}) \
                  and {SQLITE_INTERACTIVE} and $3 is not null"
-                )))
-                .bind(ms(now))
-                .bind(owner)
-                .bind(ms(lease_until))
-                .bind(limit)
-                .bind(per_tenant.max(1))
-                .bind(interactive_only)
-                .fetch_all(&mut *tx)
-                .await?
-                .into_iter()
-                .collect();
-            let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
-                "update sync_jobs set state = 'leased', lease_owner = $2, lease_expires_at = $3, \
-                 runs = runs + 1, updated_at = $1 \
-                 where sync_job_id in ({fair}) \
-                 returning sync_job_id, tenant_id, appointment_id, runs, verify_bookings",
             )))
             .bind(ms(now))
             .bind(owner)
@@ -233,76 +217,72 @@ impl SyncStore for SqlitePool {
             .bind(per_tenant.max(1))
             .bind(interactive_only)
             .fetch_all(&mut *tx)
-            .await?;
-            tx.commit().await?;
-            rows.iter()
-                .map(|row| {
-                    Ok(ClaimedJob {
-                        sync_job_id: uuid_col(row, "sync_job_id")?,
-                        tenant_id: uuid_col(row, "tenant_id")?,
-                        interactive: prompt.contains(&row.try_get::<String, _>("sync_job_id")?),
-                        verify_bookings: row.try_get::<i64, _>("verify_bookings")? != 0,
-                        fence: Fence {
-                            appointment_id: uuid_col(row, "appointment_id")?,
-                            owner: owner.to_string(),
-                            run: row.try_get("runs")?,
-                        },
-                    })
+            .await?
+            .into_iter()
+            .collect();
+        let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
+            "update sync_jobs set state = 'leased', lease_owner = $2, lease_expires_at = $3, \
+                 runs = runs + 1, updated_at = $1 \
+                 where sync_job_id in ({fair}) \
+                 returning sync_job_id, tenant_id, appointment_id, runs, verify_bookings",
+        )))
+        .bind(ms(now))
+        .bind(owner)
+        .bind(ms(lease_until))
+        .bind(limit)
+        .bind(per_tenant.max(1))
+        .bind(interactive_only)
+        .fetch_all(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        rows.iter()
+            .map(|row| {
+                Ok(ClaimedJob {
+                    sync_job_id: uuid_col(row, "sync_job_id")?,
+                    tenant_id: uuid_col(row, "tenant_id")?,
+                    interactive: prompt.contains(&row.try_get::<String, _>("sync_job_id")?),
+                    verify_bookings: row.try_get::<i64, _>("verify_bookings")? != 0,
+                    fence: Fence {
+                        appointment_id: uuid_col(row, "appointment_id")?,
+                        owner: owner.to_string(),
+                        run: row.try_get("runs")?,
+                    },
                 })
-                .collect()
-        }
-        .boxed()
+            })
+            .collect()
     }
 
-    fn renew_lease<'a>(
-        &'a self,
-        fence: &'a Fence,
-        lease_until: DateTime<Utc>,
-    ) -> BoxFuture<'a, SyncResult<bool>> {
-        async move {
-            let done = sqlx::query(
-                "update sync_jobs set lease_expires_at = ?4 where appointment_id = ?1 \
+    async fn renew_lease(&self, fence: &Fence, lease_until: DateTime<Utc>) -> StoreResult<bool> {
+        let done = sqlx::query(
+            "update sync_jobs set lease_expires_at = ?4 where appointment_id = ?1 \
                  and state = 'leased' and lease_owner = ?2 and runs = ?3",
-            )
-            .bind(id(fence.appointment_id))
-            .bind(&fence.owner)
-            .bind(fence.run)
-            .bind(ms(lease_until))
-            .execute(self)
-            .await?;
-            Ok(done.rows_affected() == 1)
-        }
-        .boxed()
+        )
+        .bind(id(fence.appointment_id))
+        .bind(&fence.owner)
+        .bind(fence.run)
+        .bind(ms(lease_until))
+        .execute(self)
+        .await?;
+        Ok(done.rows_affected() == 1)
     }
 
-    fn release_job<'a>(
-        &'a self,
-        fence: &'a Fence,
-        now: DateTime<Utc>,
-    ) -> BoxFuture<'a, SyncResult<bool>> {
-        async move {
-            let done = sqlx::query(
-                "update sync_jobs set state = 'pending', run_at = ?4, lease_owner = null, \
+    async fn release_job(&self, fence: &Fence, now: DateTime<Utc>) -> StoreResult<bool> {
+        let done = sqlx::query(
+            "update sync_jobs set state = 'pending', run_at = ?4, lease_owner = null, \
                  lease_expires_at = null, updated_at = ?4 where appointment_id = ?1 \
                  and state = 'leased' and lease_owner = ?2 and runs = ?3",
-            )
-            .bind(id(fence.appointment_id))
-            .bind(&fence.owner)
-            .bind(fence.run)
-            .bind(ms(now))
-            .execute(self)
-            .await?;
-            Ok(done.rows_affected() == 1)
-        }
-        .boxed()
+        )
+        .bind(id(fence.appointment_id))
+        .bind(&fence.owner)
+        .bind(fence.run)
+        .bind(ms(now))
+        .execute(self)
+        .await?;
+        Ok(done.rows_affected() == 1)
     }
 
-    fn load_work<'a>(
-        &'a self,
-        job: &'a ClaimedJob,
-    ) -> BoxFuture<'a, SyncResult<Option<AppointmentWork>>> {
-        async move {
-            let Some(row) = sqlx::query(
+    async fn load_work(&self, job: &ClaimedJob) -> StoreResult<Option<AppointmentWork>> {
+        let Some(row) = sqlx::query(
                 "select a.service_id, a.status, a.time_zone, a.customer_name, a.customer_email, \
                  a.customer_phone, a.notes, a.cancellation_reason, a.revision, t.calcom_api_key, t.calcom_base_url, t.calcom_team_id \
                  from appointments a join tenants t on t.tenant_id = a.tenant_id \
@@ -315,97 +295,92 @@ impl SyncStore for SqlitePool {
             else {
                 return Ok(None);
             };
-            let service_id: String = row.try_get("service_id")?;
-            let segments = sqlx::query(super::LOAD_SEGMENTS)
-                .bind(id(job.appointment_id()))
-                .bind(id(job.tenant_id))
-                .bind(&service_id)
-                .fetch_all(self)
-                .await?
-                .iter()
-                .map(segment_from_row)
-                .collect::<SyncResult<Vec<_>>>()?;
-            let status: String = row.try_get("status")?;
-            Ok(Some(AppointmentWork {
-                appointment_id: job.appointment_id(),
-                tenant: TenantConnection {
-                    tenant_id: job.tenant_id,
-                    api_key: crate::secrets::open_column(
-                        job.tenant_id,
-                        crate::secrets::SecretField::CalcomApiKey,
-                        row.try_get("calcom_api_key")?,
-                    )?,
-                    base_url: row.try_get("calcom_base_url")?,
-                    team_id: row.try_get("calcom_team_id")?,
-                },
-                service_id,
-                desired: desired_state(&status),
-                time_zone: row.try_get("time_zone")?,
-                customer_name: row.try_get("customer_name")?,
-                customer_email: row.try_get("customer_email")?,
-                customer_phone: row.try_get("customer_phone")?,
-                notes: row.try_get("notes")?,
-                cancellation_reason: row.try_get("cancellation_reason")?,
-                revision: row.try_get("revision")?,
-                segments,
-            }))
-        }
-        .boxed()
+        let service_id: String = row.try_get("service_id")?;
+        let segments = sqlx::query(super::LOAD_SEGMENTS)
+            .bind(id(job.appointment_id()))
+            .bind(id(job.tenant_id))
+            .bind(&service_id)
+            .fetch_all(self)
+            .await?
+            .iter()
+            .map(segment_from_row)
+            .collect::<StoreResult<Vec<_>>>()?;
+        let status: String = row.try_get("status")?;
+        Ok(Some(AppointmentWork {
+            appointment_id: job.appointment_id(),
+            tenant: TenantConnection {
+                tenant_id: job.tenant_id,
+                api_key: crate::secrets::open_column(
+                    job.tenant_id,
+                    crate::secrets::SecretField::CalcomApiKey,
+                    row.try_get("calcom_api_key")?,
+                )?,
+                base_url: row.try_get("calcom_base_url")?,
+                team_id: row.try_get("calcom_team_id")?,
+            },
+            service_id,
+            desired: desired_state(&status),
+            time_zone: row.try_get("time_zone")?,
+            customer_name: row.try_get("customer_name")?,
+            customer_email: row.try_get("customer_email")?,
+            customer_phone: row.try_get("customer_phone")?,
+            notes: row.try_get("notes")?,
+            cancellation_reason: row.try_get("cancellation_reason")?,
+            revision: row.try_get("revision")?,
+            segments,
+        }))
     }
 
-    fn begin_attempt<'a>(
-        &'a self,
-        fence: &'a Fence,
-        attempt: &'a AttemptStart,
+    async fn begin_attempt(
+        &self,
+        fence: &Fence,
+        attempt: &AttemptStart,
         segment_status: SegmentSyncStatus,
-    ) -> BoxFuture<'a, SyncResult<bool>> {
-        async move {
-            let mut tx = self.begin_with("begin immediate").await?;
-            if !check_fence(&mut tx, fence).await? {
-                return Ok(false);
-            }
-            sqlx::query(
-                "insert into sync_attempts (sync_attempt_id, tenant_id, appointment_id, \
+    ) -> StoreResult<bool> {
+        let mut tx = self.begin_with("begin immediate").await?;
+        if !check_fence(&mut tx, fence).await? {
+            return Ok(false);
+        }
+        sqlx::query(
+            "insert into sync_attempts (sync_attempt_id, tenant_id, appointment_id, \
                  segment_key, operation, event_type_id, started_at, worker) \
                  values (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
-            )
-            .bind(id(attempt.sync_attempt_id))
-            .bind(id(attempt.tenant_id))
-            .bind(id(attempt.appointment_id))
-            .bind(attempt.segment_key.as_str())
-            .bind(attempt.operation)
-            .bind(attempt.event_type_id)
-            .bind(ms(attempt.started_at))
-            .bind(&fence.owner)
-            .execute(&mut *tx)
-            .await?;
-            sqlx::query(
-                "update appointment_segments set sync_status = ?3, updated_at = ?4 \
+        )
+        .bind(id(attempt.sync_attempt_id))
+        .bind(id(attempt.tenant_id))
+        .bind(id(attempt.appointment_id))
+        .bind(attempt.segment_key.as_str())
+        .bind(attempt.operation)
+        .bind(attempt.event_type_id)
+        .bind(ms(attempt.started_at))
+        .bind(&fence.owner)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "update appointment_segments set sync_status = ?3, updated_at = ?4 \
                  where appointment_id = ?1 and segment_key = ?2",
-            )
-            .bind(id(attempt.appointment_id))
-            .bind(attempt.segment_key.as_str())
-            .bind(segment_status.as_str())
-            .bind(ms(attempt.started_at))
-            .execute(&mut *tx)
-            .await?;
-            tx.commit().await?;
-            Ok(true)
-        }
-        .boxed()
+        )
+        .bind(id(attempt.appointment_id))
+        .bind(attempt.segment_key.as_str())
+        .bind(segment_status.as_str())
+        .bind(ms(attempt.started_at))
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(true)
     }
 
-    fn finish_attempt<'a>(
-        &'a self,
-        fence: &'a Fence,
-        finish: &'a AttemptFinish,
-        segment: &'a SegmentWork,
-    ) -> BoxFuture<'a, SyncResult<bool>> {
-        async move {
-            let mut tx = self.begin_with("begin immediate").await?;
-            if !check_fence(&mut tx, fence).await? {
-                return Ok(false);
-            }
+    async fn save_segment(
+        &self,
+        fence: &Fence,
+        attempt: Option<&AttemptFinish>,
+        segment: &SegmentWork,
+    ) -> StoreResult<bool> {
+        let mut tx = self.begin_with("begin immediate").await?;
+        if !check_fence(&mut tx, fence).await? {
+            return Ok(false);
+        }
+        if let Some(finish) = attempt {
             let error = finish.error.as_ref();
             sqlx::query(
                 "update sync_attempts set finished_at = ?2, outcome = ?3, error_kind = ?4, \
@@ -423,37 +398,24 @@ impl SyncStore for SqlitePool {
             .bind(&finish.moved_from_uid)
             .execute(&mut *tx)
             .await?;
-            write_segment(&mut tx, fence.appointment_id, segment, finish.finished_at).await?;
-            tx.commit().await?;
-            Ok(true)
         }
-        .boxed()
+        write_segment(
+            &mut tx,
+            fence.appointment_id,
+            segment,
+            attempt.map_or_else(Utc::now, |f| f.finished_at),
+        )
+        .await?;
+        tx.commit().await?;
+        Ok(true)
     }
 
-    fn save_segment<'a>(
-        &'a self,
-        fence: &'a Fence,
-        segment: &'a SegmentWork,
-    ) -> BoxFuture<'a, SyncResult<bool>> {
-        async move {
-            let mut tx = self.begin_with("begin immediate").await?;
-            if !check_fence(&mut tx, fence).await? {
-                return Ok(false);
-            }
-            write_segment(&mut tx, fence.appointment_id, segment, Utc::now()).await?;
-            tx.commit().await?;
-            Ok(true)
-        }
-        .boxed()
-    }
-
-    fn update_bookable_event_type<'a>(
-        &'a self,
+    async fn update_bookable_event_type(
+        &self,
         tenant_id: Uuid,
-        update: &'a BookableUpdate,
-    ) -> BoxFuture<'a, SyncResult<()>> {
-        async move {
-            sqlx::query(
+        update: &BookableUpdate,
+    ) -> StoreResult<()> {
+        sqlx::query(
                 "update event_maps set bookable_event_type_id = ?5, resolution = ?6, \
                  checked_at = ?7, unverified_reason = null, updated_at = ?7 where tenant_id = ?1 and service_id = ?2 \
                  and segment_key = ?3 and staff_id = ?4",
@@ -467,370 +429,337 @@ impl SyncStore for SqlitePool {
             .bind(ms(update.checked_at))
             .execute(self)
             .await?;
-            Ok(())
-        }
-        .boxed()
+        Ok(())
     }
 
-    fn finish_job<'a>(
-        &'a self,
-        fence: &'a Fence,
+    async fn finish_job(
+        &self,
+        fence: &Fence,
         now: DateTime<Utc>,
         next: JobNext,
-    ) -> BoxFuture<'a, SyncResult<Option<AppointmentSync>>> {
-        async move {
-            let mut tx = self.begin_with("begin immediate").await?;
-            if !check_fence(&mut tx, fence).await? {
-                return Ok(None);
-            }
-            let derived = refresh_appointment(&mut tx, fence.appointment_id, now).await?;
-            let (state, run_at) = match next {
-                JobNext::Done => ("done", None),
-                JobNext::At(at) => ("pending", Some(ms(at))),
-            };
-            // A request that arrived during the run (`rerun`) makes the job due again now.
-            sqlx::query(
-                "update sync_jobs set \
+    ) -> StoreResult<Option<AppointmentSync>> {
+        let mut tx = self.begin_with("begin immediate").await?;
+        if !check_fence(&mut tx, fence).await? {
+            return Ok(None);
+        }
+        let derived = refresh_appointment(&mut tx, fence.appointment_id, now).await?;
+        let (state, run_at) = match next {
+            JobNext::Done => ("done", None),
+            JobNext::At(at) => ("pending", Some(ms(at))),
+        };
+        // A request that arrived during the run (`rerun`) makes the job due again now.
+        sqlx::query(
+            "update sync_jobs set \
                  state = case when rerun then 'pending' else ?2 end, \
                  run_at = case when rerun then min(run_at, ?4) else coalesce(?3, run_at) end, \
                  lease_owner = null, lease_expires_at = null, \
                  verify_bookings = verify_bookings and rerun, rerun = 0, \
                  updated_at = ?4 where appointment_id = ?1",
-            )
-            .bind(id(fence.appointment_id))
-            .bind(state)
-            .bind(run_at)
-            .bind(ms(now))
-            .execute(&mut *tx)
-            .await?;
-            tx.commit().await?;
-            Ok(derived)
-        }
-        .boxed()
+        )
+        .bind(id(fence.appointment_id))
+        .bind(state)
+        .bind(run_at)
+        .bind(ms(now))
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(derived)
     }
 
-    fn request_sync<'a>(
-        &'a self,
+    async fn request_sync(
+        &self,
         tenant_id: Uuid,
         appointment_id: Uuid,
         now: DateTime<Utc>,
         resync: bool,
-    ) -> BoxFuture<'a, SyncResult<Option<AppointmentSync>>> {
-        request_sync_once(self, tenant_id, appointment_id, now, resync, resync).boxed()
+    ) -> StoreResult<Option<AppointmentSync>> {
+        request_sync_once(self, tenant_id, appointment_id, now, resync, resync).await
     }
 
-    fn claim_verification<'a>(
-        &'a self,
+    async fn claim_verification(
+        &self,
         since: DateTime<Utc>,
         now: DateTime<Utc>,
-    ) -> BoxFuture<'a, SyncResult<Vec<TenantConnection>>> {
-        async move {
-            let rows = sqlx::query(super::sync::CLAIM_VERIFICATION)
-                .bind(ms(since))
-                .bind(ms(now))
-                .fetch_all(self)
-                .await?;
-            rows.iter()
-                .map(|row| {
-                    let tenant_id = uuid_col(row, "tenant_id")?;
-                    Ok(TenantConnection {
+    ) -> StoreResult<Vec<TenantConnection>> {
+        let rows = sqlx::query(super::sync::CLAIM_VERIFICATION)
+            .bind(ms(since))
+            .bind(ms(now))
+            .fetch_all(self)
+            .await?;
+        rows.iter()
+            .map(|row| {
+                let tenant_id = uuid_col(row, "tenant_id")?;
+                Ok(TenantConnection {
+                    tenant_id,
+                    api_key: crate::secrets::open_column(
                         tenant_id,
-                        api_key: crate::secrets::open_column(
-                            tenant_id,
-                            crate::secrets::SecretField::CalcomApiKey,
-                            row.try_get("calcom_api_key")?,
-                        )?,
-                        base_url: row.try_get("calcom_base_url")?,
-                        team_id: row.try_get("calcom_team_id")?,
-                    })
+                        crate::secrets::SecretField::CalcomApiKey,
+                        row.try_get("calcom_api_key")?,
+                    )?,
+                    base_url: row.try_get("calcom_base_url")?,
+                    team_id: row.try_get("calcom_team_id")?,
                 })
-                .collect()
-        }
-        .boxed()
+            })
+            .collect()
     }
 
-    fn synced_bookings_between<'a>(
-        &'a self,
+    async fn synced_bookings_between(
+        &self,
         tenant_id: Uuid,
         from: DateTime<Utc>,
         to: DateTime<Utc>,
-    ) -> BoxFuture<'a, SyncResult<Vec<StoredBooking>>> {
-        async move {
-            let rows = sqlx::query(super::sync::SYNCED_BOOKINGS_BETWEEN)
-                .bind(id(tenant_id))
-                .bind(ms(from))
-                .bind(ms(to))
-                .fetch_all(self)
-                .await?;
-            rows.iter()
-                .map(|row| {
-                    Ok(StoredBooking {
-                        appointment_id: uuid_col(row, "appointment_id")?,
-                        segment_key: segment_key(row.try_get("segment_key")?)?,
-                        calcom_booking_uid: row.try_get("calcom_booking_uid")?,
-                        starts_at: instant(row, "starts_at")?,
-                        ends_at: instant(row, "ends_at")?,
-                    })
+    ) -> StoreResult<Vec<StoredBooking>> {
+        let rows = sqlx::query(super::sync::SYNCED_BOOKINGS_BETWEEN)
+            .bind(id(tenant_id))
+            .bind(ms(from))
+            .bind(ms(to))
+            .fetch_all(self)
+            .await?;
+        rows.iter()
+            .map(|row| {
+                Ok(StoredBooking {
+                    appointment_id: uuid_col(row, "appointment_id")?,
+                    segment_key: segment_key(row.try_get("segment_key")?)?,
+                    calcom_booking_uid: row.try_get("calcom_booking_uid")?,
+                    starts_at: instant(row, "starts_at")?,
+                    ends_at: instant(row, "ends_at")?,
                 })
-                .collect()
-        }
-        .boxed()
+            })
+            .collect()
     }
 
-    fn request_verification<'a>(
-        &'a self,
+    async fn request_verification(
+        &self,
         tenant_id: Uuid,
         appointment_id: Uuid,
         now: DateTime<Utc>,
-    ) -> BoxFuture<'a, SyncResult<bool>> {
-        async move {
-            request_sync_once(self, tenant_id, appointment_id, now, false, true)
-                .await
-                .map(|found| found.is_some())
-        }
-        .boxed()
+    ) -> StoreResult<bool> {
+        request_sync_once(self, tenant_id, appointment_id, now, false, true)
+            .await
+            .map(|found| found.is_some())
     }
 
-    fn appointment_sync<'a>(
-        &'a self,
+    async fn appointment_sync(
+        &self,
         tenant_id: Uuid,
         appointment_id: Uuid,
-    ) -> BoxFuture<'a, SyncResult<Option<AppointmentSync>>> {
-        async move {
-            let row: Option<(String, bool, Option<String>)> = sqlx::query_as(
-                "select sync_status, requires_manual_review, review_reason from appointments \
+    ) -> StoreResult<Option<AppointmentSync>> {
+        let row: Option<(String, bool, Option<String>)> = sqlx::query_as(
+            "select sync_status, requires_manual_review, review_reason from appointments \
                  where appointment_id = ?1 and tenant_id = ?2",
-            )
-            .bind(id(appointment_id))
-            .bind(id(tenant_id))
-            .fetch_optional(self)
-            .await?;
-            Ok(row.map(|(status, review, reason)| AppointmentSync {
-                status: parse_appointment_status(&status),
-                requires_manual_review: review,
-                review_reason: reason,
-            }))
-        }
-        .boxed()
+        )
+        .bind(id(appointment_id))
+        .bind(id(tenant_id))
+        .fetch_optional(self)
+        .await?;
+        Ok(row.map(|(status, review, reason)| AppointmentSync {
+            status: parse_appointment_status(&status),
+            requires_manual_review: review,
+            review_reason: reason,
+        }))
     }
 
-    fn sync_view<'a>(
-        &'a self,
+    async fn sync_view(
+        &self,
         tenant_id: Uuid,
         appointment_id: Uuid,
-    ) -> BoxFuture<'a, SyncResult<Option<SyncView>>> {
-        async move {
-            let Some(sync) = self.appointment_sync(tenant_id, appointment_id).await? else {
-                return Ok(None);
-            };
-            let job: Option<(String, i64)> =
-                sqlx::query_as("select state, run_at from sync_jobs where appointment_id = ?1")
-                    .bind(id(appointment_id))
-                    .fetch_optional(self)
-                    .await?;
-            let segments = sqlx::query(
-                "select segment_key, staff_id, starts_at, ends_at, sync_status, event_type_id, \
+    ) -> StoreResult<Option<SyncView>> {
+        let Some(sync) = self.appointment_sync(tenant_id, appointment_id).await? else {
+            return Ok(None);
+        };
+        let job: Option<(String, i64)> =
+            sqlx::query_as("select state, run_at from sync_jobs where appointment_id = ?1")
+                .bind(id(appointment_id))
+                .fetch_optional(self)
+                .await?;
+        let segments = sqlx::query(
+            "select segment_key, staff_id, starts_at, ends_at, sync_status, event_type_id, \
                  calcom_booking_uid, calcom_booking_id, attempts, last_error, next_attempt_at, \
                  review_reason, moving_from from appointment_segments where appointment_id = ?1 \
                  order by position",
-            )
-            .bind(id(appointment_id))
-            .fetch_all(self)
-            .await?
-            .iter()
-            .map(|row| {
-                Ok(SegmentSyncView {
-                    key: row.try_get("segment_key")?,
-                    staff_id: row.try_get("staff_id")?,
-                    starts_at: instant(row, "starts_at")?,
-                    ends_at: instant(row, "ends_at")?,
-                    status: parse_segment_status(row.try_get("sync_status")?),
-                    event_type_id: row.try_get("event_type_id")?,
-                    calcom_booking_uid: row.try_get("calcom_booking_uid")?,
-                    calcom_booking_id: row.try_get("calcom_booking_id")?,
-                    attempts: row.try_get("attempts")?,
-                    last_error: decode_error(row.try_get("last_error")?),
-                    next_attempt_at: opt_instant(row, "next_attempt_at")?,
-                    review_reason: row.try_get("review_reason")?,
-                    moving_from: opt_instant(row, "moving_from")?,
-                })
+        )
+        .bind(id(appointment_id))
+        .fetch_all(self)
+        .await?
+        .iter()
+        .map(|row| {
+            Ok(SegmentSyncView {
+                key: row.try_get("segment_key")?,
+                staff_id: row.try_get("staff_id")?,
+                starts_at: instant(row, "starts_at")?,
+                ends_at: instant(row, "ends_at")?,
+                status: parse_segment_status(row.try_get("sync_status")?),
+                event_type_id: row.try_get("event_type_id")?,
+                calcom_booking_uid: row.try_get("calcom_booking_uid")?,
+                calcom_booking_id: row.try_get("calcom_booking_id")?,
+                attempts: row.try_get("attempts")?,
+                last_error: decode_error(row.try_get("last_error")?),
+                next_attempt_at: opt_instant(row, "next_attempt_at")?,
+                review_reason: row.try_get("review_reason")?,
+                moving_from: opt_instant(row, "moving_from")?,
             })
-            .collect::<SyncResult<Vec<_>>>()?;
-            let attempts = sqlx::query(
-                "select segment_key, operation, event_type_id, started_at, finished_at, outcome, \
+        })
+        .collect::<StoreResult<Vec<_>>>()?;
+        let attempts = sqlx::query(
+            "select segment_key, operation, event_type_id, started_at, finished_at, outcome, \
                  error_kind, http_status, calcom_message, calcom_booking_uid, moved_from_uid, \
                  worker \
                  from sync_attempts where appointment_id = ?1 and tenant_id = ?2 \
                  order by started_at, sync_attempt_id",
-            )
-            .bind(id(appointment_id))
-            .bind(id(tenant_id))
-            .fetch_all(self)
-            .await?
-            .iter()
-            .map(|row| {
-                Ok(AttemptRecord {
-                    segment_key: row.try_get("segment_key")?,
-                    operation: row.try_get("operation")?,
-                    event_type_id: row.try_get("event_type_id")?,
-                    started_at: instant(row, "started_at")?,
-                    finished_at: opt_instant(row, "finished_at")?,
-                    outcome: row.try_get("outcome")?,
-                    error_kind: row.try_get("error_kind")?,
-                    http_status: row.try_get("http_status")?,
-                    calcom_message: row.try_get("calcom_message")?,
-                    calcom_booking_uid: row.try_get("calcom_booking_uid")?,
-                    moved_from_uid: row.try_get("moved_from_uid")?,
-                    worker: row.try_get("worker")?,
-                })
+        )
+        .bind(id(appointment_id))
+        .bind(id(tenant_id))
+        .fetch_all(self)
+        .await?
+        .iter()
+        .map(|row| {
+            Ok(AttemptRecord {
+                segment_key: row.try_get("segment_key")?,
+                operation: row.try_get("operation")?,
+                event_type_id: row.try_get("event_type_id")?,
+                started_at: instant(row, "started_at")?,
+                finished_at: opt_instant(row, "finished_at")?,
+                outcome: row.try_get("outcome")?,
+                error_kind: row.try_get("error_kind")?,
+                http_status: row.try_get("http_status")?,
+                calcom_message: row.try_get("calcom_message")?,
+                calcom_booking_uid: row.try_get("calcom_booking_uid")?,
+                moved_from_uid: row.try_get("moved_from_uid")?,
+                worker: row.try_get("worker")?,
             })
-            .collect::<SyncResult<Vec<_>>>()?;
-            let next_run_at = match &job {
-                Some((state, at)) if state == "pending" => Some(decode_instant("run_at", *at)?),
-                _ => None,
-            };
-            let cancellation_reason: Option<String> = sqlx::query_scalar(
-                "select cancellation_reason from appointments where appointment_id = ?1",
-            )
-            .bind(id(appointment_id))
-            .fetch_optional(self)
-            .await?
-            .flatten();
-            Ok(Some(SyncView {
-                appointment_id,
-                status: sync.status,
-                requires_manual_review: sync.requires_manual_review,
-                review_reason: sync.review_reason,
-                cancellation_reason,
-                job_state: job.map(|(state, _)| state),
-                next_run_at,
-                segments,
-                attempts,
-            }))
-        }
-        .boxed()
+        })
+        .collect::<StoreResult<Vec<_>>>()?;
+        let next_run_at = match &job {
+            Some((state, at)) if state == "pending" => Some(decode_instant("run_at", *at)?),
+            _ => None,
+        };
+        let cancellation_reason: Option<String> = sqlx::query_scalar(
+            "select cancellation_reason from appointments where appointment_id = ?1",
+        )
+        .bind(id(appointment_id))
+        .fetch_optional(self)
+        .await?
+        .flatten();
+        Ok(Some(SyncView {
+            appointment_id,
+            status: sync.status,
+            requires_manual_review: sync.requires_manual_review,
+            review_reason: sync.review_reason,
+            cancellation_reason,
+            job_state: job.map(|(state, _)| state),
+            next_run_at,
+            segments,
+            attempts,
+        }))
     }
 
-    fn sync_health<'a>(
-        &'a self,
-        tenant_id: Uuid,
-        now: DateTime<Utc>,
-    ) -> BoxFuture<'a, SyncResult<SyncHealth>> {
-        async move {
-            let tenant = id(tenant_id);
-            let counts: Vec<(String, i64)> = sqlx::query_as(
-                "select sync_status, count(*) from appointments where tenant_id = ?1 \
+    async fn sync_health(&self, tenant_id: Uuid, now: DateTime<Utc>) -> StoreResult<SyncHealth> {
+        let tenant = id(tenant_id);
+        let counts: Vec<(String, i64)> = sqlx::query_as(
+            "select sync_status, count(*) from appointments where tenant_id = ?1 \
                  group by sync_status",
-            )
-            .bind(&tenant)
-            .fetch_all(self)
-            .await?;
-            let since = now - chrono::TimeDelta::hours(24);
-            let (total, failed): (i64, i64) = sqlx::query_as(
-                "select count(*), coalesce(sum(outcome in ('failed', 'unknown')), 0) \
+        )
+        .bind(&tenant)
+        .fetch_all(self)
+        .await?;
+        let since = now - chrono::TimeDelta::hours(24);
+        let (total, failed): (i64, i64) = sqlx::query_as(
+            "select count(*), coalesce(sum(outcome in ('failed', 'unknown')), 0) \
                  from sync_attempts where tenant_id = ?1 and started_at >= ?2 \
                  and finished_at is not null",
-            )
-            .bind(&tenant)
-            .bind(ms(since))
-            .fetch_one(self)
-            .await?;
-            let (pending, leased, oldest): (i64, i64, Option<i64>) = sqlx::query_as(
-                "select coalesce(sum(state = 'pending'), 0), coalesce(sum(state = 'leased'), 0), \
+        )
+        .bind(&tenant)
+        .bind(ms(since))
+        .fetch_one(self)
+        .await?;
+        let (pending, leased, oldest): (i64, i64, Option<i64>) = sqlx::query_as(
+            "select coalesce(sum(state = 'pending'), 0), coalesce(sum(state = 'leased'), 0), \
                  min(case when state <> 'done' and run_at <= ?2 then run_at end) \
                  from sync_jobs where tenant_id = ?1",
-            )
-            .bind(&tenant)
-            .bind(ms(now))
-            .fetch_one(self)
-            .await?;
-            let review: i64 = sqlx::query_scalar(
-                "select count(*) from appointments where tenant_id = ?1 \
+        )
+        .bind(&tenant)
+        .bind(ms(now))
+        .fetch_one(self)
+        .await?;
+        let review: i64 = sqlx::query_scalar(
+            "select count(*) from appointments where tenant_id = ?1 \
                  and requires_manual_review = 1",
-            )
-            .bind(&tenant)
-            .fetch_one(self)
-            .await?;
-            let verified: Option<i64> =
-                sqlx::query_scalar("select verified_at from tenants where tenant_id = ?1")
-                    .bind(&tenant)
-                    .fetch_optional(self)
-                    .await?
-                    .flatten();
-            Ok(SyncHealth {
-                appointments_by_status: every_status_counted(counts),
-                success_rate_24h: (total > 0).then(|| (total - failed) as f64 / total as f64),
-                attempts_24h: total,
-                failed_attempts_24h: failed,
-                oldest_pending_job_age_seconds: oldest
-                    .map(|at| (ms(now) - at).max(0) as f64 / 1000.0),
-                jobs_pending: pending,
-                jobs_leased: leased,
-                appointments_needing_review: review,
-                last_verified_at: verified
-                    .map(|at| decode_instant("verified_at", at))
-                    .transpose()?,
-            })
-        }
-        .boxed()
+        )
+        .bind(&tenant)
+        .fetch_one(self)
+        .await?;
+        let verified: Option<i64> =
+            sqlx::query_scalar("select verified_at from tenants where tenant_id = ?1")
+                .bind(&tenant)
+                .fetch_optional(self)
+                .await?
+                .flatten();
+        Ok(SyncHealth {
+            appointments_by_status: every_status_counted(counts),
+            success_rate_24h: (total > 0).then(|| (total - failed) as f64 / total as f64),
+            attempts_24h: total,
+            failed_attempts_24h: failed,
+            oldest_pending_job_age_seconds: oldest.map(|at| (ms(now) - at).max(0) as f64 / 1000.0),
+            jobs_pending: pending,
+            jobs_leased: leased,
+            appointments_needing_review: review,
+            last_verified_at: verified
+                .map(|at| decode_instant("verified_at", at))
+                .transpose()?,
+        })
     }
 
-    fn review_error_kinds<'a>(
-        &'a self,
+    async fn review_error_kinds(
+        &self,
         tenant_id: Uuid,
-    ) -> BoxFuture<'a, SyncResult<Vec<super::sync::ReviewErrorKind>>> {
-        async move {
-            let rows: Vec<(String, Option<String>)> = sqlx::query_as(
-                "select s.appointment_id, json_extract(s.last_error, '$.kind') \
+    ) -> StoreResult<Vec<super::sync::ReviewErrorKind>> {
+        let rows: Vec<(String, Option<String>)> = sqlx::query_as(
+            "select s.appointment_id, json_extract(s.last_error, '$.kind') \
                  from appointment_segments s \
                  join appointments a on a.appointment_id = s.appointment_id \
                  where s.tenant_id = ?1 and a.status = 'booked' and s.sync_status = 'needs_review'",
-            )
-            .bind(id(tenant_id))
-            .fetch_all(self)
-            .await?;
-            rows.into_iter()
-                .map(|(appointment, kind)| {
-                    Uuid::parse_str(&appointment)
-                        .map(|id| (id, kind))
-                        .map_err(|e| sqlx::Error::Decode(Box::new(e)))
-                })
-                .collect()
-        }
-        .boxed()
+        )
+        .bind(id(tenant_id))
+        .fetch_all(self)
+        .await?;
+        rows.into_iter()
+            .map(|(appointment, kind)| {
+                Uuid::parse_str(&appointment)
+                    .map(|id| (id, kind))
+                    .map_err(|e| sqlx::Error::Decode(Box::new(e)))
+            })
+            .collect::<Result<Vec<_>, sqlx::Error>>()
+            .map_err(StoreError::from)
     }
 
-    fn webhook_secret<'a>(&'a self, tenant_id: Uuid) -> BoxFuture<'a, SyncResult<Option<String>>> {
-        async move {
-            let stored: Option<String> =
-                sqlx::query_scalar("select webhook_secret from tenants where tenant_id = ?1")
-                    .bind(id(tenant_id))
-                    .fetch_optional(self)
-                    .await?;
-            stored
-                .map(|stored| {
-                    use secrecy::ExposeSecret;
-                    crate::secrets::open_column(
-                        tenant_id,
-                        crate::secrets::SecretField::WebhookSecret,
-                        &stored,
-                    )
-                    .map(|secret| secret.expose_secret().to_string())
-                })
-                .transpose()
-        }
-        .boxed()
+    async fn webhook_secret(&self, tenant_id: Uuid) -> StoreResult<Option<String>> {
+        let stored: Option<String> =
+            sqlx::query_scalar("select webhook_secret from tenants where tenant_id = ?1")
+                .bind(id(tenant_id))
+                .fetch_optional(self)
+                .await?;
+        stored
+            .map(|stored| {
+                use secrecy::ExposeSecret;
+                crate::secrets::open_column(
+                    tenant_id,
+                    crate::secrets::SecretField::WebhookSecret,
+                    &stored,
+                )
+                .map(|secret| secret.expose_secret().to_string())
+            })
+            .transpose()
+            .map_err(StoreError::from)
     }
 
-    fn find_booked_segment<'a>(
-        &'a self,
+    async fn find_booked_segment(
+        &self,
         tenant_id: Uuid,
-        booking_uid: Option<&'a str>,
+        booking_uid: Option<&str>,
         booking_id: Option<i64>,
-    ) -> BoxFuture<'a, SyncResult<Option<BookedSegment>>> {
-        async move {
-            let row = sqlx::query(
-                "select s.appointment_id, s.segment_key, s.sync_status, s.calcom_booking_uid, \
+    ) -> StoreResult<Option<BookedSegment>> {
+        let row = sqlx::query(
+            "select s.appointment_id, s.segment_key, s.sync_status, s.calcom_booking_uid, \
                  s.starts_at, s.staff_id, a.status, a.service_id, a.time_zone, s.moving_from, \
                  st.calcom_user_id, st.calcom_username from appointment_segments s \
                  join appointments a on a.appointment_id = s.appointment_id \
@@ -838,123 +767,112 @@ impl SyncStore for SqlitePool {
                  where s.tenant_id = ?1 and ((s.calcom_booking_uid = ?2) \
                    or (?3 is not null and s.calcom_booking_id = ?3)) \
                  order by case when s.calcom_booking_uid = ?2 then 0 else 1 end limit 1",
-            )
-            .bind(id(tenant_id))
-            .bind(booking_uid)
-            .bind(booking_id)
-            .fetch_optional(self)
-            .await?;
-            row.map(|row| {
-                Ok(BookedSegment {
-                    appointment_id: uuid_col(&row, "appointment_id")?,
-                    segment_key: segment_key(row.try_get("segment_key")?)?,
-                    status: parse_segment_status(row.try_get("sync_status")?),
-                    desired: desired_state(row.try_get("status")?),
-                    calcom_booking_uid: row.try_get("calcom_booking_uid")?,
-                    starts_at: instant(&row, "starts_at")?,
-                    service_id: row.try_get("service_id")?,
-                    staff_id: staff_id(row.try_get("staff_id")?)?,
-                    calcom_user_id: row.try_get("calcom_user_id")?,
-                    calcom_username: row.try_get("calcom_username")?,
-                    time_zone: row.try_get("time_zone")?,
-                    moving_from: opt_instant(&row, "moving_from")?,
-                })
+        )
+        .bind(id(tenant_id))
+        .bind(booking_uid)
+        .bind(booking_id)
+        .fetch_optional(self)
+        .await?;
+        row.map(|row| {
+            Ok(BookedSegment {
+                appointment_id: uuid_col(&row, "appointment_id")?,
+                segment_key: segment_key(row.try_get("segment_key")?)?,
+                status: parse_segment_status(row.try_get("sync_status")?),
+                desired: desired_state(row.try_get("status")?),
+                calcom_booking_uid: row.try_get("calcom_booking_uid")?,
+                starts_at: instant(&row, "starts_at")?,
+                service_id: row.try_get("service_id")?,
+                staff_id: staff_id(row.try_get("staff_id")?)?,
+                calcom_user_id: row.try_get("calcom_user_id")?,
+                calcom_username: row.try_get("calcom_username")?,
+                time_zone: row.try_get("time_zone")?,
+                moving_from: opt_instant(&row, "moving_from")?,
             })
-            .transpose()
-        }
-        .boxed()
+        })
+        .transpose()
     }
 
-    fn flag_segment<'a>(
-        &'a self,
+    async fn review_segment(
+        &self,
         tenant_id: Uuid,
         appointment_id: Uuid,
-        segment_key: &'a SegmentKey,
-        reason: &'a str,
-        replacement: Option<(&'a str, Option<i64>)>,
+        segment_key: &SegmentKey,
+        reason: &str,
+        replacement: Option<(&str, Option<i64>)>,
         now: DateTime<Utc>,
-    ) -> BoxFuture<'a, SyncResult<()>> {
-        async move {
-            let mut tx = self.begin_with("begin immediate").await?;
-            let (uid, booking_id) = match replacement {
-                Some((uid, booking_id)) => (Some(uid), booking_id),
-                None => (None, None),
-            };
-            sqlx::query(
-                "update appointment_segments set sync_status = 'needs_review', review_reason = ?4, \
+    ) -> StoreResult<()> {
+        let mut tx = self.begin_with("begin immediate").await?;
+        let (uid, booking_id) = match replacement {
+            Some((uid, booking_id)) => (Some(uid), booking_id),
+            None => (None, None),
+        };
+        sqlx::query(
+            "update appointment_segments set sync_status = 'needs_review', review_reason = ?4, \
                  calcom_booking_uid = coalesce(?5, calcom_booking_uid), \
                  calcom_booking_id = case when ?5 is null then calcom_booking_id else ?6 end, \
                  next_attempt_at = null, updated_at = ?7 \
                  where tenant_id = ?1 and appointment_id = ?2 and segment_key = ?3",
-            )
-            .bind(id(tenant_id))
-            .bind(id(appointment_id))
-            .bind(segment_key.as_str())
-            .bind(reason)
-            .bind(uid)
-            .bind(booking_id)
-            .bind(ms(now))
-            .execute(&mut *tx)
-            .await?;
-            refresh_appointment(&mut tx, appointment_id, now).await?;
-            tx.commit().await?;
-            Ok(())
-        }
-        .boxed()
+        )
+        .bind(id(tenant_id))
+        .bind(id(appointment_id))
+        .bind(segment_key.as_str())
+        .bind(reason)
+        .bind(uid)
+        .bind(booking_id)
+        .bind(ms(now))
+        .execute(&mut *tx)
+        .await?;
+        refresh_appointment(&mut tx, appointment_id, now).await?;
+        tx.commit().await?;
+        Ok(())
     }
 
-    fn mark_segment_cancelled<'a>(
-        &'a self,
+    async fn mark_segment_cancelled(
+        &self,
         tenant_id: Uuid,
         appointment_id: Uuid,
-        segment_key: &'a SegmentKey,
+        segment_key: &SegmentKey,
         now: DateTime<Utc>,
-    ) -> BoxFuture<'a, SyncResult<()>> {
-        async move {
-            let mut tx = self.begin_with("begin immediate").await?;
-            sqlx::query(
-                "update appointment_segments set sync_status = 'cancelled', \
+    ) -> StoreResult<()> {
+        let mut tx = self.begin_with("begin immediate").await?;
+        sqlx::query(
+            "update appointment_segments set sync_status = 'cancelled', \
                  next_attempt_at = null, updated_at = ?4 \
                  where tenant_id = ?1 and appointment_id = ?2 and segment_key = ?3",
-            )
-            .bind(id(tenant_id))
-            .bind(id(appointment_id))
-            .bind(segment_key.as_str())
-            .bind(ms(now))
-            .execute(&mut *tx)
-            .await?;
-            refresh_appointment(&mut tx, appointment_id, now).await?;
-            tx.commit().await?;
-            Ok(())
-        }
-        .boxed()
+        )
+        .bind(id(tenant_id))
+        .bind(id(appointment_id))
+        .bind(segment_key.as_str())
+        .bind(ms(now))
+        .execute(&mut *tx)
+        .await?;
+        refresh_appointment(&mut tx, appointment_id, now).await?;
+        tx.commit().await?;
+        Ok(())
     }
 
-    fn outstanding_jobs<'a>(&'a self, now: DateTime<Utc>) -> BoxFuture<'a, SyncResult<(i64, i64)>> {
-        async move {
-            sqlx::query_as(
-                "select count(*), coalesce(sum((state = 'pending' and run_at <= ?1) \
+    async fn outstanding_jobs(&self, now: DateTime<Utc>) -> StoreResult<(i64, i64)> {
+        sqlx::query_as(
+            "select count(*), coalesce(sum((state = 'pending' and run_at <= ?1) \
                  or (state = 'leased' and lease_expires_at <= ?1)), 0) \
                  from sync_jobs where state <> 'done'",
-            )
-            .bind(ms(now))
-            .fetch_one(self)
-            .await
-        }
-        .boxed()
+        )
+        .bind(ms(now))
+        .fetch_one(self)
+        .await
+        .map_err(StoreError::from)
     }
 
-    fn next_run_at<'a>(&'a self) -> BoxFuture<'a, SyncResult<Option<DateTime<Utc>>>> {
-        async move {
-            let at: Option<i64> = sqlx::query_scalar(
-                "select min(case when state = 'pending' then run_at else lease_expires_at end) \
+    async fn next_run_at(&self) -> StoreResult<Option<DateTime<Utc>>> {
+        let at: Option<i64> = sqlx::query_scalar(
+            "select min(case when state = 'pending' then run_at else lease_expires_at end) \
                  from sync_jobs where state <> 'done'",
-            )
-            .fetch_one(self)
-            .await?;
-            at.map(|m| decode_instant("run_at", m)).transpose()
-        }
-        .boxed()
+        )
+        .fetch_one(self)
+        .await?;
+        at.map(|m| decode_instant("run_at", m))
+            .transpose()
+            .map_err(StoreError::from)
     }
 }
 
@@ -967,7 +885,7 @@ async fn request_sync_once(
     now: DateTime<Utc>,
     resync: bool,
     verify: bool,
-) -> SyncResult<Option<AppointmentSync>> {
+) -> StoreResult<Option<AppointmentSync>> {
     let mut tx = pool.begin_with("begin immediate").await?;
     let owned = sqlx::query_scalar::<_, String>(
         "select status from appointments where appointment_id = ?1 and tenant_id = ?2",

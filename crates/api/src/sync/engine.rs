@@ -20,10 +20,11 @@ use phasebook_domain::EventTypeId;
 use phasebook_domain::resolution::{HostIdentity, Refusal};
 use phasebook_domain::sync::{
     AppointmentSync, BookingIdentity, CalcomFailure, Decision, DesiredState,
-    EVENT_TYPE_CHECK_TTL_SECS, FailureClass, FailureInput, MAX_RESCHEDULE_HOPS, ObservedBooking,
-    Operation, OwnBookingInTheWay, RetryPolicy, ReviewSubject, SegmentError, SegmentSyncStatus,
-    converge, decide, drift_refusal, event_map_refused_reason, managed_parent_without_child_reason,
-    missing_event_map_reason, own_booking_in_the_way, reconcile_owed, successor,
+    EVENT_TYPE_CHECK_TTL_SECS, FailureClass, MAX_RESCHEDULE_HOPS, ObservedBooking, Operation,
+    Outcome, OwnBookingInTheWay, RetryPolicy, ReviewSubject, RunAsk, SegmentError,
+    SegmentSyncStatus, Step, cannot_sync_reason, converge, drift_refusal, event_map_refused_reason,
+    managed_parent_without_child_reason, missing_event_map_reason, own_booking_in_the_way,
+    successor,
 };
 use serde_json::Value;
 use tracing::Instrument;
@@ -37,7 +38,7 @@ use super::shared_checks::{CheckKey as SharedCheckKey, SharedChecks};
 use crate::event_maps::calcom::{ReadRoute, read_event_type_via};
 use crate::store::sync::{
     AppointmentWork, AttemptFinish, AttemptStart, BookableUpdate, ClaimedJob, JobNext, SegmentWork,
-    SyncStore,
+    StoreError, StoreResult, SyncStore,
 };
 use phasebook_domain::sync::breaker::{
     Admission, Breaker, BreakerPolicy, Change, signals_unavailable,
@@ -49,7 +50,7 @@ pub enum RunError {
     #[error("lease lost")]
     LeaseLost,
     #[error(transparent)]
-    Store(#[from] sqlx::Error),
+    Store(#[from] StoreError),
 }
 
 /// How many result pages a reconcile reads at most (250 bookings each, one event type, two
@@ -162,15 +163,7 @@ impl Engine {
                 .await;
         let mut next: Option<DateTime<Utc>> = None;
         for result in results {
-            let segment = result?;
-            // A pending segment with a retry time waits out a backoff or a rate limit.
-            let waiting = matches!(
-                segment.status,
-                SegmentSyncStatus::Failed | SegmentSyncStatus::Cancelling
-            ) || (segment.status == SegmentSyncStatus::Pending
-                && segment.next_attempt_at.is_some());
-            if waiting {
-                let at = segment.next_attempt_at.unwrap_or_else(Utc::now);
+            if let Some(at) = result?.booking.due_again(Utc::now()) {
                 next = Some(next.map_or(at, |n| n.min(at)));
             }
         }
@@ -239,7 +232,7 @@ impl Engine {
         &self,
         tenant_id: Uuid,
         now: DateTime<Utc>,
-    ) -> Result<usize, sqlx::Error> {
+    ) -> StoreResult<usize> {
         let waiting = self.store.reviews_waiting_for_calcom(tenant_id).await?;
         for &appointment_id in &waiting {
             tracing::info!(appointment_id = %appointment_id, "Cal.com answers again; retrying an appointment that was in review only for its outage");
@@ -290,31 +283,43 @@ impl Run<'_> {
         }
     }
 
-    fn not_due(segment: &SegmentWork) -> bool {
-        segment.next_attempt_at.is_some_and(|at| at > Utc::now())
+    fn booked(booking: &Booking, event_type: EventTypeId) -> Outcome {
+        Outcome::Booked {
+            uid: booking.uid.clone(),
+            id: booking.id,
+            event_type,
+        }
+    }
+
+    fn ask(&self, segment: &SegmentWork) -> RunAsk {
+        RunAsk {
+            desired: self.work.desired,
+            verify_bookings: self.job.verify_bookings,
+            moving: segment.moving_from.is_some(),
+        }
+    }
+
+    /// The segment's booking after `outcome`, as the domain decides.
+    fn settle(&self, segment: &mut SegmentWork, outcome: Outcome) {
+        segment.booking = segment.booking.clone().apply(outcome, Utc::now()).booking;
     }
 
     async fn bring_booked(&self, mut segment: SegmentWork) -> Result<SegmentWork, RunError> {
-        // The appointment was moved and this segment's booking must follow (moves.rs).
-        if segment.moving_from.is_some() && segment.status != SegmentSyncStatus::NeedsReview {
-            return self.bring_moved(segment).await;
-        }
-        match segment.status {
-            SegmentSyncStatus::NeedsReview => return Ok(segment),
-            SegmentSyncStatus::Synced => {
-                if !self.job.verify_bookings || segment.calcom_booking_uid.is_none() {
-                    return Ok(segment);
-                }
+        let ask = self.ask(&segment);
+        match segment.booking.next_step(ask, Utc::now()) {
+            Step::Skip | Step::Cancel => Ok(segment),
+            Step::Move => self.bring_moved(segment).await,
+            Step::Verify => {
                 if self.verify(&mut segment).await? {
                     return Ok(segment);
                 }
+                self.book_now(segment).await
             }
-            SegmentSyncStatus::Pending | SegmentSyncStatus::Failed if Self::not_due(&segment) => {
-                return Ok(segment);
-            }
-            _ => {}
+            Step::Book {
+                revalidate,
+                reconcile,
+            } => self.book(segment, revalidate, reconcile).await,
         }
-        self.book(segment).await
     }
 
     /// Checks a booked segment against Cal.com: every booking carrying its identity (the
@@ -322,9 +327,10 @@ impl Run<'_> {
     /// time) is converged on one at the planned time. `false`: none stands there any more;
     /// the segment was reset and must be booked again.
     async fn verify(&self, segment: &mut SegmentWork) -> Result<bool, RunError> {
-        let (Some(client), Some(event_type)) =
-            (self.client.clone(), segment.event_type_id.map(EventTypeId))
-        else {
+        let (Some(client), Some(event_type)) = (
+            self.client.clone(),
+            segment.booking.event_type_id.map(EventTypeId),
+        ) else {
             return Ok(true);
         };
         match self
@@ -341,17 +347,31 @@ impl Run<'_> {
             Reconciled::Adopted | Reconciled::Failed(_) => Ok(true),
             Reconciled::Missing => {
                 tracing::warn!(appointment_id = %self.work.appointment_id, segment = %segment.key, "no booking stands at the segment's planned time in Cal.com; booking it again");
-                segment.status = SegmentSyncStatus::Pending;
-                segment.calcom_booking_uid = None;
-                segment.calcom_booking_id = None;
-                segment.attempts = 0;
+                self.settle(segment, Outcome::Gone);
                 Ok(false)
             }
         }
     }
 
     /// Books one segment: reconcile if needed, create, and decide on failure.
-    async fn book(&self, mut segment: SegmentWork) -> Result<SegmentWork, RunError> {
+    /// Books the segment as its state asks (see
+    /// [`phasebook_domain::sync::SegmentBooking::book_step`]).
+    async fn book_now(&self, segment: SegmentWork) -> Result<SegmentWork, RunError> {
+        match segment.booking.book_step(self.ask(&segment)) {
+            Step::Book {
+                revalidate,
+                reconcile,
+            } => self.book(segment, revalidate, reconcile).await,
+            _ => Ok(segment),
+        }
+    }
+
+    async fn book(
+        &self,
+        mut segment: SegmentWork,
+        revalidate: bool,
+        reconcile: bool,
+    ) -> Result<SegmentWork, RunError> {
         let Some(client) = self.client.clone() else {
             let failure = self.client_error.clone().unwrap_or_else(|| CalcomFailure {
                 class: FailureClass::InvalidRequest,
@@ -369,7 +389,7 @@ impl Run<'_> {
         let mut event_type = map.bookable_event_type_id;
 
         // A resync re-validates the map first: a child may have appeared, or the map gone bad.
-        if self.job.verify_bookings {
+        if revalidate {
             match self.resolve(&client, &segment, &map.event_type_id).await? {
                 Resolved::Bookable(id) => event_type = id,
                 Resolved::Refused(reason) => return self.review(segment, reason, None).await,
@@ -378,10 +398,7 @@ impl Run<'_> {
         }
 
         let mut re_resolved = false;
-        let mut reconcile = reconcile_owed(
-            segment.earlier_outcome_unknown,
-            segment.calcom_booking_uid.is_some(),
-        );
+        let mut reconcile = reconcile;
         loop {
             if reconcile {
                 match self
@@ -455,10 +472,10 @@ impl Run<'_> {
                     } else {
                         None
                     };
-                    let decision = self.decision_with(
+                    let decision = self.decision(
                         &segment,
                         &failure,
-                        re_resolved,
+                        (re_resolved, true),
                         Operation::Create,
                         event_type,
                         in_the_way.as_ref(),
@@ -474,7 +491,7 @@ impl Run<'_> {
                             tracing::info!(appointment_id = %self.work.appointment_id, segment = %segment.key, event_type = %id, "re-resolved the host's child; retrying with it");
                             event_type = id;
                             // Nothing was created on the parent, so no reconcile is owed.
-                            reconcile = segment.earlier_outcome_unknown;
+                            reconcile = segment.booking.earlier_outcome_unknown;
                         }
                         _ => {
                             let parent = match failure.class {
@@ -699,7 +716,12 @@ impl Run<'_> {
         let minutes =
             u32::try_from((segment.ends_at - segment.starts_at).num_minutes()).unwrap_or(0);
         let attempt = self
-            .begin(segment, "resolve", Some(configured.0), segment.status)
+            .begin(
+                segment,
+                "resolve",
+                Some(configured.0),
+                segment.booking.status,
+            )
             .await?;
         let answer = super::resolve::resolve(
             client,
@@ -770,7 +792,7 @@ impl Run<'_> {
             .await?;
         let found = find_bookings(
             client,
-            segment.calcom_booking_uid.as_deref(),
+            segment.booking.calcom_booking_uid.as_deref(),
             event_type,
             segment.starts_at,
         )
@@ -780,7 +802,7 @@ impl Run<'_> {
             Err(err) => {
                 let failure = classify(&err);
                 // A failed look-up says nothing about what Cal.com holds: still unknown.
-                segment.last_error = Some(SegmentError::from(&failure));
+                segment.booking.last_error = Some(SegmentError::from(&failure));
                 self.finish(
                     attempt,
                     "failed",
@@ -803,10 +825,10 @@ impl Run<'_> {
         let kept = match plan.keep {
             Some(index) => {
                 let booking = &bookings[index];
-                if segment.calcom_booking_uid.as_deref() != Some(booking.uid.as_str()) {
+                if segment.booking.calcom_booking_uid.as_deref() != Some(booking.uid.as_str()) {
                     tracing::info!(appointment_id = %self.work.appointment_id, segment = %segment.key, booking_uid = %booking.uid, "adopted the booking that stands at the planned time");
                 }
-                mark_synced(segment, booking, event_type);
+                self.settle(segment, Self::booked(booking, event_type));
                 let outcome = if operation == "verify" {
                     "exists"
                 } else {
@@ -847,7 +869,7 @@ impl Run<'_> {
                 segment,
                 "cancel_stray",
                 booking.event_type_id,
-                segment.status,
+                segment.booking.status,
             )
             .await?;
         let result = client
@@ -893,9 +915,9 @@ impl Run<'_> {
                 // reconcile finds it; it is cancelled at once and the segment reviewed.
                 let minutes = (booking.end - booking.start).num_minutes();
                 tracing::warn!(appointment_id = %self.work.appointment_id, segment = %segment.key, booking_uid = %booking.uid, minutes, "Cal.com booked another length than the segment's; cancelling it");
-                segment.event_type_id = Some(event_type.0);
-                segment.calcom_booking_uid = Some(booking.uid.clone());
-                segment.calcom_booking_id = Some(booking.id);
+                segment.booking.event_type_id = Some(event_type.0);
+                segment.booking.calcom_booking_uid = Some(booking.uid.clone());
+                segment.booking.calcom_booking_id = Some(booking.id);
                 self.finish(attempt, "created", None, Some(booking.uid.clone()), segment)
                     .await?;
                 self.forget_check(event_type).await;
@@ -904,7 +926,7 @@ impl Run<'_> {
             }
             Ok(booking) => {
                 tracing::info!(appointment_id = %self.work.appointment_id, segment = %segment.key, booking_uid = %booking.uid, "segment booked");
-                mark_synced(segment, &booking, event_type);
+                self.settle(segment, Self::booked(&booking, event_type));
                 self.finish(attempt, "created", None, Some(booking.uid.clone()), segment)
                     .await?;
                 Ok(Created::Booked)
@@ -917,14 +939,14 @@ impl Run<'_> {
                     "failed"
                 };
                 if failure.class.may_have_created() {
-                    segment.earlier_outcome_unknown = true;
+                    segment.booking.earlier_outcome_unknown = true;
                 }
-                segment.event_type_id = Some(event_type.0);
-                segment.last_error = Some(SegmentError::from(&failure));
+                segment.booking.event_type_id = Some(event_type.0);
+                segment.booking.last_error = Some(SegmentError::from(&failure));
                 // The segment's new state is written with the decision; the attempt's
                 // outcome is recorded now so that a crash in between still leaves it known.
                 let mut snapshot = segment.clone();
-                snapshot.status = SegmentSyncStatus::Syncing;
+                snapshot.booking.status = SegmentSyncStatus::Syncing;
                 self.finish(
                     attempt,
                     outcome,
@@ -974,10 +996,8 @@ impl Run<'_> {
 
     /// Cancels the segment's booking (or finds that there is none).
     async fn bring_cancelled(&self, mut segment: SegmentWork) -> Result<SegmentWork, RunError> {
-        match segment.status {
-            SegmentSyncStatus::Cancelled | SegmentSyncStatus::NeedsReview => return Ok(segment),
-            _ if Self::not_due(&segment) => return Ok(segment),
-            _ => {}
+        if segment.booking.next_step(self.ask(&segment), Utc::now()) != Step::Cancel {
+            return Ok(segment);
         }
         let Some(client) = self.client.clone() else {
             let failure = self.client_error.clone().unwrap_or_else(|| CalcomFailure {
@@ -997,13 +1017,14 @@ impl Run<'_> {
                 .await;
         }
         // A create whose outcome is unknown may have left a booking we have no uid for.
-        if segment.calcom_booking_uid.is_none() && segment.earlier_outcome_unknown {
+        if segment.booking.calcom_booking_uid.is_none() && segment.booking.earlier_outcome_unknown {
             let event_type = segment
+                .booking
                 .event_type_id
                 .map(EventTypeId)
                 .or_else(|| segment.map.as_ref().map(|m| m.bookable_event_type_id));
             if let Some(event_type) = event_type {
-                segment.status = SegmentSyncStatus::Cancelling;
+                segment.booking.status = SegmentSyncStatus::Cancelling;
                 if let Reconciled::Failed(failure) = self
                     .reconcile(
                         &client,
@@ -1020,14 +1041,12 @@ impl Run<'_> {
                 }
             }
         }
-        let Some(uid) = segment.calcom_booking_uid.clone() else {
-            segment.status = SegmentSyncStatus::Cancelled;
-            segment.next_attempt_at = None;
-            segment.last_error = None;
+        let Some(uid) = segment.booking.calcom_booking_uid.clone() else {
+            self.settle(&mut segment, Outcome::Cancelled);
             let saved = self
                 .engine
                 .store
-                .save_segment(&self.job.fence, &segment)
+                .save_segment(&self.job.fence, None, &segment)
                 .await?;
             return if saved {
                 Ok(segment)
@@ -1049,7 +1068,7 @@ impl Run<'_> {
                 .begin(
                     &segment,
                     "cancel",
-                    segment.event_type_id,
+                    segment.booking.event_type_id,
                     SegmentSyncStatus::Cancelling,
                 )
                 .await?;
@@ -1066,10 +1085,10 @@ impl Run<'_> {
                             hops += 1;
                             let next = next.to_owned();
                             tracing::info!(appointment_id = %self.work.appointment_id, segment = %segment.key, booking_uid = %next, "the booking was moved in Cal.com; cancelling where it went");
-                            segment.calcom_booking_uid = Some(next.clone());
-                            segment.calcom_booking_id = None;
+                            segment.booking.calcom_booking_uid = Some(next.clone());
+                            segment.booking.calcom_booking_id = None;
                             let mut snapshot = segment.clone();
-                            snapshot.status = SegmentSyncStatus::Cancelling;
+                            snapshot.booking.status = SegmentSyncStatus::Cancelling;
                             self.finish(attempt, "moved", None, Some(uid), &mut snapshot)
                                 .await?;
                             uid = next;
@@ -1092,7 +1111,7 @@ impl Run<'_> {
             };
             let failure = classify(&error);
             let mut snapshot = segment.clone();
-            snapshot.status = SegmentSyncStatus::Cancelling;
+            snapshot.booking.status = SegmentSyncStatus::Cancelling;
             self.finish(
                 attempt,
                 "failed",
@@ -1115,47 +1134,30 @@ impl Run<'_> {
         uid: String,
     ) -> Result<SegmentWork, RunError> {
         tracing::info!(appointment_id = %self.work.appointment_id, segment = %segment.key, outcome, "segment booking cancelled");
-        segment.status = SegmentSyncStatus::Cancelled;
-        segment.next_attempt_at = None;
-        segment.last_error = None;
-        segment.review_reason = None;
+        self.settle(&mut segment, Outcome::Cancelled);
         self.finish(attempt, outcome, None, Some(uid), &mut segment)
             .await?;
         Ok(segment)
     }
 
+    /// The policy's decision on a failed call. `allow_re_resolve`: the caller looks for the
+    /// host's child of a managed parent when told to.
     fn decision(
         &self,
         segment: &SegmentWork,
         failure: &CalcomFailure,
-        re_resolved: bool,
-        operation: Operation,
-        event_type: EventTypeId,
-    ) -> Decision {
-        self.decision_with(segment, failure, re_resolved, operation, event_type, None)
-    }
-
-    fn decision_with(
-        &self,
-        segment: &SegmentWork,
-        failure: &CalcomFailure,
-        re_resolved: bool,
+        (re_resolved, allow_re_resolve): (bool, bool),
         operation: Operation,
         event_type: EventTypeId,
         in_the_way: Option<&OwnBookingInTheWay>,
     ) -> Decision {
-        let attempts = segment.attempts as u32 + u32::from(failure.class.consumes_attempt());
-        let subject = self.subject(segment, Some(event_type));
-        decide(
-            &FailureInput {
-                operation,
-                failure,
-                attempts,
-                earlier_outcome_unknown: segment.earlier_outcome_unknown,
-                event_type_re_resolved: re_resolved,
-                subject: &subject,
-                in_the_way,
-            },
+        segment.booking.decide(
+            failure,
+            operation,
+            re_resolved,
+            allow_re_resolve,
+            &self.subject(segment, Some(event_type)),
+            in_the_way,
             &self.engine.policy,
             Utc::now(),
             (self.engine.jitter)(),
@@ -1170,89 +1172,92 @@ impl Run<'_> {
         operation: Operation,
     ) -> Result<SegmentWork, RunError> {
         let event_type = segment
+            .booking
             .event_type_id
             .map(EventTypeId)
             .or_else(|| segment.map.as_ref().map(|m| m.bookable_event_type_id))
             .unwrap_or(EventTypeId(0));
-        let mut decision = self.decision(&segment, failure, re_resolved, operation, event_type);
-        if decision == Decision::ReResolveEventType {
-            decision = Decision::NeedsReview {
-                reason: managed_parent_without_child_reason(
-                    &self.subject(&segment, Some(event_type)),
-                    event_type,
-                ),
-            };
-        }
+        let decision = self.decision(
+            &segment,
+            failure,
+            (re_resolved, false),
+            operation,
+            event_type,
+            None,
+        );
         self.apply(segment, decision, failure, operation).await
     }
 
     /// Stores the segment's state after a failed call, as the policy decided.
     async fn apply(
         &self,
-        mut segment: SegmentWork,
+        segment: SegmentWork,
         decision: Decision,
         failure: &CalcomFailure,
         operation: Operation,
     ) -> Result<SegmentWork, RunError> {
-        if failure.class.consumes_attempt() {
-            segment.attempts += 1;
-        }
-        segment.last_error = Some(SegmentError::from(failure));
-        segment.status = decision.segment_status(operation);
-        match decision {
+        match &decision {
             Decision::Retry { at } | Decision::ReconcileFirst { at } => {
                 tracing::info!(appointment_id = %self.work.appointment_id, segment = %segment.key, kind = %failure.kind, retry_at = %at, "Cal.com call failed; retry scheduled");
-                segment.next_attempt_at = Some(at);
-                segment.review_reason = None;
             }
-            Decision::NeedsReview { reason } => {
+            Decision::NeedsReview { .. } => {
                 tracing::warn!(appointment_id = %self.work.appointment_id, segment = %segment.key, kind = %failure.kind, "segment needs review");
-                segment.next_attempt_at = None;
-                segment.review_reason = Some(reason);
             }
-            Decision::ReResolveEventType => {
-                segment.next_attempt_at = Some(Utc::now());
-            }
+            Decision::ReResolveEventType => {}
         }
-        let saved = self
-            .engine
-            .store
-            .save_segment(&self.job.fence, &segment)
-            .await?;
-        if saved {
-            Ok(segment)
-        } else {
-            Err(RunError::LeaseLost)
-        }
+        self.save_outcome(
+            segment,
+            Outcome::Failed {
+                failure: failure.clone(),
+                operation,
+                decision,
+            },
+        )
+        .await
     }
 
     fn review_for(&self, segment: &SegmentWork, failure: &CalcomFailure) -> String {
-        match self.decision(segment, failure, true, Operation::Create, EventTypeId(0)) {
+        match self.decision(
+            segment,
+            failure,
+            (true, false),
+            Operation::Create,
+            EventTypeId(0),
+            None,
+        ) {
             Decision::NeedsReview { reason } => reason,
-            _ => format!(
-                "Segment {} of appointment {} cannot be synced: {}; fix the tenant's Cal.com settings, then POST /resync/{}.",
-                segment.key, self.work.appointment_id, failure.message, self.work.appointment_id
-            ),
+            _ => cannot_sync_reason(&self.subject(segment, None), failure),
         }
     }
 
     async fn review(
         &self,
-        mut segment: SegmentWork,
+        segment: SegmentWork,
         reason: String,
         failure: Option<&CalcomFailure>,
     ) -> Result<SegmentWork, RunError> {
         tracing::warn!(appointment_id = %self.work.appointment_id, segment = %segment.key, "segment needs review");
-        segment.status = SegmentSyncStatus::NeedsReview;
-        segment.next_attempt_at = None;
-        segment.review_reason = Some(reason);
-        if let Some(failure) = failure {
-            segment.last_error = Some(SegmentError::from(failure));
-        }
+        self.save_outcome(
+            segment,
+            Outcome::Review {
+                reason,
+                failure: failure.cloned(),
+            },
+        )
+        .await
+    }
+
+    /// Applies `outcome` to the segment and saves its new state (fenced).
+    async fn save_outcome(
+        &self,
+        mut segment: SegmentWork,
+        outcome: Outcome,
+    ) -> Result<SegmentWork, RunError> {
+        self.settle(&mut segment, outcome);
         let saved = self
             .engine
             .store
-            .save_segment(&self.job.fence, &segment)
+            .save_segment(&self.job.fence, None, &segment)
             .await?;
         if saved {
             Ok(segment)
@@ -1312,7 +1317,7 @@ impl Run<'_> {
         if self
             .engine
             .store
-            .finish_attempt(&self.job.fence, &finish, segment)
+            .save_segment(&self.job.fence, Some(&finish), segment)
             .await?
         {
             Ok(())
@@ -1339,16 +1344,6 @@ enum Created {
     /// Cal.com booked this many minutes, not the segment's length; that booking is cancelled.
     OtherLength(i64),
     Failed(CalcomFailure),
-}
-
-fn mark_synced(segment: &mut SegmentWork, booking: &Booking, event_type: EventTypeId) {
-    segment.status = SegmentSyncStatus::Synced;
-    segment.calcom_booking_uid = Some(booking.uid.clone());
-    segment.calcom_booking_id = Some(booking.id);
-    segment.event_type_id = Some(event_type.0);
-    segment.next_attempt_at = None;
-    segment.review_reason = None;
-    segment.last_error = None;
 }
 
 /// Every booking that may be the segment's: the stored one and each booking Cal.com moved

@@ -30,6 +30,7 @@ pub use sweep::VerificationSettings;
 pub use worker::Worker;
 
 use crate::store::Database;
+use crate::store::StoreResult;
 use crate::store::sync::SyncStore;
 
 /// How the worker runs.
@@ -241,7 +242,7 @@ impl SyncHandle {
         tenant_id: Uuid,
         appointment_id: Uuid,
         limit: Duration,
-    ) -> Result<Option<WaitOutcome>, sqlx::Error> {
+    ) -> StoreResult<Option<WaitOutcome>> {
         const POLL: Duration = Duration::from_millis(250);
         let deadline = tokio::time::Instant::now() + limit;
         let mut events = self.subscribe();

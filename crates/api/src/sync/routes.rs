@@ -21,6 +21,7 @@ use crate::auth::{Caller, Permission};
 use crate::error::{ApiError, Problem};
 use crate::extract::{Path, Query, RawBody};
 use crate::state::AppState;
+use crate::store::StoreError;
 use crate::store::sync::{BookedSegment, SyncHealth, SyncStore, SyncView};
 
 pub fn router() -> OpenApiRouter<AppState> {
@@ -32,8 +33,8 @@ pub fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(calcom_webhook))
 }
 
-fn internal(err: sqlx::Error) -> ApiError {
-    ApiError::from(crate::store::StoreError::Database(err))
+fn internal(err: StoreError) -> ApiError {
+    ApiError::from(err)
 }
 
 /// An appointment's sync status, per segment, with one row per call made to Cal.com.
@@ -257,9 +258,9 @@ async fn apply_verdict(
             }
             Ok("cancelled")
         }
-        ChangeVerdict::Flag(reason) => {
+        ChangeVerdict::Review(reason) => {
             store
-                .flag_segment(
+                .review_segment(
                     tenant_id,
                     segment.appointment_id,
                     &segment.segment_key,

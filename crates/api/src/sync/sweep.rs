@@ -13,6 +13,7 @@ use phasebook_domain::sync::sweep_findings;
 
 use super::engine::observe;
 use super::worker::Worker;
+use crate::store::StoreResult;
 use crate::store::sync::TenantConnection;
 
 /// When and how far the sweep looks.
@@ -51,7 +52,7 @@ pub struct SweepOutcome {
 impl Worker {
     /// Sweeps every tenant not swept within the configured interval (`every: None` sweeps
     /// every tenant now). Each tenant is claimed first, so replicas share the work.
-    pub async fn verify_due_tenants(&self) -> Result<SweepOutcome, sqlx::Error> {
+    pub async fn verify_due_tenants(&self) -> StoreResult<SweepOutcome> {
         let settings = self.config().verification;
         let now = Utc::now();
         let since = match settings.every {
@@ -79,7 +80,7 @@ impl Worker {
         tenant: &TenantConnection,
         now: DateTime<Utc>,
         settings: VerificationSettings,
-    ) -> Result<(usize, usize), sqlx::Error> {
+    ) -> StoreResult<(usize, usize)> {
         let span = tracing::info_span!("verification_sweep", tenant_id = %tenant.tenant_id);
         let _entered = span.enter();
         let client = match self.clients().get(tenant) {
@@ -152,7 +153,7 @@ impl Worker {
         &self,
         tenant: &TenantConnection,
         now: DateTime<Utc>,
-    ) -> Result<usize, sqlx::Error> {
+    ) -> StoreResult<usize> {
         self.engine()
             .requeue_after_outage(tenant.tenant_id, now)
             .await

@@ -18,6 +18,7 @@ use uuid::Uuid;
 
 use super::engine::{Engine, RunError};
 use super::{ClientCache, SyncConfig, SyncEvent, SyncHandle};
+use crate::store::StoreResult;
 use crate::store::sync::{ClaimedJob, Fence, SyncStore};
 
 /// The PostgreSQL channel a process notifies after it made a job due (`SyncHandle::wake`).
@@ -118,7 +119,7 @@ impl Worker {
         &self,
         limit: usize,
         interactive_only: bool,
-    ) -> Result<Vec<ClaimedJob>, sqlx::Error> {
+    ) -> StoreResult<Vec<ClaimedJob>> {
         let now = Utc::now();
         self.store()
             .claim_jobs_fairly(
@@ -134,7 +135,7 @@ impl Worker {
 
     /// Claims up to `limit` due jobs: interactive ones first, background ones only into
     /// the slots they may fill.
-    async fn claim(&self, limit: usize) -> Result<Vec<ClaimedJob>, sqlx::Error> {
+    async fn claim(&self, limit: usize) -> StoreResult<Vec<ClaimedJob>> {
         let room = self.background_room();
         let mut jobs = if room >= limit {
             self.claim_kind(limit, false).await?
@@ -203,7 +204,7 @@ impl Worker {
 
     /// Claims the jobs due now and runs each once (a failed call is not retried within the
     /// pass, even when its retry falls due meanwhile); returns how many runs were made.
-    pub async fn run_one_pass(&self) -> Result<usize, sqlx::Error> {
+    pub async fn run_one_pass(&self) -> StoreResult<usize> {
         let jobs = self.claim(self.config.max_concurrent_jobs.max(1)).await?;
         let runs = jobs.len();
         futures::future::join_all(jobs.into_iter().map(|job| self.run_claimed(job))).await;
@@ -212,7 +213,7 @@ impl Worker {
 
     /// Claims every due job and runs it, until none is due; returns how many runs were made.
     /// For tests and one-shot use: it never sleeps, so retries scheduled for later stay.
-    pub async fn run_pending_jobs(&self) -> Result<usize, sqlx::Error> {
+    pub async fn run_pending_jobs(&self) -> StoreResult<usize> {
         let mut runs = 0;
         loop {
             let jobs = self.claim(self.config.max_concurrent_jobs.max(1)).await?;
@@ -226,7 +227,7 @@ impl Worker {
 
     /// Runs jobs, waiting for scheduled retries, until no job is outstanding or `limit`
     /// passed. Returns the number of jobs still outstanding.
-    pub async fn run_until_idle(&self, limit: Duration) -> Result<i64, sqlx::Error> {
+    pub async fn run_until_idle(&self, limit: Duration) -> StoreResult<i64> {
         let deadline = tokio::time::Instant::now() + limit;
         loop {
             self.run_pending_jobs().await?;

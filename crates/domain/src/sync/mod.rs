@@ -16,11 +16,16 @@ use uuid::Uuid;
 
 use crate::{CalcomUserId, EventTypeId, SegmentKey, StaffId};
 
+mod booking;
 pub mod breaker;
 mod converge;
 mod drift;
 pub mod reschedule;
 mod sweep;
+pub use booking::{
+    Applied, AttemptResult, CANCEL_DONE_OUTCOMES, Outcome, RunAsk, SegmentBooking, Step,
+    cannot_sync_reason, create_may_have_reached_calcom,
+};
 pub use converge::{
     Convergence, MAX_RESCHEDULE_HOPS, carries_identity, converge, reconcile_owed, successor,
 };
@@ -865,7 +870,7 @@ pub enum ChangeVerdict {
     /// when the segment already says so (a late or repeated webhook).
     CancelConfirmed { record: bool },
     /// The calendar no longer matches the appointment: a human must decide, for this reason.
-    Flag(String),
+    Review(String),
 }
 
 /// Judges a change made in Cal.com against what the appointment wants: a cancel we asked
@@ -885,13 +890,13 @@ pub fn judge_calcom_change(
         CalcomChange::Cancelled {
             booking_uid,
             cancellation_reason,
-        } => ChangeVerdict::Flag(cancelled_in_calcom_reason(
+        } => ChangeVerdict::Review(cancelled_in_calcom_reason(
             subject,
             booking_uid,
             cancellation_reason,
         )),
         CalcomChange::Rescheduled { new_uid, new_start } => {
-            ChangeVerdict::Flag(rescheduled_in_calcom_reason(subject, new_uid, new_start))
+            ChangeVerdict::Review(rescheduled_in_calcom_reason(subject, new_uid, new_start))
         }
     }
 }
@@ -1051,7 +1056,7 @@ mod tests {
     use chrono::TimeZone;
     use proptest::prelude::*;
 
-    fn subject() -> ReviewSubject {
+    pub(super) fn subject() -> ReviewSubject {
         ReviewSubject {
             appointment_id: Uuid::from_u128(7),
             service_id: "colour".into(),
@@ -1101,7 +1106,7 @@ mod tests {
                 cancellation_reason: Some("stylist ill"),
             },
         );
-        let ChangeVerdict::Flag(reason) = verdict else {
+        let ChangeVerdict::Review(reason) = verdict else {
             panic!("flagged: {verdict:?}");
         };
         assert!(
@@ -1126,7 +1131,7 @@ mod tests {
                 new_start: moved_to,
             },
         );
-        let ChangeVerdict::Flag(reason) = verdict else {
+        let ChangeVerdict::Review(reason) = verdict else {
             panic!("flagged: {verdict:?}");
         };
         assert!(

@@ -20,7 +20,7 @@ use phasebook_domain::sync::{
 };
 use uuid::Uuid;
 
-use super::{Run, RunError, classify, find_bookings, mark_synced, observe};
+use super::{Run, RunError, classify, find_bookings, observe};
 use crate::store::sync::{AttemptFinish, SegmentWork};
 use calcom_client::{Booking, CalcomClient};
 
@@ -29,9 +29,6 @@ impl Run<'_> {
         &self,
         mut segment: SegmentWork,
     ) -> Result<SegmentWork, RunError> {
-        if Self::not_due(&segment) {
-            return Ok(segment);
-        }
         let (Some(client), Some(map), Some(from)) = (
             self.client.clone(),
             segment.map.clone(),
@@ -39,7 +36,7 @@ impl Run<'_> {
         ) else {
             // No Cal.com connection or no event map: booking flags the segment with the
             // reason, and the move resumes after ops fixed it and resynced.
-            return self.book(segment).await;
+            return self.book_now(segment).await;
         };
         let others: Vec<StillMoving<'_>> = self
             .work
@@ -62,19 +59,21 @@ impl Run<'_> {
             &others,
         ) {
             // Runs again right after this run, when the neighbour has moved.
-            segment.next_attempt_at = Some(Utc::now() + chrono::TimeDelta::milliseconds(50));
+            segment.booking.next_attempt_at =
+                Some(Utc::now() + chrono::TimeDelta::milliseconds(50));
             self.save(&segment).await?;
             return Ok(segment);
         }
         let to = map.bookable_event_type_id;
         let from_event_type = segment.moving_from_event_type_id.map(EventTypeId);
         let step = move_step(
-            segment.calcom_booking_uid.is_some(),
-            segment.earlier_outcome_unknown,
+            segment.booking.calcom_booking_uid.is_some(),
+            segment.booking.earlier_outcome_unknown,
             from_event_type,
             to,
         );
-        if let (MoveStep::CalcomReschedule, Some(uid)) = (step, segment.calcom_booking_uid.clone())
+        if let (MoveStep::CalcomReschedule, Some(uid)) =
+            (step, segment.booking.calcom_booking_uid.clone())
         {
             let attempt = self
                 .begin(
@@ -95,7 +94,7 @@ impl Run<'_> {
             match client.reschedule_booking(&uid, &request).await {
                 Ok(booking) => {
                     tracing::info!(appointment_id = %self.work.appointment_id, segment = %segment.key, booking_uid = %booking.uid, moved_from = %uid, "segment booking moved in Cal.com");
-                    mark_synced(&mut segment, &booking, to);
+                    self.settle(&mut segment, Self::booked(&booking, to));
                     segment.moving_from = None;
                     segment.moving_from_event_type_id = None;
                     self.finish_move(
@@ -116,9 +115,9 @@ impl Run<'_> {
                     } else {
                         "failed"
                     };
-                    segment.last_error = Some(SegmentError::from(&failure));
+                    segment.booking.last_error = Some(SegmentError::from(&failure));
                     let mut snapshot = segment.clone();
-                    snapshot.status = SegmentSyncStatus::Syncing;
+                    snapshot.booking.status = SegmentSyncStatus::Syncing;
                     self.finish_move(
                         attempt,
                         outcome,
@@ -130,7 +129,7 @@ impl Run<'_> {
                     .await?;
                     if retry_the_reschedule(failure.class) {
                         if failure.class.may_have_created() {
-                            segment.earlier_outcome_unknown = true;
+                            segment.booking.earlier_outcome_unknown = true;
                         }
                         return self
                             .after_failure(segment, &failure, true, Operation::Create)
@@ -164,7 +163,7 @@ impl Run<'_> {
             .await?;
         let bookings = match find_bookings(
             client,
-            segment.calcom_booking_uid.as_deref(),
+            segment.booking.calcom_booking_uid.as_deref(),
             from_event_type,
             from,
         )
@@ -173,9 +172,9 @@ impl Run<'_> {
             Ok(bookings) => bookings,
             Err(err) => {
                 let failure = classify(&err);
-                segment.last_error = Some(SegmentError::from(&failure));
+                segment.booking.last_error = Some(SegmentError::from(&failure));
                 let mut snapshot = segment.clone();
-                snapshot.status = SegmentSyncStatus::Syncing;
+                snapshot.booking.status = SegmentSyncStatus::Syncing;
                 self.finish(
                     attempt,
                     "failed",
@@ -201,7 +200,7 @@ impl Run<'_> {
         // The stored uid stays until every old booking is cancelled: a crash before then
         // repeats this look from the same place.
         let mut snapshot = segment.clone();
-        snapshot.status = SegmentSyncStatus::Syncing;
+        snapshot.booking.status = SegmentSyncStatus::Syncing;
         self.finish(
             attempt,
             if kept.is_some() { "adopted" } else { "missing" },
@@ -224,16 +223,16 @@ impl Run<'_> {
         segment.moving_from_event_type_id = None;
         match kept {
             Some(booking) => {
-                mark_synced(&mut segment, &booking, to);
+                self.settle(&mut segment, Self::booked(&booking, to));
                 self.save(&segment).await?;
                 Ok(segment)
             }
             None => {
-                segment.calcom_booking_uid = None;
-                segment.calcom_booking_id = None;
-                segment.status = SegmentSyncStatus::Pending;
+                segment.booking.calcom_booking_uid = None;
+                segment.booking.calcom_booking_id = None;
+                segment.booking.status = SegmentSyncStatus::Pending;
                 self.save(&segment).await?;
-                self.book(segment).await
+                self.book_now(segment).await
             }
         }
     }
@@ -251,14 +250,14 @@ impl Run<'_> {
         };
         let Some(from_event_type) = segment
             .moving_from_event_type_id
-            .or(segment.event_type_id)
+            .or(segment.booking.event_type_id)
             .map(EventTypeId)
         else {
             return Ok(None);
         };
         let bookings = match find_bookings(
             client,
-            segment.calcom_booking_uid.as_deref(),
+            segment.booking.calcom_booking_uid.as_deref(),
             from_event_type,
             from,
         )
@@ -318,7 +317,7 @@ impl Run<'_> {
             Err(err) => ("failed", Some(classify(&err))),
         };
         let mut snapshot = segment.clone();
-        snapshot.status = SegmentSyncStatus::Syncing;
+        snapshot.booking.status = SegmentSyncStatus::Syncing;
         self.finish(
             attempt,
             outcome,
@@ -334,7 +333,7 @@ impl Run<'_> {
         if self
             .engine
             .store
-            .save_segment(&self.job.fence, segment)
+            .save_segment(&self.job.fence, None, segment)
             .await?
         {
             Ok(())
@@ -364,7 +363,7 @@ impl Run<'_> {
         if self
             .engine
             .store
-            .finish_attempt(&self.job.fence, &finish, segment)
+            .save_segment(&self.job.fence, Some(&finish), segment)
             .await?
         {
             Ok(())
