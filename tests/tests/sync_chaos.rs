@@ -15,10 +15,10 @@ use calcom_sim::{BookingStatus, Faults, RateLimitConfig, RouteFaults, Sim, SimCo
 use chrono::{TimeDelta, Utc};
 use phasebook_api::store::Database;
 use phasebook_api::store::sync::SyncView;
-use phasebook_api::sync::fixtures;
 use phasebook_api::sync::{ClientSettings, SyncConfig, SyncHandle, VerificationSettings, Worker};
-use phasebook_api::testing::TestDatabase;
 use phasebook_domain::sync::{AppointmentSyncStatus, RetryPolicy, SegmentSyncStatus};
+use phasebook_test_support::TestDatabase;
+use phasebook_test_support::fixtures;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 

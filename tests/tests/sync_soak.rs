@@ -12,10 +12,10 @@ use std::time::{Duration, Instant};
 use calcom_sim::{Faults, RateLimitConfig, RouteFaults, Sim, SimConfig};
 use chrono::{TimeDelta, TimeZone, Utc};
 use phasebook_api::store::Database;
-use phasebook_api::sync::fixtures;
 use phasebook_api::sync::{ClientSettings, SyncConfig, SyncHandle};
-use phasebook_api::testing::TestDatabase;
 use phasebook_domain::sync::{AppointmentSyncStatus, RetryPolicy};
+use phasebook_test_support::TestDatabase;
+use phasebook_test_support::fixtures;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 

@@ -11,7 +11,7 @@ use calcom_client::{Budget, CalcomClient, ClientConfig, Priority, RateLimit, Sec
 use calcom_sim::{RateLimitConfig, RunningSim, Seed, Sim, SimConfig, salon};
 use phasebook_api::budget::{Budgets, KeyBudget};
 use phasebook_api::store::Database;
-use phasebook_api::testing::TestDatabase;
+use phasebook_test_support::TestDatabase;
 
 async fn databases() -> Vec<TestDatabase> {
     let mut all = vec![TestDatabase::sqlite()];
@@ -238,7 +238,7 @@ async fn background_leaves_room_for_as_many_callers_as_the_last_window_had() {
 #[tokio::test]
 async fn job_claiming_takes_tenants_in_turns_and_caps_each_one() {
     use chrono::{TimeDelta, TimeZone, Utc};
-    use phasebook_api::sync::fixtures;
+    use phasebook_test_support::fixtures;
 
     for database in databases().await {
         let db = process(&database).await;

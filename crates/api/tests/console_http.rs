@@ -251,7 +251,7 @@ async fn an_expired_session_sends_the_browser_back_to_login(world: World) {
     );
 }
 
-phasebook_api::on_both_backends!(with setup;
+phasebook_test_support::on_both_backends!(with setup;
     an_expired_session_sends_the_browser_back_to_login,
     the_session_cookie_is_http_only_strict_expiring_and_secure_behind_tls,
     every_page_forbids_inline_script_and_loads_only_its_own_assets,

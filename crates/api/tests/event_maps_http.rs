@@ -12,8 +12,8 @@ use phasebook_api::auth::{self, TenantSettings};
 use phasebook_api::state::AppState;
 use phasebook_api::store::event_maps::NewEventMap;
 use phasebook_api::store::{Database, Role};
-use phasebook_api::testing::TestDatabase;
 use phasebook_domain::{EventTypeId, SegmentKey, ServiceId, StaffId};
+use phasebook_test_support::TestDatabase;
 use reqwest::Response;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
@@ -782,7 +782,7 @@ async fn audit_of_a_fully_mapped_salon_is_clean(s: Salon) {
     assert_eq!(audit["findings"].as_array().map(Vec::len), Some(5));
 }
 
-phasebook_api::on_both_backends!(
+phasebook_test_support::on_both_backends!(
     with spawn;
     individual_type_owned_by_the_stylist_is_bookable_as_is,
     managed_parent_is_stored_as_the_stylists_child,

@@ -16,10 +16,10 @@ use phasebook_api::free_time::FreeTime;
 use phasebook_api::state::AppState;
 use phasebook_api::store::holds::BookingSettings;
 use phasebook_api::store::{AppointmentQuery, Database};
-use phasebook_api::sync::fixtures::{self, FixtureSalon, SimAccount};
 use phasebook_api::sync::{ClientCache, ClientSettings, SyncConfig};
-use phasebook_api::testing::{TestDatabase, count_rows};
 use phasebook_domain::sync::{AppointmentSyncStatus, RetryPolicy};
+use phasebook_test_support::fixtures::{self, FixtureSalon, SimAccount};
+use phasebook_test_support::{TestDatabase, count_rows};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use reqwest::StatusCode;
@@ -986,7 +986,7 @@ async fn staff_declare_their_services_and_a_performer_without_maps_fails_the_aud
     assert_eq!(staff, vec![json!("stylist-1"), json!("stylist-2")]);
 }
 
-phasebook_api::on_both_backends!(with setup;
+phasebook_test_support::on_both_backends!(with setup;
     staff_declare_their_services_and_a_performer_without_maps_fails_the_audit,
     every_preflight_refusal_stores_and_syncs_nothing,
     availability_avoids_calcom_busy_time_our_appointments_and_live_holds,

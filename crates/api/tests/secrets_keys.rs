@@ -15,10 +15,10 @@ use phasebook_api::secrets::{self, MasterKey};
 use phasebook_api::state::AppState;
 use phasebook_api::store::keys::TenantUpdate;
 use phasebook_api::store::{Database, Role, StoreError};
-use phasebook_api::sync::fixtures::{self, FixtureSalon};
 use phasebook_api::sync::{ClientSettings, SyncConfig};
-use phasebook_api::testing::TestDatabase;
 use phasebook_domain::sync::RetryPolicy;
+use phasebook_test_support::TestDatabase;
+use phasebook_test_support::fixtures::{self, FixtureSalon};
 use reqwest::StatusCode;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
@@ -1131,7 +1131,7 @@ async fn the_command_line_lists_and_revokes_keys_without_showing_them(app: App) 
         .expect("tenant");
     let output = Command::new(env!("CARGO_BIN_EXE_phasebook"))
         .env("PHASEBOOK_DATABASE_URL", &app.database.url)
-        .env("PHASEBOOK_SECRET_KEY", phasebook_api::testing::secret_key())
+        .env("PHASEBOOK_SECRET_KEY", phasebook_test_support::secret_key())
         .args([
             "key",
             "list",
@@ -1200,7 +1200,7 @@ async fn doctor_warns_when_the_calcom_key_belongs_to_a_plain_team_member(app: Ap
     );
 }
 
-phasebook_api::on_both_backends!(with setup;
+phasebook_test_support::on_both_backends!(with setup;
     doctor_warns_when_the_calcom_key_belongs_to_a_plain_team_member,
     a_database_dump_holds_no_calcom_key_or_webhook_secret_in_plain_text,
     migrating_with_the_key_set_encrypts_plain_text_rows,

@@ -13,12 +13,12 @@ use calcom_sim::{
 };
 use chrono::{TimeDelta, TimeZone, Utc};
 use phasebook_api::store::Database;
-use phasebook_api::sync::fixtures::{self, FixtureSalon, SimAccount};
 use phasebook_api::sync::{ClientSettings, SyncConfig, SyncHandle, Worker};
-use phasebook_api::testing::TestDatabase;
 use phasebook_domain::StaffId;
 use phasebook_domain::sync::breaker::BreakerPolicy;
 use phasebook_domain::sync::{AppointmentSyncStatus, RetryPolicy};
+use phasebook_test_support::TestDatabase;
+use phasebook_test_support::fixtures::{self, FixtureSalon, SimAccount};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -696,7 +696,7 @@ async fn a_stopped_worker_gives_back_the_job_it_holds_and_the_next_one_finishes_
         stop.cancel();
         running.await.expect("worker stopped");
         assert_eq!(
-            phasebook_api::testing::sync_job(&w.db, id)
+            phasebook_test_support::sync_job(&w.db, id)
                 .await
                 .expect("job")
                 .as_deref(),

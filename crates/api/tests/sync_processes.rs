@@ -15,9 +15,9 @@ use chrono::{TimeDelta, TimeZone, Utc};
 use phasebook_api::store::Database;
 use phasebook_api::store::sync::SyncView;
 use phasebook_api::sync::SyncHandle;
-use phasebook_api::sync::fixtures::{self, FixtureSalon, SimAccount};
-use phasebook_api::testing::TestDatabase;
 use phasebook_domain::sync::AppointmentSyncStatus;
+use phasebook_test_support::TestDatabase;
+use phasebook_test_support::fixtures::{self, FixtureSalon, SimAccount};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
@@ -60,7 +60,7 @@ fn serve(database_url: &str, concurrency: u32, lease_ms: u32, log: &PathBuf) -> 
     let log = std::fs::File::create(log).expect("log file");
     let child = Command::new(env!("CARGO_BIN_EXE_phasebook"))
         .env("PHASEBOOK_DATABASE_URL", database_url)
-        .env("PHASEBOOK_SECRET_KEY", phasebook_api::testing::secret_key())
+        .env("PHASEBOOK_SECRET_KEY", phasebook_test_support::secret_key())
         .env("PHASEBOOK_LOG_FORMAT", "json")
         .args([
             "serve",
@@ -645,7 +645,7 @@ async fn sigterm_gives_back_the_leases_so_the_next_process_carries_on_at_once() 
     assert!(status.success(), "a clean exit on SIGTERM: {status}");
     for id in &appointments {
         assert_eq!(
-            phasebook_api::testing::sync_job(&setup.db, *id)
+            phasebook_test_support::sync_job(&setup.db, *id)
                 .await
                 .expect("job")
                 .as_deref(),

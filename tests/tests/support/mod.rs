@@ -7,8 +7,8 @@
 use phasebook_api::auth::{self, TenantSettings};
 use phasebook_api::state::AppState;
 use phasebook_api::store::{Database, Role};
-use phasebook_api::testing::TestDatabase;
 use phasebook_domain::{SegmentKey, ServiceId, StaffId};
+use phasebook_test_support::TestDatabase;
 use reqwest::{Method, RequestBuilder, Response};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
@@ -190,7 +190,7 @@ impl TestApp {
             for (service, keys) in [("colour", vec!["A", "B", "C", "D"]), ("cut", vec!["C"])] {
                 for (k, key) in keys.into_iter().enumerate() {
                     let id = 9_000 + 100 * n as i64 + 10 * i64::from(service == "cut") + k as i64;
-                    phasebook_api::sync::fixtures::put_event_map(
+                    phasebook_test_support::fixtures::put_event_map(
                         &self.db,
                         self.tenant_id,
                         &ServiceId::parse(service).expect("service id"),

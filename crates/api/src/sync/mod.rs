@@ -9,7 +9,6 @@
 pub mod clients;
 pub mod engine;
 pub mod failure;
-pub mod fixtures;
 pub mod prefer;
 pub mod resolve;
 pub mod routes;

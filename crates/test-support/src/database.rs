@@ -1,5 +1,4 @@
-//! Test support shared by this crate's tests and the end-to-end tests: throw-away
-//! databases (a temporary SQLite file, or a fresh PostgreSQL database next to the one
+//! Throw-away databases (a temporary SQLite file, or a fresh PostgreSQL database next to the one
 //! `DATABASE_URL` names, dropped afterwards) and a few outbox look-ups.
 
 use std::path::PathBuf;
@@ -7,13 +6,13 @@ use std::path::PathBuf;
 use sqlx::Connection;
 use uuid::Uuid;
 
-use crate::store::{Database, StoreResult};
+use phasebook_api::store::{Database, StoreResult};
 
 /// The master key of this test process, for a `phasebook` child process that must open
 /// what this process stored: pass it as `PHASEBOOK_SECRET_KEY`.
 pub fn secret_key() -> String {
     use secrecy::ExposeSecret;
-    crate::secrets::process_default_key()
+    phasebook_api::secrets::process_default_key()
         .expose_secret()
         .to_string()
 }
@@ -139,13 +138,13 @@ pub async fn sync_job(db: &Database, appointment_id: Uuid) -> StoreResult<Option
         Database::Postgres(s) => {
             sqlx::query_scalar("select state from sync_jobs where appointment_id = $1")
                 .bind(appointment_id)
-                .fetch_optional(&s.pool)
+                .fetch_optional(s.pool())
                 .await?
         }
         Database::Sqlite(s) => {
             sqlx::query_scalar("select state from sync_jobs where appointment_id = ?1")
                 .bind(appointment_id.hyphenated().to_string())
-                .fetch_optional(&s.pool)
+                .fetch_optional(s.pool())
                 .await?
         }
     })
@@ -162,14 +161,14 @@ pub async fn set_sync_job_state(
             sqlx::query("update sync_jobs set state = $2 where appointment_id = $1")
                 .bind(appointment_id)
                 .bind(state)
-                .execute(&s.pool)
+                .execute(s.pool())
                 .await?;
         }
         Database::Sqlite(s) => {
             sqlx::query("update sync_jobs set state = ?2 where appointment_id = ?1")
                 .bind(appointment_id.hyphenated().to_string())
                 .bind(state)
-                .execute(&s.pool)
+                .execute(s.pool())
                 .await?;
         }
     }
@@ -188,7 +187,7 @@ pub async fn count_rows(db: &Database, table: &str, tenant_id: Uuid) -> StoreRes
                 "select count(*) from {table} where tenant_id = $1"
             )))
             .bind(tenant_id)
-            .fetch_one(&s.pool)
+            .fetch_one(s.pool())
             .await?
         }
         Database::Sqlite(s) => {
@@ -196,7 +195,7 @@ pub async fn count_rows(db: &Database, table: &str, tenant_id: Uuid) -> StoreRes
                 "select count(*) from {table} where tenant_id = ?1"
             )))
             .bind(tenant_id.hyphenated().to_string())
-            .fetch_one(&s.pool)
+            .fetch_one(s.pool())
             .await?
         }
     })
@@ -212,7 +211,7 @@ macro_rules! on_both_backends {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
-                    let database = $crate::testing::TestDatabase::sqlite();
+                    let database = $crate::TestDatabase::sqlite();
                     super::$name(super::$setup(database).await).await;
                 }
             )+
@@ -221,7 +220,7 @@ macro_rules! on_both_backends {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
-                    let Some(database) = $crate::testing::TestDatabase::postgres_from_env().await
+                    let Some(database) = $crate::TestDatabase::postgres_from_env().await
                     else {
                         eprintln!("DATABASE_URL not set: PostgreSQL variant skipped");
                         return;
@@ -236,7 +235,7 @@ macro_rules! on_both_backends {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
-                    super::$name($crate::testing::TestDatabase::sqlite()).await;
+                    super::$name($crate::TestDatabase::sqlite()).await;
                 }
             )+
         }
@@ -244,7 +243,7 @@ macro_rules! on_both_backends {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
-                    let Some(database) = $crate::testing::TestDatabase::postgres_from_env().await
+                    let Some(database) = $crate::TestDatabase::postgres_from_env().await
                     else {
                         eprintln!("DATABASE_URL not set: PostgreSQL variant skipped");
                         return;

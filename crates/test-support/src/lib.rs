@@ -1,0 +1,11 @@
+//! Test support for phasebook's tests and benches, kept out of the service: throw-away
+//! databases ([`TestDatabase`], [`on_both_backends!`]), salons seeded on the Cal.com
+//! emulator ([`fixtures`]), and [`spawn_app`]-style harnesses that start the app, the
+//! emulator and the worker ([`app`]).
+
+pub mod app;
+pub mod database;
+pub mod fixtures;
+
+pub use app::{TestApp, TestAppBuilder, fast_sync_config, spawn_app, spawn_sim};
+pub use database::{TestDatabase, count_rows, secret_key, set_sync_job_state, sync_job};
