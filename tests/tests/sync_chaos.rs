@@ -19,6 +19,7 @@ use phasebook_api::sync::{ClientSettings, SyncConfig, SyncHandle, VerificationSe
 use phasebook_domain::sync::{AppointmentSyncStatus, RetryPolicy, SegmentSyncStatus};
 use phasebook_test_support::TestDatabase;
 use phasebook_test_support::fixtures;
+use phasebook_test_support::wait_until_idle;
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
@@ -79,23 +80,9 @@ fn sync_config(backend: &str, sweep_every: Option<Duration>) -> SyncConfig {
     }
 }
 
+/// Waits until no job is outstanding (bounded).
 async fn drain(handle: &SyncHandle, backend: &str) {
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let (outstanding, _) = handle
-            .store()
-            .outstanding_jobs(Utc::now())
-            .await
-            .expect("outstanding");
-        if outstanding == 0 {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{outstanding} jobs still outstanding on {backend}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_until_idle(handle, Duration::from_secs(120), backend).await;
 }
 
 /// The converged calendar: every synced segment has exactly one active booking carrying

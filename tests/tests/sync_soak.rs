@@ -16,6 +16,7 @@ use phasebook_api::sync::{ClientSettings, SyncConfig, SyncHandle};
 use phasebook_domain::sync::{AppointmentSyncStatus, RetryPolicy};
 use phasebook_test_support::TestDatabase;
 use phasebook_test_support::fixtures;
+use phasebook_test_support::wait_until_idle;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -51,22 +52,7 @@ fn soak_faults() -> Faults {
 
 /// Waits until no job is outstanding (bounded).
 async fn drain(handle: &SyncHandle, backend: &str) {
-    let deadline = Instant::now() + Duration::from_secs(150);
-    loop {
-        let (outstanding, _) = handle
-            .store()
-            .outstanding_jobs(Utc::now())
-            .await
-            .expect("outstanding");
-        if outstanding == 0 {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{outstanding} jobs still outstanding on {backend}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    wait_until_idle(handle, Duration::from_secs(150), backend).await;
 }
 
 async fn soak(database: TestDatabase) {

@@ -132,6 +132,16 @@ impl Drop for TestDatabase {
     }
 }
 
+/// A fresh SQLite database, and a fresh PostgreSQL one when `DATABASE_URL` names a server:
+/// for tests that loop over the backends themselves.
+pub async fn databases() -> Vec<TestDatabase> {
+    let mut out = vec![TestDatabase::sqlite()];
+    if let Some(pg) = TestDatabase::postgres_from_env().await {
+        out.push(pg);
+    }
+    out
+}
+
 /// The outbox row of an appointment: (state, runs), or None when there is none.
 pub async fn sync_job(db: &Database, appointment_id: Uuid) -> StoreResult<Option<String>> {
     Ok(match db {
