@@ -5,7 +5,7 @@ mod support;
 
 use reqwest::Method;
 use serde_json::{Value, json};
-use support::{TestApp, booking, content_type, problem};
+use support::{TestApp, booking, content_type, problem, setup};
 
 async fn journey_book_replay_collide_read_list_cancel(app: TestApp) {
     app.define_salon().await;
@@ -943,7 +943,7 @@ async fn a_resized_segment_or_repointed_staff_member_needs_its_maps_checked_agai
     );
 }
 
-on_both_backends!(
+phasebook_test_support::on_both_backends!(with setup;
     a_resized_segment_or_repointed_staff_member_needs_its_maps_checked_again,
     a_service_change_that_would_delete_event_maps_is_refused,
     contact_details_and_notes_can_be_corrected,

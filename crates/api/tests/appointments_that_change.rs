@@ -92,13 +92,7 @@ async fn spawn_with(
     }
 }
 
-impl std::ops::Deref for App {
-    type Target = TestApp;
-
-    fn deref(&self) -> &TestApp {
-        &self.app
-    }
-}
+phasebook_test_support::deref_to!(App => app: TestApp);
 
 impl App {
     async fn get(&self, path: &str, key: &str) -> (StatusCode, Value) {

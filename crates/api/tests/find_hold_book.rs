@@ -67,13 +67,7 @@ async fn setup(database: TestDatabase) -> App {
     App { app }
 }
 
-impl std::ops::Deref for App {
-    type Target = TestApp;
-
-    fn deref(&self) -> &TestApp {
-        &self.app
-    }
-}
+phasebook_test_support::deref_to!(App => app: TestApp);
 
 /// A day a few days ahead, as a Berlin date.
 fn day_ahead(days: i64) -> NaiveDate {

@@ -41,13 +41,7 @@ async fn spawn(database: TestDatabase) -> App {
     App { app }
 }
 
-impl std::ops::Deref for App {
-    type Target = TestApp;
-
-    fn deref(&self) -> &TestApp {
-        &self.app
-    }
-}
+phasebook_test_support::deref_to!(App => app: TestApp);
 
 /// One documented operation.
 #[derive(Debug, Clone)]

@@ -72,13 +72,7 @@ async fn setup(database: TestDatabase) -> App {
     }
 }
 
-impl std::ops::Deref for App {
-    type Target = TestApp;
-
-    fn deref(&self) -> &TestApp {
-        &self.app
-    }
-}
+phasebook_test_support::deref_to!(App => app: TestApp);
 
 impl App {
     async fn send(

@@ -31,13 +31,7 @@ struct World {
     handle: SyncHandle,
 }
 
-impl std::ops::Deref for World {
-    type Target = Seeded;
-
-    fn deref(&self) -> &Seeded {
-        &self.salon_app
-    }
-}
+phasebook_test_support::deref_to!(World => salon_app: Seeded);
 
 /// A managed parent of the fixture team with no child at all (the incident: hosts added
 /// after the parent existed, and Cal.com never made their children).

@@ -29,13 +29,7 @@ async fn spawn(database: TestDatabase) -> App {
     App { app }
 }
 
-impl std::ops::Deref for App {
-    type Target = TestApp;
-
-    fn deref(&self) -> &TestApp {
-        &self.app
-    }
-}
+phasebook_test_support::deref_to!(App => app: TestApp);
 
 impl App {
     async fn post(&self, path: &str, key: &str, body: Option<Value>) -> reqwest::Response {

@@ -115,13 +115,7 @@ struct Setup {
     handle: SyncHandle,
 }
 
-impl std::ops::Deref for Setup {
-    type Target = Seeded;
-
-    fn deref(&self) -> &Seeded {
-        &self.salon_app
-    }
-}
+phasebook_test_support::deref_to!(Setup => salon_app: Seeded);
 
 async fn setup(database: TestDatabase, stylists: usize, faults: Faults) -> Setup {
     let salon_app = TestApp::builder()

@@ -11,7 +11,7 @@
 
 use std::time::Duration;
 
-use calcom_sim::{RunningSim, Sim, SimConfig};
+use calcom_sim::{RunningSim, Seed, Sim, SimConfig};
 use chrono::Utc;
 use phasebook_api::state::AppState;
 use phasebook_api::store::Database;
@@ -49,11 +49,11 @@ pub fn fast_sync_config(worker_id: &str) -> SyncConfig {
     }
 }
 
-/// The emulator with `config`, seeded with `account`'s Cal.com side, on a loopback port.
-pub async fn spawn_sim(config: SimConfig, account: &SimAccount) -> RunningSim {
+/// The emulator with `config`, seeded with `seed` (e.g. a [`SimAccount`]'s), on a
+/// loopback port.
+pub async fn spawn_sim(config: SimConfig, seed: Seed) -> RunningSim {
     let sim = Sim::new(config);
-    sim.seed(account.seed.clone())
-        .expect("seeding the emulator");
+    sim.seed(seed).expect("seeding the emulator");
     sim.spawn().await.expect("starting the emulator")
 }
 
@@ -158,7 +158,7 @@ impl TestAppBuilder {
         if let Some(change) = self.account.take() {
             change(&mut account);
         }
-        let sim = spawn_sim(self.sim.clone(), &account).await;
+        let sim = spawn_sim(self.sim.clone(), account.seed.clone()).await;
         let salon = fixtures::seed_sim_salon(
             &db,
             &sim.base_url,
@@ -204,6 +204,22 @@ pub async fn lift_request_limit(db: &Database, salon: &FixtureSalon, per_second:
         .expect("setting the request limit");
 }
 
+/// Serves the router of `state` on a loopback port until `stop` is cancelled; returns
+/// `http://127.0.0.1:<port>`.
+pub async fn serve_app(state: AppState, stop: CancellationToken) -> String {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let url = format!("http://{}", listener.local_addr().expect("addr"));
+    tokio::spawn(async move {
+        let _ = phasebook_api::app::serve(listener, state, async move {
+            stop.cancelled().await;
+        })
+        .await;
+    });
+    url
+}
+
 /// A seeded salon whose app is not serving yet.
 pub struct Seeded {
     pub db: Database,
@@ -231,17 +247,7 @@ impl Seeded {
                 stop.clone(),
             );
         }
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let url = format!("http://{}", listener.local_addr().expect("addr"));
-        let server_stop = stop.clone();
-        tokio::spawn(async move {
-            let _ = phasebook_api::app::serve(listener, state, async move {
-                server_stop.cancelled().await;
-            })
-            .await;
-        });
+        let url = serve_app(state, stop.clone()).await;
         TestApp {
             url,
             http: reqwest::Client::new(),

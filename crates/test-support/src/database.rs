@@ -217,12 +217,18 @@ pub async fn count_rows(db: &Database, table: &str, tenant_id: Uuid) -> StoreRes
 #[macro_export]
 macro_rules! on_both_backends {
     (with $setup:ident; $($name:ident),+ $(,)?) => {
+        $crate::on_both_backends!(@run super::$setup; $($name),+);
+    };
+    ($($name:ident),+ $(,)?) => {
+        $crate::on_both_backends!(@run $crate::database::as_is; $($name),+);
+    };
+    (@run $setup:path; $($name:ident),+) => {
         mod sqlite {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
                     let database = $crate::TestDatabase::sqlite();
-                    super::$name(super::$setup(database).await).await;
+                    super::$name($setup(database).await).await;
                 }
             )+
         }
@@ -235,32 +241,29 @@ macro_rules! on_both_backends {
                         eprintln!("DATABASE_URL not set: PostgreSQL variant skipped");
                         return;
                     };
-                    super::$name(super::$setup(database).await).await;
+                    super::$name($setup(database).await).await;
                 }
             )+
         }
     };
-    ($($name:ident),+ $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name($crate::TestDatabase::sqlite()).await;
-                }
-            )+
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    let Some(database) = $crate::TestDatabase::postgres_from_env().await
-                    else {
-                        eprintln!("DATABASE_URL not set: PostgreSQL variant skipped");
-                        return;
-                    };
-                    super::$name(database).await;
-                }
-            )+
+}
+
+/// The setup of [`on_both_backends!`] without one: the body gets the database itself.
+pub async fn as_is(database: TestDatabase) -> TestDatabase {
+    database
+}
+
+/// `impl Deref<Target = $target> for $wrapper` through its field `$field`: a test's own
+/// world (extra keys, its own helper methods) that reads like the harness it wraps.
+#[macro_export]
+macro_rules! deref_to {
+    ($wrapper:ty => $field:ident: $target:ty) => {
+        impl ::std::ops::Deref for $wrapper {
+            type Target = $target;
+
+            fn deref(&self) -> &$target {
+                &self.$field
+            }
         }
     };
 }

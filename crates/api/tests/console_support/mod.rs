@@ -39,13 +39,7 @@ pub struct World {
     pub other_tenant_key: String,
 }
 
-impl std::ops::Deref for World {
-    type Target = TestApp;
-
-    fn deref(&self) -> &TestApp {
-        &self.app
-    }
-}
+phasebook_test_support::deref_to!(World => app: TestApp);
 
 fn segment(key: &str, name: &str, minutes: u32, gap: u32) -> SegmentSpec {
     SegmentSpec {
