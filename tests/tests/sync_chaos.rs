@@ -11,7 +11,7 @@
 use std::collections::{BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
-use calcom_sim::{BookingStatus, Faults, RateLimitConfig, RouteFaults, SimConfig};
+use calcom_sim::{BookingStatus, Faults, RouteFaults};
 use chrono::{TimeDelta, Utc};
 use phasebook_api::store::Database;
 use phasebook_api::store::sync::SyncView;
@@ -19,7 +19,7 @@ use phasebook_api::sync::{ClientSettings, SyncConfig, SyncHandle, VerificationSe
 use phasebook_domain::sync::{AppointmentSyncStatus, RetryPolicy, SegmentSyncStatus};
 use phasebook_test_support::TestDatabase;
 use phasebook_test_support::fixtures;
-use phasebook_test_support::{spawn_sim, wait_until_idle};
+use phasebook_test_support::{faulty_sim, spawn_sim, wait_until_idle};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
@@ -186,19 +186,7 @@ async fn chaos_soak(database: TestDatabase) {
     let db: Database = database.connect().await.expect("database");
     let segments = fixtures::segments(4, SEGMENT_MINUTES as u32, 0);
     let account = fixtures::sim_account(STYLISTS, &segments);
-    let sim = spawn_sim(
-        SimConfig {
-            rate_limit: Some(RateLimitConfig {
-                limit: 1_000_000,
-                window: Duration::from_secs(60),
-                block: Duration::from_secs(1),
-            }),
-            faults: faults(),
-            webhook: None,
-        },
-        account.seed.clone(),
-    )
-    .await;
+    let sim = spawn_sim(faulty_sim(faults()), account.seed.clone()).await;
     let salon = fixtures::seed_sim_salon(&db, &sim.base_url, &account, "colour", segments)
         .await
         .expect("salon");

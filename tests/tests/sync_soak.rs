@@ -9,14 +9,14 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use calcom_sim::{Faults, RateLimitConfig, RouteFaults, SimConfig};
+use calcom_sim::{Faults, RouteFaults};
 use chrono::{TimeDelta, TimeZone, Utc};
 use phasebook_api::store::Database;
 use phasebook_api::sync::{ClientSettings, SyncConfig, SyncHandle};
 use phasebook_domain::sync::{AppointmentSyncStatus, RetryPolicy};
 use phasebook_test_support::TestDatabase;
 use phasebook_test_support::fixtures;
-use phasebook_test_support::{spawn_sim, wait_until_idle};
+use phasebook_test_support::{faulty_sim, spawn_sim, wait_until_idle};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -66,16 +66,8 @@ async fn soak(database: TestDatabase) {
     let segments = fixtures::segments(4, 30, 0);
     let account = fixtures::sim_account(STYLISTS, &segments);
     let sim = spawn_sim(
-        SimConfig {
-            // Real throttling stays out of the way; an injected 429 says "retry in 1 s".
-            rate_limit: Some(RateLimitConfig {
-                limit: 1_000_000,
-                window: Duration::from_secs(60),
-                block: Duration::from_secs(1),
-            }),
-            faults: soak_faults(),
-            webhook: None,
-        },
+        // Real throttling stays out of the way; an injected 429 says "retry in 1 s".
+        faulty_sim(soak_faults()),
         account.seed.clone(),
     )
     .await;

@@ -4,7 +4,7 @@
 
 use std::time::Duration;
 
-use calcom_sim::{Faults, RateLimitConfig, RouteFaults, SimConfig};
+use calcom_sim::{Faults, RouteFaults};
 use chrono::{TimeDelta, Utc};
 use phasebook_api::store::holds::BookingSettings;
 use phasebook_api::store::{NewAppointment, Role};
@@ -12,7 +12,7 @@ use phasebook_domain::sync::RetryPolicy;
 use phasebook_domain::{Customer, PlannedSegment, SegmentKey, ServiceId, StaffId};
 use phasebook_test_support::TestDatabase;
 use phasebook_test_support::fixtures;
-use phasebook_test_support::{TestApp, databases, fast_sync_config};
+use phasebook_test_support::{TestApp, databases, fast_sync_config, faulty_sim};
 use reqwest::StatusCode;
 use secrecy::ExposeSecret;
 use serde_json::{Value, json};
@@ -53,15 +53,7 @@ async fn spawn_with(
     let seeded = TestApp::builder()
         .stylists(stylists)
         // Cal.com's throttler with a one-second block: a 429 pauses the client that long.
-        .sim(SimConfig {
-            faults,
-            rate_limit: Some(RateLimitConfig {
-                limit: 1_000_000,
-                window: Duration::from_secs(60),
-                block: Duration::from_secs(1),
-            }),
-            ..SimConfig::default()
-        })
+        .sim(faulty_sim(faults))
         // The soak sends many requests a second; the per-key limit is not what it is about.
         .request_limit(1_000_000)
         .worker(worker)

@@ -7,10 +7,7 @@
 
 use std::time::Duration;
 
-use calcom_sim::{
-    BookingRecord, BookingStatus, Faults, RateLimitConfig, RouteFaults, SeedBooking, SeedEventType,
-    SimConfig,
-};
+use calcom_sim::{BookingRecord, BookingStatus, Faults, RouteFaults, SeedBooking, SeedEventType};
 use chrono::{TimeDelta, TimeZone, Utc};
 use phasebook_api::sync::{ClientSettings, SyncConfig, SyncHandle, Worker};
 use phasebook_domain::StaffId;
@@ -18,7 +15,7 @@ use phasebook_domain::sync::AppointmentSyncStatus;
 use phasebook_domain::sync::breaker::BreakerPolicy;
 use phasebook_test_support::app::Seeded;
 use phasebook_test_support::fixtures;
-use phasebook_test_support::{TestApp, TestDatabase, databases, fast_sync_config};
+use phasebook_test_support::{TestApp, TestDatabase, databases, fast_sync_config, faulty_sim};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -47,15 +44,8 @@ async fn world_with(database: TestDatabase, breaker: Option<BreakerPolicy>) -> W
     // Two stylists; the salon's Cal.com key acts as the first (the team's owner).
     let salon_app = TestApp::builder()
         .stylists(2)
-        .sim(SimConfig {
-            // Throttling itself stays out of the way; an injected 429 says "retry in 1 s".
-            rate_limit: Some(RateLimitConfig {
-                limit: 1_000_000,
-                window: Duration::from_secs(60),
-                block: Duration::from_secs(1),
-            }),
-            ..SimConfig::default()
-        })
+        // Throttling itself stays out of the way; an injected 429 says "retry in 1 s".
+        .sim(faulty_sim(Faults::default()))
         .account(|account| {
             account.seed.event_types.push(SeedEventType::managed(
                 CHILDLESS_PARENT,
@@ -124,12 +114,7 @@ impl World {
     }
 
     async fn drain(&self) {
-        let left = self
-            .worker
-            .run_until_idle(Duration::from_secs(20))
-            .await
-            .expect("run");
-        assert_eq!(left, 0, "jobs left outstanding");
+        phasebook_test_support::run_until_idle(&self.worker).await;
     }
 
     /// One pass over the due jobs with `faults` switched on in the emulator, then off.

@@ -11,7 +11,7 @@
 
 use std::time::Duration;
 
-use calcom_sim::{RunningSim, Seed, Sim, SimConfig};
+use calcom_sim::{Faults, RateLimitConfig, RunningSim, Seed, Sim, SimConfig};
 use chrono::Utc;
 use phasebook_api::state::AppState;
 use phasebook_api::store::Database;
@@ -55,6 +55,21 @@ pub async fn spawn_sim(config: SimConfig, seed: Seed) -> RunningSim {
     let sim = Sim::new(config);
     sim.seed(seed).expect("seeding the emulator");
     sim.spawn().await.expect("starting the emulator")
+}
+
+/// The emulator's settings for suites that inject faults: Cal.com's own throttling is
+/// out of the way (a million requests a minute), and a 429 (injected or not) asks the
+/// client to wait one second, as Cal.com's block does.
+pub fn faulty_sim(faults: Faults) -> SimConfig {
+    SimConfig {
+        faults,
+        rate_limit: Some(RateLimitConfig {
+            limit: 1_000_000,
+            window: Duration::from_secs(60),
+            block: Duration::from_secs(1),
+        }),
+        ..SimConfig::default()
+    }
 }
 
 /// The default app: one stylist, a 4-segment service `colour` of 30-minute segments, the
@@ -297,15 +312,24 @@ impl TestApp {
         match &self.worker {
             Some(_) => wait_until_idle(&self.sync, IDLE_LIMIT, "the database").await,
             None => {
-                let worker = Worker::new(self.sync.clone(), fast_sync_config("test-drain"));
-                let left = worker
-                    .run_until_idle(IDLE_LIMIT)
-                    .await
-                    .expect("running the worker");
-                assert_eq!(left, 0, "jobs left outstanding");
+                run_until_idle(&Worker::new(
+                    self.sync.clone(),
+                    fast_sync_config("test-drain"),
+                ))
+                .await
             }
         }
     }
+}
+
+/// Runs `worker` in this task, waiting for scheduled retries, until no job is
+/// outstanding; fails the test when some still are after 20 s.
+pub async fn run_until_idle(worker: &Worker) {
+    let left = worker
+        .run_until_idle(IDLE_LIMIT)
+        .await
+        .expect("running the worker");
+    assert_eq!(left, 0, "jobs left outstanding");
 }
 
 /// Waits, polling, until a worker running elsewhere left no job outstanding; fails the

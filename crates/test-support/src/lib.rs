@@ -9,8 +9,8 @@ pub mod demo;
 pub mod fixtures;
 
 pub use app::{
-    Seeded, TestApp, TestAppBuilder, fast_sync_config, lift_request_limit, serve_app, spawn_app,
-    spawn_sim, wait_until_idle,
+    Seeded, TestApp, TestAppBuilder, fast_sync_config, faulty_sim, lift_request_limit,
+    run_until_idle, serve_app, spawn_app, spawn_sim, wait_until_idle,
 };
 pub use database::{TestDatabase, count_rows, databases, secret_key, set_sync_job_state, sync_job};
 pub use demo::DemoProcess;
