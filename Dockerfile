@@ -4,7 +4,8 @@
 FROM rust:1-bookworm AS builder
 WORKDIR /src
 COPY . .
-RUN cargo build --release --locked -p phasebook-api --bin phasebook \
+# Without the default `demo` feature: the image ships no Cal.com emulator.
+RUN cargo build --release --locked -p phasebook-api --no-default-features --bin phasebook \
     && cp target/release/phasebook /usr/local/bin/phasebook
 
 FROM debian:bookworm-slim

@@ -5,7 +5,7 @@ mod support;
 
 use reqwest::Method;
 use serde_json::{Value, json};
-use support::{TestApp, booking, content_type, problem};
+use support::{TestApp, booking, content_type, problem, setup};
 
 async fn journey_book_replay_collide_read_list_cancel(app: TestApp) {
     app.define_salon().await;
@@ -741,8 +741,8 @@ async fn contact_details_and_notes_can_be_corrected(app: TestApp) {
 /// the segment and who is mapped, and nothing changes. A rename of the segment's `name`, or
 /// a new length, goes through.
 async fn a_service_change_that_would_delete_event_maps_is_refused(app: TestApp) {
-    use phasebook_api::sync::fixtures::put_event_map;
     use phasebook_domain::{SegmentKey, ServiceId, StaffId};
+    use phasebook_test_support::fixtures::put_event_map;
     app.define_salon().await;
     let colour = ServiceId::parse("colour").expect("id");
     for (key, event_type) in [("A", 11), ("B", 12), ("C", 13), ("D", 14)] {
@@ -863,7 +863,7 @@ async fn a_resized_segment_or_repointed_staff_member_needs_its_maps_checked_agai
 
     // Checking the map again (the PUT's upsert) clears the mark for that map only.
     for staff in ["anna", "ben"] {
-        phasebook_api::sync::fixtures::put_event_map(
+        phasebook_test_support::fixtures::put_event_map(
             &app.db,
             app.tenant_id,
             &ServiceId::parse("colour").expect("id"),
@@ -943,7 +943,7 @@ async fn a_resized_segment_or_repointed_staff_member_needs_its_maps_checked_agai
     );
 }
 
-on_both_backends!(
+phasebook_test_support::on_both_backends!(with setup;
     a_resized_segment_or_repointed_staff_member_needs_its_maps_checked_again,
     a_service_change_that_would_delete_event_maps_is_refused,
     contact_details_and_notes_can_be_corrected,

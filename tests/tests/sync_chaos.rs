@@ -11,14 +11,15 @@
 use std::collections::{BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
-use calcom_sim::{BookingStatus, Faults, RateLimitConfig, RouteFaults, Sim, SimConfig};
+use calcom_sim::{BookingStatus, Faults, RouteFaults};
 use chrono::{TimeDelta, Utc};
 use phasebook_api::store::Database;
 use phasebook_api::store::sync::SyncView;
-use phasebook_api::sync::fixtures;
 use phasebook_api::sync::{ClientSettings, SyncConfig, SyncHandle, VerificationSettings, Worker};
-use phasebook_api::testing::TestDatabase;
 use phasebook_domain::sync::{AppointmentSyncStatus, RetryPolicy, SegmentSyncStatus};
+use phasebook_test_support::TestDatabase;
+use phasebook_test_support::fixtures;
+use phasebook_test_support::{faulty_sim, spawn_sim, wait_until_idle};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
@@ -79,23 +80,9 @@ fn sync_config(backend: &str, sweep_every: Option<Duration>) -> SyncConfig {
     }
 }
 
+/// Waits until no job is outstanding (bounded).
 async fn drain(handle: &SyncHandle, backend: &str) {
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let (outstanding, _) = handle
-            .store()
-            .outstanding_jobs(Utc::now())
-            .await
-            .expect("outstanding");
-        if outstanding == 0 {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{outstanding} jobs still outstanding on {backend}"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_until_idle(handle, Duration::from_secs(120), backend).await;
 }
 
 /// The converged calendar: every synced segment has exactly one active booking carrying
@@ -199,17 +186,7 @@ async fn chaos_soak(database: TestDatabase) {
     let db: Database = database.connect().await.expect("database");
     let segments = fixtures::segments(4, SEGMENT_MINUTES as u32, 0);
     let account = fixtures::sim_account(STYLISTS, &segments);
-    let sim = Sim::new(SimConfig {
-        rate_limit: Some(RateLimitConfig {
-            limit: 1_000_000,
-            window: Duration::from_secs(60),
-            block: Duration::from_secs(1),
-        }),
-        faults: faults(),
-        webhook: None,
-    });
-    sim.seed(account.seed.clone()).expect("seed");
-    let sim = sim.spawn().await.expect("sim");
+    let sim = spawn_sim(faulty_sim(faults()), account.seed.clone()).await;
     let salon = fixtures::seed_sim_salon(&db, &sim.base_url, &account, "colour", segments)
         .await
         .expect("salon");

@@ -9,13 +9,14 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use calcom_sim::{Faults, RateLimitConfig, RouteFaults, Sim, SimConfig};
+use calcom_sim::{Faults, RouteFaults};
 use chrono::{TimeDelta, TimeZone, Utc};
 use phasebook_api::store::Database;
-use phasebook_api::sync::fixtures;
 use phasebook_api::sync::{ClientSettings, SyncConfig, SyncHandle};
-use phasebook_api::testing::TestDatabase;
 use phasebook_domain::sync::{AppointmentSyncStatus, RetryPolicy};
+use phasebook_test_support::TestDatabase;
+use phasebook_test_support::fixtures;
+use phasebook_test_support::{faulty_sim, spawn_sim, wait_until_idle};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -51,22 +52,7 @@ fn soak_faults() -> Faults {
 
 /// Waits until no job is outstanding (bounded).
 async fn drain(handle: &SyncHandle, backend: &str) {
-    let deadline = Instant::now() + Duration::from_secs(150);
-    loop {
-        let (outstanding, _) = handle
-            .store()
-            .outstanding_jobs(Utc::now())
-            .await
-            .expect("outstanding");
-        if outstanding == 0 {
-            return;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "{outstanding} jobs still outstanding on {backend}"
-        );
-        tokio::time::sleep(Duration::from_millis(200)).await;
-    }
+    wait_until_idle(handle, Duration::from_secs(150), backend).await;
 }
 
 async fn soak(database: TestDatabase) {
@@ -79,18 +65,12 @@ async fn soak(database: TestDatabase) {
     let db: Database = database.connect().await.expect("database");
     let segments = fixtures::segments(4, 30, 0);
     let account = fixtures::sim_account(STYLISTS, &segments);
-    let sim = Sim::new(SimConfig {
+    let sim = spawn_sim(
         // Real throttling stays out of the way; an injected 429 says "retry in 1 s".
-        rate_limit: Some(RateLimitConfig {
-            limit: 1_000_000,
-            window: Duration::from_secs(60),
-            block: Duration::from_secs(1),
-        }),
-        faults: soak_faults(),
-        webhook: None,
-    });
-    sim.seed(account.seed.clone()).expect("seed");
-    let sim = sim.spawn().await.expect("sim");
+        faulty_sim(soak_faults()),
+        account.seed.clone(),
+    )
+    .await;
     let salon = fixtures::seed_sim_salon(&db, &sim.base_url, &account, "colour", segments)
         .await
         .expect("salon");

@@ -27,9 +27,9 @@ use chrono_tz::Europe::Berlin;
 use phasebook_api::free_time::FreeTime;
 use phasebook_api::state::AppState;
 use phasebook_api::store::Database;
-use phasebook_api::sync::fixtures::{self, FixtureSalon};
 use phasebook_api::sync::{ClientCache, ClientSettings};
-use phasebook_api::testing::TestDatabase;
+use phasebook_test_support::TestDatabase;
+use phasebook_test_support::fixtures::{self, FixtureSalon};
 use tokio_util::sync::CancellationToken;
 
 const L: Duration = Duration::from_millis(100);

@@ -27,10 +27,10 @@ use calcom_sim::{Faults, RateLimitConfig, RouteFaults, Sim, SimConfig};
 use chrono::{TimeDelta, TimeZone, Utc};
 use phasebook_api::event_maps::cli::DoctorArgs;
 use phasebook_api::state::AppState;
-use phasebook_api::sync::fixtures;
 use phasebook_api::sync::{ClientSettings, SyncConfig};
-use phasebook_api::testing::TestDatabase;
 use phasebook_domain::sync::RetryPolicy;
+use phasebook_test_support::TestDatabase;
+use phasebook_test_support::fixtures;
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 

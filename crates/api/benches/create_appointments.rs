@@ -29,7 +29,7 @@ fn env_or(name: &str, default: u64) -> u64 {
 
 fn phasebook() -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_phasebook"));
-    command.env("PHASEBOOK_SECRET_KEY", phasebook_api::testing::secret_key());
+    command.env("PHASEBOOK_SECRET_KEY", phasebook_test_support::secret_key());
     command
 }
 

@@ -21,10 +21,10 @@ use calcom_sim::{Faults, RateLimitConfig, RouteFaults, RunningSim, Sim, SimConfi
 use chrono::{TimeDelta, TimeZone, Utc};
 use phasebook_api::state::AppState;
 use phasebook_api::store::Database;
-use phasebook_api::sync::fixtures::{self, FixtureSalon, SimAccount};
 use phasebook_api::sync::{ClientSettings, SyncConfig};
-use phasebook_api::testing::TestDatabase;
 use phasebook_domain::sync::RetryPolicy;
+use phasebook_test_support::TestDatabase;
+use phasebook_test_support::fixtures::{self, FixtureSalon, SimAccount};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 

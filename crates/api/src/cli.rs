@@ -56,6 +56,8 @@ pub enum Command {
     /// Print the OpenAPI document (as checked in at openapi/openapi.json).
     Openapi,
     /// Start a ready-to-curl sample salon: SQLite file, sample data, printed commands.
+    /// (Built with the default `demo` feature only: it runs the Cal.com emulator.)
+    #[cfg(feature = "demo")]
     Demo(DemoArgs),
     /// Audit every event map against Cal.com; exits with 1 when anything needs fixing.
     Doctor(crate::event_maps::cli::DoctorArgs),
@@ -159,6 +161,7 @@ pub async fn run() -> Result<()> {
     // The keys are installed before any database is opened: every store seals and opens
     // with them. The demo makes its own, for its own fresh database.
     crate::secrets::install(match cli.command {
+        #[cfg(feature = "demo")]
         Command::Demo(_) => crate::secrets::SecretBox::new(crate::secrets::MasterKey::generate().0),
         _ => cli.secret_keys.secret_box()?,
     });
@@ -208,6 +211,7 @@ pub async fn run() -> Result<()> {
             print!("{}", routes::openapi_json());
             Ok(())
         }
+        #[cfg(feature = "demo")]
         Command::Demo(args) => crate::demo::run(args).await,
         Command::Doctor(args) => {
             let db = connect(&cli.database_url).await?;

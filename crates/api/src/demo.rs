@@ -30,8 +30,8 @@ use uuid::Uuid;
 use crate::auth::{self, IssuedKey, TenantSettings};
 use crate::server::{DEFAULT_LISTEN, ServeConfig, connect, start_background};
 use crate::state::AppState;
+use crate::store::event_maps::NewEventMap;
 use crate::store::{Database, NewAppointment, Role, StaffMember, Store};
-use crate::sync::fixtures::put_event_map;
 
 #[derive(Debug, Args)]
 pub struct DemoArgs {
@@ -190,7 +190,20 @@ async fn map_segments(db: &Database, tenant_id: Uuid) -> Result<()> {
                 } else {
                     event_type_id(i, k, j)
                 };
-                put_event_map(db, tenant_id, service_id, &segment.key, staff_id, id, id)
+                // Individual event types, stored as `PUT /event-maps` stores a resolved one.
+                db.event_maps()
+                    .put_event_map(
+                        tenant_id,
+                        &NewEventMap {
+                            service_id: service_id.clone(),
+                            segment_key: segment.key.clone(),
+                            staff_id: staff_id.clone(),
+                            event_type_id: phasebook_domain::EventTypeId(id),
+                            bookable_event_type_id: phasebook_domain::EventTypeId(id),
+                            resolution: "individual".to_string(),
+                            checked_at: Utc::now().trunc_subsecs(3),
+                        },
+                    )
                     .await
                     .context("mapping the sample segments")?;
             }

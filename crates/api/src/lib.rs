@@ -6,6 +6,7 @@ pub mod auth;
 pub mod budget;
 pub mod cli;
 pub mod console;
+#[cfg(feature = "demo")]
 pub mod demo;
 pub mod error;
 pub mod event_maps;
@@ -20,4 +21,3 @@ pub mod state;
 pub mod store;
 pub mod sync;
 pub mod telemetry;
-pub mod testing;

@@ -4,45 +4,25 @@
 
 use std::time::Duration;
 
-use calcom_sim::{Faults, RateLimitConfig, RouteFaults, RunningSim, Sim, SimConfig};
+use calcom_sim::{Faults, RouteFaults};
 use chrono::{TimeDelta, Utc};
-use phasebook_api::state::AppState;
 use phasebook_api::store::holds::BookingSettings;
-use phasebook_api::store::{Database, NewAppointment, Role};
-use phasebook_api::sync::fixtures::{self, FixtureSalon};
-use phasebook_api::sync::{ClientSettings, SyncConfig};
-use phasebook_api::testing::TestDatabase;
+use phasebook_api::store::{NewAppointment, Role};
 use phasebook_domain::sync::RetryPolicy;
 use phasebook_domain::{Customer, PlannedSegment, SegmentKey, ServiceId, StaffId};
+use phasebook_test_support::TestDatabase;
+use phasebook_test_support::fixtures;
+use phasebook_test_support::{TestApp, databases, fast_sync_config, faulty_sim};
 use reqwest::StatusCode;
 use secrecy::ExposeSecret;
 use serde_json::{Value, json};
-use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
+/// The app, the emulator and the worker (see `phasebook_test_support::app`), and an agent
+/// key of the salon.
 struct App {
-    url: String,
-    http: reqwest::Client,
-    db: Database,
-    salon: FixtureSalon,
+    app: TestApp,
     agent_key: String,
-    sim: RunningSim,
-    stop: CancellationToken,
-    _database: TestDatabase,
-}
-
-impl Drop for App {
-    fn drop(&mut self) {
-        self.stop.cancel();
-    }
-}
-
-async fn databases() -> Vec<TestDatabase> {
-    let mut out = vec![TestDatabase::sqlite()];
-    if let Some(pg) = TestDatabase::postgres_from_env().await {
-        out.push(pg);
-    }
-    out
 }
 
 /// A salon in Switzerland with two stylists and a 4-segment service (30 minutes each, no
@@ -64,28 +44,26 @@ async fn spawn_with(
     faults: Faults,
     retry: RetryPolicy,
 ) -> App {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let db = database.connect().await.expect("database");
-    let segments = fixtures::segments(4, 30, 0);
-    let account = fixtures::sim_account(stylists, &segments);
-    // Cal.com's throttler with a one-second block: a 429 pauses the client that long.
-    let sim = Sim::new(SimConfig {
-        faults,
-        rate_limit: Some(RateLimitConfig {
-            limit: 1_000_000,
-            window: Duration::from_secs(60),
-            block: Duration::from_secs(1),
-        }),
-        ..SimConfig::default()
-    });
-    sim.seed(account.seed.clone()).expect("seed");
-    let sim = sim.spawn().await.expect("sim");
-    let salon = fixtures::seed_sim_salon(&db, &sim.base_url, &account, "colour", segments)
-        .await
-        .expect("salon");
-    db.booking()
+    let mut worker = fast_sync_config("change-test");
+    worker.retry = retry;
+    worker.client.rate_limit = calcom_client::RateLimit {
+        requests: 1_000_000,
+        per: Duration::from_secs(60),
+    };
+    let seeded = TestApp::builder()
+        .stylists(stylists)
+        // Cal.com's throttler with a one-second block: a 429 pauses the client that long.
+        .sim(faulty_sim(faults))
+        // The soak sends many requests a second; the per-key limit is not what it is about.
+        .request_limit(1_000_000)
+        .worker(worker)
+        .seed(database)
+        .await;
+    seeded
+        .db
+        .booking()
         .set_booking_settings(
-            salon.tenant_id,
+            seeded.salon.tenant_id,
             &BookingSettings {
                 country: Some("CH".into()),
                 horizon_days: 3650,
@@ -93,68 +71,20 @@ async fn spawn_with(
         )
         .await
         .expect("settings");
-    // The soak sends many requests a second; the per-key limit is not what it is about.
-    db.keys()
-        .update_tenant(
-            salon.tenant_id,
-            &phasebook_api::store::keys::TenantUpdate {
-                rate_limit: Some(phasebook_api::store::keys::ApiRateLimit {
-                    per_second: 1_000_000,
-                    burst: 1_000_000,
-                }),
-                ..Default::default()
-            },
-        )
-        .await
-        .expect("rate limit");
-    let agent_key = phasebook_api::auth::issue_api_key(db.store(), salon.tenant_id, Role::Agent)
-        .await
-        .expect("agent key")
-        .api_key
-        .expose_secret()
-        .to_string();
-    let state = AppState::new(db.clone());
-    let stop = CancellationToken::new();
-    state.sync.spawn_worker(
-        SyncConfig {
-            worker_id: "change-test".into(),
-            poll_interval: Duration::from_millis(200),
-            retry,
-            client: ClientSettings {
-                timeout: Duration::from_millis(700),
-                read_retries: 0,
-                rate_limit: calcom_client::RateLimit {
-                    requests: 1_000_000,
-                    per: Duration::from_secs(60),
-                },
-            },
-            ..SyncConfig::default()
-        },
-        phasebook_api::sync::postgres_pool(&db),
-        stop.clone(),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let url = format!("http://{}", listener.local_addr().expect("addr"));
-    let server_stop = stop.clone();
-    tokio::spawn(async move {
-        let _ = phasebook_api::app::serve(listener, state, async move {
-            server_stop.cancelled().await;
-        })
-        .await;
-    });
+    let agent_key =
+        phasebook_api::auth::issue_api_key(seeded.db.store(), seeded.salon.tenant_id, Role::Agent)
+            .await
+            .expect("agent key")
+            .api_key
+            .expose_secret()
+            .to_string();
     App {
-        url,
-        http: reqwest::Client::new(),
-        db,
-        salon,
+        app: seeded.serve().await,
         agent_key,
-        sim,
-        stop,
-        _database: database,
     }
 }
+
+phasebook_test_support::deref_to!(App => app: TestApp);
 
 impl App {
     async fn get(&self, path: &str, key: &str) -> (StatusCode, Value) {

@@ -20,7 +20,7 @@ fn phasebook(database_url: &str) -> Command {
     let mut command = Command::new(env!("CARGO_BIN_EXE_phasebook"));
     command
         .env("PHASEBOOK_DATABASE_URL", database_url)
-        .env("PHASEBOOK_SECRET_KEY", phasebook_api::testing::secret_key())
+        .env("PHASEBOOK_SECRET_KEY", phasebook_test_support::secret_key())
         .env("PHASEBOOK_LOG_FORMAT", "json");
     command
 }
@@ -34,7 +34,7 @@ fn free_port() -> u16 {
 
 #[tokio::test]
 async fn binary_creates_a_tenant_and_serves_healthz() {
-    let database = phasebook_api::testing::TestDatabase::sqlite();
+    let database = phasebook_test_support::TestDatabase::sqlite();
 
     let output = phasebook(&database.url)
         .args([
@@ -177,7 +177,7 @@ async fn binary_creates_a_tenant_and_serves_healthz() {
     // The pre-flight wants anna's segment mapped; the map goes straight into the database
     // (this test has no Cal.com to verify one against).
     let db = database.connect().await.expect("database");
-    phasebook_api::sync::fixtures::put_event_map(
+    phasebook_test_support::fixtures::put_event_map(
         &db,
         uuid::Uuid::parse_str(&tenant).expect("tenant id"),
         &phasebook_domain::ServiceId::parse("cut").expect("service id"),

@@ -8,18 +8,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use calcom_client::{Budget, CalcomClient, ClientConfig, Priority, RateLimit, SecretString};
-use calcom_sim::{RateLimitConfig, RunningSim, Seed, Sim, SimConfig, salon};
+use calcom_sim::{RateLimitConfig, RunningSim, Seed, SimConfig, salon};
 use phasebook_api::budget::{Budgets, KeyBudget};
 use phasebook_api::store::Database;
-use phasebook_api::testing::TestDatabase;
-
-async fn databases() -> Vec<TestDatabase> {
-    let mut all = vec![TestDatabase::sqlite()];
-    if let Some(pg) = TestDatabase::postgres_from_env().await {
-        all.push(pg);
-    }
-    all
-}
+use phasebook_test_support::{TestDatabase, databases, spawn_sim};
 
 /// A second "process": its own pool on the same database.
 async fn process(database: &TestDatabase) -> Database {
@@ -27,16 +19,18 @@ async fn process(database: &TestDatabase) -> Database {
 }
 
 async fn throttled_sim(limit: u32, window: Duration, block: Duration) -> RunningSim {
-    let sim = Sim::new(SimConfig {
-        rate_limit: Some(RateLimitConfig {
-            limit,
-            window,
-            block,
-        }),
-        ..Default::default()
-    });
-    sim.seed(Seed::salon()).expect("seed");
-    sim.spawn().await.expect("spawn")
+    spawn_sim(
+        SimConfig {
+            rate_limit: Some(RateLimitConfig {
+                limit,
+                window,
+                block,
+            }),
+            ..Default::default()
+        },
+        Seed::salon(),
+    )
+    .await
 }
 
 fn client(sim: &RunningSim, db: &Database, limit: RateLimit) -> CalcomClient {
@@ -296,7 +290,7 @@ async fn callers_refused_a_token_count_in_the_room_the_next_window_keeps() {
 #[tokio::test]
 async fn job_claiming_takes_tenants_in_turns_and_caps_each_one() {
     use chrono::{TimeDelta, TimeZone, Utc};
-    use phasebook_api::sync::fixtures;
+    use phasebook_test_support::fixtures;
 
     for database in databases().await {
         let db = process(&database).await;

@@ -346,7 +346,7 @@ async fn a_forged_post_without_the_csrf_token_is_refused_and_logout_ends_the_ses
     assert!(browser.current_url().await.ends_with("/ops/login"));
 }
 
-phasebook_api::on_both_backends!(with setup;
+phasebook_test_support::on_both_backends!(with setup;
     ops_logs_in_sees_the_review_reason_and_a_resync_after_the_fix_turns_the_row_synced,
     the_day_view_shows_the_gap_between_segments_a_and_b_free_and_a_block_opens_the_appointment,
     a_viewer_sees_no_buttons,

@@ -5,10 +5,8 @@
 
 mod console_support;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Command, Stdio};
-
 use console_support::{DAY, World, form, set_cookie, setup};
+use phasebook_test_support::DemoProcess;
 use serde_json::Value;
 
 const PAGES: [&str; 4] = ["/ops", "/ops/day", "/ops/health", "/ops/event-maps"];
@@ -251,7 +249,7 @@ async fn an_expired_session_sends_the_browser_back_to_login(world: World) {
     );
 }
 
-phasebook_api::on_both_backends!(with setup;
+phasebook_test_support::on_both_backends!(with setup;
     an_expired_session_sends_the_browser_back_to_login,
     the_session_cookie_is_http_only_strict_expiring_and_secure_behind_tls,
     every_page_forbids_inline_script_and_loads_only_its_own_assets,
@@ -260,47 +258,11 @@ phasebook_api::on_both_backends!(with setup;
     logout_ends_the_session_and_only_ops_or_viewer_keys_log_in,
 );
 
-struct Demo(Child);
-
-impl Drop for Demo {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 #[tokio::test]
 async fn the_demo_prints_the_console_url_and_its_review_appointment_is_first_on_the_queue() {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port");
-    let db = std::env::temp_dir().join(format!("phasebook-demo-{}.db", uuid::Uuid::new_v4()));
-    let mut demo = Demo(
-        Command::new(env!("CARGO_BIN_EXE_phasebook"))
-            .args([
-                "demo",
-                "--json",
-                "--db",
-                &db.display().to_string(),
-                "--listen",
-                &format!("127.0.0.1:{port}"),
-            ])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn demo"),
-    );
-    let stdout = demo.0.stdout.take().expect("stdout");
-    let line = tokio::task::spawn_blocking(move || {
-        let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line).map(|_| line)
-    })
-    .await
-    .expect("join")
-    .expect("read");
-    let printed: Value = serde_json::from_str(&line).expect("one JSON object");
+    let demo = DemoProcess::start(env!("CARGO_BIN_EXE_phasebook")).await;
+    let (port, printed) = (demo.port, &demo.printed);
     let console = printed["console_url"].as_str().expect("console url");
     assert_eq!(console, format!("http://127.0.0.1:{port}/ops"));
     let broken = printed["demo_appointments"][1]["appointment_id"]
@@ -351,7 +313,4 @@ async fn the_demo_prints_the_console_url_and_its_review_appointment_is_first_on_
     assert_eq!(first, broken, "the demo's appointment in review is first");
     assert!(queue.contains("managed parent"));
     drop(demo);
-    for suffix in ["", "-wal", "-shm"] {
-        let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
-    }
 }

@@ -13,8 +13,8 @@ use calcom_sim::{RunningSim, Seed};
 use chrono::{Duration as Minutes, DurationRound, Utc};
 use event_maps_salon as salon;
 use phasebook_api::store::event_maps::NewEventMap;
-use phasebook_api::testing::TestDatabase;
 use phasebook_domain::{EventTypeId, SegmentKey, ServiceId, StaffId};
+use phasebook_test_support::TestDatabase;
 use serde_json::{Value, json};
 
 /// A `phasebook serve` process; killed when dropped.
@@ -40,7 +40,7 @@ fn phasebook(database_url: &str) -> tokio::process::Command {
     let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_phasebook"));
     command
         .env("PHASEBOOK_DATABASE_URL", database_url)
-        .env("PHASEBOOK_SECRET_KEY", phasebook_api::testing::secret_key())
+        .env("PHASEBOOK_SECRET_KEY", phasebook_test_support::secret_key())
         .env("PHASEBOOK_LOG_FORMAT", "json")
         .kill_on_drop(true);
     command
@@ -792,7 +792,7 @@ async fn incident_second_host_without_child_is_refused_until_provisioned_then_bo
     }
 }
 
-phasebook_api::on_both_backends!(
+phasebook_test_support::on_both_backends!(
     doctor_exits_1_with_a_table_and_json_when_something_is_wrong_and_0_when_clean,
     provision_creates_one_hidden_single_host_team_type_per_segment_once,
     provision_without_a_calcom_team_says_how_to_set_one,

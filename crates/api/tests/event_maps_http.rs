@@ -12,12 +12,12 @@ use phasebook_api::auth::{self, TenantSettings};
 use phasebook_api::state::AppState;
 use phasebook_api::store::event_maps::NewEventMap;
 use phasebook_api::store::{Database, Role};
-use phasebook_api::testing::TestDatabase;
 use phasebook_domain::{EventTypeId, SegmentKey, ServiceId, StaffId};
+use phasebook_test_support::TestDatabase;
 use reqwest::Response;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
-use tokio::sync::oneshot;
+use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 struct Salon {
@@ -31,15 +31,13 @@ struct Salon {
     /// A second tenant whose Cal.com is not reachable.
     other_ops: String,
     sim: RunningSim,
-    stop: Option<oneshot::Sender<()>>,
+    stop: CancellationToken,
     _database: TestDatabase,
 }
 
 impl Drop for Salon {
     fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
+        self.stop.cancel();
     }
 }
 
@@ -69,18 +67,8 @@ async fn spawn(database: TestDatabase) -> Salon {
     let key = |role| auth::issue_api_key(db.store(), ops.tenant_id, role);
     let agent = key(Role::Agent).await.expect("agent key");
     let viewer = key(Role::Viewer).await.expect("viewer key");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let url = format!("http://{}", listener.local_addr().expect("address"));
-    let (stop, stopped) = oneshot::channel::<()>();
-    tokio::spawn(phasebook_api::app::serve(
-        listener,
-        AppState::new(db.clone()),
-        async move {
-            let _ = stopped.await;
-        },
-    ));
+    let stop = CancellationToken::new();
+    let url = phasebook_test_support::serve_app(AppState::new(db.clone()), stop.clone()).await;
     let secret = |k: &SecretString| k.expose_secret().to_string();
     let salon = Salon {
         url,
@@ -92,7 +80,7 @@ async fn spawn(database: TestDatabase) -> Salon {
         viewer: secret(&viewer.api_key),
         other_ops: secret(&other.api_key),
         sim,
-        stop: Some(stop),
+        stop,
         _database: database,
     };
     salon.define().await;
@@ -782,7 +770,7 @@ async fn audit_of_a_fully_mapped_salon_is_clean(s: Salon) {
     assert_eq!(audit["findings"].as_array().map(Vec::len), Some(5));
 }
 
-phasebook_api::on_both_backends!(
+phasebook_test_support::on_both_backends!(
     with spawn;
     individual_type_owned_by_the_stylist_is_bookable_as_is,
     managed_parent_is_stored_as_the_stylists_child,

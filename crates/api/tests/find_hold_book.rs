@@ -9,39 +9,27 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use calcom_client::RateLimit;
-use calcom_sim::{Faults, RouteFaults, RunningSim, SeedBooking, Sim, SimConfig};
+use calcom_sim::{Faults, RouteFaults, SeedBooking};
 use chrono::{DateTime, Duration as TimeDelta, NaiveDate, TimeZone, Utc};
 use chrono_tz::Europe::Berlin;
 use phasebook_api::free_time::FreeTime;
 use phasebook_api::state::AppState;
 use phasebook_api::store::holds::BookingSettings;
 use phasebook_api::store::{AppointmentQuery, Database};
-use phasebook_api::sync::fixtures::{self, FixtureSalon, SimAccount};
-use phasebook_api::sync::{ClientCache, ClientSettings, SyncConfig};
-use phasebook_api::testing::{TestDatabase, count_rows};
-use phasebook_domain::sync::{AppointmentSyncStatus, RetryPolicy};
+use phasebook_api::sync::{ClientCache, ClientSettings};
+use phasebook_domain::sync::AppointmentSyncStatus;
+use phasebook_test_support::fixtures;
+use phasebook_test_support::{TestApp, fast_sync_config};
+use phasebook_test_support::{TestDatabase, count_rows};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
+/// The app, the emulator and the worker (see `phasebook_test_support::app`).
 struct App {
-    url: String,
-    http: reqwest::Client,
-    db: Database,
-    salon: FixtureSalon,
-    account: SimAccount,
-    sim: RunningSim,
-    stop: CancellationToken,
-    _database: TestDatabase,
-}
-
-impl Drop for App {
-    fn drop(&mut self) {
-        self.stop.cancel();
-    }
+    app: TestApp,
 }
 
 fn fast_client() -> ClientSettings {
@@ -58,74 +46,28 @@ fn fast_client() -> ClientSettings {
 /// A salon of two stylists on the emulator (working around the clock), one 4-segment
 /// service whose first gap may stretch from 10 to 60 minutes, the worker and the API.
 async fn setup(database: TestDatabase) -> App {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let db = database.connect().await.expect("database");
     let mut segments = fixtures::segments(4, 30, 0);
     segments[0].gap_after_minutes = 10;
     segments[0].gap_after_max_minutes = Some(60);
-    let account = fixtures::sim_account(2, &segments);
-    let sim = Sim::new(SimConfig::default());
-    sim.seed(account.seed.clone()).expect("seed");
-    let sim = sim.spawn().await.expect("sim");
-    let salon = fixtures::seed_sim_salon(&db, &sim.base_url, &account, "colour", segments)
-        .await
-        .expect("salon");
-    // The property test sends hundreds of requests a second on one key; it exercises
-    // availability, not phasebook's own per-key request limit.
-    db.keys()
-        .update_tenant(
-            salon.tenant_id,
-            &phasebook_api::store::keys::TenantUpdate {
-                rate_limit: Some(phasebook_api::store::keys::ApiRateLimit {
-                    per_second: 1_000_000,
-                    burst: 1_000_000,
-                }),
-                ..Default::default()
-            },
-        )
-        .await
-        .expect("lifting the request limit");
-    let mut state = AppState::new(db.clone());
-    state.free_time = Arc::new(FreeTime::new(Arc::new(ClientCache::new(fast_client()))));
-    let stop = CancellationToken::new();
-    state.sync.spawn_worker(
-        SyncConfig {
-            worker_id: "find-hold-book".into(),
-            poll_interval: Duration::from_millis(100),
-            retry: RetryPolicy {
-                max_attempts: 4,
-                base_delay: Duration::from_millis(20),
-                max_delay: Duration::from_millis(100),
-                min_delay: Duration::from_millis(5),
-            },
-            client: fast_client(),
-            ..SyncConfig::default()
-        },
-        phasebook_api::sync::postgres_pool(&db),
-        stop.clone(),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let url = format!("http://{}", listener.local_addr().expect("addr"));
-    let server_stop = stop.clone();
-    tokio::spawn(async move {
-        let _ = phasebook_api::app::serve(listener, state, async move {
-            server_stop.cancelled().await;
+    let mut worker = fast_sync_config("find-hold-book");
+    worker.poll_interval = Duration::from_millis(100);
+    worker.client = fast_client();
+    let app = TestApp::builder()
+        .stylists(2)
+        .segments(segments)
+        // The property test sends hundreds of requests a second on one key; it exercises
+        // availability, not phasebook's own per-key request limit.
+        .request_limit(1_000_000)
+        .state(|state| {
+            state.free_time = Arc::new(FreeTime::new(Arc::new(ClientCache::new(fast_client()))));
         })
+        .worker(worker)
+        .spawn(database)
         .await;
-    });
-    App {
-        url,
-        http: reqwest::Client::new(),
-        db,
-        salon,
-        account,
-        sim,
-        stop,
-        _database: database,
-    }
+    App { app }
 }
+
+phasebook_test_support::deref_to!(App => app: TestApp);
 
 /// A day a few days ahead, as a Berlin date.
 fn day_ahead(days: i64) -> NaiveDate {
@@ -986,7 +928,7 @@ async fn staff_declare_their_services_and_a_performer_without_maps_fails_the_aud
     assert_eq!(staff, vec![json!("stylist-1"), json!("stylist-2")]);
 }
 
-phasebook_api::on_both_backends!(with setup;
+phasebook_test_support::on_both_backends!(with setup;
     staff_declare_their_services_and_a_performer_without_maps_fails_the_audit,
     every_preflight_refusal_stores_and_syncs_nothing,
     availability_avoids_calcom_busy_time_our_appointments_and_live_holds,

@@ -9,124 +9,39 @@
 //! success path reachable.
 
 use std::collections::BTreeSet;
-use std::time::Duration;
 
-use calcom_sim::{RunningSim, Sim, SimConfig};
 use hmac::{Hmac, Mac};
-use phasebook_api::state::AppState;
-use phasebook_api::store::Database;
-use phasebook_api::store::keys::{ApiRateLimit, TenantUpdate};
-use phasebook_api::sync::fixtures::{self, FixtureSalon, SimAccount};
-use phasebook_api::sync::{ClientSettings, SyncConfig};
-use phasebook_api::testing::TestDatabase;
-use phasebook_domain::sync::RetryPolicy;
+use phasebook_test_support::TestDatabase;
+use phasebook_test_support::fixtures;
+use phasebook_test_support::lift_request_limit as lift_rate_limit;
+use phasebook_test_support::{TestApp, databases, fast_sync_config};
 use reqwest::Method;
 use serde_json::{Value, json};
 use sha2::Sha256;
-use tokio_util::sync::CancellationToken;
 
 const SERVICE: &str = "colour";
 const STAFF: &str = "stylist-1";
 /// What each bad-path-id call puts in every path parameter.
 const BAD_ID: &str = "not%20an%20id";
 
+/// The app, the emulator and the worker (see `phasebook_test_support::app`).
 struct App {
-    url: String,
-    http: reqwest::Client,
-    db: Database,
-    salon: FixtureSalon,
-    account: SimAccount,
-    _sim: RunningSim,
-    stop: CancellationToken,
-    _database: TestDatabase,
-}
-
-impl Drop for App {
-    fn drop(&mut self) {
-        self.stop.cancel();
-    }
-}
-
-async fn databases() -> Vec<TestDatabase> {
-    let mut out = vec![TestDatabase::sqlite()];
-    if let Some(pg) = TestDatabase::postgres_from_env().await {
-        out.push(pg);
-    }
-    out
+    app: TestApp,
 }
 
 async fn spawn(database: TestDatabase) -> App {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let db = database.connect().await.expect("database");
-    let segments = fixtures::segments(4, 30, 0);
-    let account = fixtures::sim_account(1, &segments);
-    let sim = Sim::new(SimConfig::default());
-    sim.seed(account.seed.clone()).expect("seed");
-    let sim = sim.spawn().await.expect("sim");
-    let salon = fixtures::seed_sim_salon(&db, &sim.base_url, &account, SERVICE, segments)
-        .await
-        .expect("salon");
-    lift_rate_limit(&db, &salon, 1_000_000).await;
-    let state = AppState::new(db.clone());
-    let stop = CancellationToken::new();
-    state.sync.spawn_worker(
-        SyncConfig {
-            worker_id: "openapi-test".into(),
-            poll_interval: Duration::from_millis(200),
-            retry: RetryPolicy {
-                max_attempts: 3,
-                base_delay: Duration::from_millis(20),
-                max_delay: Duration::from_millis(100),
-                min_delay: Duration::from_millis(5),
-            },
-            client: ClientSettings {
-                timeout: Duration::from_millis(700),
-                read_retries: 0,
-                ..ClientSettings::default()
-            },
-            ..SyncConfig::default()
-        },
-        phasebook_api::sync::postgres_pool(&db),
-        stop.clone(),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let url = format!("http://{}", listener.local_addr().expect("addr"));
-    let server_stop = stop.clone();
-    tokio::spawn(async move {
-        let _ = phasebook_api::app::serve(listener, state, async move {
-            server_stop.cancelled().await;
-        })
+    let mut worker = fast_sync_config("openapi-test");
+    worker.retry.max_attempts = 3;
+    let app = TestApp::builder()
+        .service(SERVICE)
+        .request_limit(1_000_000)
+        .worker(worker)
+        .spawn(database)
         .await;
-    });
-    App {
-        url,
-        http: reqwest::Client::new(),
-        db,
-        salon,
-        account,
-        _sim: sim,
-        stop,
-        _database: database,
-    }
+    App { app }
 }
 
-async fn lift_rate_limit(db: &Database, salon: &FixtureSalon, per_second: u32) {
-    db.keys()
-        .update_tenant(
-            salon.tenant_id,
-            &TenantUpdate {
-                rate_limit: Some(ApiRateLimit {
-                    per_second,
-                    burst: per_second,
-                }),
-                ..Default::default()
-            },
-        )
-        .await
-        .expect("rate limit");
-}
+phasebook_test_support::deref_to!(App => app: TestApp);
 
 /// One documented operation.
 #[derive(Debug, Clone)]

@@ -8,23 +8,20 @@
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
-use calcom_sim::{RunningSim, SeedApiKey, Sim, SimConfig};
+use calcom_sim::SeedApiKey;
 use hmac::{Hmac, Mac};
 use phasebook_api::auth::{self, TenantSettings};
 use phasebook_api::secrets::{self, MasterKey};
-use phasebook_api::state::AppState;
 use phasebook_api::store::keys::TenantUpdate;
 use phasebook_api::store::{Database, Role, StoreError};
-use phasebook_api::sync::fixtures::{self, FixtureSalon};
-use phasebook_api::sync::{ClientSettings, SyncConfig};
-use phasebook_api::testing::TestDatabase;
-use phasebook_domain::sync::RetryPolicy;
+use phasebook_test_support::TestDatabase;
+use phasebook_test_support::fixtures::{self, FixtureSalon};
+use phasebook_test_support::{DemoProcess, TestApp, fast_sync_config};
 use reqwest::StatusCode;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
 use sha2::Sha256;
 use sqlx::Row;
-use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 /// A second key of the salon owner, accepted by the emulator.
@@ -32,92 +29,50 @@ const SECOND_CALCOM_KEY: &str = "cal_test_second_key_of_the_owner";
 /// The key of the second stylist, a plain member of the team.
 const MEMBER_CALCOM_KEY: &str = "cal_test_key_of_a_plain_member";
 
+/// The app, the emulator and the worker (see `phasebook_test_support::app`), with a second
+/// tenant on the same emulator.
 struct App {
-    url: String,
-    http: reqwest::Client,
-    db: Database,
-    salon: FixtureSalon,
-    /// A second tenant, on the same emulator.
+    app: TestApp,
     other: FixtureSalon,
-    sim: RunningSim,
-    stop: CancellationToken,
-    database: TestDatabase,
-}
-
-impl Drop for App {
-    fn drop(&mut self) {
-        self.stop.cancel();
-    }
 }
 
 async fn setup(database: TestDatabase) -> App {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let db = database.connect().await.expect("database");
-    let segments = fixtures::segments(2, 30, 0);
-    let mut account = fixtures::sim_account(2, &segments);
-    let owner = account.staff[0].calcom_user_id;
-    let member = account.staff[1].calcom_user_id;
-    account.seed.api_keys.push(SeedApiKey {
-        key: SECOND_CALCOM_KEY.to_string(),
-        user_id: owner,
-    });
-    account.seed.api_keys.push(SeedApiKey {
-        key: MEMBER_CALCOM_KEY.to_string(),
-        user_id: member,
-    });
-    let sim = Sim::new(SimConfig::default());
-    sim.seed(account.seed.clone()).expect("seed");
-    let sim = sim.spawn().await.expect("sim");
-    let salon = fixtures::seed_sim_salon(&db, &sim.base_url, &account, "colour", segments.clone())
-        .await
-        .expect("salon");
-    let other = fixtures::seed_sim_salon(&db, &sim.base_url, &account, "colour", segments)
-        .await
-        .expect("other salon");
-    let state = AppState::new(db.clone());
-    let stop = CancellationToken::new();
-    state.sync.spawn_worker(
-        SyncConfig {
-            worker_id: "secrets-test".into(),
-            poll_interval: Duration::from_millis(200),
-            retry: RetryPolicy {
-                max_attempts: 4,
-                base_delay: Duration::from_millis(20),
-                max_delay: Duration::from_millis(100),
-                min_delay: Duration::from_millis(5),
-            },
-            client: ClientSettings {
-                timeout: Duration::from_millis(2000),
-                read_retries: 0,
-                ..ClientSettings::default()
-            },
-            ..SyncConfig::default()
-        },
-        phasebook_api::sync::postgres_pool(&db),
-        stop.clone(),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let url = format!("http://{}", listener.local_addr().expect("addr"));
-    let server_stop = stop.clone();
-    tokio::spawn(async move {
-        let _ = phasebook_api::app::serve(listener, state, async move {
-            server_stop.cancelled().await;
+    let mut worker = fast_sync_config("secrets-test");
+    worker.client.timeout = Duration::from_millis(2000);
+    let seeded = TestApp::builder()
+        .stylists(2)
+        .segments(fixtures::segments(2, 30, 0))
+        .account(|account| {
+            let owner = account.staff[0].calcom_user_id;
+            let member = account.staff[1].calcom_user_id;
+            account.seed.api_keys.push(SeedApiKey {
+                key: SECOND_CALCOM_KEY.to_string(),
+                user_id: owner,
+            });
+            account.seed.api_keys.push(SeedApiKey {
+                key: MEMBER_CALCOM_KEY.to_string(),
+                user_id: member,
+            });
         })
+        .worker(worker)
+        .seed(database)
         .await;
-    });
+    let other = fixtures::seed_sim_salon(
+        &seeded.db,
+        &seeded.sim.base_url,
+        &seeded.account,
+        "colour",
+        seeded.salon.segments.clone(),
+    )
+    .await
+    .expect("other salon");
     App {
-        url,
-        http: reqwest::Client::new(),
-        db,
-        salon,
+        app: seeded.serve().await,
         other,
-        sim,
-        stop,
-        database,
     }
 }
+
+phasebook_test_support::deref_to!(App => app: TestApp);
 
 impl App {
     async fn send(
@@ -1131,7 +1086,7 @@ async fn the_command_line_lists_and_revokes_keys_without_showing_them(app: App) 
         .expect("tenant");
     let output = Command::new(env!("CARGO_BIN_EXE_phasebook"))
         .env("PHASEBOOK_DATABASE_URL", &app.database.url)
-        .env("PHASEBOOK_SECRET_KEY", phasebook_api::testing::secret_key())
+        .env("PHASEBOOK_SECRET_KEY", phasebook_test_support::secret_key())
         .args([
             "key",
             "list",
@@ -1200,7 +1155,7 @@ async fn doctor_warns_when_the_calcom_key_belongs_to_a_plain_team_member(app: Ap
     );
 }
 
-phasebook_api::on_both_backends!(with setup;
+phasebook_test_support::on_both_backends!(with setup;
     doctor_warns_when_the_calcom_key_belongs_to_a_plain_team_member,
     a_database_dump_holds_no_calcom_key_or_webhook_secret_in_plain_text,
     migrating_with_the_key_set_encrypts_plain_text_rows,
@@ -1222,37 +1177,8 @@ phasebook_api::on_both_backends!(with setup;
 /// (`cal_live_demo_salon`) and its webhook secret (`whsec_…`) are nowhere in plain text.
 #[tokio::test]
 async fn the_demo_database_holds_no_calcom_key_or_webhook_secret_in_plain_text() {
-    use std::io::{BufRead, BufReader};
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("port");
-    let file = std::env::temp_dir().join(format!("phasebook-demo-dump-{}.db", Uuid::now_v7()));
-    let mut demo = Serving(
-        Command::new(env!("CARGO_BIN_EXE_phasebook"))
-            .env_remove("PHASEBOOK_SECRET_KEY")
-            .args([
-                "demo",
-                "--json",
-                "--db",
-                &file.display().to_string(),
-                "--listen",
-                &format!("127.0.0.1:{port}"),
-            ])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("demo"),
-    );
-    let stdout = demo.0.stdout.take().expect("stdout");
-    let line = tokio::task::spawn_blocking(move || {
-        let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line).map(|_| line)
-    })
-    .await
-    .expect("join")
-    .expect("read");
-    let printed: Value = serde_json::from_str(&line).expect("one JSON object");
+    let demo = DemoProcess::start(env!("CARGO_BIN_EXE_phasebook")).await;
+    let (file, printed) = (&demo.db, &demo.printed);
     assert_eq!(printed["demo_appointments"][0]["sync"]["status"], "synced");
 
     let db = Database::connect(&format!("sqlite://{}", file.display()))
@@ -1272,7 +1198,4 @@ async fn the_demo_database_holds_no_calcom_key_or_webhook_secret_in_plain_text()
     }
     db.close().await;
     drop(demo);
-    for suffix in ["", "-wal", "-shm"] {
-        let _ = std::fs::remove_file(format!("{}{suffix}", file.display()));
-    }
 }

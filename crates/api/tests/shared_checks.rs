@@ -7,15 +7,7 @@ use std::time::Duration;
 
 use chrono::{TimeDelta, Utc};
 use phasebook_api::sync::shared_checks::{CheckKey, SharedChecks};
-use phasebook_api::testing::TestDatabase;
-
-async fn databases() -> Vec<TestDatabase> {
-    let mut all = vec![TestDatabase::sqlite()];
-    if let Some(pg) = TestDatabase::postgres_from_env().await {
-        all.push(pg);
-    }
-    all
-}
+use phasebook_test_support::databases;
 
 #[tokio::test]
 async fn a_fit_found_by_one_process_is_trusted_by_another_for_a_minute() {

@@ -9,12 +9,12 @@ use phasebook_api::store::{
     AppointmentQuery, Database, IdempotencyClaim, IdempotentResponse, NewAppointment, Role,
     StaffMember, Store, StoreError,
 };
-use phasebook_api::testing::{self, TestDatabase};
 use phasebook_domain::plan::{assign_staff, plan_appointment};
 use phasebook_domain::sync::{AppointmentSyncStatus, SegmentSyncStatus};
 use phasebook_domain::{
     AppointmentStatus, CalcomUserId, Customer, SegmentKey, SegmentSpec, Service, ServiceId, StaffId,
 };
+use phasebook_test_support::{self as testing, TestDatabase};
 use secrecy::{ExposeSecret, SecretString};
 use uuid::Uuid;
 
@@ -667,7 +667,7 @@ async fn concurrent_overlapping_creates_have_exactly_one_winner(f: Fixture) {
     );
 }
 
-phasebook_api::on_both_backends!(
+phasebook_test_support::on_both_backends!(
     with fixture;
     migrate_twice_is_a_no_op,
     api_keys_are_found_by_hash_only,

@@ -2,53 +2,14 @@
 //! goes to `synced` and the broken one (a managed parent without the host's child) to
 //! `needs_review` with a reason that names the fix; the printed commands work.
 
-use std::io::{BufRead, BufReader};
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
-
+use phasebook_test_support::DemoProcess;
 use serde_json::Value;
-
-struct Demo(Child);
-
-impl Drop for Demo {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 #[tokio::test]
 async fn the_demo_shows_one_appointment_synced_and_a_broken_one_in_review_with_its_fix() {
     let _ = rustls::crypto::ring::default_provider().install_default();
-    let port = TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port");
-    let db = std::env::temp_dir().join(format!("phasebook-demo-{}.db", uuid::Uuid::new_v4()));
-    let mut demo = Demo(
-        Command::new(env!("CARGO_BIN_EXE_phasebook"))
-            .args([
-                "demo",
-                "--json",
-                "--db",
-                &db.display().to_string(),
-                "--listen",
-                &format!("127.0.0.1:{port}"),
-            ])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn demo"),
-    );
-    let stdout = demo.0.stdout.take().expect("stdout");
-    let line = tokio::task::spawn_blocking(move || {
-        let mut line = String::new();
-        BufReader::new(stdout).read_line(&mut line).map(|_| line)
-    })
-    .await
-    .expect("join")
-    .expect("read");
-    let printed: Value = serde_json::from_str(&line).expect("one JSON object");
+    let demo = DemoProcess::start(env!("CARGO_BIN_EXE_phasebook")).await;
+    let printed = &demo.printed;
 
     let booked = &printed["demo_appointments"];
     assert_eq!(booked[0]["sync"]["status"], "synced", "{printed:#}");
@@ -84,7 +45,4 @@ async fn the_demo_shows_one_appointment_synced_and_a_broken_one_in_review_with_i
             .is_some_and(|c| c.contains("Prefer: wait=5"))
     }));
     drop(demo);
-    for suffix in ["", "-wal", "-shm"] {
-        let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
-    }
 }

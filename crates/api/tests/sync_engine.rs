@@ -7,40 +7,28 @@
 
 use std::time::Duration;
 
-use calcom_sim::{
-    BookingRecord, BookingStatus, Faults, RateLimitConfig, RouteFaults, RunningSim, SeedBooking,
-    SeedEventType, Sim, SimConfig,
-};
+use calcom_sim::{BookingRecord, BookingStatus, Faults, RouteFaults, SeedBooking, SeedEventType};
 use chrono::{TimeDelta, TimeZone, Utc};
-use phasebook_api::store::Database;
-use phasebook_api::sync::fixtures::{self, FixtureSalon, SimAccount};
 use phasebook_api::sync::{ClientSettings, SyncConfig, SyncHandle, Worker};
-use phasebook_api::testing::TestDatabase;
 use phasebook_domain::StaffId;
+use phasebook_domain::sync::AppointmentSyncStatus;
 use phasebook_domain::sync::breaker::BreakerPolicy;
-use phasebook_domain::sync::{AppointmentSyncStatus, RetryPolicy};
+use phasebook_test_support::app::Seeded;
+use phasebook_test_support::fixtures;
+use phasebook_test_support::{TestApp, TestDatabase, databases, fast_sync_config, faulty_sim};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
+/// A salon on the emulator, not serving (see `phasebook_test_support::app`), and a
+/// worker the test drives itself.
 struct World {
-    db: Database,
-    sim: RunningSim,
-    account: SimAccount,
+    salon_app: Seeded,
     worker: Worker,
     handle: SyncHandle,
-    salon: FixtureSalon,
-    _database: TestDatabase,
 }
 
-/// SQLite always; PostgreSQL too when `DATABASE_URL` points at a server.
-async fn databases() -> Vec<TestDatabase> {
-    let mut out = vec![TestDatabase::sqlite()];
-    if let Some(pg) = TestDatabase::postgres_from_env().await {
-        out.push(pg);
-    }
-    out
-}
+phasebook_test_support::deref_to!(World => salon_app: Seeded);
 
 /// A managed parent of the fixture team with no child at all (the incident: hosts added
 /// after the parent existed, and Cal.com never made their children).
@@ -53,59 +41,34 @@ async fn world(database: TestDatabase) -> World {
 }
 
 async fn world_with(database: TestDatabase, breaker: Option<BreakerPolicy>) -> World {
-    let db = database.connect().await.expect("database");
-    let segments = fixtures::segments(4, 30, 0);
     // Two stylists; the salon's Cal.com key acts as the first (the team's owner).
-    let account = fixtures::sim_account(2, &segments);
-    let sim = Sim::new(SimConfig {
+    let salon_app = TestApp::builder()
+        .stylists(2)
         // Throttling itself stays out of the way; an injected 429 says "retry in 1 s".
-        rate_limit: Some(RateLimitConfig {
-            limit: 1_000_000,
-            window: Duration::from_secs(60),
-            block: Duration::from_secs(1),
-        }),
-        ..SimConfig::default()
-    });
-    let mut seed = account.seed.clone();
-    seed.event_types.push(SeedEventType::managed(
-        CHILDLESS_PARENT,
-        fixtures::SIM_TEAM_ID,
-        "segment-b",
-        30,
-        &[],
-    ));
-    sim.seed(seed).expect("seed");
-    let sim = sim.spawn().await.expect("sim");
-    let salon = fixtures::seed_sim_salon(&db, &sim.base_url, &account, "colour", segments)
-        .await
-        .expect("salon");
-    let handle = SyncHandle::for_database(&db);
-    let config = SyncConfig {
-        worker_id: "test-worker".into(),
-        lease: Duration::from_secs(30),
-        retry: RetryPolicy {
-            max_attempts: 5,
-            base_delay: Duration::from_millis(20),
-            max_delay: Duration::from_millis(100),
-            min_delay: Duration::from_millis(5),
-        },
-        client: ClientSettings {
-            timeout: Duration::from_millis(700),
-            read_retries: 0,
-            ..ClientSettings::default()
-        },
-        breaker,
-        ..SyncConfig::default()
-    };
+        .sim(faulty_sim(Faults::default()))
+        .account(|account| {
+            account.seed.event_types.push(SeedEventType::managed(
+                CHILDLESS_PARENT,
+                fixtures::SIM_TEAM_ID,
+                "segment-b",
+                30,
+                &[],
+            ));
+        })
+        .without_worker()
+        .seed(database)
+        .await;
+    let handle = SyncHandle::for_database(&salon_app.db);
+    let mut config = fast_sync_config("test-worker");
+    config.lease = Duration::from_secs(30);
+    config.poll_interval = SyncConfig::default().poll_interval;
+    config.retry.max_attempts = 5;
+    config.breaker = breaker;
     let worker = Worker::new(handle.clone(), config).with_jitter(|| 0.5);
     World {
-        db,
-        sim,
-        account,
+        salon_app,
         worker,
         handle,
-        salon,
-        _database: database,
     }
 }
 
@@ -151,12 +114,7 @@ impl World {
     }
 
     async fn drain(&self) {
-        let left = self
-            .worker
-            .run_until_idle(Duration::from_secs(20))
-            .await
-            .expect("run");
-        assert_eq!(left, 0, "jobs left outstanding");
+        phasebook_test_support::run_until_idle(&self.worker).await;
     }
 
     /// One pass over the due jobs with `faults` switched on in the emulator, then off.
@@ -696,7 +654,7 @@ async fn a_stopped_worker_gives_back_the_job_it_holds_and_the_next_one_finishes_
         stop.cancel();
         running.await.expect("worker stopped");
         assert_eq!(
-            phasebook_api::testing::sync_job(&w.db, id)
+            phasebook_test_support::sync_job(&w.db, id)
                 .await
                 .expect("job")
                 .as_deref(),

@@ -4,99 +4,32 @@
 
 use std::time::Duration;
 
-use calcom_sim::{BookingStatus, RunningSim, Sim, SimConfig};
+use calcom_sim::BookingStatus;
 use hmac::{Hmac, Mac};
 use phasebook_api::auth;
-use phasebook_api::state::AppState;
-use phasebook_api::store::{Database, Role};
-use phasebook_api::sync::fixtures::{self, FixtureSalon};
-use phasebook_api::sync::{ClientSettings, SyncConfig};
-use phasebook_api::testing::TestDatabase;
-use phasebook_domain::sync::RetryPolicy;
+use phasebook_api::store::Role;
+use phasebook_test_support::TestDatabase;
+use phasebook_test_support::fixtures;
+use phasebook_test_support::{TestApp, databases, fast_sync_config};
 use reqwest::StatusCode;
 use secrecy::ExposeSecret;
 use serde_json::{Value, json};
 use sha2::Sha256;
-use tokio_util::sync::CancellationToken;
 
+/// The app, the emulator and the worker (see `phasebook_test_support::app`).
 struct App {
-    url: String,
-    http: reqwest::Client,
-    db: Database,
-    salon: FixtureSalon,
-    sim: RunningSim,
-    stop: CancellationToken,
-    _database: TestDatabase,
-}
-
-impl Drop for App {
-    fn drop(&mut self) {
-        self.stop.cancel();
-    }
-}
-
-async fn databases() -> Vec<TestDatabase> {
-    let mut out = vec![TestDatabase::sqlite()];
-    if let Some(pg) = TestDatabase::postgres_from_env().await {
-        out.push(pg);
-    }
-    out
+    app: TestApp,
 }
 
 async fn spawn(database: TestDatabase) -> App {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let db = database.connect().await.expect("database");
-    let segments = fixtures::segments(4, 30, 0);
-    let account = fixtures::sim_account(1, &segments);
-    let sim = Sim::new(SimConfig::default());
-    sim.seed(account.seed.clone()).expect("seed");
-    let sim = sim.spawn().await.expect("sim");
-    let salon = fixtures::seed_sim_salon(&db, &sim.base_url, &account, "colour", segments)
-        .await
-        .expect("salon");
-    let state = AppState::new(db.clone());
-    let stop = CancellationToken::new();
-    state.sync.spawn_worker(
-        SyncConfig {
-            worker_id: "http-test".into(),
-            poll_interval: Duration::from_millis(200),
-            retry: RetryPolicy {
-                max_attempts: 4,
-                base_delay: Duration::from_millis(20),
-                max_delay: Duration::from_millis(100),
-                min_delay: Duration::from_millis(5),
-            },
-            client: ClientSettings {
-                timeout: Duration::from_millis(700),
-                read_retries: 0,
-                ..ClientSettings::default()
-            },
-            ..SyncConfig::default()
-        },
-        phasebook_api::sync::postgres_pool(&db),
-        stop.clone(),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let url = format!("http://{}", listener.local_addr().expect("addr"));
-    let server_stop = stop.clone();
-    tokio::spawn(async move {
-        let _ = phasebook_api::app::serve(listener, state, async move {
-            server_stop.cancelled().await;
-        })
+    let app = TestApp::builder()
+        .worker(fast_sync_config("http-test"))
+        .spawn(database)
         .await;
-    });
-    App {
-        url,
-        http: reqwest::Client::new(),
-        db,
-        salon,
-        sim,
-        stop,
-        _database: database,
-    }
+    App { app }
 }
+
+phasebook_test_support::deref_to!(App => app: TestApp);
 
 impl App {
     async fn post(&self, path: &str, key: &str, body: Option<Value>) -> reqwest::Response {

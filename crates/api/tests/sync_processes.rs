@@ -10,14 +10,15 @@ use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use calcom_sim::{Faults, RouteFaults, RunningSim, Sim, SimConfig};
+use calcom_sim::{Faults, RouteFaults, SimConfig};
 use chrono::{TimeDelta, TimeZone, Utc};
-use phasebook_api::store::Database;
 use phasebook_api::store::sync::SyncView;
 use phasebook_api::sync::SyncHandle;
-use phasebook_api::sync::fixtures::{self, FixtureSalon, SimAccount};
-use phasebook_api::testing::TestDatabase;
 use phasebook_domain::sync::AppointmentSyncStatus;
+use phasebook_test_support::TestApp;
+use phasebook_test_support::TestDatabase;
+use phasebook_test_support::app::Seeded;
+use phasebook_test_support::fixtures;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
@@ -60,7 +61,7 @@ fn serve(database_url: &str, concurrency: u32, lease_ms: u32, log: &PathBuf) -> 
     let log = std::fs::File::create(log).expect("log file");
     let child = Command::new(env!("CARGO_BIN_EXE_phasebook"))
         .env("PHASEBOOK_DATABASE_URL", database_url)
-        .env("PHASEBOOK_SECRET_KEY", phasebook_api::testing::secret_key())
+        .env("PHASEBOOK_SECRET_KEY", phasebook_test_support::secret_key())
         .env("PHASEBOOK_LOG_FORMAT", "json")
         .args([
             "serve",
@@ -107,35 +108,27 @@ async fn wait_healthy(server: &Server) {
     }
 }
 
+/// A salon on the emulator, not serving (see `phasebook_test_support::app`): the
+/// `phasebook serve` processes under test serve it.
 struct Setup {
-    db: Database,
-    sim: RunningSim,
-    salon: FixtureSalon,
-    account: SimAccount,
+    salon_app: Seeded,
     handle: SyncHandle,
 }
 
-async fn setup(database: &TestDatabase, stylists: usize, faults: Faults) -> Setup {
-    let db = database.connect().await.expect("database");
-    let segments = fixtures::segments(4, 30, 0);
-    let account = fixtures::sim_account(stylists, &segments);
-    let sim = Sim::new(SimConfig {
-        faults,
-        ..SimConfig::default()
-    });
-    sim.seed(account.seed.clone()).expect("seed");
-    let sim = sim.spawn().await.expect("sim");
-    let salon = fixtures::seed_sim_salon(&db, &sim.base_url, &account, "colour", segments)
-        .await
-        .expect("salon");
-    let handle = SyncHandle::for_database(&db);
-    Setup {
-        db,
-        sim,
-        salon,
-        account,
-        handle,
-    }
+phasebook_test_support::deref_to!(Setup => salon_app: Seeded);
+
+async fn setup(database: TestDatabase, stylists: usize, faults: Faults) -> Setup {
+    let salon_app = TestApp::builder()
+        .stylists(stylists)
+        .sim(SimConfig {
+            faults,
+            ..SimConfig::default()
+        })
+        .without_worker()
+        .seed(database)
+        .await;
+    let handle = SyncHandle::for_database(&salon_app.db);
+    Setup { salon_app, handle }
 }
 
 /// Books `count` appointments straight through the store, one per [`slot`].
@@ -219,14 +212,14 @@ async fn crash_run(database: TestDatabase, label: &str) {
             ..RouteFaults::default()
         },
     );
-    let setup = setup(&database, 8, faults).await;
+    let setup = setup(database, 8, faults).await;
     let appointments = book_slots(&setup, APPOINTMENTS).await;
 
     let mut kills = 0;
     let mut restarts = 0;
     while kills < 5 {
         let log = log_file("crash");
-        let server = serve(&database.url, 4, 1500, &log);
+        let server = serve(&setup.database.url, 4, 1500, &log);
         restarts += 1;
         let pause = Duration::from_millis(300 + rand::random::<u64>() % 900);
         tokio::time::sleep(pause).await;
@@ -239,7 +232,7 @@ async fn crash_run(database: TestDatabase, label: &str) {
     }
     // The last start runs until the queue is empty.
     let log = log_file("crash-final");
-    let server = serve(&database.url, 4, 1500, &log);
+    let server = serve(&setup.database.url, 4, 1500, &log);
     let deadline = Instant::now() + Duration::from_secs(90);
     while outstanding(&setup).await > 0 {
         assert!(
@@ -343,7 +336,7 @@ async fn crash_during_moves(database: TestDatabase, label: &str) {
             ..RouteFaults::default()
         },
     );
-    let setup = setup(&database, 8, faults).await;
+    let setup = setup(database, 8, faults).await;
     setup
         .db
         .keys()
@@ -383,7 +376,7 @@ async fn crash_during_moves(database: TestDatabase, label: &str) {
     let mut kills = 0;
     for round in 0..4 {
         let log = log_file("crash-moves");
-        let server = serve(&database.url, 4, 1500, &log);
+        let server = serve(&setup.database.url, 4, 1500, &log);
         wait_healthy(&server).await;
         let port = server.port;
         let key = setup.salon.ops_key.clone();
@@ -407,7 +400,7 @@ async fn crash_during_moves(database: TestDatabase, label: &str) {
     // The last start resends every move (a fresh key: a request cut off by a kill leaves
     // its key in flight for two minutes; the same move again changes nothing) and drains.
     let log = log_file("crash-moves-final");
-    let server = serve(&database.url, 4, 1500, &log);
+    let server = serve(&setup.database.url, 4, 1500, &log);
     wait_healthy(&server).await;
     for (n, id, body) in &moves {
         if let Err(answer) = send_move(
@@ -497,11 +490,11 @@ async fn three_replicas_on_one_postgres_share_the_work_and_never_run_a_job_twice
             ..RouteFaults::default()
         },
     );
-    let setup = setup(&database, 8, faults).await;
+    let setup = setup(database, 8, faults).await;
     let logs: Vec<PathBuf> = (0..3).map(|_| log_file("replica")).collect();
     let replicas: Vec<Server> = logs
         .iter()
-        .map(|log| serve(&database.url, 4, 5000, log))
+        .map(|log| serve(&setup.database.url, 4, 5000, log))
         .collect();
     for replica in &replicas {
         wait_healthy(replica).await;
@@ -605,11 +598,11 @@ async fn sigterm_gives_back_the_leases_so_the_next_process_carries_on_at_once() 
     let faults = Faults::default()
         .with_seed(7)
         .route("bookings.create", RouteFaults::hang_rate(1.0));
-    let setup = setup(&database, 2, faults).await;
+    let setup = setup(database, 2, faults).await;
     let appointments = book_slots(&setup, APPOINTMENTS).await;
     // Leases far longer than the test: only giving them back lets the next process in.
     let log = log_file("sigterm");
-    let mut server = serve(&database.url, 8, 600_000, &log);
+    let mut server = serve(&setup.database.url, 8, 600_000, &log);
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let mut in_flight = 0;
@@ -645,7 +638,7 @@ async fn sigterm_gives_back_the_leases_so_the_next_process_carries_on_at_once() 
     assert!(status.success(), "a clean exit on SIGTERM: {status}");
     for id in &appointments {
         assert_eq!(
-            phasebook_api::testing::sync_job(&setup.db, *id)
+            phasebook_test_support::sync_job(&setup.db, *id)
                 .await
                 .expect("job")
                 .as_deref(),
@@ -656,7 +649,7 @@ async fn sigterm_gives_back_the_leases_so_the_next_process_carries_on_at_once() 
 
     setup.sim.sim.set_faults(Faults::default());
     let log_next = log_file("sigterm-next");
-    let next = serve(&database.url, 8, 600_000, &log_next);
+    let next = serve(&setup.database.url, 8, 600_000, &log_next);
     let deadline = Instant::now() + Duration::from_secs(60);
     while outstanding(&setup).await > 0 {
         assert!(

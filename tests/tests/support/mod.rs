@@ -1,4 +1,4 @@
-//! `spawn_app()`: the real router on a loopback port with a fresh database (a SQLite file,
+//! `setup()`: the real router on a loopback port with a fresh database (a SQLite file,
 //! or a new PostgreSQL database when `DATABASE_URL` is set), a tenant with one key per
 //! role, a second tenant, and a reqwest client.
 
@@ -7,19 +7,13 @@
 use phasebook_api::auth::{self, TenantSettings};
 use phasebook_api::state::AppState;
 use phasebook_api::store::{Database, Role};
-use phasebook_api::testing::TestDatabase;
 use phasebook_domain::{SegmentKey, ServiceId, StaffId};
+use phasebook_test_support::TestDatabase;
 use reqwest::{Method, RequestBuilder, Response};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
-use tokio::sync::oneshot;
+use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Backend {
-    Sqlite,
-    Postgres,
-}
 
 pub struct Keys {
     pub ops: String,
@@ -35,15 +29,13 @@ pub struct TestApp {
     pub keys: Keys,
     pub other_tenant_id: Uuid,
     pub other_ops_key: String,
-    stop: Option<oneshot::Sender<()>>,
+    stop: CancellationToken,
     _database: TestDatabase,
 }
 
 impl Drop for TestApp {
     fn drop(&mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
+        self.stop.cancel();
     }
 }
 
@@ -79,25 +71,16 @@ pub fn http_client() -> reqwest::Client {
     reqwest::Client::builder().build().expect("http client")
 }
 
-/// Starts the app on `backend`, or None for PostgreSQL when `DATABASE_URL` is unset.
-pub async fn spawn_app(backend: Backend) -> Option<TestApp> {
-    let database = match backend {
-        Backend::Sqlite => TestDatabase::sqlite(),
-        Backend::Postgres => TestDatabase::postgres_from_env().await?,
-    };
+/// The app on `database`, with two tenants and their keys (for
+/// `phasebook_test_support::on_both_backends!(with setup; …)`). No Cal.com: these tests
+/// never reach it.
+pub async fn setup(database: TestDatabase) -> TestApp {
     let db = database.connect().await.expect("database");
     let (tenant_id, keys) = tenant_with_keys(&db, "Salon Aurora").await;
     let (other_tenant_id, other) = tenant_with_keys(&db, "Salon Borealis").await;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let base_url = format!("http://{}", listener.local_addr().expect("address"));
-    let (stop, stopped) = oneshot::channel::<()>();
-    let state = AppState::new(db.clone());
-    tokio::spawn(phasebook_api::app::serve(listener, state, async move {
-        let _ = stopped.await;
-    }));
-    Some(TestApp {
+    let stop = CancellationToken::new();
+    let base_url = phasebook_test_support::serve_app(AppState::new(db.clone()), stop.clone()).await;
+    TestApp {
         base_url,
         client: http_client(),
         db,
@@ -105,9 +88,9 @@ pub async fn spawn_app(backend: Backend) -> Option<TestApp> {
         keys,
         other_tenant_id,
         other_ops_key: other.ops,
-        stop: Some(stop),
+        stop,
         _database: database,
-    })
+    }
 }
 
 impl TestApp {
@@ -190,7 +173,7 @@ impl TestApp {
             for (service, keys) in [("colour", vec!["A", "B", "C", "D"]), ("cut", vec!["C"])] {
                 for (k, key) in keys.into_iter().enumerate() {
                     let id = 9_000 + 100 * n as i64 + 10 * i64::from(service == "cut") + k as i64;
-                    phasebook_api::sync::fixtures::put_event_map(
+                    phasebook_test_support::fixtures::put_event_map(
                         &self.db,
                         self.tenant_id,
                         &ServiceId::parse(service).expect("service id"),
@@ -244,34 +227,4 @@ pub async fn problem(response: Response, status: u16, kind: &str) -> Value {
         "{body}"
     );
     body
-}
-
-/// Runs each listed test body on SQLite, and on PostgreSQL when `DATABASE_URL` is set.
-#[macro_export]
-macro_rules! on_both_backends {
-    ($($name:ident),+ $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    let app = $crate::support::spawn_app($crate::support::Backend::Sqlite)
-                        .await
-                        .expect("sqlite app");
-                    super::$name(app).await;
-                }
-            )+
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    let Some(app) = $crate::support::spawn_app($crate::support::Backend::Postgres).await else {
-                        eprintln!("DATABASE_URL not set: PostgreSQL variant skipped");
-                        return;
-                    };
-                    super::$name(app).await;
-                }
-            )+
-        }
-    };
 }

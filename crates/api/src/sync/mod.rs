@@ -9,7 +9,6 @@
 pub mod clients;
 pub mod engine;
 pub mod failure;
-pub mod fixtures;
 pub mod resolve;
 pub mod routes;
 pub mod settings;

@@ -9,19 +9,15 @@ pub mod webdriver;
 
 use std::time::Duration;
 
-use calcom_sim::{RunningSim, SeedEventType, Sim, SimConfig};
+use calcom_sim::SeedEventType;
 use chrono::{DateTime, TimeZone, Utc};
 use phasebook_api::auth;
-use phasebook_api::state::AppState;
-use phasebook_api::store::{Database, Role};
-use phasebook_api::sync::fixtures::{self, FixtureSalon, SimAccount};
-use phasebook_api::sync::{ClientSettings, SyncConfig};
-use phasebook_api::testing::TestDatabase;
-use phasebook_domain::sync::RetryPolicy;
+use phasebook_api::store::Role;
 use phasebook_domain::{SegmentKey, SegmentSpec};
+use phasebook_test_support::fixtures;
+use phasebook_test_support::{TestApp, TestDatabase, fast_sync_config};
 use secrecy::ExposeSecret;
 use serde_json::{Value, json};
-use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
 /// The day of the salon's two appointments, in the salon's zone (Europe/Berlin).
@@ -30,13 +26,10 @@ pub const DAY: &str = "2030-01-07";
 pub const CHILDLESS_PARENT: i64 = 9001;
 
 pub struct World {
-    pub url: String,
+    /// The app, the emulator and the worker (see `phasebook_test_support::app`).
+    pub app: TestApp,
     /// Follows no redirect, so tests see them.
     pub http: reqwest::Client,
-    pub db: Database,
-    pub salon: FixtureSalon,
-    pub account: SimAccount,
-    pub sim: RunningSim,
     pub viewer_key: String,
     /// Stylist-2's appointment, in review.
     pub broken: Uuid,
@@ -44,15 +37,9 @@ pub struct World {
     pub synced: Uuid,
     /// The ops key of another salon on the same database.
     pub other_tenant_key: String,
-    stop: CancellationToken,
-    _database: TestDatabase,
 }
 
-impl Drop for World {
-    fn drop(&mut self) {
-        self.stop.cancel();
-    }
-}
+phasebook_test_support::deref_to!(World => app: TestApp);
 
 fn segment(key: &str, name: &str, minutes: u32, gap: u32) -> SegmentSpec {
     SegmentSpec {
@@ -72,34 +59,32 @@ pub fn berlin(hh: u32, mm: u32) -> DateTime<Utc> {
 }
 
 pub async fn setup(database: TestDatabase) -> World {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let db = database.connect().await.expect("database");
     let segments = vec![
         segment("A", "Apply colour", 30, 35),
         segment("B", "Wash", 15, 0),
         segment("C", "Cut", 30, 0),
         segment("D", "Blow-dry", 20, 0),
     ];
-    let account = fixtures::sim_account(2, &segments);
-    let mut seed = account.seed.clone();
-    seed.event_types.push(SeedEventType::managed(
-        CHILDLESS_PARENT,
-        fixtures::SIM_TEAM_ID,
-        "blow-dry",
-        20,
-        &[],
-    ));
-    let sim = Sim::new(SimConfig::default());
-    sim.seed(seed).expect("seed");
-    let sim = sim.spawn().await.expect("sim");
-    let salon = fixtures::seed_sim_salon(&db, &sim.base_url, &account, "colour", segments)
-        .await
-        .expect("salon");
-    let stylist_2 = account.staff[1].staff_id.clone();
+    let seeded = TestApp::builder()
+        .stylists(2)
+        .segments(segments)
+        .account(|account| {
+            account.seed.event_types.push(SeedEventType::managed(
+                CHILDLESS_PARENT,
+                fixtures::SIM_TEAM_ID,
+                "blow-dry",
+                20,
+                &[],
+            ));
+        })
+        .worker(fast_sync_config("console-test"))
+        .seed(database)
+        .await;
+    let stylist_2 = seeded.account.staff[1].staff_id.clone();
     fixtures::put_event_map(
-        &db,
-        salon.tenant_id,
-        &salon.service_id,
+        &seeded.db,
+        seeded.salon.tenant_id,
+        &seeded.salon.service_id,
         &SegmentKey::parse("D").expect("key"),
         &stylist_2,
         CHILDLESS_PARENT,
@@ -107,38 +92,18 @@ pub async fn setup(database: TestDatabase) -> World {
     )
     .await
     .expect("broken map");
+    let app = seeded.serve().await;
 
-    let state = AppState::new(db.clone());
-    let stop = CancellationToken::new();
-    state.sync.spawn_worker(
-        SyncConfig {
-            worker_id: "console-test".into(),
-            poll_interval: Duration::from_millis(200),
-            retry: RetryPolicy {
-                max_attempts: 4,
-                base_delay: Duration::from_millis(20),
-                max_delay: Duration::from_millis(100),
-                min_delay: Duration::from_millis(5),
-            },
-            client: ClientSettings {
-                timeout: Duration::from_millis(700),
-                read_retries: 0,
-                ..ClientSettings::default()
-            },
-            ..SyncConfig::default()
-        },
-        phasebook_api::sync::postgres_pool(&db),
-        stop.clone(),
-    );
-    let synced = fixtures::book(&db, &salon, &account.staff[0].staff_id, berlin(10, 0))
+    let (db, salon) = (&app.db, &app.salon);
+    let synced = fixtures::book(db, salon, &app.account.staff[0].staff_id, berlin(10, 0))
         .await
         .expect("book stylist-1");
-    let broken = fixtures::book(&db, &salon, &stylist_2, berlin(14, 0))
+    let broken = fixtures::book(db, salon, &stylist_2, berlin(14, 0))
         .await
         .expect("book stylist-2");
-    state.sync.wake();
+    app.sync.wake();
     for (id, want) in [(synced, "synced"), (broken, "needs_review")] {
-        let outcome = state
+        let outcome = app
             .sync
             .wait_for_outcome(salon.tenant_id, id, Duration::from_secs(20))
             .await
@@ -155,40 +120,22 @@ pub async fn setup(database: TestDatabase) -> World {
         auth::TenantSettings {
             name: "Another salon".into(),
             calcom_api_key: "cal_other".to_string().into(),
-            calcom_base_url: sim.base_url.clone(),
+            calcom_base_url: app.sim.base_url.clone(),
             calcom_team_id: None,
         },
     )
     .await
     .expect("other tenant");
-
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let url = format!("http://{}", listener.local_addr().expect("addr"));
-    let server_stop = stop.clone();
-    tokio::spawn(async move {
-        let _ = phasebook_api::app::serve(listener, state, async move {
-            server_stop.cancelled().await;
-        })
-        .await;
-    });
     World {
-        url,
         http: reqwest::Client::builder()
             .redirect(reqwest::redirect::Policy::none())
             .build()
             .expect("client"),
-        db,
-        salon,
-        account,
-        sim,
         viewer_key: viewer.api_key.expose_secret().to_string(),
         broken,
         synced,
         other_tenant_key: other.api_key.expose_secret().to_string(),
-        stop,
-        _database: database,
+        app,
     }
 }
 

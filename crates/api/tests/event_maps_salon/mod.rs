@@ -5,7 +5,7 @@
 #![allow(dead_code)]
 
 use calcom_sim::{
-    RunningSim, Seed, SeedApiKey, SeedEventType, SeedMember, SeedTeam, SeedUser, Sim, SimConfig,
+    RunningSim, Seed, SeedApiKey, SeedEventType, SeedMember, SeedTeam, SeedUser, SimConfig,
     WorkingHours,
 };
 use serde_json::{Value, json};
@@ -114,9 +114,7 @@ pub async fn spawn_sim() -> RunningSim {
 }
 
 pub async fn spawn_sim_with(seed: Seed) -> RunningSim {
-    let sim = Sim::new(SimConfig::default());
-    sim.seed(seed).expect("seed the sim");
-    sim.spawn().await.expect("spawn the sim")
+    phasebook_test_support::spawn_sim(SimConfig::default(), seed).await
 }
 
 /// The colouring service: A 30 (gap 35), B 15, C 30, D 20.

@@ -9,8 +9,8 @@ use phasebook_domain::{
 use secrecy::SecretString;
 use uuid::Uuid;
 
-use crate::auth::{self, TenantSettings};
-use crate::store::{Database, NewAppointment, StaffMember, StoreError, StoreResult};
+use phasebook_api::auth::{self, TenantSettings};
+use phasebook_api::store::{Database, NewAppointment, StaffMember, StoreError, StoreResult};
 
 /// A staff member and their Cal.com user.
 #[derive(Debug, Clone)]
@@ -51,7 +51,7 @@ pub async fn put_event_map(
     db.event_maps()
         .put_event_map(
             tenant_id,
-            &crate::store::event_maps::NewEventMap {
+            &phasebook_api::store::event_maps::NewEventMap {
                 service_id: service_id.clone(),
                 segment_key: segment_key.clone(),
                 staff_id: staff_id.clone(),
@@ -83,7 +83,7 @@ pub async fn remove_event_map(
             .bind(service_id.as_str())
             .bind(segment_key.as_str())
             .bind(staff_id.as_str())
-            .execute(&store.pool)
+            .execute(store.pool())
             .await?;
         }
         Database::Sqlite(store) => {
@@ -95,7 +95,7 @@ pub async fn remove_event_map(
             .bind(service_id.as_str())
             .bind(segment_key.as_str())
             .bind(staff_id.as_str())
-            .execute(&store.pool)
+            .execute(store.pool())
             .await?;
         }
     }
@@ -152,7 +152,7 @@ async fn seed_salon_in_team(
     db.booking()
         .set_booking_settings(
             issued.tenant_id,
-            &crate::store::holds::BookingSettings {
+            &phasebook_api::store::holds::BookingSettings {
                 country: None,
                 horizon_days: phasebook_domain::preflight::MAX_HORIZON_DAYS,
             },
@@ -366,7 +366,7 @@ pub struct ExactlyOnce {
 /// cancelled on purpose (a cancelled segment's, or one a reschedule moved away from, as the
 /// attempt log names it), so no duplicate was ever created. The error says which rule broke.
 pub fn check_exactly_once(
-    views: &[crate::store::sync::SyncView],
+    views: &[phasebook_api::store::sync::SyncView],
     calcom: &calcom_sim::State,
 ) -> Result<ExactlyOnce, String> {
     use phasebook_domain::sync::SegmentSyncStatus;
@@ -487,7 +487,7 @@ pub fn check_exactly_once(
 /// on the segment's event type, so nothing is left at an old time (run after
 /// [`check_exactly_once`], which proves there is one such booking per segment).
 pub fn check_current_times(
-    views: &[crate::store::sync::SyncView],
+    views: &[phasebook_api::store::sync::SyncView],
     calcom: &calcom_sim::State,
 ) -> Result<(), String> {
     use phasebook_domain::sync::SegmentSyncStatus;
@@ -528,7 +528,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::store::sync::{SegmentSyncView, SyncView};
+    use phasebook_api::store::sync::{SegmentSyncView, SyncView};
 
     fn at(hour: u32) -> DateTime<Utc> {
         // A Monday morning in Berlin, inside the salon's working hours.

@@ -1,5 +1,4 @@
-//! Test support shared by this crate's tests and the end-to-end tests: throw-away
-//! databases (a temporary SQLite file, or a fresh PostgreSQL database next to the one
+//! Throw-away databases (a temporary SQLite file, or a fresh PostgreSQL database next to the one
 //! `DATABASE_URL` names, dropped afterwards) and a few outbox look-ups.
 
 use std::path::PathBuf;
@@ -7,13 +6,13 @@ use std::path::PathBuf;
 use sqlx::Connection;
 use uuid::Uuid;
 
-use crate::store::{Database, StoreResult};
+use phasebook_api::store::{Database, StoreResult};
 
 /// The master key of this test process, for a `phasebook` child process that must open
 /// what this process stored: pass it as `PHASEBOOK_SECRET_KEY`.
 pub fn secret_key() -> String {
     use secrecy::ExposeSecret;
-    crate::secrets::process_default_key()
+    phasebook_api::secrets::process_default_key()
         .expose_secret()
         .to_string()
 }
@@ -133,19 +132,29 @@ impl Drop for TestDatabase {
     }
 }
 
+/// A fresh SQLite database, and a fresh PostgreSQL one when `DATABASE_URL` names a server:
+/// for tests that loop over the backends themselves.
+pub async fn databases() -> Vec<TestDatabase> {
+    let mut out = vec![TestDatabase::sqlite()];
+    if let Some(pg) = TestDatabase::postgres_from_env().await {
+        out.push(pg);
+    }
+    out
+}
+
 /// The outbox row of an appointment: (state, runs), or None when there is none.
 pub async fn sync_job(db: &Database, appointment_id: Uuid) -> StoreResult<Option<String>> {
     Ok(match db {
         Database::Postgres(s) => {
             sqlx::query_scalar("select state from sync_jobs where appointment_id = $1")
                 .bind(appointment_id)
-                .fetch_optional(&s.pool)
+                .fetch_optional(s.pool())
                 .await?
         }
         Database::Sqlite(s) => {
             sqlx::query_scalar("select state from sync_jobs where appointment_id = ?1")
                 .bind(appointment_id.hyphenated().to_string())
-                .fetch_optional(&s.pool)
+                .fetch_optional(s.pool())
                 .await?
         }
     })
@@ -162,14 +171,14 @@ pub async fn set_sync_job_state(
             sqlx::query("update sync_jobs set state = $2 where appointment_id = $1")
                 .bind(appointment_id)
                 .bind(state)
-                .execute(&s.pool)
+                .execute(s.pool())
                 .await?;
         }
         Database::Sqlite(s) => {
             sqlx::query("update sync_jobs set state = ?2 where appointment_id = ?1")
                 .bind(appointment_id.hyphenated().to_string())
                 .bind(state)
-                .execute(&s.pool)
+                .execute(s.pool())
                 .await?;
         }
     }
@@ -188,7 +197,7 @@ pub async fn count_rows(db: &Database, table: &str, tenant_id: Uuid) -> StoreRes
                 "select count(*) from {table} where tenant_id = $1"
             )))
             .bind(tenant_id)
-            .fetch_one(&s.pool)
+            .fetch_one(s.pool())
             .await?
         }
         Database::Sqlite(s) => {
@@ -196,7 +205,7 @@ pub async fn count_rows(db: &Database, table: &str, tenant_id: Uuid) -> StoreRes
                 "select count(*) from {table} where tenant_id = ?1"
             )))
             .bind(tenant_id.hyphenated().to_string())
-            .fetch_one(&s.pool)
+            .fetch_one(s.pool())
             .await?
         }
     })
@@ -208,12 +217,18 @@ pub async fn count_rows(db: &Database, table: &str, tenant_id: Uuid) -> StoreRes
 #[macro_export]
 macro_rules! on_both_backends {
     (with $setup:ident; $($name:ident),+ $(,)?) => {
+        $crate::on_both_backends!(@run super::$setup; $($name),+);
+    };
+    ($($name:ident),+ $(,)?) => {
+        $crate::on_both_backends!(@run $crate::database::as_is; $($name),+);
+    };
+    (@run $setup:path; $($name:ident),+) => {
         mod sqlite {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
-                    let database = $crate::testing::TestDatabase::sqlite();
-                    super::$name(super::$setup(database).await).await;
+                    let database = $crate::TestDatabase::sqlite();
+                    super::$name($setup(database).await).await;
                 }
             )+
         }
@@ -221,37 +236,34 @@ macro_rules! on_both_backends {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $name() {
-                    let Some(database) = $crate::testing::TestDatabase::postgres_from_env().await
+                    let Some(database) = $crate::TestDatabase::postgres_from_env().await
                     else {
                         eprintln!("DATABASE_URL not set: PostgreSQL variant skipped");
                         return;
                     };
-                    super::$name(super::$setup(database).await).await;
+                    super::$name($setup(database).await).await;
                 }
             )+
         }
     };
-    ($($name:ident),+ $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    super::$name($crate::testing::TestDatabase::sqlite()).await;
-                }
-            )+
-        }
-        mod postgres {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $name() {
-                    let Some(database) = $crate::testing::TestDatabase::postgres_from_env().await
-                    else {
-                        eprintln!("DATABASE_URL not set: PostgreSQL variant skipped");
-                        return;
-                    };
-                    super::$name(database).await;
-                }
-            )+
+}
+
+/// The setup of [`on_both_backends!`] without one: the body gets the database itself.
+pub async fn as_is(database: TestDatabase) -> TestDatabase {
+    database
+}
+
+/// `impl Deref<Target = $target> for $wrapper` through its field `$field`: a test's own
+/// world (extra keys, its own helper methods) that reads like the harness it wraps.
+#[macro_export]
+macro_rules! deref_to {
+    ($wrapper:ty => $field:ident: $target:ty) => {
+        impl ::std::ops::Deref for $wrapper {
+            type Target = $target;
+
+            fn deref(&self) -> &$target {
+                &self.$field
+            }
         }
     };
 }
