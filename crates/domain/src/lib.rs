@@ -3,6 +3,7 @@
 //! availability. Nothing here does I/O, awaits, or reads a clock: callers pass time in.
 
 pub mod appointment;
+pub mod audit;
 pub mod availability;
 pub mod error;
 pub mod ids;
