@@ -353,16 +353,7 @@ fn join_keys(keys: &[SegmentKey]) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn sid(s: &str) -> ServiceId {
-        ServiceId::parse(s).expect("service id")
-    }
-    fn key(s: &str) -> SegmentKey {
-        SegmentKey::parse(s).expect("segment key")
-    }
-    fn staff(s: &str) -> StaffId {
-        StaffId::parse(s).expect("staff id")
-    }
+    use crate::test_ids::{key, sid, staff};
 
     fn colour() -> ServiceSegments {
         ServiceSegments {

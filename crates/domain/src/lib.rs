@@ -15,6 +15,8 @@ pub mod service;
 pub mod service_change;
 pub mod staff;
 pub mod sync;
+#[cfg(test)]
+mod test_ids;
 
 pub use appointment::{AppointmentStatus, Customer};
 pub use error::FieldError;

@@ -537,6 +537,7 @@ mod tests {
     use std::collections::BTreeSet;
 
     use super::*;
+    use crate::test_ids::{key, sid, staff};
 
     const ANNA: CalcomUserId = CalcomUserId(11);
     const BEN: CalcomUserId = CalcomUserId(12);
@@ -844,16 +845,6 @@ mod tests {
             assert_eq!(k.to_string(), k.as_str());
         }
         assert_eq!(ResolutionKind::parse("parent"), None);
-    }
-
-    fn sid(s: &str) -> ServiceId {
-        ServiceId::parse(s).expect("service id")
-    }
-    fn key(s: &str) -> SegmentKey {
-        SegmentKey::parse(s).expect("segment key")
-    }
-    fn staff(s: &str) -> StaffId {
-        StaffId::parse(s).expect("staff id")
     }
 
     // --- provisioning names ------------------------------------------------------------
