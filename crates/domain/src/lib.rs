@@ -3,6 +3,7 @@
 //! availability. Nothing here does I/O, awaits, or reads a clock: callers pass time in.
 
 pub mod appointment;
+pub mod audit;
 pub mod availability;
 pub mod error;
 pub mod ids;
@@ -14,6 +15,8 @@ pub mod service;
 pub mod service_change;
 pub mod staff;
 pub mod sync;
+#[cfg(test)]
+mod test_ids;
 
 pub use appointment::{AppointmentStatus, Customer};
 pub use error::FieldError;

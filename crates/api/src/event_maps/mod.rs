@@ -13,10 +13,10 @@ use calcom_client::{SchedulingType, UpdateTeamEventType};
 use std::sync::Arc;
 
 use chrono::Utc;
-use phasebook_domain::resolution::{
-    self, AuditCell, Coverage, HostIdentity, Recheck, Refusal, Resolution, ResolutionKind,
-    ServiceSegments, Severity, StoredMap, Verdict,
+use phasebook_domain::audit::{
+    self, AuditCell, Coverage, Recheck, ServiceSegments, Severity, StoredMap, Verdict,
 };
+use phasebook_domain::resolution::{self, HostIdentity, Refusal, Resolution, ResolutionKind};
 use phasebook_domain::{EventTypeId, SegmentKey, ServiceId, StaffId};
 use serde::Serialize;
 use uuid::Uuid;
@@ -306,7 +306,7 @@ impl Audit {
     }
 }
 
-/// Judges every cell `resolution::audit_cells` lists: each stored map is re-checked
+/// Judges every cell `audit::audit_cells` lists: each stored map is re-checked
 /// against Cal.com (nothing is written), each missing map is reported.
 pub async fn audit(
     store: &dyn EventMapStore,
@@ -339,7 +339,7 @@ pub async fn audit(
         .collect();
 
     let mut findings = Vec::new();
-    for cell in resolution::audit_cells_with_performers(&outlines, &staff_ids, &keys, &performers) {
+    for cell in audit::audit_cells_with_performers(&outlines, &staff_ids, &keys, &performers) {
         let map = maps.iter().find(|m| {
             m.service_id == cell.service_id
                 && m.segment_key == cell.segment_key
@@ -370,8 +370,8 @@ pub async fn audit(
                     bookable_event_type_id: map.bookable_event_type_id,
                     kind: ResolutionKind::parse(&map.resolution),
                 };
-                resolution::unverified_map_verdict(
-                    resolution::mapped_verdict(&stored, &recheck),
+                audit::unverified_map_verdict(
+                    audit::mapped_verdict(&stored, &recheck),
                     map.unverified_reason.as_deref(),
                     &format!(
                         "/event-maps/{}/{}/{}",
@@ -379,7 +379,7 @@ pub async fn audit(
                     ),
                 )
             }
-            _ => resolution::unmapped_verdict(&cell),
+            _ => audit::unmapped_verdict(&cell),
         };
         findings.push(finding(&cell, map, verdict));
     }
