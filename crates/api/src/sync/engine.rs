@@ -92,6 +92,11 @@ struct CheckSlot {
 /// (tenant, bookable event type, Cal.com user, segment minutes).
 type CheckKey = (Uuid, i64, i64, u32);
 
+/// Bookings per page when looking for our own booking in the way of a create.
+const IN_THE_WAY_PAGE: u32 = 100;
+/// At most this many pages: past them the "busy" answer stands as Cal.com gave it.
+const IN_THE_WAY_PAGES: u32 = 5;
+
 /// The shared state of one run.
 struct Run<'a> {
     engine: &'a Engine,
@@ -633,19 +638,30 @@ impl Run<'_> {
         segment: &SegmentWork,
     ) -> Option<OwnBookingInTheWay> {
         let host = segment.staff.as_ref()?.user_id.0;
-        let query = ListBookings {
-            after_start: Some(segment.starts_at - TimeDelta::hours(12)),
-            before_end: Some(segment.ends_at + TimeDelta::hours(12)),
-            take: Some(100),
-            ..ListBookings::default()
-        };
-        let listed = client.list_bookings(&query).await.ok()?;
-        let found: Vec<ObservedBooking> = listed
-            .bookings
-            .iter()
-            .filter(|b| b.hosts.iter().any(|h| h.id == host))
-            .map(observe)
-            .collect();
+        let mut found: Vec<ObservedBooking> = Vec::new();
+        // A busy salon day holds more bookings than one page: read on until the page that
+        // is not full, so our own booking is found wherever it sorts.
+        for page in 0..IN_THE_WAY_PAGES {
+            let query = ListBookings {
+                after_start: Some(segment.starts_at - TimeDelta::hours(12)),
+                before_end: Some(segment.ends_at + TimeDelta::hours(12)),
+                take: Some(IN_THE_WAY_PAGE),
+                skip: Some(page * IN_THE_WAY_PAGE),
+                ..ListBookings::default()
+            };
+            let listed = client.list_bookings(&query).await.ok()?;
+            let full = listed.bookings.len() >= IN_THE_WAY_PAGE as usize;
+            found.extend(
+                listed
+                    .bookings
+                    .iter()
+                    .filter(|b| b.hosts.iter().any(|h| h.id == host))
+                    .map(observe),
+            );
+            if !full {
+                break;
+            }
+        }
         own_booking_in_the_way(
             self.work.tenant.tenant_id,
             segment.starts_at,
