@@ -120,7 +120,7 @@ pub async fn resync(
     let id = appointment_id(&raw_id)?;
     // The answer is the sync status right after queueing; the outcome is read below.
     let _queued =
-        crate::sync::routes::resync(State(state.clone()), user.caller, crate::extract::Path(id))
+        crate::routes::sync::resync(State(state.clone()), user.caller, crate::extract::Path(id))
             .await?;
     let tenant_id = user.caller.tenant_id;
     let finished = state

@@ -13,6 +13,7 @@ pub mod prefer;
 pub mod reschedule;
 pub mod services;
 pub mod staff;
+pub mod sync;
 pub mod views;
 
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
@@ -63,8 +64,8 @@ impl Modify for BearerAuth {
     }
 }
 
-/// Every API route, with its OpenAPI description. Subsystems merge their own
-/// `router()` here.
+/// Every API route, with its OpenAPI description: each resource's `router()`, merged here
+/// and nowhere else (the ops console's HTML pages are added beside them in `app`).
 pub fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::with_openapi(ApiDoc::openapi())
         .merge(health::router())
@@ -75,7 +76,7 @@ pub fn router() -> OpenApiRouter<AppState> {
         .merge(availability::router())
         .merge(holds::router())
         .merge(event_maps::router())
-        .merge(crate::sync::routes::router())
+        .merge(sync::router())
         .merge(keys::router())
 }
 

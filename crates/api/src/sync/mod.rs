@@ -10,7 +10,6 @@ pub mod clients;
 pub mod engine;
 pub mod failure;
 pub mod resolve;
-pub mod routes;
 pub mod settings;
 pub mod shared_checks;
 pub mod sweep;

@@ -304,7 +304,7 @@ async fn ask_calcom(state: &AppState, tenant_id: Uuid, uid: Option<&str>) -> Cal
         return CalcomAnswer::Unknown;
     };
     match client.get_booking(uid).await {
-        Ok(booking) => CalcomAnswer::Booking(super::engine::observe(&booking)),
+        Ok(booking) => CalcomAnswer::Booking(crate::sync::engine::observe(&booking)),
         Err(CalcomError::NotFound { .. }) => CalcomAnswer::Gone,
         Err(err) => {
             tracing::warn!(tenant_id = %tenant_id, error = %err, "could not confirm a webhook with Cal.com; believing it");
