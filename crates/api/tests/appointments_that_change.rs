@@ -614,7 +614,9 @@ async fn under_faults_every_moved_segment_ends_with_one_booking_at_its_new_time(
         let staff_changes: usize = moves.iter().map(|m| m.1).sum();
 
         let handle = SyncHandle::for_database(&app.db);
-        let deadline = std::time::Instant::now() + Duration::from_secs(100);
+        // A bound on liveness, not on speed: on a loaded machine (CI runs suites beside
+        // builds) 1,200 segments with injected faults and 429 pauses can take minutes.
+        let deadline = std::time::Instant::now() + Duration::from_secs(300);
         while handle
             .store()
             .outstanding_jobs(Utc::now())
