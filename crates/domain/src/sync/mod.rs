@@ -19,6 +19,7 @@ mod fixtures;
 mod identity;
 mod policy;
 pub mod reschedule;
+mod retry;
 mod review;
 mod status;
 mod sweep;
@@ -39,9 +40,9 @@ pub use identity::{
 };
 pub use policy::{
     CALCOM_UNAVAILABLE_KINDS, CalcomFailure, Decision, FailureClass, FailureInput, Operation,
-    OwnBookingInTheWay, RetryPolicy, SegmentError, decide, only_calcom_was_unavailable,
-    own_booking_in_the_way,
+    OwnBookingInTheWay, SegmentError, decide, only_calcom_was_unavailable, own_booking_in_the_way,
 };
+pub use retry::RetryPolicy;
 pub use review::{
     ReviewSubject, cancelled_in_calcom_reason, managed_parent_without_child_reason,
     missing_event_map_reason, rescheduled_in_calcom_reason, slot_unavailable_reason,
