@@ -3,7 +3,7 @@ use proptest::prelude::*;
 
 use super::*;
 use crate::sync::FailureClass;
-use crate::sync::tests::subject;
+use crate::sync::fixtures::subject;
 
 fn now() -> DateTime<Utc> {
     Utc.with_ymd_and_hms(2026, 5, 1, 9, 0, 0)
