@@ -554,3 +554,393 @@ pub(crate) fn fair_due_jobs(interactive: &str) -> String {
          order by r.interactive desc, r.turn, r.run_at limit $4"
     )
 }
+
+/// Resets the segments a resync starts over ([`SegmentBooking::RESET_ON_RESYNC`], the
+/// domain's rule): to cancelling when the parameter `cancelled` is true, else to pending.
+/// `updated_at` is the dialect's expression for the change's instant.
+pub(crate) fn reset_on_resync_sql(cancelled: &str, updated_at: &str) -> String {
+    let statuses = SegmentBooking::RESET_ON_RESYNC
+        .iter()
+        .map(|status| format!("'{}'", status.as_str()))
+        .collect::<Vec<_>>()
+        .join(", ");
+    format!(
+        "update appointment_segments set \
+         sync_status = case when {cancelled} then 'cancelling' else 'pending' end, \
+         attempts = 0, next_attempt_at = null, review_reason = null, updated_at = {updated_at} \
+         where appointment_id = $1 and sync_status in ({statuses})"
+    )
+}
+
+pub(crate) const RENEW_LEASE: &str = "update sync_jobs set lease_expires_at = $4 \
+     where appointment_id = $1 and state = 'leased' and lease_owner = $2 and runs = $3";
+
+pub(crate) const LOAD_APPOINTMENT: &str = "select a.service_id, a.status, a.time_zone, \
+     a.customer_name, a.customer_email, a.customer_phone, a.notes, a.cancellation_reason, \
+     a.revision, t.calcom_api_key, t.calcom_base_url, t.calcom_team_id \
+     from appointments a join tenants t on t.tenant_id = a.tenant_id \
+     where a.appointment_id = $1 and a.tenant_id = $2";
+
+pub(crate) const APPOINTMENT_SYNC: &str = "select sync_status, requires_manual_review, \
+     review_reason from appointments where appointment_id = $1 and tenant_id = $2";
+
+pub(crate) const JOB_STATE: &str = "select state, run_at from sync_jobs where appointment_id = $1";
+
+pub(crate) const SEGMENT_VIEWS: &str = "select segment_key, staff_id, starts_at, ends_at, \
+     sync_status, event_type_id, calcom_booking_uid, calcom_booking_id, attempts, last_error, \
+     next_attempt_at, review_reason, moving_from from appointment_segments \
+     where appointment_id = $1 order by position";
+
+pub(crate) const ATTEMPT_RECORDS: &str = "select segment_key, operation, event_type_id, \
+     started_at, finished_at, outcome, error_kind, http_status, calcom_message, \
+     calcom_booking_uid, moved_from_uid, worker \
+     from sync_attempts where appointment_id = $1 and tenant_id = $2 \
+     order by started_at, sync_attempt_id";
+
+pub(crate) const CANCELLATION_REASON: &str =
+    "select cancellation_reason from appointments where appointment_id = $1";
+
+pub(crate) const WEBHOOK_SECRET: &str = "select webhook_secret from tenants where tenant_id = $1";
+
+/// `$2` a booking uid, `$3` a booking id, either may be null; the uid wins.
+pub(crate) const FIND_BOOKED_SEGMENT: &str = "select s.appointment_id, s.segment_key, \
+     s.sync_status, s.calcom_booking_uid, s.starts_at, s.staff_id, a.status, a.service_id, \
+     a.time_zone, s.moving_from, st.calcom_user_id, st.calcom_username \
+     from appointment_segments s \
+     join appointments a on a.appointment_id = s.appointment_id \
+     left join staff st on st.tenant_id = s.tenant_id and st.staff_id = s.staff_id \
+     where s.tenant_id = $1 and ((s.calcom_booking_uid = $2) \
+       or (cast($3 as bigint) is not null and s.calcom_booking_id = $3)) \
+     order by case when s.calcom_booking_uid = $2 then 0 else 1 end limit 1";
+
+pub(crate) const NEXT_RUN_AT: &str = "select min(case when state = 'pending' then run_at \
+     else lease_expires_at end) as next_run_at from sync_jobs where state <> 'done'";
+
+/// The parts of [`SyncStore`] written once for both backends, as free functions the
+/// backend's implementation calls. The invoking module provides the codec of `shared.rs`
+/// (`db_id`, `db_at`, `get_id`, `get_at`, `get_opt_at`) and, for the two columns whose
+/// representation differs beyond it, `last_error(row)` (the error as JSON text) and
+/// `flag(row, column)` (a boolean).
+macro_rules! sync_shared {
+    (pool = $pool:ty, row = $row:ty) => {
+        fn segment_key(raw: String) -> Result<SegmentKey, sqlx::Error> {
+            SegmentKey::parse(&raw).map_err(|e| sqlx::Error::ColumnDecode {
+                index: "segment_key".into(),
+                source: Box::new(e),
+            })
+        }
+
+        fn segment_from_row(row: &$row) -> StoreResult<SegmentWork> {
+            let user_id: Option<i64> = row.try_get("calcom_user_id")?;
+            let username: Option<String> = row.try_get("calcom_username")?;
+            let staff_zone: Option<String> = row.try_get("staff_time_zone")?;
+            let staff = match (user_id, username) {
+                (Some(user_id), Some(username)) => Some(StaffCalcom {
+                    user_id: CalcomUserId(user_id),
+                    username,
+                    time_zone: staff_zone.unwrap_or_default(),
+                }),
+                _ => None,
+            };
+            let map_configured: Option<i64> = row.try_get("map_event_type_id")?;
+            let map_bookable: Option<i64> = row.try_get("bookable_event_type_id")?;
+            let map = match (map_configured, map_bookable) {
+                (Some(configured), Some(bookable)) => Some(MappedEventType {
+                    event_type_id: EventTypeId(configured),
+                    bookable_event_type_id: EventTypeId(bookable),
+                    resolution: row
+                        .try_get::<Option<String>, _>("resolution")?
+                        .unwrap_or_default(),
+                }),
+                _ => None,
+            };
+            Ok(SegmentWork {
+                key: segment_key(row.try_get("segment_key")?)?,
+                position: row.try_get("position")?,
+                staff_id: staff_id(row.try_get("staff_id")?)?,
+                starts_at: get_at(row, "starts_at")?,
+                ends_at: get_at(row, "ends_at")?,
+                booking: SegmentBooking {
+                    status: parse_segment_status(row.try_get("sync_status")?),
+                    event_type_id: row.try_get("event_type_id")?,
+                    calcom_booking_uid: row.try_get("calcom_booking_uid")?,
+                    calcom_booking_id: row.try_get("calcom_booking_id")?,
+                    attempts: row.try_get("attempts")?,
+                    last_error: decode_error(last_error(row)?),
+                    next_attempt_at: get_opt_at(row, "next_attempt_at")?,
+                    review_reason: row.try_get("review_reason")?,
+                    earlier_outcome_unknown: flag(row, "create_outcome_unknown")?,
+                },
+                staff,
+                map,
+                moving_from: get_opt_at(row, "moving_from")?,
+                moving_from_event_type_id: row.try_get("moving_from_event_type_id")?,
+            })
+        }
+
+        fn tenant_connection_from_row(
+            row: &$row,
+            tenant_id: Uuid,
+        ) -> StoreResult<TenantConnection> {
+            Ok(TenantConnection {
+                tenant_id,
+                api_key: crate::secrets::open_column(
+                    tenant_id,
+                    crate::secrets::SecretField::CalcomApiKey,
+                    row.try_get("calcom_api_key")?,
+                )?,
+                base_url: row.try_get("calcom_base_url")?,
+                team_id: row.try_get("calcom_team_id")?,
+            })
+        }
+
+        async fn renew_lease(
+            pool: &$pool,
+            fence: &Fence,
+            lease_until: DateTime<Utc>,
+        ) -> StoreResult<bool> {
+            let done = sqlx::query(super::sync::RENEW_LEASE)
+                .bind(db_id(fence.appointment_id))
+                .bind(&fence.owner)
+                .bind(fence.run)
+                .bind(db_at(lease_until))
+                .execute(pool)
+                .await?;
+            Ok(done.rows_affected() == 1)
+        }
+
+        async fn load_work(pool: &$pool, job: &ClaimedJob) -> StoreResult<Option<AppointmentWork>> {
+            let Some(row) = sqlx::query(super::sync::LOAD_APPOINTMENT)
+                .bind(db_id(job.appointment_id()))
+                .bind(db_id(job.tenant_id))
+                .fetch_optional(pool)
+                .await?
+            else {
+                return Ok(None);
+            };
+            let service_id: String = row.try_get("service_id")?;
+            let segments = sqlx::query(super::LOAD_SEGMENTS)
+                .bind(db_id(job.appointment_id()))
+                .bind(db_id(job.tenant_id))
+                .bind(&service_id)
+                .fetch_all(pool)
+                .await?
+                .iter()
+                .map(segment_from_row)
+                .collect::<StoreResult<Vec<_>>>()?;
+            let status: String = row.try_get("status")?;
+            Ok(Some(AppointmentWork {
+                appointment_id: job.appointment_id(),
+                tenant: tenant_connection_from_row(&row, job.tenant_id)?,
+                service_id,
+                desired: desired_state(&status),
+                time_zone: row.try_get("time_zone")?,
+                customer_name: row.try_get("customer_name")?,
+                customer_email: row.try_get("customer_email")?,
+                customer_phone: row.try_get("customer_phone")?,
+                notes: row.try_get("notes")?,
+                cancellation_reason: row.try_get("cancellation_reason")?,
+                revision: row.try_get("revision")?,
+                segments,
+            }))
+        }
+
+        async fn appointment_sync(
+            pool: &$pool,
+            tenant_id: Uuid,
+            appointment_id: Uuid,
+        ) -> StoreResult<Option<AppointmentSync>> {
+            let row: Option<(String, bool, Option<String>)> =
+                sqlx::query_as(super::sync::APPOINTMENT_SYNC)
+                    .bind(db_id(appointment_id))
+                    .bind(db_id(tenant_id))
+                    .fetch_optional(pool)
+                    .await?;
+            Ok(row.map(|(status, review, reason)| AppointmentSync {
+                status: parse_appointment_status(&status),
+                requires_manual_review: review,
+                review_reason: reason,
+            }))
+        }
+
+        async fn sync_view(
+            pool: &$pool,
+            tenant_id: Uuid,
+            appointment_id: Uuid,
+        ) -> StoreResult<Option<SyncView>> {
+            let Some(sync) = appointment_sync(pool, tenant_id, appointment_id).await? else {
+                return Ok(None);
+            };
+            let job = sqlx::query(super::sync::JOB_STATE)
+                .bind(db_id(appointment_id))
+                .fetch_optional(pool)
+                .await?
+                .map(|row| -> StoreResult<(String, DateTime<Utc>)> {
+                    Ok((row.try_get("state")?, get_at(&row, "run_at")?))
+                })
+                .transpose()?;
+            let segments = sqlx::query(super::sync::SEGMENT_VIEWS)
+                .bind(db_id(appointment_id))
+                .fetch_all(pool)
+                .await?
+                .iter()
+                .map(|row| {
+                    Ok(SegmentSyncView {
+                        key: row.try_get("segment_key")?,
+                        staff_id: row.try_get("staff_id")?,
+                        starts_at: get_at(row, "starts_at")?,
+                        ends_at: get_at(row, "ends_at")?,
+                        status: parse_segment_status(row.try_get("sync_status")?),
+                        event_type_id: row.try_get("event_type_id")?,
+                        calcom_booking_uid: row.try_get("calcom_booking_uid")?,
+                        calcom_booking_id: row.try_get("calcom_booking_id")?,
+                        attempts: row.try_get("attempts")?,
+                        last_error: decode_error(last_error(row)?),
+                        next_attempt_at: get_opt_at(row, "next_attempt_at")?,
+                        review_reason: row.try_get("review_reason")?,
+                        moving_from: get_opt_at(row, "moving_from")?,
+                    })
+                })
+                .collect::<StoreResult<Vec<_>>>()?;
+            let attempts = sqlx::query(super::sync::ATTEMPT_RECORDS)
+                .bind(db_id(appointment_id))
+                .bind(db_id(tenant_id))
+                .fetch_all(pool)
+                .await?
+                .iter()
+                .map(|row| {
+                    Ok(AttemptRecord {
+                        segment_key: row.try_get("segment_key")?,
+                        operation: row.try_get("operation")?,
+                        event_type_id: row.try_get("event_type_id")?,
+                        started_at: get_at(row, "started_at")?,
+                        finished_at: get_opt_at(row, "finished_at")?,
+                        outcome: row.try_get("outcome")?,
+                        error_kind: row.try_get("error_kind")?,
+                        http_status: row.try_get("http_status")?,
+                        calcom_message: row.try_get("calcom_message")?,
+                        calcom_booking_uid: row.try_get("calcom_booking_uid")?,
+                        moved_from_uid: row.try_get("moved_from_uid")?,
+                        worker: row.try_get("worker")?,
+                    })
+                })
+                .collect::<StoreResult<Vec<_>>>()?;
+            let cancellation_reason: Option<String> =
+                sqlx::query_scalar(super::sync::CANCELLATION_REASON)
+                    .bind(db_id(appointment_id))
+                    .fetch_optional(pool)
+                    .await?
+                    .flatten();
+            Ok(Some(SyncView {
+                appointment_id,
+                status: sync.status,
+                requires_manual_review: sync.requires_manual_review,
+                review_reason: sync.review_reason,
+                cancellation_reason,
+                job_state: job.as_ref().map(|(state, _)| state.clone()),
+                next_run_at: job.and_then(|(state, at)| (state == "pending").then_some(at)),
+                segments,
+                attempts,
+            }))
+        }
+
+        async fn claim_verification(
+            pool: &$pool,
+            since: DateTime<Utc>,
+            now: DateTime<Utc>,
+        ) -> StoreResult<Vec<TenantConnection>> {
+            sqlx::query(super::sync::CLAIM_VERIFICATION)
+                .bind(db_at(since))
+                .bind(db_at(now))
+                .fetch_all(pool)
+                .await?
+                .iter()
+                .map(|row| tenant_connection_from_row(row, get_id(row, "tenant_id")?))
+                .collect()
+        }
+
+        async fn synced_bookings_between(
+            pool: &$pool,
+            tenant_id: Uuid,
+            from: DateTime<Utc>,
+            to: DateTime<Utc>,
+        ) -> StoreResult<Vec<StoredBooking>> {
+            sqlx::query(super::sync::SYNCED_BOOKINGS_BETWEEN)
+                .bind(db_id(tenant_id))
+                .bind(db_at(from))
+                .bind(db_at(to))
+                .fetch_all(pool)
+                .await?
+                .iter()
+                .map(|row| {
+                    Ok(StoredBooking {
+                        appointment_id: get_id(row, "appointment_id")?,
+                        segment_key: segment_key(row.try_get("segment_key")?)?,
+                        calcom_booking_uid: row.try_get("calcom_booking_uid")?,
+                        starts_at: get_at(row, "starts_at")?,
+                        ends_at: get_at(row, "ends_at")?,
+                    })
+                })
+                .collect()
+        }
+
+        async fn webhook_secret(pool: &$pool, tenant_id: Uuid) -> StoreResult<Option<String>> {
+            let stored: Option<String> = sqlx::query_scalar(super::sync::WEBHOOK_SECRET)
+                .bind(db_id(tenant_id))
+                .fetch_optional(pool)
+                .await?;
+            stored
+                .map(|stored| {
+                    use secrecy::ExposeSecret;
+                    crate::secrets::open_column(
+                        tenant_id,
+                        crate::secrets::SecretField::WebhookSecret,
+                        &stored,
+                    )
+                    .map(|secret| secret.expose_secret().to_string())
+                })
+                .transpose()
+                .map_err(StoreError::from)
+        }
+
+        async fn find_booked_segment(
+            pool: &$pool,
+            tenant_id: Uuid,
+            booking_uid: Option<&str>,
+            booking_id: Option<i64>,
+        ) -> StoreResult<Option<BookedSegment>> {
+            let row = sqlx::query(super::sync::FIND_BOOKED_SEGMENT)
+                .bind(db_id(tenant_id))
+                .bind(booking_uid)
+                .bind(booking_id)
+                .fetch_optional(pool)
+                .await?;
+            row.map(|row| {
+                Ok(BookedSegment {
+                    appointment_id: get_id(&row, "appointment_id")?,
+                    segment_key: segment_key(row.try_get("segment_key")?)?,
+                    status: parse_segment_status(row.try_get("sync_status")?),
+                    desired: desired_state(row.try_get("status")?),
+                    calcom_booking_uid: row.try_get("calcom_booking_uid")?,
+                    starts_at: get_at(&row, "starts_at")?,
+                    service_id: row.try_get("service_id")?,
+                    staff_id: staff_id(row.try_get("staff_id")?)?,
+                    calcom_user_id: row.try_get("calcom_user_id")?,
+                    calcom_username: row.try_get("calcom_username")?,
+                    time_zone: row.try_get("time_zone")?,
+                    moving_from: get_opt_at(&row, "moving_from")?,
+                })
+            })
+            .transpose()
+        }
+
+        async fn next_run_at(pool: &$pool) -> StoreResult<Option<DateTime<Utc>>> {
+            let row = sqlx::query(super::sync::NEXT_RUN_AT)
+                .fetch_one(pool)
+                .await?;
+            get_opt_at(&row, "next_run_at")
+        }
+    };
+}
+
+pub(crate) use sync_shared;

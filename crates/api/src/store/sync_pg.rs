@@ -8,6 +8,7 @@ use sqlx::postgres::PgRow;
 use sqlx::{PgPool, Postgres, Row, Transaction};
 use uuid::Uuid;
 
+use super::pg::{db_at, db_id, get_at, get_id, get_opt_at};
 use super::sync::{
     AppointmentWork, AttemptFinish, AttemptRecord, AttemptStart, BookableUpdate, BookedSegment,
     ClaimedJob, Fence, JobNext, MappedEventType, SegmentSyncView, SegmentWork, StaffCalcom,
@@ -17,67 +18,23 @@ use super::sync::{
 };
 use super::{RETRIES_ON_CONFLICT, StoreError, is_retryable};
 
+super::sync::sync_shared!(pool = PgPool, row = PgRow);
+
+/// The segment's last error as JSON text (the column is `jsonb`).
+fn last_error(row: &PgRow) -> StoreResult<Option<String>> {
+    let value: Option<serde_json::Value> = row.try_get("last_error")?;
+    Ok(value.map(|v| v.to_string()))
+}
+
+fn flag(row: &PgRow, column: &str) -> StoreResult<bool> {
+    Ok(row.try_get(column)?)
+}
+
 /// A job someone waits on: a change to an appointment someone just made (a resync, a
 /// cancel, a move: `run_at` at the job's last change, where a retry is scheduled for later
 /// than that), or a new appointment whose creator waits for the outcome.
 const PG_INTERACTIVE: &str = "(state = 'pending' and run_at <= updated_at + interval '1 second' \
      and (runs > 0 or awaited))";
-
-fn segment_key(raw: String) -> Result<SegmentKey, sqlx::Error> {
-    SegmentKey::parse(&raw).map_err(|e| sqlx::Error::ColumnDecode {
-        index: "segment_key".into(),
-        source: Box::new(e),
-    })
-}
-
-fn segment_from_row(row: &PgRow) -> StoreResult<SegmentWork> {
-    let user_id: Option<i64> = row.try_get("calcom_user_id")?;
-    let username: Option<String> = row.try_get("calcom_username")?;
-    let staff_zone: Option<String> = row.try_get("staff_time_zone")?;
-    let staff = match (user_id, username) {
-        (Some(user_id), Some(username)) => Some(StaffCalcom {
-            user_id: CalcomUserId(user_id),
-            username,
-            time_zone: staff_zone.unwrap_or_default(),
-        }),
-        _ => None,
-    };
-    let map_configured: Option<i64> = row.try_get("map_event_type_id")?;
-    let map_bookable: Option<i64> = row.try_get("bookable_event_type_id")?;
-    let map = match (map_configured, map_bookable) {
-        (Some(configured), Some(bookable)) => Some(MappedEventType {
-            event_type_id: EventTypeId(configured),
-            bookable_event_type_id: EventTypeId(bookable),
-            resolution: row
-                .try_get::<Option<String>, _>("resolution")?
-                .unwrap_or_default(),
-        }),
-        _ => None,
-    };
-    let last_error: Option<serde_json::Value> = row.try_get("last_error")?;
-    Ok(SegmentWork {
-        key: segment_key(row.try_get("segment_key")?)?,
-        position: row.try_get("position")?,
-        staff_id: staff_id(row.try_get("staff_id")?)?,
-        starts_at: row.try_get("starts_at")?,
-        ends_at: row.try_get("ends_at")?,
-        booking: SegmentBooking {
-            status: parse_segment_status(row.try_get("sync_status")?),
-            event_type_id: row.try_get("event_type_id")?,
-            calcom_booking_uid: row.try_get("calcom_booking_uid")?,
-            calcom_booking_id: row.try_get("calcom_booking_id")?,
-            attempts: row.try_get("attempts")?,
-            last_error: decode_error(last_error.map(|v| v.to_string())),
-            next_attempt_at: row.try_get("next_attempt_at")?,
-            review_reason: row.try_get("review_reason")?,
-            earlier_outcome_unknown: row.try_get("create_outcome_unknown")?,
-        },
-        staff,
-        map,
-        moving_from: row.try_get("moving_from")?,
-        moving_from_event_type_id: row.try_get("moving_from_event_type_id")?,
-    })
-}
 
 /// Writes the segment's booking state (inside a transaction that already checked the fence).
 async fn write_segment(
@@ -220,17 +177,7 @@ impl SyncStore for PgPool {
     }
 
     async fn renew_lease(&self, fence: &Fence, lease_until: DateTime<Utc>) -> StoreResult<bool> {
-        let done = sqlx::query(
-            "update sync_jobs set lease_expires_at = $4 where appointment_id = $1 \
-                 and state = 'leased' and lease_owner = $2 and runs = $3",
-        )
-        .bind(fence.appointment_id)
-        .bind(&fence.owner)
-        .bind(fence.run)
-        .bind(lease_until)
-        .execute(self)
-        .await?;
-        Ok(done.rows_affected() == 1)
+        renew_lease(self, fence, lease_until).await
     }
 
     async fn release_job(&self, fence: &Fence, now: DateTime<Utc>) -> StoreResult<bool> {
@@ -249,53 +196,7 @@ impl SyncStore for PgPool {
     }
 
     async fn load_work(&self, job: &ClaimedJob) -> StoreResult<Option<AppointmentWork>> {
-        let Some(row) = sqlx::query(
-                "select a.service_id, a.status, a.time_zone, a.customer_name, a.customer_email, \
-                 a.customer_phone, a.notes, a.cancellation_reason, a.revision, t.calcom_api_key, t.calcom_base_url, t.calcom_team_id \
-                 from appointments a join tenants t on t.tenant_id = a.tenant_id \
-                 where a.appointment_id = $1 and a.tenant_id = $2",
-            )
-            .bind(job.appointment_id())
-            .bind(job.tenant_id)
-            .fetch_optional(self)
-            .await?
-            else {
-                return Ok(None);
-            };
-        let service_id: String = row.try_get("service_id")?;
-        let segments = sqlx::query(super::LOAD_SEGMENTS)
-            .bind(job.appointment_id())
-            .bind(job.tenant_id)
-            .bind(&service_id)
-            .fetch_all(self)
-            .await?
-            .iter()
-            .map(segment_from_row)
-            .collect::<StoreResult<Vec<_>>>()?;
-        let status: String = row.try_get("status")?;
-        Ok(Some(AppointmentWork {
-            appointment_id: job.appointment_id(),
-            tenant: TenantConnection {
-                tenant_id: job.tenant_id,
-                api_key: crate::secrets::open_column(
-                    job.tenant_id,
-                    crate::secrets::SecretField::CalcomApiKey,
-                    row.try_get("calcom_api_key")?,
-                )?,
-                base_url: row.try_get("calcom_base_url")?,
-                team_id: row.try_get("calcom_team_id")?,
-            },
-            service_id,
-            desired: desired_state(&status),
-            time_zone: row.try_get("time_zone")?,
-            customer_name: row.try_get("customer_name")?,
-            customer_email: row.try_get("customer_email")?,
-            customer_phone: row.try_get("customer_phone")?,
-            notes: row.try_get("notes")?,
-            cancellation_reason: row.try_get("cancellation_reason")?,
-            revision: row.try_get("revision")?,
-            segments,
-        }))
+        load_work(self, job).await
     }
 
     async fn begin_attempt(
@@ -456,19 +357,7 @@ impl SyncStore for PgPool {
         tenant_id: Uuid,
         appointment_id: Uuid,
     ) -> StoreResult<Option<AppointmentSync>> {
-        let row: Option<(String, bool, Option<String>)> = sqlx::query_as(
-            "select sync_status, requires_manual_review, review_reason from appointments \
-                 where appointment_id = $1 and tenant_id = $2",
-        )
-        .bind(appointment_id)
-        .bind(tenant_id)
-        .fetch_optional(self)
-        .await?;
-        Ok(row.map(|(status, review, reason)| AppointmentSync {
-            status: parse_appointment_status(&status),
-            requires_manual_review: review,
-            review_reason: reason,
-        }))
+        appointment_sync(self, tenant_id, appointment_id).await
     }
 
     async fn sync_view(
@@ -476,90 +365,7 @@ impl SyncStore for PgPool {
         tenant_id: Uuid,
         appointment_id: Uuid,
     ) -> StoreResult<Option<SyncView>> {
-        let Some(sync) = self.appointment_sync(tenant_id, appointment_id).await? else {
-            return Ok(None);
-        };
-        let job: Option<(String, DateTime<Utc>)> =
-            sqlx::query_as("select state, run_at from sync_jobs where appointment_id = $1")
-                .bind(appointment_id)
-                .fetch_optional(self)
-                .await?;
-        let segments = sqlx::query(
-            "select segment_key, staff_id, starts_at, ends_at, sync_status, event_type_id, \
-                 calcom_booking_uid, calcom_booking_id, attempts, last_error, next_attempt_at, \
-                 review_reason, moving_from from appointment_segments where appointment_id = $1 \
-                 order by position",
-        )
-        .bind(appointment_id)
-        .fetch_all(self)
-        .await?
-        .iter()
-        .map(|row| {
-            let last_error: Option<serde_json::Value> = row.try_get("last_error")?;
-            Ok(SegmentSyncView {
-                key: row.try_get("segment_key")?,
-                staff_id: row.try_get("staff_id")?,
-                starts_at: row.try_get("starts_at")?,
-                ends_at: row.try_get("ends_at")?,
-                status: parse_segment_status(row.try_get("sync_status")?),
-                event_type_id: row.try_get("event_type_id")?,
-                calcom_booking_uid: row.try_get("calcom_booking_uid")?,
-                calcom_booking_id: row.try_get("calcom_booking_id")?,
-                attempts: row.try_get("attempts")?,
-                last_error: decode_error(last_error.map(|v| v.to_string())),
-                next_attempt_at: row.try_get("next_attempt_at")?,
-                review_reason: row.try_get("review_reason")?,
-                moving_from: row.try_get("moving_from")?,
-            })
-        })
-        .collect::<StoreResult<Vec<_>>>()?;
-        let attempts = sqlx::query(
-            "select segment_key, operation, event_type_id, started_at, finished_at, outcome, \
-                 error_kind, http_status, calcom_message, calcom_booking_uid, moved_from_uid, \
-                 worker \
-                 from sync_attempts where appointment_id = $1 and tenant_id = $2 \
-                 order by started_at, sync_attempt_id",
-        )
-        .bind(appointment_id)
-        .bind(tenant_id)
-        .fetch_all(self)
-        .await?
-        .iter()
-        .map(|row| {
-            Ok(AttemptRecord {
-                segment_key: row.try_get("segment_key")?,
-                operation: row.try_get("operation")?,
-                event_type_id: row.try_get("event_type_id")?,
-                started_at: row.try_get("started_at")?,
-                finished_at: row.try_get("finished_at")?,
-                outcome: row.try_get("outcome")?,
-                error_kind: row.try_get("error_kind")?,
-                http_status: row.try_get("http_status")?,
-                calcom_message: row.try_get("calcom_message")?,
-                calcom_booking_uid: row.try_get("calcom_booking_uid")?,
-                moved_from_uid: row.try_get("moved_from_uid")?,
-                worker: row.try_get("worker")?,
-            })
-        })
-        .collect::<StoreResult<Vec<_>>>()?;
-        let cancellation_reason: Option<String> = sqlx::query_scalar(
-            "select cancellation_reason from appointments where appointment_id = $1",
-        )
-        .bind(appointment_id)
-        .fetch_optional(self)
-        .await?
-        .flatten();
-        Ok(Some(SyncView {
-            appointment_id,
-            status: sync.status,
-            requires_manual_review: sync.requires_manual_review,
-            review_reason: sync.review_reason,
-            cancellation_reason,
-            job_state: job.as_ref().map(|(state, _)| state.clone()),
-            next_run_at: job.and_then(|(state, at)| (state == "pending").then_some(at)),
-            segments,
-            attempts,
-        }))
+        sync_view(self, tenant_id, appointment_id).await
     }
 
     async fn sync_health(&self, tenant_id: Uuid, now: DateTime<Utc>) -> StoreResult<SyncHealth> {
@@ -622,26 +428,7 @@ impl SyncStore for PgPool {
         since: DateTime<Utc>,
         now: DateTime<Utc>,
     ) -> StoreResult<Vec<TenantConnection>> {
-        let rows = sqlx::query(super::sync::CLAIM_VERIFICATION)
-            .bind(since)
-            .bind(now)
-            .fetch_all(self)
-            .await?;
-        rows.iter()
-            .map(|row| {
-                let tenant_id: Uuid = row.try_get("tenant_id")?;
-                Ok(TenantConnection {
-                    tenant_id,
-                    api_key: crate::secrets::open_column(
-                        tenant_id,
-                        crate::secrets::SecretField::CalcomApiKey,
-                        row.try_get("calcom_api_key")?,
-                    )?,
-                    base_url: row.try_get("calcom_base_url")?,
-                    team_id: row.try_get("calcom_team_id")?,
-                })
-            })
-            .collect()
+        claim_verification(self, since, now).await
     }
 
     async fn synced_bookings_between(
@@ -650,23 +437,7 @@ impl SyncStore for PgPool {
         from: DateTime<Utc>,
         to: DateTime<Utc>,
     ) -> StoreResult<Vec<StoredBooking>> {
-        let rows = sqlx::query(super::sync::SYNCED_BOOKINGS_BETWEEN)
-            .bind(tenant_id)
-            .bind(from)
-            .bind(to)
-            .fetch_all(self)
-            .await?;
-        rows.iter()
-            .map(|row| {
-                Ok(StoredBooking {
-                    appointment_id: row.try_get("appointment_id")?,
-                    segment_key: segment_key(row.try_get("segment_key")?)?,
-                    calcom_booking_uid: row.try_get("calcom_booking_uid")?,
-                    starts_at: row.try_get("starts_at")?,
-                    ends_at: row.try_get("ends_at")?,
-                })
-            })
-            .collect()
+        synced_bookings_between(self, tenant_id, from, to).await
     }
 
     async fn request_verification(
@@ -705,23 +476,7 @@ impl SyncStore for PgPool {
     }
 
     async fn webhook_secret(&self, tenant_id: Uuid) -> StoreResult<Option<String>> {
-        let stored: Option<String> =
-            sqlx::query_scalar("select webhook_secret from tenants where tenant_id = $1")
-                .bind(tenant_id)
-                .fetch_optional(self)
-                .await?;
-        stored
-            .map(|stored| {
-                use secrecy::ExposeSecret;
-                crate::secrets::open_column(
-                    tenant_id,
-                    crate::secrets::SecretField::WebhookSecret,
-                    &stored,
-                )
-                .map(|secret| secret.expose_secret().to_string())
-            })
-            .transpose()
-            .map_err(StoreError::from)
+        webhook_secret(self, tenant_id).await
     }
 
     async fn find_booked_segment(
@@ -730,38 +485,7 @@ impl SyncStore for PgPool {
         booking_uid: Option<&str>,
         booking_id: Option<i64>,
     ) -> StoreResult<Option<BookedSegment>> {
-        let row = sqlx::query(
-            "select s.appointment_id, s.segment_key, s.sync_status, s.calcom_booking_uid, \
-                 s.starts_at, s.staff_id, a.status, a.service_id, a.time_zone, s.moving_from, \
-                 st.calcom_user_id, st.calcom_username from appointment_segments s \
-                 join appointments a on a.appointment_id = s.appointment_id \
-                 left join staff st on st.tenant_id = s.tenant_id and st.staff_id = s.staff_id \
-                 where s.tenant_id = $1 and ((s.calcom_booking_uid = $2) \
-                   or ($3::bigint is not null and s.calcom_booking_id = $3)) \
-                 order by case when s.calcom_booking_uid = $2 then 0 else 1 end limit 1",
-        )
-        .bind(tenant_id)
-        .bind(booking_uid)
-        .bind(booking_id)
-        .fetch_optional(self)
-        .await?;
-        row.map(|row| {
-            Ok(BookedSegment {
-                appointment_id: row.try_get("appointment_id")?,
-                segment_key: segment_key(row.try_get("segment_key")?)?,
-                status: parse_segment_status(row.try_get("sync_status")?),
-                desired: desired_state(row.try_get("status")?),
-                calcom_booking_uid: row.try_get("calcom_booking_uid")?,
-                starts_at: row.try_get("starts_at")?,
-                service_id: row.try_get("service_id")?,
-                staff_id: staff_id(row.try_get("staff_id")?)?,
-                calcom_user_id: row.try_get("calcom_user_id")?,
-                calcom_username: row.try_get("calcom_username")?,
-                time_zone: row.try_get("time_zone")?,
-                moving_from: row.try_get("moving_from")?,
-            })
-        })
-        .transpose()
+        find_booked_segment(self, tenant_id, booking_uid, booking_id).await
     }
 
     async fn review_segment(
@@ -834,13 +558,7 @@ impl SyncStore for PgPool {
     }
 
     async fn next_run_at(&self) -> StoreResult<Option<DateTime<Utc>>> {
-        sqlx::query_scalar(
-            "select min(case when state = 'pending' then run_at else lease_expires_at end) \
-                 from sync_jobs where state <> 'done'",
-        )
-        .fetch_one(self)
-        .await
-        .map_err(StoreError::from)
+        next_run_at(self).await
     }
 }
 
@@ -869,13 +587,9 @@ async fn request_sync_once(
     if resync {
         // Start over what failed or waits for a person; a cancelled appointment's
         // segments go back to cancelling, a booked one's to pending.
-        sqlx::query(
-            "update appointment_segments set \
-             sync_status = case when $2 then 'cancelling' else 'pending' end, \
-             attempts = 0, next_attempt_at = null, review_reason = null, \
-             updated_at = now() \
-             where appointment_id = $1 and sync_status in ('failed', 'needs_review', 'syncing')",
-        )
+        sqlx::query(sqlx::AssertSqlSafe(super::sync::reset_on_resync_sql(
+            "$2", "now()",
+        )))
         .bind(appointment_id)
         .bind(status == "cancelled")
         .execute(&mut *tx)

@@ -10,6 +10,7 @@ use sqlx::sqlite::SqliteRow;
 use sqlx::{Row, Sqlite, SqlitePool, Transaction};
 use uuid::Uuid;
 
+use super::sqlite::{db_at, db_id, from_ms, get_at, get_id, get_opt_at};
 use super::sync::{
     AppointmentWork, AttemptFinish, AttemptRecord, AttemptStart, BookableUpdate, BookedSegment,
     ClaimedJob, Fence, JobNext, MappedEventType, SegmentSyncView, SegmentWork, StaffCalcom,
@@ -22,92 +23,15 @@ use super::sync::{
 const SQLITE_INTERACTIVE: &str =
     "(state = 'pending' and run_at <= updated_at + 1000 and (runs > 0 or awaited))";
 
-fn ms(at: DateTime<Utc>) -> i64 {
-    at.timestamp_millis()
+super::sync::sync_shared!(pool = SqlitePool, row = SqliteRow);
+
+/// The segment's last error as JSON text (the column is text).
+fn last_error(row: &SqliteRow) -> StoreResult<Option<String>> {
+    Ok(row.try_get("last_error")?)
 }
 
-fn id(value: Uuid) -> String {
-    value.hyphenated().to_string()
-}
-
-fn decode_instant(column: &str, millis: i64) -> Result<DateTime<Utc>, sqlx::Error> {
-    DateTime::from_timestamp_millis(millis).ok_or_else(|| sqlx::Error::ColumnDecode {
-        index: column.to_string(),
-        source: format!("{millis} is not a unix millisecond instant").into(),
-    })
-}
-
-fn instant(row: &SqliteRow, column: &str) -> Result<DateTime<Utc>, sqlx::Error> {
-    decode_instant(column, row.try_get(column)?)
-}
-
-fn opt_instant(row: &SqliteRow, column: &str) -> Result<Option<DateTime<Utc>>, sqlx::Error> {
-    row.try_get::<Option<i64>, _>(column)?
-        .map(|m| decode_instant(column, m))
-        .transpose()
-}
-
-fn uuid_col(row: &SqliteRow, column: &str) -> Result<Uuid, sqlx::Error> {
-    let raw: String = row.try_get(column)?;
-    Uuid::parse_str(&raw).map_err(|e| sqlx::Error::ColumnDecode {
-        index: column.to_string(),
-        source: Box::new(e),
-    })
-}
-
-fn segment_key(raw: String) -> Result<SegmentKey, sqlx::Error> {
-    SegmentKey::parse(&raw).map_err(|e| sqlx::Error::ColumnDecode {
-        index: "segment_key".into(),
-        source: Box::new(e),
-    })
-}
-
-fn segment_from_row(row: &SqliteRow) -> StoreResult<SegmentWork> {
-    let user_id: Option<i64> = row.try_get("calcom_user_id")?;
-    let username: Option<String> = row.try_get("calcom_username")?;
-    let staff_zone: Option<String> = row.try_get("staff_time_zone")?;
-    let staff = match (user_id, username) {
-        (Some(user_id), Some(username)) => Some(StaffCalcom {
-            user_id: CalcomUserId(user_id),
-            username,
-            time_zone: staff_zone.unwrap_or_default(),
-        }),
-        _ => None,
-    };
-    let map_configured: Option<i64> = row.try_get("map_event_type_id")?;
-    let map_bookable: Option<i64> = row.try_get("bookable_event_type_id")?;
-    let map = match (map_configured, map_bookable) {
-        (Some(configured), Some(bookable)) => Some(MappedEventType {
-            event_type_id: EventTypeId(configured),
-            bookable_event_type_id: EventTypeId(bookable),
-            resolution: row
-                .try_get::<Option<String>, _>("resolution")?
-                .unwrap_or_default(),
-        }),
-        _ => None,
-    };
-    Ok(SegmentWork {
-        key: segment_key(row.try_get("segment_key")?)?,
-        position: row.try_get("position")?,
-        staff_id: staff_id(row.try_get("staff_id")?)?,
-        starts_at: instant(row, "starts_at")?,
-        ends_at: instant(row, "ends_at")?,
-        booking: SegmentBooking {
-            status: parse_segment_status(row.try_get("sync_status")?),
-            event_type_id: row.try_get("event_type_id")?,
-            calcom_booking_uid: row.try_get("calcom_booking_uid")?,
-            calcom_booking_id: row.try_get("calcom_booking_id")?,
-            attempts: row.try_get("attempts")?,
-            last_error: decode_error(row.try_get("last_error")?),
-            next_attempt_at: opt_instant(row, "next_attempt_at")?,
-            review_reason: row.try_get("review_reason")?,
-            earlier_outcome_unknown: row.try_get::<i64, _>("create_outcome_unknown")? != 0,
-        },
-        staff,
-        map,
-        moving_from: opt_instant(row, "moving_from")?,
-        moving_from_event_type_id: row.try_get("moving_from_event_type_id")?,
-    })
+fn flag(row: &SqliteRow, column: &str) -> StoreResult<bool> {
+    Ok(row.try_get::<i64, _>(column)? != 0)
 }
 
 async fn write_segment(
@@ -123,7 +47,7 @@ async fn write_segment(
          moving_from = ?12, moving_from_event_type_id = ?13 \
          where appointment_id = ?1 and segment_key = ?2",
     )
-    .bind(id(appointment_id))
+    .bind(db_id(appointment_id))
     .bind(segment.key.as_str())
     .bind(segment.booking.status.as_str())
     .bind(segment.booking.event_type_id)
@@ -131,10 +55,10 @@ async fn write_segment(
     .bind(segment.booking.calcom_booking_id)
     .bind(segment.booking.attempts)
     .bind(encode_error(&segment.booking.last_error))
-    .bind(segment.booking.next_attempt_at.map(ms))
+    .bind(segment.booking.next_attempt_at.map(db_at))
     .bind(&segment.booking.review_reason)
-    .bind(ms(now))
-    .bind(segment.moving_from.map(ms))
+    .bind(db_at(now))
+    .bind(segment.moving_from.map(db_at))
     .bind(segment.moving_from_event_type_id)
     .execute(&mut **tx)
     .await?;
@@ -146,7 +70,7 @@ async fn check_fence(tx: &mut Transaction<'static, Sqlite>, fence: &Fence) -> St
         "select 1 from sync_jobs where appointment_id = ?1 and state = 'leased' \
          and lease_owner = ?2 and runs = ?3",
     )
-    .bind(id(fence.appointment_id))
+    .bind(db_id(fence.appointment_id))
     .bind(&fence.owner)
     .bind(fence.run)
     .fetch_optional(&mut **tx)
@@ -162,7 +86,7 @@ async fn refresh_appointment(
     let Some(status) = sqlx::query_scalar::<_, String>(
         "select status from appointments where appointment_id = ?1",
     )
-    .bind(id(appointment_id))
+    .bind(db_id(appointment_id))
     .fetch_optional(&mut **tx)
     .await?
     else {
@@ -172,7 +96,7 @@ async fn refresh_appointment(
         "select segment_key, sync_status, review_reason, last_error is not null \
          from appointment_segments where appointment_id = ?1 order by position",
     )
-    .bind(id(appointment_id))
+    .bind(db_id(appointment_id))
     .fetch_all(&mut **tx)
     .await?;
     let derived = derive_from_rows(&status, rows);
@@ -180,11 +104,11 @@ async fn refresh_appointment(
         "update appointments set sync_status = ?2, requires_manual_review = ?3, \
          review_reason = ?4, updated_at = ?5 where appointment_id = ?1",
     )
-    .bind(id(appointment_id))
+    .bind(db_id(appointment_id))
     .bind(derived.status.as_str())
     .bind(derived.requires_manual_review)
     .bind(&derived.review_reason)
-    .bind(ms(now))
+    .bind(db_at(now))
     .execute(&mut **tx)
     .await?;
     Ok(Some(derived))
@@ -210,9 +134,9 @@ impl SyncStore for SqlitePool {
                 "select sync_job_id from sync_jobs where sync_job_id in ({fair}) \
                  and {SQLITE_INTERACTIVE} and $3 is not null"
             )))
-            .bind(ms(now))
+            .bind(db_at(now))
             .bind(owner)
-            .bind(ms(lease_until))
+            .bind(db_at(lease_until))
             .bind(limit)
             .bind(per_tenant.max(1))
             .bind(interactive_only)
@@ -226,9 +150,9 @@ impl SyncStore for SqlitePool {
                  where sync_job_id in ({fair}) \
                  returning sync_job_id, tenant_id, appointment_id, runs, verify_bookings",
         )))
-        .bind(ms(now))
+        .bind(db_at(now))
         .bind(owner)
-        .bind(ms(lease_until))
+        .bind(db_at(lease_until))
         .bind(limit)
         .bind(per_tenant.max(1))
         .bind(interactive_only)
@@ -238,12 +162,12 @@ impl SyncStore for SqlitePool {
         rows.iter()
             .map(|row| {
                 Ok(ClaimedJob {
-                    sync_job_id: uuid_col(row, "sync_job_id")?,
-                    tenant_id: uuid_col(row, "tenant_id")?,
+                    sync_job_id: get_id(row, "sync_job_id")?,
+                    tenant_id: get_id(row, "tenant_id")?,
                     interactive: prompt.contains(&row.try_get::<String, _>("sync_job_id")?),
                     verify_bookings: row.try_get::<i64, _>("verify_bookings")? != 0,
                     fence: Fence {
-                        appointment_id: uuid_col(row, "appointment_id")?,
+                        appointment_id: get_id(row, "appointment_id")?,
                         owner: owner.to_string(),
                         run: row.try_get("runs")?,
                     },
@@ -253,17 +177,7 @@ impl SyncStore for SqlitePool {
     }
 
     async fn renew_lease(&self, fence: &Fence, lease_until: DateTime<Utc>) -> StoreResult<bool> {
-        let done = sqlx::query(
-            "update sync_jobs set lease_expires_at = ?4 where appointment_id = ?1 \
-                 and state = 'leased' and lease_owner = ?2 and runs = ?3",
-        )
-        .bind(id(fence.appointment_id))
-        .bind(&fence.owner)
-        .bind(fence.run)
-        .bind(ms(lease_until))
-        .execute(self)
-        .await?;
-        Ok(done.rows_affected() == 1)
+        renew_lease(self, fence, lease_until).await
     }
 
     async fn release_job(&self, fence: &Fence, now: DateTime<Utc>) -> StoreResult<bool> {
@@ -272,63 +186,17 @@ impl SyncStore for SqlitePool {
                  lease_expires_at = null, updated_at = ?4 where appointment_id = ?1 \
                  and state = 'leased' and lease_owner = ?2 and runs = ?3",
         )
-        .bind(id(fence.appointment_id))
+        .bind(db_id(fence.appointment_id))
         .bind(&fence.owner)
         .bind(fence.run)
-        .bind(ms(now))
+        .bind(db_at(now))
         .execute(self)
         .await?;
         Ok(done.rows_affected() == 1)
     }
 
     async fn load_work(&self, job: &ClaimedJob) -> StoreResult<Option<AppointmentWork>> {
-        let Some(row) = sqlx::query(
-                "select a.service_id, a.status, a.time_zone, a.customer_name, a.customer_email, \
-                 a.customer_phone, a.notes, a.cancellation_reason, a.revision, t.calcom_api_key, t.calcom_base_url, t.calcom_team_id \
-                 from appointments a join tenants t on t.tenant_id = a.tenant_id \
-                 where a.appointment_id = ?1 and a.tenant_id = ?2",
-            )
-            .bind(id(job.appointment_id()))
-            .bind(id(job.tenant_id))
-            .fetch_optional(self)
-            .await?
-            else {
-                return Ok(None);
-            };
-        let service_id: String = row.try_get("service_id")?;
-        let segments = sqlx::query(super::LOAD_SEGMENTS)
-            .bind(id(job.appointment_id()))
-            .bind(id(job.tenant_id))
-            .bind(&service_id)
-            .fetch_all(self)
-            .await?
-            .iter()
-            .map(segment_from_row)
-            .collect::<StoreResult<Vec<_>>>()?;
-        let status: String = row.try_get("status")?;
-        Ok(Some(AppointmentWork {
-            appointment_id: job.appointment_id(),
-            tenant: TenantConnection {
-                tenant_id: job.tenant_id,
-                api_key: crate::secrets::open_column(
-                    job.tenant_id,
-                    crate::secrets::SecretField::CalcomApiKey,
-                    row.try_get("calcom_api_key")?,
-                )?,
-                base_url: row.try_get("calcom_base_url")?,
-                team_id: row.try_get("calcom_team_id")?,
-            },
-            service_id,
-            desired: desired_state(&status),
-            time_zone: row.try_get("time_zone")?,
-            customer_name: row.try_get("customer_name")?,
-            customer_email: row.try_get("customer_email")?,
-            customer_phone: row.try_get("customer_phone")?,
-            notes: row.try_get("notes")?,
-            cancellation_reason: row.try_get("cancellation_reason")?,
-            revision: row.try_get("revision")?,
-            segments,
-        }))
+        load_work(self, job).await
     }
 
     async fn begin_attempt(
@@ -346,13 +214,13 @@ impl SyncStore for SqlitePool {
                  segment_key, operation, event_type_id, started_at, worker) \
                  values (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
         )
-        .bind(id(attempt.sync_attempt_id))
-        .bind(id(attempt.tenant_id))
-        .bind(id(attempt.appointment_id))
+        .bind(db_id(attempt.sync_attempt_id))
+        .bind(db_id(attempt.tenant_id))
+        .bind(db_id(attempt.appointment_id))
         .bind(attempt.segment_key.as_str())
         .bind(attempt.operation)
         .bind(attempt.event_type_id)
-        .bind(ms(attempt.started_at))
+        .bind(db_at(attempt.started_at))
         .bind(&fence.owner)
         .execute(&mut *tx)
         .await?;
@@ -360,10 +228,10 @@ impl SyncStore for SqlitePool {
             "update appointment_segments set sync_status = ?3, updated_at = ?4 \
                  where appointment_id = ?1 and segment_key = ?2",
         )
-        .bind(id(attempt.appointment_id))
+        .bind(db_id(attempt.appointment_id))
         .bind(attempt.segment_key.as_str())
         .bind(segment_status.as_str())
-        .bind(ms(attempt.started_at))
+        .bind(db_at(attempt.started_at))
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
@@ -388,8 +256,8 @@ impl SyncStore for SqlitePool {
                  moved_from_uid = ?8 \
                  where sync_attempt_id = ?1",
             )
-            .bind(id(finish.sync_attempt_id))
-            .bind(ms(finish.finished_at))
+            .bind(db_id(finish.sync_attempt_id))
+            .bind(db_at(finish.finished_at))
             .bind(finish.outcome)
             .bind(error.map(|e| e.kind.clone()))
             .bind(error.and_then(|e| e.http_status).map(i32::from))
@@ -420,13 +288,13 @@ impl SyncStore for SqlitePool {
                  checked_at = ?7, unverified_reason = null, updated_at = ?7 where tenant_id = ?1 and service_id = ?2 \
                  and segment_key = ?3 and staff_id = ?4",
             )
-            .bind(id(tenant_id))
+            .bind(db_id(tenant_id))
             .bind(&update.service_id)
             .bind(update.segment_key.as_str())
             .bind(update.staff_id.as_str())
             .bind(update.bookable.0)
             .bind(&update.resolution)
-            .bind(ms(update.checked_at))
+            .bind(db_at(update.checked_at))
             .execute(self)
             .await?;
         Ok(())
@@ -445,7 +313,7 @@ impl SyncStore for SqlitePool {
         let derived = refresh_appointment(&mut tx, fence.appointment_id, now).await?;
         let (state, run_at) = match next {
             JobNext::Done => ("done", None),
-            JobNext::At(at) => ("pending", Some(ms(at))),
+            JobNext::At(at) => ("pending", Some(db_at(at))),
         };
         // A request that arrived during the run (`rerun`) makes the job due again now.
         sqlx::query(
@@ -456,10 +324,10 @@ impl SyncStore for SqlitePool {
                  verify_bookings = verify_bookings and rerun, rerun = 0, \
                  updated_at = ?4 where appointment_id = ?1",
         )
-        .bind(id(fence.appointment_id))
+        .bind(db_id(fence.appointment_id))
         .bind(state)
         .bind(run_at)
-        .bind(ms(now))
+        .bind(db_at(now))
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;
@@ -481,26 +349,7 @@ impl SyncStore for SqlitePool {
         since: DateTime<Utc>,
         now: DateTime<Utc>,
     ) -> StoreResult<Vec<TenantConnection>> {
-        let rows = sqlx::query(super::sync::CLAIM_VERIFICATION)
-            .bind(ms(since))
-            .bind(ms(now))
-            .fetch_all(self)
-            .await?;
-        rows.iter()
-            .map(|row| {
-                let tenant_id = uuid_col(row, "tenant_id")?;
-                Ok(TenantConnection {
-                    tenant_id,
-                    api_key: crate::secrets::open_column(
-                        tenant_id,
-                        crate::secrets::SecretField::CalcomApiKey,
-                        row.try_get("calcom_api_key")?,
-                    )?,
-                    base_url: row.try_get("calcom_base_url")?,
-                    team_id: row.try_get("calcom_team_id")?,
-                })
-            })
-            .collect()
+        claim_verification(self, since, now).await
     }
 
     async fn synced_bookings_between(
@@ -509,23 +358,7 @@ impl SyncStore for SqlitePool {
         from: DateTime<Utc>,
         to: DateTime<Utc>,
     ) -> StoreResult<Vec<StoredBooking>> {
-        let rows = sqlx::query(super::sync::SYNCED_BOOKINGS_BETWEEN)
-            .bind(id(tenant_id))
-            .bind(ms(from))
-            .bind(ms(to))
-            .fetch_all(self)
-            .await?;
-        rows.iter()
-            .map(|row| {
-                Ok(StoredBooking {
-                    appointment_id: uuid_col(row, "appointment_id")?,
-                    segment_key: segment_key(row.try_get("segment_key")?)?,
-                    calcom_booking_uid: row.try_get("calcom_booking_uid")?,
-                    starts_at: instant(row, "starts_at")?,
-                    ends_at: instant(row, "ends_at")?,
-                })
-            })
-            .collect()
+        synced_bookings_between(self, tenant_id, from, to).await
     }
 
     async fn request_verification(
@@ -544,19 +377,7 @@ impl SyncStore for SqlitePool {
         tenant_id: Uuid,
         appointment_id: Uuid,
     ) -> StoreResult<Option<AppointmentSync>> {
-        let row: Option<(String, bool, Option<String>)> = sqlx::query_as(
-            "select sync_status, requires_manual_review, review_reason from appointments \
-                 where appointment_id = ?1 and tenant_id = ?2",
-        )
-        .bind(id(appointment_id))
-        .bind(id(tenant_id))
-        .fetch_optional(self)
-        .await?;
-        Ok(row.map(|(status, review, reason)| AppointmentSync {
-            status: parse_appointment_status(&status),
-            requires_manual_review: review,
-            review_reason: reason,
-        }))
+        appointment_sync(self, tenant_id, appointment_id).await
     }
 
     async fn sync_view(
@@ -564,97 +385,11 @@ impl SyncStore for SqlitePool {
         tenant_id: Uuid,
         appointment_id: Uuid,
     ) -> StoreResult<Option<SyncView>> {
-        let Some(sync) = self.appointment_sync(tenant_id, appointment_id).await? else {
-            return Ok(None);
-        };
-        let job: Option<(String, i64)> =
-            sqlx::query_as("select state, run_at from sync_jobs where appointment_id = ?1")
-                .bind(id(appointment_id))
-                .fetch_optional(self)
-                .await?;
-        let segments = sqlx::query(
-            "select segment_key, staff_id, starts_at, ends_at, sync_status, event_type_id, \
-                 calcom_booking_uid, calcom_booking_id, attempts, last_error, next_attempt_at, \
-                 review_reason, moving_from from appointment_segments where appointment_id = ?1 \
-                 order by position",
-        )
-        .bind(id(appointment_id))
-        .fetch_all(self)
-        .await?
-        .iter()
-        .map(|row| {
-            Ok(SegmentSyncView {
-                key: row.try_get("segment_key")?,
-                staff_id: row.try_get("staff_id")?,
-                starts_at: instant(row, "starts_at")?,
-                ends_at: instant(row, "ends_at")?,
-                status: parse_segment_status(row.try_get("sync_status")?),
-                event_type_id: row.try_get("event_type_id")?,
-                calcom_booking_uid: row.try_get("calcom_booking_uid")?,
-                calcom_booking_id: row.try_get("calcom_booking_id")?,
-                attempts: row.try_get("attempts")?,
-                last_error: decode_error(row.try_get("last_error")?),
-                next_attempt_at: opt_instant(row, "next_attempt_at")?,
-                review_reason: row.try_get("review_reason")?,
-                moving_from: opt_instant(row, "moving_from")?,
-            })
-        })
-        .collect::<StoreResult<Vec<_>>>()?;
-        let attempts = sqlx::query(
-            "select segment_key, operation, event_type_id, started_at, finished_at, outcome, \
-                 error_kind, http_status, calcom_message, calcom_booking_uid, moved_from_uid, \
-                 worker \
-                 from sync_attempts where appointment_id = ?1 and tenant_id = ?2 \
-                 order by started_at, sync_attempt_id",
-        )
-        .bind(id(appointment_id))
-        .bind(id(tenant_id))
-        .fetch_all(self)
-        .await?
-        .iter()
-        .map(|row| {
-            Ok(AttemptRecord {
-                segment_key: row.try_get("segment_key")?,
-                operation: row.try_get("operation")?,
-                event_type_id: row.try_get("event_type_id")?,
-                started_at: instant(row, "started_at")?,
-                finished_at: opt_instant(row, "finished_at")?,
-                outcome: row.try_get("outcome")?,
-                error_kind: row.try_get("error_kind")?,
-                http_status: row.try_get("http_status")?,
-                calcom_message: row.try_get("calcom_message")?,
-                calcom_booking_uid: row.try_get("calcom_booking_uid")?,
-                moved_from_uid: row.try_get("moved_from_uid")?,
-                worker: row.try_get("worker")?,
-            })
-        })
-        .collect::<StoreResult<Vec<_>>>()?;
-        let next_run_at = match &job {
-            Some((state, at)) if state == "pending" => Some(decode_instant("run_at", *at)?),
-            _ => None,
-        };
-        let cancellation_reason: Option<String> = sqlx::query_scalar(
-            "select cancellation_reason from appointments where appointment_id = ?1",
-        )
-        .bind(id(appointment_id))
-        .fetch_optional(self)
-        .await?
-        .flatten();
-        Ok(Some(SyncView {
-            appointment_id,
-            status: sync.status,
-            requires_manual_review: sync.requires_manual_review,
-            review_reason: sync.review_reason,
-            cancellation_reason,
-            job_state: job.map(|(state, _)| state),
-            next_run_at,
-            segments,
-            attempts,
-        }))
+        sync_view(self, tenant_id, appointment_id).await
     }
 
     async fn sync_health(&self, tenant_id: Uuid, now: DateTime<Utc>) -> StoreResult<SyncHealth> {
-        let tenant = id(tenant_id);
+        let tenant = db_id(tenant_id);
         let counts: Vec<(String, i64)> = sqlx::query_as(
             "select sync_status, count(*) from appointments where tenant_id = ?1 \
                  group by sync_status",
@@ -669,7 +404,7 @@ impl SyncStore for SqlitePool {
                  and finished_at is not null",
         )
         .bind(&tenant)
-        .bind(ms(since))
+        .bind(db_at(since))
         .fetch_one(self)
         .await?;
         let (pending, leased, oldest): (i64, i64, Option<i64>) = sqlx::query_as(
@@ -678,7 +413,7 @@ impl SyncStore for SqlitePool {
                  from sync_jobs where tenant_id = ?1",
         )
         .bind(&tenant)
-        .bind(ms(now))
+        .bind(db_at(now))
         .fetch_one(self)
         .await?;
         let review: i64 = sqlx::query_scalar(
@@ -699,13 +434,12 @@ impl SyncStore for SqlitePool {
             success_rate_24h: (total > 0).then(|| (total - failed) as f64 / total as f64),
             attempts_24h: total,
             failed_attempts_24h: failed,
-            oldest_pending_job_age_seconds: oldest.map(|at| (ms(now) - at).max(0) as f64 / 1000.0),
+            oldest_pending_job_age_seconds: oldest
+                .map(|at| (db_at(now) - at).max(0) as f64 / 1000.0),
             jobs_pending: pending,
             jobs_leased: leased,
             appointments_needing_review: review,
-            last_verified_at: verified
-                .map(|at| decode_instant("verified_at", at))
-                .transpose()?,
+            last_verified_at: verified.map(from_ms).transpose()?,
         })
     }
 
@@ -719,7 +453,7 @@ impl SyncStore for SqlitePool {
                  join appointments a on a.appointment_id = s.appointment_id \
                  where s.tenant_id = ?1 and a.status = 'booked' and s.sync_status = 'needs_review'",
         )
-        .bind(id(tenant_id))
+        .bind(db_id(tenant_id))
         .fetch_all(self)
         .await?;
         rows.into_iter()
@@ -733,23 +467,7 @@ impl SyncStore for SqlitePool {
     }
 
     async fn webhook_secret(&self, tenant_id: Uuid) -> StoreResult<Option<String>> {
-        let stored: Option<String> =
-            sqlx::query_scalar("select webhook_secret from tenants where tenant_id = ?1")
-                .bind(id(tenant_id))
-                .fetch_optional(self)
-                .await?;
-        stored
-            .map(|stored| {
-                use secrecy::ExposeSecret;
-                crate::secrets::open_column(
-                    tenant_id,
-                    crate::secrets::SecretField::WebhookSecret,
-                    &stored,
-                )
-                .map(|secret| secret.expose_secret().to_string())
-            })
-            .transpose()
-            .map_err(StoreError::from)
+        webhook_secret(self, tenant_id).await
     }
 
     async fn find_booked_segment(
@@ -758,38 +476,7 @@ impl SyncStore for SqlitePool {
         booking_uid: Option<&str>,
         booking_id: Option<i64>,
     ) -> StoreResult<Option<BookedSegment>> {
-        let row = sqlx::query(
-            "select s.appointment_id, s.segment_key, s.sync_status, s.calcom_booking_uid, \
-                 s.starts_at, s.staff_id, a.status, a.service_id, a.time_zone, s.moving_from, \
-                 st.calcom_user_id, st.calcom_username from appointment_segments s \
-                 join appointments a on a.appointment_id = s.appointment_id \
-                 left join staff st on st.tenant_id = s.tenant_id and st.staff_id = s.staff_id \
-                 where s.tenant_id = ?1 and ((s.calcom_booking_uid = ?2) \
-                   or (?3 is not null and s.calcom_booking_id = ?3)) \
-                 order by case when s.calcom_booking_uid = ?2 then 0 else 1 end limit 1",
-        )
-        .bind(id(tenant_id))
-        .bind(booking_uid)
-        .bind(booking_id)
-        .fetch_optional(self)
-        .await?;
-        row.map(|row| {
-            Ok(BookedSegment {
-                appointment_id: uuid_col(&row, "appointment_id")?,
-                segment_key: segment_key(row.try_get("segment_key")?)?,
-                status: parse_segment_status(row.try_get("sync_status")?),
-                desired: desired_state(row.try_get("status")?),
-                calcom_booking_uid: row.try_get("calcom_booking_uid")?,
-                starts_at: instant(&row, "starts_at")?,
-                service_id: row.try_get("service_id")?,
-                staff_id: staff_id(row.try_get("staff_id")?)?,
-                calcom_user_id: row.try_get("calcom_user_id")?,
-                calcom_username: row.try_get("calcom_username")?,
-                time_zone: row.try_get("time_zone")?,
-                moving_from: opt_instant(&row, "moving_from")?,
-            })
-        })
-        .transpose()
+        find_booked_segment(self, tenant_id, booking_uid, booking_id).await
     }
 
     async fn review_segment(
@@ -813,13 +500,13 @@ impl SyncStore for SqlitePool {
                  next_attempt_at = null, updated_at = ?7 \
                  where tenant_id = ?1 and appointment_id = ?2 and segment_key = ?3",
         )
-        .bind(id(tenant_id))
-        .bind(id(appointment_id))
+        .bind(db_id(tenant_id))
+        .bind(db_id(appointment_id))
         .bind(segment_key.as_str())
         .bind(reason)
         .bind(uid)
         .bind(booking_id)
-        .bind(ms(now))
+        .bind(db_at(now))
         .execute(&mut *tx)
         .await?;
         refresh_appointment(&mut tx, appointment_id, now).await?;
@@ -840,10 +527,10 @@ impl SyncStore for SqlitePool {
                  next_attempt_at = null, updated_at = ?4 \
                  where tenant_id = ?1 and appointment_id = ?2 and segment_key = ?3",
         )
-        .bind(id(tenant_id))
-        .bind(id(appointment_id))
+        .bind(db_id(tenant_id))
+        .bind(db_id(appointment_id))
         .bind(segment_key.as_str())
-        .bind(ms(now))
+        .bind(db_at(now))
         .execute(&mut *tx)
         .await?;
         refresh_appointment(&mut tx, appointment_id, now).await?;
@@ -857,22 +544,14 @@ impl SyncStore for SqlitePool {
                  or (state = 'leased' and lease_expires_at <= ?1)), 0) \
                  from sync_jobs where state <> 'done'",
         )
-        .bind(ms(now))
+        .bind(db_at(now))
         .fetch_one(self)
         .await
         .map_err(StoreError::from)
     }
 
     async fn next_run_at(&self) -> StoreResult<Option<DateTime<Utc>>> {
-        let at: Option<i64> = sqlx::query_scalar(
-            "select min(case when state = 'pending' then run_at else lease_expires_at end) \
-                 from sync_jobs where state <> 'done'",
-        )
-        .fetch_one(self)
-        .await?;
-        at.map(|m| decode_instant("run_at", m))
-            .transpose()
-            .map_err(StoreError::from)
+        next_run_at(self).await
     }
 }
 
@@ -890,8 +569,8 @@ async fn request_sync_once(
     let owned = sqlx::query_scalar::<_, String>(
         "select status from appointments where appointment_id = ?1 and tenant_id = ?2",
     )
-    .bind(id(appointment_id))
-    .bind(id(tenant_id))
+    .bind(db_id(appointment_id))
+    .bind(db_id(tenant_id))
     .fetch_optional(&mut *tx)
     .await?;
     let Some(status) = owned else {
@@ -900,14 +579,11 @@ async fn request_sync_once(
     if resync {
         // Start over what failed or waits for a person; a cancelled appointment's
         // segments go back to cancelling, a booked one's to pending.
-        sqlx::query(
-            "update appointment_segments set \
-             sync_status = case when ?3 then 'cancelling' else 'pending' end, \
-             attempts = 0, next_attempt_at = null, review_reason = null, updated_at = ?2 \
-             where appointment_id = ?1 and sync_status in ('failed', 'needs_review', 'syncing')",
-        )
-        .bind(id(appointment_id))
-        .bind(ms(now))
+        sqlx::query(sqlx::AssertSqlSafe(super::sync::reset_on_resync_sql(
+            "$3", "$2",
+        )))
+        .bind(db_id(appointment_id))
+        .bind(db_at(now))
         .bind(status == "cancelled")
         .execute(&mut *tx)
         .await?;
@@ -922,10 +598,10 @@ async fn request_sync_once(
            run_at = ?4, verify_bookings = sync_jobs.verify_bookings or ?5, \
            updated_at = ?4",
     )
-    .bind(id(Uuid::now_v7()))
-    .bind(id(tenant_id))
-    .bind(id(appointment_id))
-    .bind(ms(now))
+    .bind(db_id(Uuid::now_v7()))
+    .bind(db_id(tenant_id))
+    .bind(db_id(appointment_id))
+    .bind(db_at(now))
     .bind(verify)
     .execute(&mut *tx)
     .await?;
