@@ -869,3 +869,60 @@ async fn a_move_onto_a_held_time_takes_the_hold_and_a_refused_one_keeps_it() {
         assert_eq!(still["status"], "held", "{still:#}");
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancel_of_the_old_booking_names_it_before_calcom_answers() {
+    for database in databases().await {
+        // Cal.com never answers a cancel: a process killed now leaves only the write-ahead
+        // row, which must already name the booking Cal.com may have cancelled.
+        let faults = Faults::default().route("bookings.cancel", RouteFaults::hang_rate(1.0));
+        let retry = RetryPolicy {
+            max_attempts: 4,
+            base_delay: Duration::from_millis(20),
+            max_delay: Duration::from_millis(100),
+            min_delay: Duration::from_millis(5),
+        };
+        let app = spawn_with(database, 2, faults, retry).await;
+        let ada = json!({"name": "Ada", "email": "ada@example.com"});
+        let booked = app.book("2030-03-05T09:00:00Z", "stylist-1", ada).await;
+        let id = booked["id"].as_str().expect("id").to_string();
+        let view = app.synced(&id).await;
+        let old: Vec<String> = view["segments"]
+            .as_array()
+            .expect("segments")
+            .iter()
+            .map(|s| s["calcom_booking_uid"].as_str().expect("uid").to_string())
+            .collect();
+
+        let moved = app
+            .reschedule(
+                &id,
+                json!({"start": "2030-03-05T09:00:00Z", "staff_id": "stylist-2"}),
+                None,
+            )
+            .await;
+        assert_eq!(moved.status(), StatusCode::OK);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        let in_flight = loop {
+            let (_, view) = app
+                .get(&format!("/appointments/{id}/sync"), &app.salon.ops_key)
+                .await;
+            let found = view["attempts"]
+                .as_array()
+                .expect("attempts")
+                .iter()
+                .find(|a| a["operation"] == "cancel_moved" && a["outcome"].is_null())
+                .cloned();
+            if let Some(attempt) = found {
+                break attempt;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no cancel in flight: {view:#}"
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        let uid = in_flight["calcom_booking_uid"].as_str().unwrap_or_default();
+        assert!(old.iter().any(|o| o == uid), "{in_flight:#} among {old:?}");
+    }
+}

@@ -140,6 +140,11 @@ pub struct AttemptStart {
     pub operation: &'static str,
     pub event_type_id: Option<i64>,
     pub started_at: DateTime<Utc>,
+    /// The booking a cancel is about to cancel, and the one a reschedule moves from, known
+    /// before the call: written ahead so that a process killed mid-call still leaves the
+    /// log naming the booking it asked Cal.com to end.
+    pub calcom_booking_uid: Option<String>,
+    pub moved_from_uid: Option<String>,
 }
 
 /// How a call ended.

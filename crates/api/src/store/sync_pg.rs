@@ -216,8 +216,9 @@ impl SyncStore for PgPool {
         let done = sqlx::query(
             "with attempt as ( \
                    insert into sync_attempts (sync_attempt_id, tenant_id, appointment_id, \
-                     segment_key, operation, event_type_id, started_at, worker) \
-                   select $4, $5, $1, $6, $7, $8, $9, $2 where exists (select 1 from sync_jobs j \
+                     segment_key, operation, event_type_id, started_at, worker, \
+                     calcom_booking_uid, moved_from_uid) \
+                   select $4, $5, $1, $6, $7, $8, $9, $2, $11, $12 where exists (select 1 from sync_jobs j \
                      where j.appointment_id = $1 and j.state = 'leased' and j.lease_owner = $2 \
                      and j.runs = $3) \
                    returning appointment_id, segment_key) \
@@ -235,6 +236,8 @@ impl SyncStore for PgPool {
         .bind(attempt.event_type_id)
         .bind(attempt.started_at)
         .bind(segment_status.as_str())
+        .bind(&attempt.calcom_booking_uid)
+        .bind(&attempt.moved_from_uid)
         .execute(&mut *tx)
         .await?;
         tx.commit().await?;

@@ -211,8 +211,9 @@ impl SyncStore for SqlitePool {
         }
         sqlx::query(
             "insert into sync_attempts (sync_attempt_id, tenant_id, appointment_id, \
-                 segment_key, operation, event_type_id, started_at, worker) \
-                 values (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                 segment_key, operation, event_type_id, started_at, worker, \
+                 calcom_booking_uid, moved_from_uid) \
+                 values (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10)",
         )
         .bind(db_id(attempt.sync_attempt_id))
         .bind(db_id(attempt.tenant_id))
@@ -222,6 +223,8 @@ impl SyncStore for SqlitePool {
         .bind(attempt.event_type_id)
         .bind(db_at(attempt.started_at))
         .bind(&fence.owner)
+        .bind(&attempt.calcom_booking_uid)
+        .bind(&attempt.moved_from_uid)
         .execute(&mut *tx)
         .await?;
         sqlx::query(

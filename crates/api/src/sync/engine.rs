@@ -881,11 +881,13 @@ impl Run<'_> {
     ) -> Result<Option<CalcomFailure>, RunError> {
         tracing::warn!(appointment_id = %self.work.appointment_id, segment = %segment.key, booking_uid = %booking.uid, "cancelling a booking of ours that is not at the planned time");
         let attempt = self
-            .begin(
+            .begin_on(
                 segment,
                 "cancel_stray",
                 booking.event_type_id,
                 segment.booking.status,
+                Some(&booking.uid),
+                None,
             )
             .await?;
         let result = client
@@ -1289,6 +1291,22 @@ impl Run<'_> {
         event_type_id: Option<i64>,
         status: SegmentSyncStatus,
     ) -> Result<Uuid, RunError> {
+        self.begin_on(segment, operation, event_type_id, status, None, None)
+            .await
+    }
+
+    /// [`Self::begin`] for a call that ends a known booking (`uid`, or `moved_from` for a
+    /// reschedule): the write-ahead row names it, so a kill before the answer still shows
+    /// that phasebook asked for exactly this booking to go.
+    async fn begin_on(
+        &self,
+        segment: &SegmentWork,
+        operation: &'static str,
+        event_type_id: Option<i64>,
+        status: SegmentSyncStatus,
+        uid: Option<&str>,
+        moved_from: Option<&str>,
+    ) -> Result<Uuid, RunError> {
         let attempt = AttemptStart {
             sync_attempt_id: Uuid::now_v7(),
             tenant_id: self.work.tenant.tenant_id,
@@ -1297,6 +1315,8 @@ impl Run<'_> {
             operation,
             event_type_id,
             started_at: Utc::now(),
+            calcom_booking_uid: uid.map(str::to_owned),
+            moved_from_uid: moved_from.map(str::to_owned),
         };
         if self
             .engine

@@ -76,11 +76,13 @@ impl Run<'_> {
             (step, segment.booking.calcom_booking_uid.clone())
         {
             let attempt = self
-                .begin(
+                .begin_on(
                     &segment,
                     "reschedule",
                     Some(to.0),
                     SegmentSyncStatus::Syncing,
+                    None,
+                    Some(&uid),
                 )
                 .await?;
             let request = RescheduleBooking {
@@ -294,11 +296,13 @@ impl Run<'_> {
         booking: &Booking,
     ) -> Result<Option<CalcomFailure>, RunError> {
         let attempt = self
-            .begin(
+            .begin_on(
                 segment,
                 "cancel_moved",
                 booking.event_type_id,
                 SegmentSyncStatus::Syncing,
+                Some(&booking.uid),
+                None,
             )
             .await?;
         let result = client
