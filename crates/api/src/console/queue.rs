@@ -106,7 +106,7 @@ fn review_row(
     }
 }
 
-/// `POST /ops/appointments/{id}/resync`: `POST /resync/{id}`, then waits for the outcome
+/// `POST /ops/appointments/{id}/resync`: `POST /resync/{appointment_id}`, then waits for the outcome
 /// (as `Prefer: wait` does) and shows it — the row for the console's script, else the
 /// appointment's page.
 pub async fn resync(
@@ -191,7 +191,7 @@ pub async fn cancel_page(
     ))
 }
 
-/// `POST /ops/appointments/{id}/cancel`: `POST /appointments/{id}/cancel`, then the
+/// `POST /ops/appointments/{id}/cancel`: `POST /appointments/{appointment_id}/cancel`, then the
 /// appointment's page.
 pub async fn cancel(
     State(state): State<AppState>,

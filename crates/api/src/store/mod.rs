@@ -268,7 +268,7 @@ pub struct Appointment {
     pub cancelled_at: Option<DateTime<Utc>>,
     /// The caller's reason, when the appointment was cancelled with one.
     pub cancellation_reason: Option<String>,
-    /// How many times it was moved (`POST /appointments/{id}/reschedule`).
+    /// How many times it was moved (`POST /appointments/{appointment_id}/reschedule`).
     pub revision: i32,
     pub segments: Vec<AppointmentSegment>,
 }

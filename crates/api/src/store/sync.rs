@@ -1,6 +1,6 @@
 //! Storage for the sync engine: leasing outbox jobs, the write-ahead attempt log, segment
 //! booking state, the derived appointment sync status, and the read models behind
-//! `GET /appointments/{id}/sync` and `GET /sync/health`. `sync_pg.rs` and
+//! `GET /appointments/{appointment_id}/sync` and `GET /sync/health`. `sync_pg.rs` and
 //! `sync_sqlite.rs` implement [`SyncStore`] for each backend.
 //!
 //! Every write made on behalf of a leased job is fenced: it only happens while the job is
@@ -161,7 +161,7 @@ pub struct AttemptFinish {
     pub moved_from_uid: Option<String>,
 }
 
-/// One row of the attempt log, for `GET /appointments/{id}/sync`.
+/// One row of the attempt log, for `GET /appointments/{appointment_id}/sync`.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct AttemptRecord {
     pub segment_key: String,
@@ -180,7 +180,7 @@ pub struct AttemptRecord {
     pub worker: Option<String>,
 }
 
-/// One segment's sync state, for `GET /appointments/{id}/sync`.
+/// One segment's sync state, for `GET /appointments/{appointment_id}/sync`.
 #[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
 pub struct SegmentSyncView {
     pub key: String,
