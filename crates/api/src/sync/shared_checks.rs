@@ -46,6 +46,23 @@ const RECORD_FIT: &str = "insert into calcom_event_type_checks \
 const FORGET: &str =
     "delete from calcom_event_type_checks where key_fingerprint = $1 and event_type_id = $2";
 
+/// Runs one sqlx call on whichever pool the database has: the statements are the same text
+/// in both dialects, only the pool's type differs.
+macro_rules! on_pool {
+    ($db:expr, $pool:ident => $call:expr) => {
+        match $db {
+            Database::Postgres(store) => {
+                let $pool = &store.pool;
+                $call
+            }
+            Database::Sqlite(store) => {
+                let $pool = &store.pool;
+                $call
+            }
+        }
+    };
+}
+
 fn unix_ms(at: chrono::DateTime<chrono::Utc>) -> i64 {
     at.timestamp_millis()
 }
@@ -64,26 +81,15 @@ impl SharedChecks {
         ttl: Duration,
     ) -> bool {
         let since = unix_ms(now) - i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
-        let found = match &self.db {
-            Database::Postgres(store) => sqlx::query(FITTED_SINCE)
-                .bind(&key.key_fingerprint[..])
-                .bind(key.event_type_id)
-                .bind(key.host_user_id)
-                .bind(i64::from(key.length_minutes))
-                .bind(since)
-                .fetch_optional(&store.pool)
-                .await
-                .map(|row| row.is_some()),
-            Database::Sqlite(store) => sqlx::query(FITTED_SINCE)
-                .bind(&key.key_fingerprint[..])
-                .bind(key.event_type_id)
-                .bind(key.host_user_id)
-                .bind(i64::from(key.length_minutes))
-                .bind(since)
-                .fetch_optional(&store.pool)
-                .await
-                .map(|row| row.is_some()),
-        };
+        let found = on_pool!(&self.db, pool => sqlx::query(FITTED_SINCE)
+            .bind(&key.key_fingerprint[..])
+            .bind(key.event_type_id)
+            .bind(key.host_user_id)
+            .bind(i64::from(key.length_minutes))
+            .bind(since)
+            .fetch_optional(pool)
+            .await
+            .map(|row| row.is_some()));
         found.unwrap_or_else(|err| {
             tracing::warn!(error = %err, "could not read the shared event-type checks");
             false
@@ -92,26 +98,15 @@ impl SharedChecks {
 
     /// Remembers a fit found now. A failure only costs another process a read.
     pub async fn record_fit(&self, key: &CheckKey, now: chrono::DateTime<chrono::Utc>) {
-        let written = match &self.db {
-            Database::Postgres(store) => sqlx::query(RECORD_FIT)
-                .bind(&key.key_fingerprint[..])
-                .bind(key.event_type_id)
-                .bind(key.host_user_id)
-                .bind(i64::from(key.length_minutes))
-                .bind(unix_ms(now))
-                .execute(&store.pool)
-                .await
-                .map(|_| ()),
-            Database::Sqlite(store) => sqlx::query(RECORD_FIT)
-                .bind(&key.key_fingerprint[..])
-                .bind(key.event_type_id)
-                .bind(key.host_user_id)
-                .bind(i64::from(key.length_minutes))
-                .bind(unix_ms(now))
-                .execute(&store.pool)
-                .await
-                .map(|_| ()),
-        };
+        let written = on_pool!(&self.db, pool => sqlx::query(RECORD_FIT)
+            .bind(&key.key_fingerprint[..])
+            .bind(key.event_type_id)
+            .bind(key.host_user_id)
+            .bind(i64::from(key.length_minutes))
+            .bind(unix_ms(now))
+            .execute(pool)
+            .await
+            .map(|_| ()));
         if let Err(err) = written {
             tracing::warn!(error = %err, "could not share an event-type check");
         }
@@ -120,20 +115,12 @@ impl SharedChecks {
     /// Forgets every fit of `event_type_id` under this key: Cal.com refused a booking on it,
     /// so no process may trust an older read.
     pub async fn forget(&self, key_fingerprint: &[u8; 32], event_type_id: i64) {
-        let deleted = match &self.db {
-            Database::Postgres(store) => sqlx::query(FORGET)
-                .bind(&key_fingerprint[..])
-                .bind(event_type_id)
-                .execute(&store.pool)
-                .await
-                .map(|_| ()),
-            Database::Sqlite(store) => sqlx::query(FORGET)
-                .bind(&key_fingerprint[..])
-                .bind(event_type_id)
-                .execute(&store.pool)
-                .await
-                .map(|_| ()),
-        };
+        let deleted = on_pool!(&self.db, pool => sqlx::query(FORGET)
+            .bind(&key_fingerprint[..])
+            .bind(event_type_id)
+            .execute(pool)
+            .await
+            .map(|_| ()));
         if let Err(err) = deleted {
             tracing::warn!(error = %err, "could not forget a shared event-type check");
         }
