@@ -13,6 +13,11 @@ use super::{
 };
 use crate::EventTypeId;
 
+mod plan;
+pub use plan::{
+    BookAction, BookEnd, BookPlan, BookResult, Created, Reconciled, Resolved, refusal_failure,
+};
+
 /// The booking fields of one segment.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SegmentBooking {

@@ -24,8 +24,9 @@ mod review;
 mod status;
 mod sweep;
 pub use booking::{
-    Applied, AttemptResult, CANCEL_DONE_OUTCOMES, Outcome, RunAsk, SegmentBooking, Step,
-    cannot_sync_reason, create_may_have_reached_calcom,
+    Applied, AttemptResult, BookAction, BookEnd, BookPlan, BookResult, CANCEL_DONE_OUTCOMES,
+    Created, Outcome, Reconciled, Resolved, RunAsk, SegmentBooking, Step, cannot_sync_reason,
+    create_may_have_reached_calcom, refusal_failure,
 };
 pub use change::{
     CalcomAnswer, CalcomChange, ChangeVerdict, change_confirmed, judge_calcom_change,
