@@ -88,7 +88,12 @@ impl EventTypeChecks {
             .clone()
     }
 
-    async fn read(&self, client: &CalcomClient, ask: &DriftAsk<'_>, ttl: Duration) -> Option<Refusal> {
+    async fn read(
+        &self,
+        client: &CalcomClient,
+        ask: &DriftAsk<'_>,
+        ttl: Duration,
+    ) -> Option<Refusal> {
         let shared_key = SharedCheckKey {
             key_fingerprint: key_fingerprint(&ask.tenant.base_url, &ask.tenant.api_key),
             event_type_id: ask.bookable.0,
@@ -106,13 +111,16 @@ impl EventTypeChecks {
         let remembered = lock(&self.read_routes).get(&route_key).copied();
         let first = match remembered {
             Some(route) => Some(route),
-            None => self.key_owner(client, ask.tenant.tenant_id).await.map(|owner| {
-                if owner == ask.host.user_id.0 {
-                    ReadRoute::Own
-                } else {
-                    ReadRoute::Listing
-                }
-            }),
+            None => self
+                .key_owner(client, ask.tenant.tenant_id)
+                .await
+                .map(|owner| {
+                    if owner == ask.host.user_id.0 {
+                        ReadRoute::Own
+                    } else {
+                        ReadRoute::Listing
+                    }
+                }),
         };
         let read =
             read_event_type_via(client, ask.tenant.team_id, ask.bookable, ask.host, first).await;
@@ -136,10 +144,7 @@ impl EventTypeChecks {
     /// The Cal.com user the tenant's key acts as, asked once per process; `None` when
     /// Cal.com did not say (the reads then go in their usual order).
     async fn key_owner(&self, client: &CalcomClient, tenant_id: Uuid) -> Option<i64> {
-        let cell = lock(&self.key_owners)
-            .entry(tenant_id)
-            .or_default()
-            .clone();
+        let cell = lock(&self.key_owners).entry(tenant_id).or_default().clone();
         let owner = cell
             .get_or_init(|| async { client.me().await.ok().map(|me| me.id) })
             .await;

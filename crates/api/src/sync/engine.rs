@@ -8,34 +8,31 @@
 
 use std::collections::HashMap;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
 
-use calcom_client::{
-    Attendee, Booking, BookingMetadata, BookingStatus, CalcomClient, CalcomError, CreateBooking,
-    ListBookings, MAX_BOOKINGS_PAGE,
-};
-use chrono::{DateTime, TimeDelta, Utc};
+use calcom_client::{Booking, CalcomClient};
+use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use phasebook_domain::EventTypeId;
 use phasebook_domain::resolution::{HostIdentity, Refusal};
 use phasebook_domain::sync::{
-    AppointmentSync, BookingIdentity, CalcomFailure, Decision, DesiredState,
-    EVENT_TYPE_CHECK_TTL_SECS, FailureClass, MAX_RESCHEDULE_HOPS, ObservedBooking, Operation,
-    Outcome, OwnBookingInTheWay, RetryPolicy, ReviewSubject, RunAsk, SegmentError,
-    SegmentSyncStatus, Step, cannot_sync_reason, converge, drift_refusal, event_map_refused_reason,
-    managed_parent_without_child_reason, missing_event_map_reason, own_booking_in_the_way,
-    successor,
+    AppointmentSync, BookAction, BookEnd, BookPlan, BookResult, BookingIdentity, CalcomFailure,
+    Created, Decision, DesiredState, FailureClass, MAX_RESCHEDULE_HOPS, ObservedBooking, Operation,
+    Outcome, OwnBookingInTheWay, Reconciled, Resolved, RetryPolicy, ReviewSubject, RunAsk,
+    SegmentError, SegmentSyncStatus, Step, cannot_sync_reason, converge, event_map_refused_reason,
+    missing_event_map_reason, own_booking_in_the_way,
 };
-use serde_json::Value;
 use tracing::Instrument;
 use uuid::Uuid;
 
+mod calcom;
 mod moves;
 
-use super::clients::{ClientCache, key_fingerprint};
+pub(crate) use calcom::observe;
+use calcom::{Cancel, CreateAnswer};
+
+use super::clients::ClientCache;
+use super::drift::{DriftAsk, EventTypeChecks};
 use super::failure::classify;
-use super::shared_checks::{CheckKey as SharedCheckKey, SharedChecks};
-use crate::event_maps::calcom::{ReadRoute, read_event_type_via};
 use crate::store::sync::{
     AppointmentWork, AttemptFinish, AttemptStart, BookableUpdate, ClaimedJob, JobNext, SegmentWork,
     StoreError, StoreResult, SyncStore,
@@ -53,10 +50,6 @@ pub enum RunError {
     Store(#[from] StoreError),
 }
 
-/// How many result pages a reconcile reads at most (250 bookings each, one event type, two
-/// days): more would mean something else is badly wrong, and the segment is retried later.
-const MAX_RECONCILE_PAGES: u32 = 8;
-
 /// The part of the engine that does not change between runs.
 pub struct Engine {
     pub store: Arc<dyn SyncStore>,
@@ -68,34 +61,13 @@ pub struct Engine {
     pub jitter: fn() -> f64,
     /// Stamped on attempts and leases.
     pub worker_id: String,
-    /// Bookable event types checked for drift lately (see [`Run::drifted`]).
-    checked: std::sync::Mutex<HashMap<CheckKey, Arc<CheckSlot>>>,
-    /// Which Cal.com read last showed each (tenant, event type), asked first next time.
-    read_routes: std::sync::Mutex<HashMap<(Uuid, i64), ReadRoute>>,
-    /// The Cal.com user each tenant's key acts as (`GET /v2/me`, once per process): a type
-    /// of that user is read by id, another user's in their listing — one round trip.
-    key_owners: std::sync::Mutex<HashMap<Uuid, Arc<tokio::sync::OnceCell<Option<i64>>>>>,
+    /// The drift checks before a create and what they remember (see [`super::drift`]).
+    pub event_type_checks: EventTypeChecks,
     /// When set, a tenant whose Cal.com stopped answering waits for a probe instead of
     /// calling (see [`phasebook_domain::sync::breaker`]).
     pub breaker_policy: Option<BreakerPolicy>,
     breakers: std::sync::Mutex<HashMap<Uuid, Breaker>>,
-    /// Fits found by any process on this database (see [`super::shared_checks`]).
-    pub shared_checks: Option<SharedChecks>,
 }
-
-/// One drift check, shared by every segment that asks while it is fresh.
-struct CheckSlot {
-    at: Instant,
-    answer: tokio::sync::OnceCell<Option<Refusal>>,
-}
-
-/// (tenant, bookable event type, Cal.com user, segment minutes).
-type CheckKey = (Uuid, i64, i64, u32);
-
-/// Bookings per page when looking for our own booking in the way of a create.
-const IN_THE_WAY_PAGE: u32 = 100;
-/// At most this many pages: past them the "busy" answer stands as Cal.com gave it.
-const IN_THE_WAY_PAGES: u32 = 5;
 
 /// The shared state of one run.
 struct Run<'a> {
@@ -120,12 +92,9 @@ impl Engine {
             segment_parallelism: 4,
             jitter: random_jitter,
             worker_id,
-            checked: std::sync::Mutex::new(HashMap::new()),
-            read_routes: std::sync::Mutex::new(HashMap::new()),
-            key_owners: std::sync::Mutex::new(HashMap::new()),
+            event_type_checks: EventTypeChecks::default(),
             breaker_policy: Some(BreakerPolicy::default()),
             breakers: std::sync::Mutex::new(HashMap::new()),
-            shared_checks: None,
         }
     }
 
@@ -320,10 +289,7 @@ impl Run<'_> {
                 }
                 self.book_now(segment).await
             }
-            Step::Book {
-                revalidate,
-                reconcile,
-            } => self.book(segment, revalidate, reconcile).await,
+            step @ Step::Book { .. } => self.book(segment, step).await,
         }
     }
 
@@ -358,25 +324,15 @@ impl Run<'_> {
         }
     }
 
-    /// Books one segment: reconcile if needed, create, and decide on failure.
     /// Books the segment as its state asks (see
     /// [`phasebook_domain::sync::SegmentBooking::book_step`]).
     async fn book_now(&self, segment: SegmentWork) -> Result<SegmentWork, RunError> {
-        match segment.booking.book_step(self.ask(&segment)) {
-            Step::Book {
-                revalidate,
-                reconcile,
-            } => self.book(segment, revalidate, reconcile).await,
-            _ => Ok(segment),
-        }
+        let step = segment.booking.book_step(self.ask(&segment));
+        self.book(segment, step).await
     }
 
-    async fn book(
-        &self,
-        mut segment: SegmentWork,
-        revalidate: bool,
-        reconcile: bool,
-    ) -> Result<SegmentWork, RunError> {
+    /// Performs the booking steps [`BookPlan`] names, one at a time, until it ends.
+    async fn book(&self, mut segment: SegmentWork, step: Step) -> Result<SegmentWork, RunError> {
         let Some(client) = self.client.clone() else {
             let failure = self.client_error.clone().unwrap_or_else(|| CalcomFailure {
                 class: FailureClass::InvalidRequest,
@@ -391,133 +347,87 @@ impl Run<'_> {
             let reason = missing_event_map_reason(&self.subject(&segment, None));
             return self.review(segment, reason, None).await;
         };
-        let mut event_type = map.bookable_event_type_id;
-
-        // A resync re-validates the map first: a child may have appeared, or the map gone bad.
-        if revalidate {
-            match self.resolve(&client, &segment, &map.event_type_id).await? {
-                Resolved::Bookable(id) => event_type = id,
-                Resolved::Refused(reason) => return self.review(segment, reason, None).await,
-                Resolved::Unknown => {}
-            }
-        }
-
-        let mut re_resolved = false;
-        let mut reconcile = reconcile;
+        let (mut plan, mut action) = BookPlan::new(
+            &segment.booking,
+            step,
+            map.bookable_event_type_id,
+            self.subject(&segment, None),
+            segment_minutes(&segment).unwrap_or(0),
+        );
         loop {
-            if reconcile {
-                match self
-                    .reconcile(
+            let result = match action {
+                BookAction::Resolve => {
+                    let resolved = self.resolve(&client, &segment, &map.event_type_id).await?;
+                    if let Resolved::Bookable(id) = resolved
+                        && plan.re_resolved()
+                        && id != plan.event_type()
+                    {
+                        tracing::info!(appointment_id = %self.work.appointment_id, segment = %segment.key, event_type = %id, "re-resolved the host's child; retrying with it");
+                    }
+                    BookResult::Resolved(resolved)
+                }
+                BookAction::Reconcile { event_type } => BookResult::Reconciled(
+                    self.reconcile(
                         &client,
                         &mut segment,
                         event_type,
                         "reconcile",
                         SegmentSyncStatus::Syncing,
                     )
-                    .await?
-                {
-                    Reconciled::Adopted => return Ok(segment),
-                    Reconciled::Missing => {}
-                    Reconciled::Failed(failure) => {
-                        return self
-                            .after_failure(segment, &failure, re_resolved, Operation::Create)
-                            .await;
-                    }
-                }
-            }
-            if let Some(refusal) = self.drifted(&client, &segment, event_type).await {
-                let reason =
-                    event_map_refused_reason(&self.subject(&segment, Some(event_type)), &refusal);
-                let failure = CalcomFailure {
-                    class: FailureClass::Validation,
-                    kind: refusal.code().to_string(),
-                    http_status: None,
-                    message: refusal.detail(),
-                };
-                return self.review(segment, reason, Some(&failure)).await;
-            }
-            match self.create(&client, &mut segment, event_type).await? {
-                Created::Booked => return Ok(segment),
-                Created::OtherLength(minutes) => {
-                    let refusal = Refusal::LengthMismatch {
-                        event_type_id: event_type,
-                        length_minutes: minutes,
-                        segment_minutes: u32::try_from(
-                            (segment.ends_at - segment.starts_at).num_minutes(),
-                        )
-                        .unwrap_or(0),
-                    };
-                    let reason = event_map_refused_reason(
-                        &self.subject(&segment, Some(event_type)),
-                        &refusal,
-                    );
-                    let failure = CalcomFailure {
-                        class: FailureClass::Validation,
-                        kind: refusal.code().to_string(),
-                        http_status: None,
-                        message: refusal.detail(),
-                    };
-                    return self.review(segment, reason, Some(&failure)).await;
-                }
-                Created::Failed(failure) => {
-                    // "Busy" may be the event type grown since the last check, colliding
-                    // with our own next segment: ask Cal.com now, so the reason names it.
-                    if failure.class == FailureClass::SlotUnavailable {
+                    .await?,
+                ),
+                BookAction::CheckDrift {
+                    event_type,
+                    forget_first,
+                } => {
+                    if forget_first {
                         self.forget_check(event_type).await;
-                        if let Some(refusal) = self.drifted(&client, &segment, event_type).await {
-                            let reason = event_map_refused_reason(
-                                &self.subject(&segment, Some(event_type)),
-                                &refusal,
-                            );
-                            return self.review(segment, reason, Some(&failure)).await;
-                        }
                     }
-                    let in_the_way = if failure.class == FailureClass::SlotUnavailable {
-                        self.own_booking_in_the_way(&client, &segment).await
-                    } else {
-                        None
-                    };
-                    let decision = self.decision(
-                        &segment,
-                        &failure,
-                        (re_resolved, true),
-                        Operation::Create,
-                        event_type,
-                        in_the_way.as_ref(),
-                    );
-                    if decision != Decision::ReResolveEventType {
-                        return self
-                            .apply(segment, decision, &failure, Operation::Create)
-                            .await;
-                    }
-                    re_resolved = true;
-                    match self.resolve(&client, &segment, &map.event_type_id).await? {
-                        Resolved::Bookable(id) if id != event_type => {
-                            tracing::info!(appointment_id = %self.work.appointment_id, segment = %segment.key, event_type = %id, "re-resolved the host's child; retrying with it");
-                            event_type = id;
-                            // Nothing was created on the parent, so no reconcile is owed.
-                            reconcile = segment.booking.earlier_outcome_unknown;
-                        }
-                        _ => {
-                            let parent = match failure.class {
-                                FailureClass::ManagedParent { event_type_id } => event_type_id,
-                                _ => event_type,
-                            };
-                            let reason = managed_parent_without_child_reason(
-                                &self.subject(&segment, Some(parent)),
-                                parent,
-                            );
-                            return self.review(segment, reason, Some(&failure)).await;
-                        }
-                    }
+                    BookResult::Drift(self.drifted(&client, &segment, event_type).await)
                 }
-            }
+                BookAction::Create { event_type } => {
+                    BookResult::Created(self.create(&client, &mut segment, event_type).await?)
+                }
+                BookAction::FindOwnInTheWay => {
+                    BookResult::InTheWay(self.own_booking_in_the_way(&client, &segment).await)
+                }
+                BookAction::Decide {
+                    failure,
+                    event_type,
+                    re_resolved,
+                    in_the_way,
+                } => BookResult::Decided(self.decision(
+                    &segment,
+                    &failure,
+                    (re_resolved, true),
+                    Operation::Create,
+                    event_type,
+                    in_the_way.as_ref(),
+                )),
+                BookAction::Done(BookEnd::Booked) => return Ok(segment),
+                BookAction::Done(BookEnd::Review { reason, failure }) => {
+                    return self.review(segment, reason, failure.as_ref()).await;
+                }
+                BookAction::Done(BookEnd::Decided { decision, failure }) => {
+                    return self
+                        .apply(segment, decision, &failure, Operation::Create)
+                        .await;
+                }
+                BookAction::Done(BookEnd::ReconcileFailed {
+                    failure,
+                    re_resolved,
+                }) => {
+                    return self
+                        .after_failure(segment, &failure, re_resolved, Operation::Create)
+                        .await;
+                }
+            };
+            action = plan.next(result);
         }
     }
 
-    /// Reads the bookable event type (at most once a minute per type, host and length) and
-    /// asks the domain whether it still fits the segment and its staff member. Cal.com not
-    /// answering is not drift: the create then decides.
+    /// Asks whether the bookable event type still fits the segment and its staff member
+    /// (see [`EventTypeChecks::drifted`]).
     async fn drifted(
         &self,
         client: &CalcomClient,
@@ -525,104 +435,18 @@ impl Run<'_> {
         bookable: EventTypeId,
     ) -> Option<Refusal> {
         let staff = segment.staff.as_ref()?;
-        let minutes = u32::try_from((segment.ends_at - segment.starts_at).num_minutes()).ok()?;
-        let key = (
-            self.work.tenant.tenant_id,
-            bookable.0,
-            staff.user_id.0,
-            minutes,
-        );
-        let ttl = Duration::from_secs(EVENT_TYPE_CHECK_TTL_SECS);
-        // One read per key, however many segments ask at once: they share the slot's answer.
-        // A resync asks for Cal.com's word now (ops may just have fixed the type).
-        let slot = {
-            let mut checked = self
-                .engine
-                .checked
-                .lock()
-                .unwrap_or_else(|p| p.into_inner());
-            checked.retain(|_, slot| slot.at.elapsed() < ttl);
-            if self.job.verify_bookings {
-                checked.remove(&key);
-            }
-            checked
-                .entry(key)
-                .or_insert_with(|| {
-                    Arc::new(CheckSlot {
-                        at: Instant::now(),
-                        answer: tokio::sync::OnceCell::new(),
-                    })
-                })
-                .clone()
-        };
         let host = HostIdentity {
             user_id: staff.user_id,
             username: staff.username.clone(),
         };
-        let team_id = self.work.tenant.team_id;
-        let shared_key = SharedCheckKey {
-            key_fingerprint: key_fingerprint(&self.work.tenant.base_url, &self.work.tenant.api_key),
-            event_type_id: bookable.0,
-            host_user_id: staff.user_id.0,
-            length_minutes: minutes,
+        let ask = DriftAsk {
+            tenant: &self.work.tenant,
+            host: &host,
+            bookable,
+            minutes: segment_minutes(segment)?,
+            fresh: self.job.verify_bookings,
         };
-        let refusal = slot
-            .answer
-            .get_or_init(|| async {
-                let shared = self.engine.shared_checks.as_ref();
-                if let Some(shared) = shared
-                    && !self.job.verify_bookings
-                    && shared.fitted_recently(&shared_key, Utc::now(), ttl).await
-                {
-                    return None;
-                }
-                let route_key = (self.work.tenant.tenant_id, bookable.0);
-                let remembered = self
-                    .engine
-                    .read_routes
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .get(&route_key)
-                    .copied();
-                let first = match remembered {
-                    Some(route) => Some(route),
-                    None => self.key_owner(client).await.map(|owner| {
-                        if owner == host.user_id.0 {
-                            ReadRoute::Own
-                        } else {
-                            ReadRoute::Listing
-                        }
-                    }),
-                };
-                let read = read_event_type_via(client, team_id, bookable, &host, first).await;
-                // A read that failed is remembered too: at most one extra read a minute,
-                // whatever Cal.com's state.
-                match read {
-                    Ok(read) => {
-                        if let Some((_, route)) = &read {
-                            self.engine
-                                .read_routes
-                                .lock()
-                                .unwrap_or_else(|p| p.into_inner())
-                                .insert(route_key, *route);
-                        }
-                        let facts = read
-                            .as_ref()
-                            .map(|(et, _)| crate::event_maps::calcom::facts(et));
-                        let refusal = drift_refusal(bookable, facts.as_ref(), &host, minutes);
-                        if let Some(shared) = shared
-                            && refusal.is_none()
-                            && facts.is_some()
-                        {
-                            shared.record_fit(&shared_key, Utc::now()).await;
-                        }
-                        refusal
-                    }
-                    Err(_) => None,
-                }
-            })
-            .await
-            .clone();
+        let refusal = self.engine.event_type_checks.drifted(client, &ask).await;
         if refusal.is_some() {
             tracing::warn!(appointment_id = %self.work.appointment_id, segment = %segment.key, event_type = %bookable, "the bookable event type no longer fits the segment");
         }
@@ -638,30 +462,8 @@ impl Run<'_> {
         segment: &SegmentWork,
     ) -> Option<OwnBookingInTheWay> {
         let host = segment.staff.as_ref()?.user_id.0;
-        let mut found: Vec<ObservedBooking> = Vec::new();
-        // A busy salon day holds more bookings than one page: read on until the page that
-        // is not full, so our own booking is found wherever it sorts.
-        for page in 0..IN_THE_WAY_PAGES {
-            let query = ListBookings {
-                after_start: Some(segment.starts_at - TimeDelta::hours(12)),
-                before_end: Some(segment.ends_at + TimeDelta::hours(12)),
-                take: Some(IN_THE_WAY_PAGE),
-                skip: Some(page * IN_THE_WAY_PAGE),
-                ..ListBookings::default()
-            };
-            let listed = client.list_bookings(&query).await.ok()?;
-            let full = listed.bookings.len() >= IN_THE_WAY_PAGE as usize;
-            found.extend(
-                listed
-                    .bookings
-                    .iter()
-                    .filter(|b| b.hosts.iter().any(|h| h.id == host))
-                    .map(observe),
-            );
-            if !full {
-                break;
-            }
-        }
+        let found =
+            calcom::host_bookings_around(client, host, segment.starts_at, segment.ends_at).await?;
         own_booking_in_the_way(
             self.work.tenant.tenant_id,
             segment.starts_at,
@@ -670,48 +472,12 @@ impl Run<'_> {
         )
     }
 
-    /// The Cal.com user the tenant's key acts as, asked once per process; `None` when
-    /// Cal.com did not say (the reads then go in their usual order).
-    async fn key_owner(&self, client: &CalcomClient) -> Option<i64> {
-        let cell = self
-            .engine
-            .key_owners
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .entry(self.work.tenant.tenant_id)
-            .or_default()
-            .clone();
-        let owner = cell
-            .get_or_init(|| async { client.me().await.ok().map(|me| me.id) })
-            .await;
-        if owner.is_none() {
-            // Not remembered: the next check asks again.
-            self.engine
-                .key_owners
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .remove(&self.work.tenant.tenant_id);
-        }
-        *owner
-    }
-
     /// Drops the remembered drift checks of `event_type`: the next create reads it again.
     async fn forget_check(&self, event_type: EventTypeId) {
-        let tenant_id = self.work.tenant.tenant_id;
         self.engine
-            .checked
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .retain(|(tenant, id, _, _), _| !(*tenant == tenant_id && *id == event_type.0));
-        if let Some(shared) = &self.engine.shared_checks {
-            let tenant = &self.work.tenant;
-            shared
-                .forget(
-                    &key_fingerprint(&tenant.base_url, &tenant.api_key),
-                    event_type.0,
-                )
-                .await;
-        }
+            .event_type_checks
+            .forget(&self.work.tenant, event_type)
+            .await;
     }
 
     /// Asks the event-map resolution (the event-map issue's code) what is bookable now for
@@ -806,7 +572,7 @@ impl Run<'_> {
         let attempt = self
             .begin(segment, operation, Some(event_type.0), status)
             .await?;
-        let found = find_bookings(
+        let found = calcom::find_bookings(
             client,
             segment.booking.calcom_booking_uid.as_deref(),
             event_type,
@@ -890,16 +656,12 @@ impl Run<'_> {
                 None,
             )
             .await?;
-        let result = client
-            .cancel_booking(
-                &booking.uid,
-                "phasebook keeps exactly one booking per segment, at the appointment's planned time.",
-            )
-            .await;
-        let (outcome, failure) = match result {
-            Ok(_) => ("cancelled", None),
-            Err(err) if err.is_already_cancelled() => ("already_cancelled", None),
-            Err(err) => ("failed", Some(classify(&err))),
+        let reason =
+            "phasebook keeps exactly one booking per segment, at the appointment's planned time.";
+        let (outcome, failure) = match calcom::cancel(client, &booking.uid, reason).await {
+            Cancel::Cancelled => ("cancelled", None),
+            Cancel::AlreadyCancelled => ("already_cancelled", None),
+            Cancel::NotFound(failure) | Cancel::Failed(failure) => ("failed", Some(failure)),
         };
         let error = failure.as_ref().map(SegmentError::from);
         self.finish(attempt, outcome, error, Some(booking.uid.clone()), segment)
@@ -913,7 +675,13 @@ impl Run<'_> {
         segment: &mut SegmentWork,
         event_type: EventTypeId,
     ) -> Result<Created, RunError> {
-        let request = match self.create_request(segment, event_type) {
+        let request = calcom::create_request(
+            self.work,
+            &self.identity(segment),
+            segment.starts_at,
+            event_type,
+        );
+        let request = match request {
             Ok(request) => request,
             Err(err) => return Ok(Created::Failed(classify(&err))),
         };
@@ -925,8 +693,8 @@ impl Run<'_> {
                 SegmentSyncStatus::Syncing,
             )
             .await?;
-        match client.create_booking(&request).await {
-            Ok(booking) if booking.end - booking.start != segment.ends_at - segment.starts_at => {
+        match calcom::create(client, &request, segment.ends_at - segment.starts_at).await {
+            CreateAnswer::OtherLength(booking) => {
                 // The event type's length changed after the last drift check (a minute may
                 // pass between checks): the booking blocks another span than the segment.
                 // Its uid is kept on the segment so that, whatever happens next, a
@@ -942,15 +710,14 @@ impl Run<'_> {
                 self.cancel_stray(client, segment, &booking).await?;
                 Ok(Created::OtherLength(minutes))
             }
-            Ok(booking) => {
+            CreateAnswer::Booked(booking) => {
                 tracing::info!(appointment_id = %self.work.appointment_id, segment = %segment.key, booking_uid = %booking.uid, "segment booked");
                 self.settle(segment, Self::booked(&booking, event_type));
                 self.finish(attempt, "created", None, Some(booking.uid.clone()), segment)
                     .await?;
                 Ok(Created::Booked)
             }
-            Err(err) => {
-                let failure = classify(&err);
+            CreateAnswer::Failed(failure) => {
                 let outcome = if failure.class.may_have_created() {
                     "unknown"
                 } else {
@@ -976,40 +743,6 @@ impl Run<'_> {
                 Ok(Created::Failed(failure))
             }
         }
-    }
-
-    fn create_request(
-        &self,
-        segment: &SegmentWork,
-        event_type: EventTypeId,
-    ) -> Result<CreateBooking, CalcomError> {
-        // A booking made after a move names the revision it was made for.
-        let revision = (self.work.revision > 0).then(|| {
-            (
-                phasebook_domain::sync::reschedule::METADATA_REVISION,
-                self.work.revision.to_string(),
-            )
-        });
-        let metadata = BookingMetadata::new(
-            self.identity(segment)
-                .metadata()
-                .into_iter()
-                .chain(revision)
-                .map(|(k, v)| (k, Value::String(v))),
-        )?;
-        Ok(CreateBooking {
-            start: segment.starts_at,
-            event_type_id: event_type.0,
-            attendee: Attendee {
-                name: self.work.customer_name.clone(),
-                email: self.work.customer_email.clone(),
-                time_zone: self.work.time_zone.clone(),
-                phone_number: self.work.customer_phone.clone(),
-                language: None,
-            },
-            metadata,
-            notes: self.work.notes.clone(),
-        })
     }
 
     /// Cancels the segment's booking (or finds that there is none).
@@ -1090,44 +823,37 @@ impl Run<'_> {
                     SegmentSyncStatus::Cancelling,
                 )
                 .await?;
-            let error = match client.cancel_booking(&uid, &reason).await {
-                Ok(_) => return self.cancelled(segment, attempt, "cancelled", uid).await,
-                Err(CalcomError::NotFound { .. }) => {
+            let failure = match calcom::cancel(&client, &uid, &reason).await {
+                Cancel::Cancelled => {
+                    return self.cancelled(segment, attempt, "cancelled", uid).await;
+                }
+                Cancel::NotFound(_) => {
                     return self.cancelled(segment, attempt, "not_found", uid).await;
                 }
                 // Cal.com cancels the old booking of a reschedule: what holds the stylist's
                 // time now is the booking it was moved to, so that is the one to cancel.
-                Err(err) if err.is_already_cancelled() => match client.get_booking(&uid).await {
-                    Ok(old) => match successor(&observe(&old)) {
-                        Some(next) if hops < MAX_RESCHEDULE_HOPS => {
-                            hops += 1;
-                            let next = next.to_owned();
-                            tracing::info!(appointment_id = %self.work.appointment_id, segment = %segment.key, booking_uid = %next, "the booking was moved in Cal.com; cancelling where it went");
-                            segment.booking.calcom_booking_uid = Some(next.clone());
-                            segment.booking.calcom_booking_id = None;
-                            let mut snapshot = segment.clone();
-                            snapshot.booking.status = SegmentSyncStatus::Cancelling;
-                            self.finish(attempt, "moved", None, Some(uid), &mut snapshot)
-                                .await?;
-                            uid = next;
-                            continue;
-                        }
-                        _ => {
-                            return self
-                                .cancelled(segment, attempt, "already_cancelled", uid)
-                                .await;
-                        }
-                    },
-                    Err(CalcomError::NotFound { .. }) => {
+                Cancel::AlreadyCancelled => match calcom::moved_to(&client, &uid).await {
+                    Ok(Some(next)) if hops < MAX_RESCHEDULE_HOPS => {
+                        hops += 1;
+                        tracing::info!(appointment_id = %self.work.appointment_id, segment = %segment.key, booking_uid = %next, "the booking was moved in Cal.com; cancelling where it went");
+                        segment.booking.calcom_booking_uid = Some(next.clone());
+                        segment.booking.calcom_booking_id = None;
+                        let mut snapshot = segment.clone();
+                        snapshot.booking.status = SegmentSyncStatus::Cancelling;
+                        self.finish(attempt, "moved", None, Some(uid), &mut snapshot)
+                            .await?;
+                        uid = next;
+                        continue;
+                    }
+                    Ok(_) => {
                         return self
                             .cancelled(segment, attempt, "already_cancelled", uid)
                             .await;
                     }
-                    Err(err) => err,
+                    Err(failure) => failure,
                 },
-                Err(err) => err,
+                Cancel::Failed(failure) => failure,
             };
-            let failure = classify(&error);
             let mut snapshot = segment.clone();
             snapshot.booking.status = SegmentSyncStatus::Cancelling;
             self.finish(
@@ -1363,102 +1089,7 @@ impl Run<'_> {
     }
 }
 
-enum Resolved {
-    Bookable(EventTypeId),
-    Refused(String),
-    Unknown,
-}
-
-enum Reconciled {
-    Adopted,
-    Missing,
-    Failed(CalcomFailure),
-}
-
-enum Created {
-    Booked,
-    /// Cal.com booked this many minutes, not the segment's length; that booking is cancelled.
-    OtherLength(i64),
-    Failed(CalcomFailure),
-}
-
-/// Every booking that may be the segment's: the stored one and each booking Cal.com moved
-/// it to (following `rescheduledToUid`), then every booking of `event_type` within a day of
-/// the planned start (every status).
-async fn find_bookings(
-    client: &CalcomClient,
-    stored_uid: Option<&str>,
-    event_type: EventTypeId,
-    start: DateTime<Utc>,
-) -> Result<Vec<Booking>, CalcomError> {
-    let mut out = Vec::new();
-    let mut next = stored_uid.map(str::to_owned);
-    for _ in 0..=MAX_RESCHEDULE_HOPS {
-        let Some(uid) = next.take() else { break };
-        match client.get_booking(&uid).await {
-            Ok(booking) => {
-                next = successor(&observe(&booking)).map(str::to_owned);
-                out.push(booking);
-            }
-            // Deleted in Cal.com: the listing below finds whatever else is ours.
-            Err(CalcomError::NotFound { .. }) => break,
-            Err(err) => return Err(err),
-        }
-    }
-    for page in 0..MAX_RECONCILE_PAGES {
-        let query = ListBookings {
-            event_type_id: Some(event_type.0),
-            after_start: Some(start - TimeDelta::days(1)),
-            // The end Cal.com stores is start + the event type's length, which may differ
-            // from ours: bound by a day and match the start exactly instead.
-            before_end: Some(start + TimeDelta::days(1)),
-            take: Some(MAX_BOOKINGS_PAGE),
-            skip: Some(page * MAX_BOOKINGS_PAGE),
-            ..ListBookings::default()
-        };
-        let listed = client.list_bookings(&query).await?;
-        let more = listed.has_next_page;
-        out.extend(listed.bookings);
-        if !more {
-            return Ok(out);
-        }
-    }
-    Err(CalcomError::OutcomeUnknown {
-        reason: format!(
-            "more than {} bookings of event type {event_type} around one day; could not finish the reconcile",
-            MAX_RECONCILE_PAGES * MAX_BOOKINGS_PAGE
-        ),
-    })
-}
-
-fn metadata_text(booking: &Booking, key: &str) -> Option<String> {
-    match booking.metadata.get(key)? {
-        Value::String(s) => Some(s.clone()),
-        Value::Number(n) => Some(n.to_string()),
-        Value::Bool(b) => Some(b.to_string()),
-        _ => None,
-    }
-}
-
-/// A Cal.com booking reduced to what the sync rules look at.
-pub(crate) fn observe(booking: &Booking) -> ObservedBooking {
-    use phasebook_domain::sync::{METADATA_APPOINTMENT, METADATA_SEGMENT, METADATA_TENANT};
-    ObservedBooking {
-        id: booking.id,
-        uid: booking.uid.clone(),
-        event_type_id: booking
-            .event_type_id
-            .or_else(|| booking.event_type.as_ref().map(|e| e.id))
-            .map(EventTypeId),
-        start: booking.start,
-        end: booking.end,
-        cancelled: matches!(
-            booking.status,
-            BookingStatus::Cancelled | BookingStatus::Rejected
-        ),
-        tenant: metadata_text(booking, METADATA_TENANT),
-        appointment: metadata_text(booking, METADATA_APPOINTMENT),
-        segment: metadata_text(booking, METADATA_SEGMENT),
-        rescheduled_to_uid: booking.rescheduled_to_uid.clone(),
-    }
+/// The segment's length in minutes, when it fits.
+fn segment_minutes(segment: &SegmentWork) -> Option<u32> {
+    u32::try_from((segment.ends_at - segment.starts_at).num_minutes()).ok()
 }

@@ -7,6 +7,7 @@
 //! adoption, review reasons — is `phasebook_domain::sync`.
 
 pub mod clients;
+pub mod drift;
 pub mod engine;
 pub mod failure;
 pub mod resolve;

@@ -50,7 +50,7 @@ impl Worker {
         engine.policy = config.retry;
         engine.segment_parallelism = config.segment_parallelism;
         engine.breaker_policy = config.breaker;
-        engine.shared_checks = handle
+        engine.event_type_checks.shared = handle
             .budgets()
             .map(|b| super::shared_checks::SharedChecks::new(b.database().clone()));
         Self {

@@ -20,7 +20,8 @@ use phasebook_domain::sync::{
 };
 use uuid::Uuid;
 
-use super::{Run, RunError, classify, find_bookings, observe};
+use super::calcom::{Cancel, cancel, find_bookings, observe};
+use super::{Run, RunError, classify};
 use crate::store::sync::{AttemptFinish, SegmentWork};
 use calcom_client::{Booking, CalcomClient};
 
@@ -305,20 +306,15 @@ impl Run<'_> {
                 None,
             )
             .await?;
-        let result = client
-            .cancel_booking(
-                &booking.uid,
-                &format!(
-                    "Appointment {} was moved to another time in phasebook.",
-                    self.work.appointment_id
-                ),
-            )
-            .await;
-        let (outcome, failure) = match result {
-            Ok(_) => ("cancelled", None),
-            Err(err) if err.is_already_cancelled() => ("already_cancelled", None),
-            Err(calcom_client::CalcomError::NotFound { .. }) => ("not_found", None),
-            Err(err) => ("failed", Some(classify(&err))),
+        let reason = format!(
+            "Appointment {} was moved to another time in phasebook.",
+            self.work.appointment_id
+        );
+        let (outcome, failure) = match cancel(client, &booking.uid, &reason).await {
+            Cancel::Cancelled => ("cancelled", None),
+            Cancel::AlreadyCancelled => ("already_cancelled", None),
+            Cancel::NotFound(_) => ("not_found", None),
+            Cancel::Failed(failure) => ("failed", Some(failure)),
         };
         let mut snapshot = segment.clone();
         snapshot.booking.status = SegmentSyncStatus::Syncing;

@@ -70,7 +70,7 @@ fn answer(action: &BookAction, pick: u8, class: FailureClass) -> BookResult {
             _ => Reconciled::Failed(failure(class)),
         }),
         BookAction::CheckDrift { event_type, .. } => {
-            BookResult::Drift((pick % 2 == 0).then_some(Refusal::NotFound {
+            BookResult::Drift(pick.is_multiple_of(2).then_some(Refusal::NotFound {
                 event_type_id: *event_type,
             }))
         }
@@ -80,7 +80,7 @@ fn answer(action: &BookAction, pick: u8, class: FailureClass) -> BookResult {
             _ => Created::Failed(failure(class)),
         }),
         BookAction::FindOwnInTheWay => {
-            BookResult::InTheWay((pick % 2 == 0).then(|| OwnBookingInTheWay {
+            BookResult::InTheWay(pick.is_multiple_of(2).then(|| OwnBookingInTheWay {
                 appointment_id: uuid::Uuid::from_u128(9),
                 segment_key: "A".into(),
                 calcom_booking_uid: "uid-9".into(),
