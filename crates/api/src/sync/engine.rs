@@ -25,7 +25,6 @@ use tracing::Instrument;
 use uuid::Uuid;
 
 mod calcom;
-mod journal;
 mod moves;
 
 pub(crate) use calcom::observe;
@@ -35,8 +34,8 @@ use super::clients::ClientCache;
 use super::drift::{DriftAsk, EventTypeChecks};
 use super::failure::classify;
 use crate::store::sync::{
-    AppointmentWork, BookableUpdate, ClaimedJob, JobNext, SegmentWork, StoreError, StoreResult,
-    SyncStore,
+    AppointmentWork, AttemptFinish, AttemptStart, BookableUpdate, ClaimedJob, JobNext, SegmentWork,
+    StoreError, StoreResult, SyncStore,
 };
 use phasebook_domain::sync::breaker::{
     Admission, Breaker, BreakerPolicy, Change, signals_unavailable,
@@ -551,7 +550,9 @@ impl Run<'_> {
                 Some(SegmentError::from(&classify(&err))),
             ),
         };
-        self.finish(attempt, outcome, error, None, segment).await?;
+        let mut unchanged = segment.clone();
+        self.finish(attempt, outcome, error, None, &mut unchanged)
+            .await?;
         Ok(resolved)
     }
 
@@ -620,7 +621,9 @@ impl Run<'_> {
                 Reconciled::Adopted
             }
             None => {
-                self.finish(attempt, "missing", None, None, segment).await?;
+                let mut unchanged = segment.clone();
+                self.finish(attempt, "missing", None, None, &mut unchanged)
+                    .await?;
                 Reconciled::Missing
             }
         };
@@ -727,13 +730,14 @@ impl Run<'_> {
                 segment.booking.last_error = Some(SegmentError::from(&failure));
                 // The segment's new state is written with the decision; the attempt's
                 // outcome is recorded now so that a crash in between still leaves it known.
-                self.finish_as(
-                    SegmentSyncStatus::Syncing,
+                let mut snapshot = segment.clone();
+                snapshot.booking.status = SegmentSyncStatus::Syncing;
+                self.finish(
                     attempt,
                     outcome,
                     Some(SegmentError::from(&failure)),
                     None,
-                    segment,
+                    &mut snapshot,
                 )
                 .await?;
                 Ok(Created::Failed(failure))
@@ -789,7 +793,17 @@ impl Run<'_> {
             }
         }
         let Some(uid) = segment.booking.calcom_booking_uid.clone() else {
-            return self.save_outcome(segment, Outcome::Cancelled).await;
+            self.settle(&mut segment, Outcome::Cancelled);
+            let saved = self
+                .engine
+                .store
+                .save_segment(&self.job.fence, None, &segment)
+                .await?;
+            return if saved {
+                Ok(segment)
+            } else {
+                Err(RunError::LeaseLost)
+            };
         };
         // Cal.com requires a reason from a host; the caller's own words when they gave any.
         let reason = self.work.cancellation_reason.clone().unwrap_or_else(|| {
@@ -824,15 +838,10 @@ impl Run<'_> {
                         tracing::info!(appointment_id = %self.work.appointment_id, segment = %segment.key, booking_uid = %next, "the booking was moved in Cal.com; cancelling where it went");
                         segment.booking.calcom_booking_uid = Some(next.clone());
                         segment.booking.calcom_booking_id = None;
-                        self.finish_as(
-                            SegmentSyncStatus::Cancelling,
-                            attempt,
-                            "moved",
-                            None,
-                            Some(uid),
-                            &segment,
-                        )
-                        .await?;
+                        let mut snapshot = segment.clone();
+                        snapshot.booking.status = SegmentSyncStatus::Cancelling;
+                        self.finish(attempt, "moved", None, Some(uid), &mut snapshot)
+                            .await?;
                         uid = next;
                         continue;
                     }
@@ -845,13 +854,14 @@ impl Run<'_> {
                 },
                 Cancel::Failed(failure) => failure,
             };
-            self.finish_as(
-                SegmentSyncStatus::Cancelling,
+            let mut snapshot = segment.clone();
+            snapshot.booking.status = SegmentSyncStatus::Cancelling;
+            self.finish(
                 attempt,
                 "failed",
                 Some(SegmentError::from(&failure)),
                 Some(uid),
-                &segment,
+                &mut snapshot,
             )
             .await?;
             return self
@@ -869,7 +879,7 @@ impl Run<'_> {
     ) -> Result<SegmentWork, RunError> {
         tracing::info!(appointment_id = %self.work.appointment_id, segment = %segment.key, outcome, "segment booking cancelled");
         self.settle(&mut segment, Outcome::Cancelled);
-        self.finish(attempt, outcome, None, Some(uid), &segment)
+        self.finish(attempt, outcome, None, Some(uid), &mut segment)
             .await?;
         Ok(segment)
     }
@@ -979,6 +989,103 @@ impl Run<'_> {
             },
         )
         .await
+    }
+
+    /// Applies `outcome` to the segment and saves its new state (fenced).
+    async fn save_outcome(
+        &self,
+        mut segment: SegmentWork,
+        outcome: Outcome,
+    ) -> Result<SegmentWork, RunError> {
+        self.settle(&mut segment, outcome);
+        let saved = self
+            .engine
+            .store
+            .save_segment(&self.job.fence, None, &segment)
+            .await?;
+        if saved {
+            Ok(segment)
+        } else {
+            Err(RunError::LeaseLost)
+        }
+    }
+
+    async fn begin(
+        &self,
+        segment: &SegmentWork,
+        operation: &'static str,
+        event_type_id: Option<i64>,
+        status: SegmentSyncStatus,
+    ) -> Result<Uuid, RunError> {
+        self.begin_on(segment, operation, event_type_id, status, None, None)
+            .await
+    }
+
+    /// [`Self::begin`] for a call that ends a known booking (`uid`, or `moved_from` for a
+    /// reschedule): the write-ahead row names it, so a kill before the answer still shows
+    /// that phasebook asked for exactly this booking to go.
+    async fn begin_on(
+        &self,
+        segment: &SegmentWork,
+        operation: &'static str,
+        event_type_id: Option<i64>,
+        status: SegmentSyncStatus,
+        uid: Option<&str>,
+        moved_from: Option<&str>,
+    ) -> Result<Uuid, RunError> {
+        let attempt = AttemptStart {
+            sync_attempt_id: Uuid::now_v7(),
+            tenant_id: self.work.tenant.tenant_id,
+            appointment_id: self.work.appointment_id,
+            segment_key: segment.key.clone(),
+            operation,
+            event_type_id,
+            started_at: Utc::now(),
+            calcom_booking_uid: uid.map(str::to_owned),
+            moved_from_uid: moved_from.map(str::to_owned),
+        };
+        if self
+            .engine
+            .store
+            .begin_attempt(&self.job.fence, &attempt, status)
+            .await?
+        {
+            Ok(attempt.sync_attempt_id)
+        } else {
+            Err(RunError::LeaseLost)
+        }
+    }
+
+    async fn finish(
+        &self,
+        attempt: Uuid,
+        outcome: &'static str,
+        error: Option<SegmentError>,
+        uid: Option<String>,
+        segment: &mut SegmentWork,
+    ) -> Result<(), RunError> {
+        self.engine.observe_call(
+            self.work.tenant.tenant_id,
+            error.as_ref().map(|e| e.kind.as_str()),
+        );
+        let finish = AttemptFinish {
+            sync_attempt_id: attempt,
+            finished_at: Utc::now(),
+            outcome,
+            error,
+            calcom_booking_uid: uid,
+            moved_from_uid: None,
+        };
+        if self
+            .engine
+            .store
+            .save_segment(&self.job.fence, Some(&finish), segment)
+            .await?
+        {
+            Ok(())
+        } else {
+            Err(RunError::LeaseLost)
+        }
     }
 }
 

@@ -18,10 +18,11 @@ use phasebook_domain::sync::reschedule::{
 use phasebook_domain::sync::{
     CalcomFailure, ObservedBooking, Operation, SegmentError, SegmentSyncStatus, converge,
 };
+use uuid::Uuid;
 
 use super::calcom::{Cancel, cancel, find_bookings, observe};
 use super::{Run, RunError, classify};
-use crate::store::sync::SegmentWork;
+use crate::store::sync::{AttemptFinish, SegmentWork};
 use calcom_client::{Booking, CalcomClient};
 
 impl Run<'_> {
@@ -105,7 +106,7 @@ impl Run<'_> {
                         None,
                         Some(booking.uid.clone()),
                         uid,
-                        &segment,
+                        &mut segment,
                     )
                     .await?;
                     return Ok(segment);
@@ -126,7 +127,7 @@ impl Run<'_> {
                         Some(SegmentError::from(&failure)),
                         None,
                         uid,
-                        &snapshot,
+                        &mut snapshot,
                     )
                     .await?;
                     if retry_the_reschedule(failure.class) {
@@ -175,13 +176,14 @@ impl Run<'_> {
             Err(err) => {
                 let failure = classify(&err);
                 segment.booking.last_error = Some(SegmentError::from(&failure));
-                self.finish_as(
-                    SegmentSyncStatus::Syncing,
+                let mut snapshot = segment.clone();
+                snapshot.booking.status = SegmentSyncStatus::Syncing;
+                self.finish(
                     attempt,
                     "failed",
                     Some(SegmentError::from(&failure)),
                     None,
-                    &segment,
+                    &mut snapshot,
                 )
                 .await?;
                 return self
@@ -200,13 +202,14 @@ impl Run<'_> {
         let kept = plan.keep.map(|i| bookings[i].clone());
         // The stored uid stays until every old booking is cancelled: a crash before then
         // repeats this look from the same place.
-        self.finish_as(
-            SegmentSyncStatus::Syncing,
+        let mut snapshot = segment.clone();
+        snapshot.booking.status = SegmentSyncStatus::Syncing;
+        self.finish(
             attempt,
             if kept.is_some() { "adopted" } else { "missing" },
             None,
             kept.as_ref().map(|b| b.uid.clone()),
-            &segment,
+            &mut snapshot,
         )
         .await?;
         for stray in plan.strays {
@@ -313,15 +316,59 @@ impl Run<'_> {
             Cancel::NotFound(_) => ("not_found", None),
             Cancel::Failed(failure) => ("failed", Some(failure)),
         };
-        self.finish_as(
-            SegmentSyncStatus::Syncing,
+        let mut snapshot = segment.clone();
+        snapshot.booking.status = SegmentSyncStatus::Syncing;
+        self.finish(
             attempt,
             outcome,
             failure.as_ref().map(SegmentError::from),
             Some(booking.uid.clone()),
-            segment,
+            &mut snapshot,
         )
         .await?;
         Ok(failure)
+    }
+
+    async fn save(&self, segment: &SegmentWork) -> Result<(), RunError> {
+        if self
+            .engine
+            .store
+            .save_segment(&self.job.fence, None, segment)
+            .await?
+        {
+            Ok(())
+        } else {
+            Err(RunError::LeaseLost)
+        }
+    }
+
+    /// Records a move's attempt with both uids: the booking it moved from and the new one.
+    async fn finish_move(
+        &self,
+        attempt: Uuid,
+        outcome: &'static str,
+        error: Option<SegmentError>,
+        uid: Option<String>,
+        moved_from: String,
+        segment: &mut SegmentWork,
+    ) -> Result<(), RunError> {
+        let finish = AttemptFinish {
+            sync_attempt_id: attempt,
+            finished_at: Utc::now(),
+            outcome,
+            error,
+            calcom_booking_uid: uid,
+            moved_from_uid: Some(moved_from),
+        };
+        if self
+            .engine
+            .store
+            .save_segment(&self.job.fence, Some(&finish), segment)
+            .await?
+        {
+            Ok(())
+        } else {
+            Err(RunError::LeaseLost)
+        }
     }
 }
