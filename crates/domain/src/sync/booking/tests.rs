@@ -11,7 +11,7 @@ fn now() -> DateTime<Utc> {
         .expect("time")
 }
 
-fn failure(class: FailureClass) -> CalcomFailure {
+pub(super) fn failure(class: FailureClass) -> CalcomFailure {
     CalcomFailure {
         class,
         kind: "kind".into(),
@@ -35,7 +35,7 @@ enum Answer {
     Fail(FailureClass),
 }
 
-fn any_class() -> impl Strategy<Value = FailureClass> {
+pub(super) fn any_class() -> impl Strategy<Value = FailureClass> {
     prop_oneof![
         Just(FailureClass::NotSent),
         Just(FailureClass::OutcomeUnknown),

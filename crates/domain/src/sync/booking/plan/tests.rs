@@ -2,35 +2,11 @@ use chrono::{TimeDelta, TimeZone, Utc};
 use proptest::prelude::*;
 
 use super::*;
+use crate::sync::booking::tests::{any_class, failure};
 use crate::sync::fixtures::subject;
 
 const MAPPED: EventTypeId = EventTypeId(1001);
 const CHILD: EventTypeId = EventTypeId(2002);
-
-fn failure(class: FailureClass) -> CalcomFailure {
-    CalcomFailure {
-        class,
-        kind: "kind".into(),
-        http_status: None,
-        message: "said".into(),
-    }
-}
-
-fn any_class() -> impl Strategy<Value = FailureClass> {
-    prop_oneof![
-        Just(FailureClass::NotSent),
-        Just(FailureClass::OutcomeUnknown),
-        Just(FailureClass::Server),
-        Just(FailureClass::Decode),
-        Just(FailureClass::DuplicateBooking),
-        Just(FailureClass::SlotUnavailable),
-        Just(FailureClass::Validation),
-        Just(FailureClass::ManagedParent {
-            event_type_id: MAPPED
-        }),
-        (0u64..5_000).prop_map(|reset_after_ms| FailureClass::RateLimited { reset_after_ms }),
-    ]
-}
 
 fn booking(earlier_outcome_unknown: bool, uid_held: bool) -> SegmentBooking {
     SegmentBooking {
