@@ -731,9 +731,10 @@ pub(crate) const FIND_BOOKED_SEGMENT: &str = "select s.appointment_id, s.segment
 pub(crate) const NEXT_RUN_AT: &str = "select min(case when state = 'pending' then run_at \
      else lease_expires_at end) as next_run_at from sync_jobs where state <> 'done'";
 
-/// [`SyncStore`] for one backend, written once. The invoking module provides the codec of
-/// `shared.rs` (`db_id`, `db_at`, `get_id`, `get_at`, `get_opt_at`, `get_json`) and what
-/// really differs between the dialects:
+/// [`SyncStore`] for one backend, written once; it brings the names of this module it uses
+/// into the invoking module. That module provides the codec of `shared.rs` (`db_id`,
+/// `db_at`, `get_id`, `get_at`, `get_opt_at`, `get_json`) and what really differs between
+/// the dialects:
 ///
 /// - `begin_write(pool)`: a transaction that may write;
 /// - `lock_appointment(tx, appointment_id, AppointmentLock)`: the appointment's row lock,
@@ -742,6 +743,23 @@ pub(crate) const NEXT_RUN_AT: &str = "select min(case when state = 'pending' the
 ///   job leasing (see [`SyncStore::claim_jobs_fairly`]), mapping rows with `claimed_job`.
 macro_rules! sync_shared {
     (pool = $pool:ty, row = $row:ty, db = $db:ty, for_update = $for_update:literal) => {
+        use chrono::{DateTime, Utc};
+        use phasebook_domain::sync::{
+            AppointmentSync, SegmentBooking, SegmentSyncStatus, StoredBooking,
+        };
+        use phasebook_domain::{CalcomUserId, EventTypeId, SegmentKey};
+        use sqlx::Row;
+        use uuid::Uuid;
+
+        use super::StoreError;
+        use super::sync::{
+            AppointmentLock, AppointmentWork, AttemptFinish, AttemptRecord, AttemptStart,
+            BookableUpdate, BookedSegment, ClaimedJob, Fence, JobNext, MappedEventType,
+            SegmentSyncView, SegmentWork, StaffCalcom, StoreResult, SyncHealth, SyncStore,
+            SyncView, TenantConnection, derive_from_rows, desired_state, every_status_counted,
+            parse_appointment_status, parse_segment_status, staff_id,
+        };
+
         type WriteTx = sqlx::Transaction<'static, $db>;
 
         fn segment_key(raw: String) -> Result<SegmentKey, sqlx::Error> {

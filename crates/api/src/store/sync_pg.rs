@@ -2,22 +2,11 @@
 //! replicas can poll one database without ever leasing the same job twice. Everything else
 //! is written once in `sync.rs`.
 
-use chrono::{DateTime, Utc};
-use phasebook_domain::sync::{AppointmentSync, SegmentBooking, SegmentSyncStatus, StoredBooking};
-use phasebook_domain::{CalcomUserId, EventTypeId, SegmentKey};
 use sqlx::postgres::PgRow;
-use sqlx::{PgPool, Postgres, Row, Transaction};
-use uuid::Uuid;
+use sqlx::{PgPool, Postgres, Transaction};
 
-use super::StoreError;
 use super::pg::{db_at, db_id, get_at, get_id, get_json, get_opt_at};
-use super::sync::{
-    AppointmentLock, AppointmentWork, AttemptFinish, AttemptRecord, AttemptStart, BookableUpdate,
-    BookedSegment, ClaimedJob, Fence, JobNext, MappedEventType, SegmentSyncView, SegmentWork,
-    StaffCalcom, StoreResult, SyncHealth, SyncStore, SyncView, TenantConnection, derive_from_rows,
-    desired_state, every_status_counted, fair_due_jobs, parse_appointment_status,
-    parse_segment_status, staff_id,
-};
+use super::sync::fair_due_jobs;
 
 super::sync::sync_shared!(
     pool = PgPool,

@@ -3,21 +3,11 @@
 //! every read-then-write transaction starts `immediate` so it never has to upgrade a read
 //! lock under contention. Everything else is written once in `sync.rs`.
 
-use chrono::{DateTime, Utc};
-use phasebook_domain::sync::{AppointmentSync, SegmentBooking, SegmentSyncStatus, StoredBooking};
-use phasebook_domain::{CalcomUserId, EventTypeId, SegmentKey};
 use sqlx::sqlite::SqliteRow;
-use sqlx::{Row, Sqlite, SqlitePool, Transaction};
-use uuid::Uuid;
+use sqlx::{Sqlite, SqlitePool, Transaction};
 
 use super::sqlite::{db_at, db_id, get_at, get_id, get_json, get_opt_at};
-use super::sync::{
-    AppointmentLock, AppointmentWork, AttemptFinish, AttemptRecord, AttemptStart, BookableUpdate,
-    BookedSegment, ClaimedJob, Fence, JobNext, MappedEventType, SegmentSyncView, SegmentWork,
-    StaffCalcom, StoreError, StoreResult, SyncHealth, SyncStore, SyncView, TenantConnection,
-    derive_from_rows, desired_state, every_status_counted, fair_due_jobs, parse_appointment_status,
-    parse_segment_status, staff_id,
-};
+use super::sync::fair_due_jobs;
 
 super::sync::sync_shared!(
     pool = SqlitePool,
