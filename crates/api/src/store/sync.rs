@@ -1,7 +1,9 @@
 //! Storage for the sync engine: leasing outbox jobs, the write-ahead attempt log, segment
 //! booking state, the derived appointment sync status, and the read models behind
-//! `GET /appointments/{appointment_id}/sync` and `GET /sync/health`. `sync_pg.rs` and
-//! `sync_sqlite.rs` implement [`SyncStore`] for each backend.
+//! `GET /appointments/{appointment_id}/sync` and `GET /sync/health`. [`SyncStore`] is
+//! written once here (`sync_shared!`); `sync_pg.rs` and `sync_sqlite.rs` add only job
+//! leasing and row locks. Every instant a statement writes is bound, taken once per call in
+//! Rust, never the database's clock.
 //!
 //! Every write made on behalf of a leased job is fenced: it only happens while the job is
 //! still leased to the same claim (owner and run number), so a worker whose lease expired
