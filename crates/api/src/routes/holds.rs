@@ -250,7 +250,7 @@ async fn create_hold(
                 .unwrap_or_default();
             HoldSegment {
                 segment,
-                event_type_id,
+                event_type_id: phasebook_domain::EventTypeId(event_type_id),
                 calcom_reservation_uid: None,
             }
         })
@@ -282,7 +282,7 @@ async fn create_hold(
         let reservations = hold.segments.iter().map(|s| {
             let client = client.clone();
             let request = calcom_client::ReserveSlot {
-                event_type_id: s.event_type_id,
+                event_type_id: s.event_type_id.0,
                 slot_start: s.segment.starts_at,
                 slot_duration: None,
                 reservation_duration: Some(minutes),

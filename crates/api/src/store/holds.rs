@@ -7,7 +7,7 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use phasebook_domain::availability::Span;
-use phasebook_domain::{PlannedSegment, ServiceId, StaffId};
+use phasebook_domain::{EventTypeId, PlannedSegment, ServiceId, StaffId};
 use uuid::Uuid;
 
 use super::event_maps::EventMapStore;
@@ -53,7 +53,7 @@ impl HoldStatus {
 pub struct HoldSegment {
     pub segment: PlannedSegment,
     /// The bookable event type the segment is reserved (and later booked) on.
-    pub event_type_id: i64,
+    pub event_type_id: EventTypeId,
     pub calcom_reservation_uid: Option<String>,
 }
 
@@ -276,7 +276,7 @@ macro_rules! booking_store {
                         .bind(s.segment.staff_id.as_str())
                         .bind(db_at(s.segment.starts_at))
                         .bind(db_at(s.segment.ends_at))
-                        .bind(s.event_type_id)
+                        .bind(s.event_type_id.0)
                         .execute(&mut **tx)
                         .await?;
                 }
@@ -422,7 +422,7 @@ macro_rules! booking_store {
                                 starts_at: get_at(r, "starts_at")?,
                                 ends_at: get_at(r, "ends_at")?,
                             },
-                            event_type_id: r.try_get("event_type_id")?,
+                            event_type_id: phasebook_domain::EventTypeId(r.try_get("event_type_id")?),
                             calcom_reservation_uid: r.try_get("calcom_reservation_uid")?,
                         })
                     })

@@ -35,8 +35,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, TimeDelta, Utc};
 use phasebook_domain::sync::{AppointmentSyncStatus, SegmentSyncStatus};
 use phasebook_domain::{
-    AppointmentStatus, CalcomUserId, Customer, PlannedSegment, SegmentKey, Service, ServiceId,
-    StaffId,
+    AppointmentStatus, CalcomUserId, Customer, EventTypeId, PlannedSegment, SegmentKey, Service,
+    ServiceId, StaffId,
 };
 use secrecy::SecretString;
 use uuid::Uuid;
@@ -283,7 +283,7 @@ pub struct AppointmentSegment {
     pub ends_at: DateTime<Utc>,
     pub active: bool,
     pub sync_status: SegmentSyncStatus,
-    pub event_type_id: Option<i64>,
+    pub event_type_id: Option<EventTypeId>,
     pub calcom_booking_uid: Option<String>,
     pub calcom_booking_id: Option<i64>,
     pub attempts: i32,

@@ -156,7 +156,9 @@ macro_rules! dialect_store {
                 ends_at: get_at(row, "ends_at")?,
                 active: row.try_get("active")?,
                 sync_status: parse_segment_sync_status(&row.try_get::<String, _>("sync_status")?)?,
-                event_type_id: row.try_get("event_type_id")?,
+                event_type_id: row
+                    .try_get::<Option<i64>, _>("event_type_id")?
+                    .map(phasebook_domain::EventTypeId),
                 calcom_booking_uid: row.try_get("calcom_booking_uid")?,
                 calcom_booking_id: row.try_get("calcom_booking_id")?,
                 attempts: row.try_get("attempts")?,
