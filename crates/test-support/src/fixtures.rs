@@ -73,32 +73,12 @@ pub async fn remove_event_map(
     segment_key: &SegmentKey,
     staff_id: &StaffId,
 ) -> StoreResult<()> {
-    match db {
-        Database::Postgres(store) => {
-            sqlx::query(
-                "delete from event_maps where tenant_id = $1 and service_id = $2 \
-                 and segment_key = $3 and staff_id = $4",
-            )
-            .bind(tenant_id)
-            .bind(service_id.as_str())
-            .bind(segment_key.as_str())
-            .bind(staff_id.as_str())
-            .execute(store.pool())
-            .await?;
-        }
-        Database::Sqlite(store) => {
-            sqlx::query(
-                "delete from event_maps where tenant_id = ?1 and service_id = ?2 \
-                 and segment_key = ?3 and staff_id = ?4",
-            )
-            .bind(tenant_id.hyphenated().to_string())
-            .bind(service_id.as_str())
-            .bind(segment_key.as_str())
-            .bind(staff_id.as_str())
-            .execute(store.pool())
-            .await?;
-        }
-    }
+    let key = phasebook_api::store::event_maps::EventMapKey {
+        service_id: service_id.clone(),
+        segment_key: segment_key.clone(),
+        staff_id: staff_id.clone(),
+    };
+    db.event_maps().delete_event_map(tenant_id, &key).await?;
     Ok(())
 }
 
