@@ -173,12 +173,7 @@ impl Salon {
 /// Asserts a problem+json answer of `status` and `slug`; returns the document.
 async fn problem(response: Response, status: u16, slug: &str) -> Value {
     assert_eq!(response.status().as_u16(), status);
-    let content_type = response
-        .headers()
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_string();
+    let content_type = phasebook_test_support::content_type(&response);
     let body: Value = response.json().await.expect("problem json");
     assert_eq!(content_type, "application/problem+json", "{body}");
     assert_eq!(

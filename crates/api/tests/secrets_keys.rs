@@ -75,23 +75,6 @@ async fn setup(database: TestDatabase) -> App {
 phasebook_test_support::deref_to!(App => app: TestApp);
 
 impl App {
-    async fn send(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        key: &str,
-        body: Option<Value>,
-    ) -> reqwest::Response {
-        let mut request = self
-            .http
-            .request(method, format!("{}{path}", self.url))
-            .bearer_auth(key);
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        request.send().await.expect("request")
-    }
-
     async fn get(&self, path: &str, key: &str) -> reqwest::Response {
         self.send(reqwest::Method::GET, path, key, None).await
     }

@@ -15,9 +15,12 @@ use phasebook_api::sync::SyncHandle;
 use phasebook_domain::sync::AppointmentSyncStatus;
 use phasebook_test_support::app::Seeded;
 use phasebook_test_support::fixtures;
-use phasebook_test_support::{ChildProcess, SpawnBuilder, TestApp, TestDatabase};
+use phasebook_test_support::{ChildProcess, SpawnBuilder, TestApp, TestDatabase, wait_until_idle};
 use serde_json::{Value, json};
 use uuid::Uuid;
+
+/// How long the last process of a run has to empty the queue.
+const DRAIN_WITHIN: Duration = Duration::from_secs(90);
 
 /// `phasebook serve` with a worker tuned for tests: millisecond retries, a short lease
 /// where a killed worker's jobs must be taken over quickly, and a short Cal.com timeout.
@@ -140,7 +143,8 @@ async fn check_invariants(setup: &Setup, appointments: &[Uuid], label: &str) -> 
     views
 }
 
-async fn crash_run(database: TestDatabase, label: &str) {
+async fn sigkilled_and_restarted_the_binary_still_books_every_segment_once(database: TestDatabase) {
+    let label = database.backend();
     const APPOINTMENTS: usize = 80;
     let started = Instant::now();
     // Slow creates, so that kills land while calls are in flight; some answers are lost.
@@ -172,15 +176,13 @@ async fn crash_run(database: TestDatabase, label: &str) {
     let server = serve(&setup.database.url, 4, 1500, "crash-final")
         .start()
         .await;
-    let deadline = Instant::now() + Duration::from_secs(90);
-    while outstanding(&setup).await > 0 {
-        assert!(
-            Instant::now() < deadline,
-            "{label}: jobs still outstanding; log in {}",
-            server.log_path().display()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let log = server.log_path().display();
+    wait_until_idle(
+        &setup.handle,
+        DRAIN_WITHIN,
+        &format!("{label}; log in {log}"),
+    )
+    .await;
     server.kill();
 
     let views = check_invariants(&setup, &appointments, label).await;
@@ -200,20 +202,6 @@ async fn crash_run(database: TestDatabase, label: &str) {
         started.elapsed().as_secs_f64()
     );
     setup.sim.sim.set_faults(Faults::default());
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigkilled_and_restarted_the_binary_still_books_every_segment_once_on_sqlite() {
-    crash_run(TestDatabase::sqlite(), "sqlite").await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigkilled_and_restarted_the_binary_still_books_every_segment_once_on_postgres() {
-    let Some(database) = TestDatabase::postgres_from_env().await else {
-        eprintln!("DATABASE_URL is not set: skipped");
-        return;
-    };
-    crash_run(database, "postgres").await;
 }
 
 /// The move of appointment `n` (one in three moves; every sixth to another stylist 60 days
@@ -263,7 +251,10 @@ async fn send_move(
     ))
 }
 
-async fn crash_during_moves(database: TestDatabase, label: &str) {
+async fn sigkilled_during_reschedules_every_segment_ends_once_at_its_new_time(
+    database: TestDatabase,
+) {
+    let label = database.backend();
     const APPOINTMENTS: usize = 48;
     let started = Instant::now();
     let faults = Faults::default().with_seed(4343).route(
@@ -354,15 +345,13 @@ async fn crash_during_moves(database: TestDatabase, label: &str) {
             panic!("{label}: move {n} refused after the restart: {answer}");
         }
     }
-    let deadline = Instant::now() + Duration::from_secs(90);
-    while outstanding(&setup).await > 0 {
-        assert!(
-            Instant::now() < deadline,
-            "{label}: jobs still outstanding; log in {}",
-            server.log_path().display()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let log = server.log_path().display();
+    wait_until_idle(
+        &setup.handle,
+        DRAIN_WITHIN,
+        &format!("{label}; log in {log}"),
+    )
+    .await;
     server.kill();
 
     let mut views = Vec::new();
@@ -397,19 +386,10 @@ async fn crash_during_moves(database: TestDatabase, label: &str) {
     setup.sim.sim.set_faults(Faults::default());
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigkilled_during_reschedules_every_segment_ends_once_at_its_new_time_on_sqlite() {
-    crash_during_moves(TestDatabase::sqlite(), "sqlite").await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigkilled_during_reschedules_every_segment_ends_once_at_its_new_time_on_postgres() {
-    let Some(database) = TestDatabase::postgres_from_env().await else {
-        eprintln!("DATABASE_URL is not set: skipped");
-        return;
-    };
-    crash_during_moves(database, "postgres").await;
-}
+phasebook_test_support::on_both_backends!(
+    sigkilled_and_restarted_the_binary_still_books_every_segment_once,
+    sigkilled_during_reschedules_every_segment_ends_once_at_its_new_time,
+);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_replicas_on_one_postgres_share_the_work_and_never_run_a_job_twice_at_once() {
@@ -458,11 +438,7 @@ async fn three_replicas_on_one_postgres_share_the_work_and_never_run_a_job_twice
         let body: Value = response.json().await.expect("json");
         appointments.push(Uuid::parse_str(body["id"].as_str().expect("id")).expect("uuid"));
     }
-    let deadline = Instant::now() + Duration::from_secs(90);
-    while outstanding(&setup).await > 0 {
-        assert!(Instant::now() < deadline, "jobs still outstanding");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_until_idle(&setup.handle, DRAIN_WITHIN, "the replicas").await;
     for replica in replicas {
         replica.kill();
     }
@@ -533,7 +509,9 @@ async fn sigterm_gives_back_the_leases_so_the_next_process_carries_on_at_once() 
     let setup = setup(database, 2, faults).await;
     let appointments = book_slots(&setup, APPOINTMENTS).await;
     // Leases far longer than the test: only giving them back lets the next process in.
+    // Answering `/healthz` means it serves, so its SIGTERM handler is in place.
     let mut server = serve(&setup.database.url, 8, 600_000, "sigterm")
+        .healthy_at("/healthz")
         .start()
         .await;
     let deadline = Instant::now() + Duration::from_secs(30);
@@ -578,14 +556,8 @@ async fn sigterm_gives_back_the_leases_so_the_next_process_carries_on_at_once() 
     let next = serve(&setup.database.url, 8, 600_000, "sigterm-next")
         .start()
         .await;
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while outstanding(&setup).await > 0 {
-        assert!(
-            Instant::now() < deadline,
-            "the next process did not carry on"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let label = "the process started after SIGTERM";
+    wait_until_idle(&setup.handle, Duration::from_secs(60), label).await;
     next.kill();
     check_invariants(&setup, &appointments, "sigterm").await;
 }

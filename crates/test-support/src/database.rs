@@ -68,6 +68,14 @@ impl TestDatabase {
         })
     }
 
+    /// `"postgres"` or `"sqlite"`: what a test names its backend in labels and ids.
+    pub fn backend(&self) -> &'static str {
+        match self.cleanup {
+            Cleanup::SqliteFile(_) => "sqlite",
+            Cleanup::Postgres { .. } => "postgres",
+        }
+    }
+
     /// Connects to the database and applies the migrations.
     pub async fn connect(&self) -> StoreResult<Database> {
         let db = Database::connect(&self.url).await?;

@@ -185,6 +185,25 @@ pub fn segments(count: usize, minutes: u32, gap: u32) -> Vec<SegmentSpec> {
         .collect()
 }
 
+/// `count` appointments booked straight through the store, the staff taking turns: the
+/// `n`-th goes to `staff[n % staff.len()]` at `first + spacing * (n / staff.len())`.
+pub async fn book_in_turns(
+    db: &Database,
+    salon: &FixtureSalon,
+    staff: &[FixtureStaff],
+    count: usize,
+    first: DateTime<Utc>,
+    spacing: chrono::TimeDelta,
+) -> StoreResult<Vec<Uuid>> {
+    let mut appointments = Vec::with_capacity(count);
+    for n in 0..count {
+        let turn = i32::try_from(n / staff.len()).expect("small");
+        let start = first + spacing * turn;
+        appointments.push(book(db, salon, &staff[n % staff.len()].staff_id, start).await?);
+    }
+    Ok(appointments)
+}
+
 /// Creates an appointment of the salon's service for `staff` at `start` (straight to the
 /// store, as `POST /appointments` does: appointment, segments and job in one transaction).
 pub async fn book(

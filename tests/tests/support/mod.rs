@@ -202,14 +202,7 @@ pub fn booking(staff: &str, start: &str) -> Value {
     })
 }
 
-pub fn content_type(response: &Response) -> String {
-    response
-        .headers()
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_string()
-}
+pub use phasebook_test_support::content_type;
 
 /// Asserts a problem response and returns its document.
 pub async fn problem(response: Response, status: u16, kind: &str) -> Value {
