@@ -14,7 +14,8 @@ use chrono::{Duration as Minutes, DurationRound, Utc};
 use event_maps_salon as salon;
 use phasebook_api::store::event_maps::NewEventMap;
 use phasebook_domain::{EventTypeId, SegmentKey, ServiceId, StaffId};
-use phasebook_test_support::{ChildProcess, TestDatabase};
+use phasebook_test_support::{ChildProcess, TestDatabase, send_as};
+use reqwest::Method;
 use serde_json::{Value, json};
 
 struct Setup {
@@ -110,14 +111,15 @@ impl Setup {
     }
 
     async fn put(&self, path: &str, body: &Value) -> (u16, Value) {
-        let response = self
-            .http
-            .put(format!("{}{path}", self.url))
-            .bearer_auth(&self.key)
-            .json(body)
-            .send()
-            .await
-            .expect("request");
+        let response = send_as(
+            &self.http,
+            &self.url,
+            Method::PUT,
+            path,
+            &self.key,
+            Some(body),
+        )
+        .await;
         let status = response.status().as_u16();
         (status, response.json().await.unwrap_or(Value::Null))
     }
@@ -129,13 +131,7 @@ impl Setup {
     }
 
     async fn get(&self, path: &str) -> (u16, Value) {
-        let response = self
-            .http
-            .get(format!("{}{path}", self.url))
-            .bearer_auth(&self.key)
-            .send()
-            .await
-            .expect("request");
+        let response = send_as(&self.http, &self.url, Method::GET, path, &self.key, None).await;
         let status = response.status().as_u16();
         (status, response.json().await.unwrap_or(Value::Null))
     }

@@ -338,14 +338,7 @@ impl TestApp {
         key: &str,
         body: Option<serde_json::Value>,
     ) -> reqwest::Response {
-        let mut request = self
-            .http
-            .request(method, format!("{}{path}", self.url))
-            .bearer_auth(key);
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        request.send().await.expect("request")
+        send_as(&self.http, &self.url, method, path, key, body.as_ref()).await
     }
 
     /// Until no sync job is outstanding: with a background worker, waits for it; without
@@ -363,6 +356,31 @@ impl TestApp {
             }
         }
     }
+}
+
+/// A plain HTTP client (reqwest wants a TLS provider installed even for plain HTTP).
+pub fn http_client() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder().build().expect("http client")
+}
+
+/// `method {base_url}{path}` as `key`, with `body` as JSON when there is one: for suites
+/// whose app is not a [`TestApp`].
+pub async fn send_as(
+    http: &reqwest::Client,
+    base_url: &str,
+    method: reqwest::Method,
+    path: &str,
+    key: &str,
+    body: Option<&serde_json::Value>,
+) -> reqwest::Response {
+    let mut request = http
+        .request(method, format!("{base_url}{path}"))
+        .bearer_auth(key);
+    if let Some(body) = body {
+        request = request.json(body);
+    }
+    request.send().await.expect("request")
 }
 
 /// A response's `Content-Type`, empty when it has none.

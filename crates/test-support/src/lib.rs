@@ -11,8 +11,8 @@ pub mod fixtures;
 pub mod process;
 
 pub use app::{
-    Seeded, TestApp, TestAppBuilder, content_type, fast_sync_config, faulty_sim,
-    lift_request_limit, run_until_idle, serve_app, soak_sync_config, spawn_app, spawn_sim,
+    Seeded, TestApp, TestAppBuilder, content_type, fast_sync_config, faulty_sim, http_client,
+    lift_request_limit, run_until_idle, send_as, serve_app, soak_sync_config, spawn_app, spawn_sim,
     wait_until_idle,
 };
 pub use database::{TestDatabase, count_rows, databases, secret_key, set_sync_job_state, sync_job};

@@ -64,12 +64,7 @@ async fn tenant_with_keys(db: &Database, name: &str) -> (Uuid, Keys) {
     )
 }
 
-pub fn http_client() -> reqwest::Client {
-    // reqwest is built without a default TLS provider; the tests speak plain HTTP but
-    // the client still wants one installed.
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    reqwest::Client::builder().build().expect("http client")
-}
+pub use phasebook_test_support::http_client;
 
 /// The app on `database`, with two tenants and their keys (for
 /// `phasebook_test_support::on_both_backends!(with setup; …)`). No Cal.com: these tests
