@@ -15,11 +15,11 @@ use calcom_sim::{BookingStatus, Faults, RouteFaults};
 use chrono::{TimeDelta, Utc};
 use phasebook_api::store::Database;
 use phasebook_api::store::sync::SyncView;
-use phasebook_api::sync::{ClientSettings, SyncConfig, SyncHandle, VerificationSettings, Worker};
-use phasebook_domain::sync::{AppointmentSyncStatus, RetryPolicy, SegmentSyncStatus};
+use phasebook_api::sync::{SyncConfig, SyncHandle, VerificationSettings, Worker};
+use phasebook_domain::sync::{AppointmentSyncStatus, SegmentSyncStatus};
 use phasebook_test_support::TestDatabase;
 use phasebook_test_support::fixtures;
-use phasebook_test_support::{faulty_sim, spawn_sim, wait_until_idle};
+use phasebook_test_support::{faulty_sim, soak_sync_config, spawn_sim, wait_until_idle};
 use serde_json::json;
 use tokio_util::sync::CancellationToken;
 
@@ -56,27 +56,11 @@ impl Dice {
 
 fn sync_config(backend: &str, sweep_every: Option<Duration>) -> SyncConfig {
     SyncConfig {
-        worker_id: format!("chaos-{backend}"),
-        poll_interval: Duration::from_millis(200),
-        retry: RetryPolicy {
-            max_attempts: 8,
-            base_delay: Duration::from_millis(10),
-            max_delay: Duration::from_millis(200),
-            min_delay: Duration::from_millis(2),
-        },
-        client: ClientSettings {
-            timeout: Duration::from_millis(400),
-            rate_limit: calcom_client::RateLimit {
-                requests: 1_000_000,
-                per: Duration::from_secs(60),
-            },
-            read_retries: 1,
-        },
         verification: VerificationSettings {
             every: sweep_every,
             ..VerificationSettings::default()
         },
-        ..SyncConfig::default()
+        ..soak_sync_config(&format!("chaos-{backend}"))
     }
 }
 
@@ -176,13 +160,11 @@ fn check_converged(views: &[SyncView], calcom: &calcom_sim::State) -> Result<usi
     Ok(live)
 }
 
-async fn chaos_soak(database: TestDatabase) {
+async fn chaos_in_calcom_during_a_fault_soak_still_ends_with_one_booking_per_live_segment(
+    database: TestDatabase,
+) {
     let started = Instant::now();
-    let backend = if database.url.starts_with("postgres") {
-        "postgres"
-    } else {
-        "sqlite"
-    };
+    let backend = database.backend();
     let db: Database = database.connect().await.expect("database");
     let segments = fixtures::segments(4, SEGMENT_MINUTES as u32, 0);
     let account = fixtures::sim_account(STYLISTS, &segments);
@@ -198,17 +180,16 @@ async fn chaos_soak(database: TestDatabase) {
         .and_hms_opt(0, 0, 0)
         .expect("midnight")
         .and_utc();
-    let mut appointments = Vec::with_capacity(APPOINTMENTS);
-    for n in 0..APPOINTMENTS {
-        let stylist = &account.staff[n % STYLISTS];
-        let slot = i64::try_from(n / STYLISTS).expect("small");
-        let start = first + TimeDelta::hours(4 * slot);
-        appointments.push(
-            fixtures::book(&db, &salon, &stylist.staff_id, start)
-                .await
-                .expect("book"),
-        );
-    }
+    let appointments = fixtures::book_in_turns(
+        &db,
+        &salon,
+        &account.staff,
+        APPOINTMENTS,
+        first,
+        TimeDelta::hours(4),
+    )
+    .await
+    .expect("book");
 
     let handle = SyncHandle::for_database(&db);
     let stop = CancellationToken::new();
@@ -392,18 +373,6 @@ async fn chaos_soak(database: TestDatabase) {
     sim.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn chaos_in_calcom_during_a_fault_soak_still_ends_with_one_booking_per_live_segment_on_sqlite()
- {
-    chaos_soak(TestDatabase::sqlite()).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn chaos_in_calcom_during_a_fault_soak_still_ends_with_one_booking_per_live_segment_on_postgres()
- {
-    let Some(database) = TestDatabase::postgres_from_env().await else {
-        eprintln!("DATABASE_URL is not set: the PostgreSQL chaos soak is skipped");
-        return;
-    };
-    chaos_soak(database).await;
-}
+phasebook_test_support::on_both_backends!(
+    chaos_in_calcom_during_a_fault_soak_still_ends_with_one_booking_per_live_segment
+);

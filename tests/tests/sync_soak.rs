@@ -12,11 +12,11 @@ use std::time::{Duration, Instant};
 use calcom_sim::{Faults, RouteFaults};
 use chrono::{TimeDelta, TimeZone, Utc};
 use phasebook_api::store::Database;
-use phasebook_api::sync::{ClientSettings, SyncConfig, SyncHandle};
-use phasebook_domain::sync::{AppointmentSyncStatus, RetryPolicy};
+use phasebook_api::sync::SyncHandle;
+use phasebook_domain::sync::AppointmentSyncStatus;
 use phasebook_test_support::TestDatabase;
 use phasebook_test_support::fixtures;
-use phasebook_test_support::{faulty_sim, spawn_sim, wait_until_idle};
+use phasebook_test_support::{faulty_sim, soak_sync_config, spawn_sim, wait_until_idle};
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
@@ -55,13 +55,9 @@ async fn drain(handle: &SyncHandle, backend: &str) {
     wait_until_idle(handle, Duration::from_secs(150), backend).await;
 }
 
-async fn soak(database: TestDatabase) {
+async fn a_fault_soak_ends_with_one_booking_per_synced_segment(database: TestDatabase) {
     let started = Instant::now();
-    let backend = if database.url.starts_with("postgres") {
-        "postgres"
-    } else {
-        "sqlite"
-    };
+    let backend = database.backend();
     let db: Database = database.connect().await.expect("database");
     let segments = fixtures::segments(4, 30, 0);
     let account = fixtures::sim_account(STYLISTS, &segments);
@@ -80,41 +76,21 @@ async fn soak(database: TestDatabase) {
         .with_ymd_and_hms(2030, 2, 1, 0, 0, 0)
         .single()
         .expect("start");
-    let mut appointments = Vec::with_capacity(APPOINTMENTS);
-    for n in 0..APPOINTMENTS {
-        let stylist = &account.staff[n % STYLISTS];
-        let slot = i64::try_from(n / STYLISTS).expect("small");
-        let start = first + TimeDelta::hours(2 * slot);
-        appointments.push(
-            fixtures::book(&db, &salon, &stylist.staff_id, start)
-                .await
-                .expect("book"),
-        );
-    }
+    let appointments = fixtures::book_in_turns(
+        &db,
+        &salon,
+        &account.staff,
+        APPOINTMENTS,
+        first,
+        TimeDelta::hours(2),
+    )
+    .await
+    .expect("book");
 
     let handle = SyncHandle::for_database(&db);
     let stop = CancellationToken::new();
     let worker = handle.spawn_worker(
-        SyncConfig {
-            worker_id: format!("soak-{backend}"),
-            poll_interval: Duration::from_millis(200),
-            retry: RetryPolicy {
-                max_attempts: 8,
-                base_delay: Duration::from_millis(10),
-                max_delay: Duration::from_millis(200),
-                min_delay: Duration::from_millis(2),
-            },
-            client: ClientSettings {
-                // A hang costs this much; the sim never answers a hung request.
-                timeout: Duration::from_millis(400),
-                rate_limit: calcom_client::RateLimit {
-                    requests: 1_000_000,
-                    per: Duration::from_secs(60),
-                },
-                read_retries: 1,
-            },
-            ..SyncConfig::default()
-        },
+        soak_sync_config(&format!("soak-{backend}")),
         phasebook_api::sync::postgres_pool(&db),
         stop.clone(),
     );
@@ -200,16 +176,4 @@ async fn soak(database: TestDatabase) {
     sim.shutdown().await;
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_fault_soak_ends_with_one_booking_per_synced_segment_on_sqlite() {
-    soak(TestDatabase::sqlite()).await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_fault_soak_ends_with_one_booking_per_synced_segment_on_postgres() {
-    let Some(database) = TestDatabase::postgres_from_env().await else {
-        eprintln!("DATABASE_URL is not set: the PostgreSQL soak is skipped");
-        return;
-    };
-    soak(database).await;
-}
+phasebook_test_support::on_both_backends!(a_fault_soak_ends_with_one_booking_per_synced_segment);

@@ -88,13 +88,7 @@ phasebook_test_support::deref_to!(App => app: TestApp);
 
 impl App {
     async fn get(&self, path: &str, key: &str) -> (StatusCode, Value) {
-        let response = self
-            .http
-            .get(format!("{}{path}", self.url))
-            .bearer_auth(key)
-            .send()
-            .await
-            .expect("request");
+        let response = self.send(reqwest::Method::GET, path, key, None).await;
         let status = response.status();
         (status, response.json().await.expect("json"))
     }
@@ -795,13 +789,8 @@ async fn calcoms_echo_of_our_own_move_does_not_flag_the_appointment() {
 impl App {
     async fn post_as_agent(&self, path: &str, body: Value) -> (StatusCode, Value) {
         let response = self
-            .http
-            .post(format!("{}{path}", self.url))
-            .bearer_auth(&self.agent_key)
-            .json(&body)
-            .send()
-            .await
-            .expect("request");
+            .send(reqwest::Method::POST, path, &self.agent_key, Some(body))
+            .await;
         let status = response.status();
         (status, response.json().await.unwrap_or(Value::Null))
     }

@@ -1,35 +1,13 @@
 //! The real `phasebook` binary: `tenant create --json` prints one JSON object with a key
 //! that works, and `serve` answers `/healthz` and authenticated requests.
 
-use std::net::TcpListener;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::process::Command;
 
+use phasebook_test_support::ChildProcess;
 use serde_json::Value;
 
-struct Server(Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 fn phasebook(database_url: &str) -> Command {
-    let mut command = Command::new(env!("CARGO_BIN_EXE_phasebook"));
-    command
-        .env("PHASEBOOK_DATABASE_URL", database_url)
-        .env("PHASEBOOK_SECRET_KEY", phasebook_test_support::secret_key())
-        .env("PHASEBOOK_LOG_FORMAT", "json");
-    command
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
+    phasebook_test_support::phasebook(env!("CARGO_BIN_EXE_phasebook"), database_url)
 }
 
 #[tokio::test]
@@ -94,31 +72,14 @@ async fn binary_creates_a_tenant_and_serves_healthz() {
     let viewer: Value = serde_json::from_slice(&output.stdout).expect("json");
     assert_eq!(viewer["role"], "viewer");
 
-    let log_path =
-        std::env::temp_dir().join(format!("phasebook-serve-{}.log", uuid::Uuid::new_v4()));
-    let port = free_port();
-    let listen = format!("127.0.0.1:{port}");
-    let _server = Server(
-        phasebook(&database.url)
-            .args(["serve", "--no-worker", "--listen", &listen])
-            .stdout(Stdio::null())
-            .stderr(Stdio::from(
-                std::fs::File::create(&log_path).expect("log file"),
-            ))
-            .spawn()
-            .expect("spawn serve"),
-    );
-    let _ = rustls::crypto::ring::default_provider().install_default();
+    let server = ChildProcess::build("phasebook-serve", phasebook(&database.url))
+        .args(["serve", "--no-worker"])
+        .listen("--listen")
+        .healthy_at("/healthz")
+        .start()
+        .await;
     let client = reqwest::Client::new();
-    let base = format!("http://{listen}");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        match client.get(format!("{base}/healthz")).send().await {
-            Ok(response) if response.status() == 200 => break,
-            _ if Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(100)).await,
-            other => panic!("serve never became healthy: {other:?}"),
-        }
-    }
+    let base = server.base_url();
     let services = client
         .get(format!("{base}/services"))
         .bearer_auth(&key)
@@ -209,9 +170,7 @@ async fn binary_creates_a_tenant_and_serves_healthz() {
     );
     let appointment: Value = created.json().await.expect("json");
     let id = appointment["id"].as_str().expect("id");
-    drop(_server);
-    let log = std::fs::read_to_string(&log_path).expect("log");
-    let _ = std::fs::remove_file(&log_path);
+    let log = server.stop();
     for secret in [
         key.as_str(),
         "ada.secret@example.com",

@@ -6,7 +6,7 @@
 
 mod event_maps_salon;
 
-use std::process::{Output, Stdio};
+use std::process::Output;
 use std::time::{Duration, Instant};
 
 use calcom_sim::{RunningSim, Seed};
@@ -14,17 +14,9 @@ use chrono::{Duration as Minutes, DurationRound, Utc};
 use event_maps_salon as salon;
 use phasebook_api::store::event_maps::NewEventMap;
 use phasebook_domain::{EventTypeId, SegmentKey, ServiceId, StaffId};
-use phasebook_test_support::TestDatabase;
+use phasebook_test_support::{ChildProcess, TestDatabase, send_as};
+use reqwest::Method;
 use serde_json::{Value, json};
-
-/// A `phasebook serve` process; killed when dropped.
-struct Server(tokio::process::Child);
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.0.start_kill();
-    }
-}
 
 struct Setup {
     database: TestDatabase,
@@ -33,21 +25,17 @@ struct Setup {
     key: String,
     url: String,
     http: reqwest::Client,
-    _server: Server,
+    _server: ChildProcess,
 }
 
-fn phasebook(database_url: &str) -> tokio::process::Command {
-    let mut command = tokio::process::Command::new(env!("CARGO_BIN_EXE_phasebook"));
-    command
-        .env("PHASEBOOK_DATABASE_URL", database_url)
-        .env("PHASEBOOK_SECRET_KEY", phasebook_test_support::secret_key())
-        .env("PHASEBOOK_LOG_FORMAT", "json")
-        .kill_on_drop(true);
-    command
+fn phasebook(database_url: &str) -> std::process::Command {
+    phasebook_test_support::phasebook(env!("CARGO_BIN_EXE_phasebook"), database_url)
 }
 
 async fn run(database_url: &str, args: &[&str]) -> Output {
-    phasebook(database_url)
+    let mut command = tokio::process::Command::from(phasebook(database_url));
+    command
+        .kill_on_drop(true)
         .args(args)
         .output()
         .await
@@ -75,13 +63,6 @@ async fn run_json(database_url: &str, args: &[&str]) -> Value {
     })
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
-
 /// A tenant created with `phasebook tenant create` against a spawned sim, and
 /// `phasebook serve` (API and worker) on the same database.
 async fn setup(database: TestDatabase, seed: Seed) -> Setup {
@@ -105,25 +86,14 @@ async fn setup(database: TestDatabase, seed: Seed) -> Setup {
     )
     .await;
     let text = |field: &str| created[field].as_str().expect(field).to_string();
-    let listen = format!("127.0.0.1:{}", free_port());
-    let server = Server(
-        phasebook(&database.url)
-            .args(["serve", "--listen", &listen])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn serve"),
-    );
+    let server = ChildProcess::build("phasebook-serve", phasebook(&database.url))
+        .arg("serve")
+        .listen("--listen")
+        .healthy_at("/healthz")
+        .start()
+        .await;
     let http = salon::http_client();
-    let url = format!("http://{listen}");
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        match http.get(format!("{url}/healthz")).send().await {
-            Ok(r) if r.status() == 200 => break,
-            _ if Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(100)).await,
-            other => panic!("serve never became healthy: {other:?}"),
-        }
-    }
+    let url = server.base_url();
     Setup {
         tenant_id: text("tenant_id"),
         key: text("api_key"),
@@ -141,14 +111,15 @@ impl Setup {
     }
 
     async fn put(&self, path: &str, body: &Value) -> (u16, Value) {
-        let response = self
-            .http
-            .put(format!("{}{path}", self.url))
-            .bearer_auth(&self.key)
-            .json(body)
-            .send()
-            .await
-            .expect("request");
+        let response = send_as(
+            &self.http,
+            &self.url,
+            Method::PUT,
+            path,
+            &self.key,
+            Some(body),
+        )
+        .await;
         let status = response.status().as_u16();
         (status, response.json().await.unwrap_or(Value::Null))
     }
@@ -160,13 +131,7 @@ impl Setup {
     }
 
     async fn get(&self, path: &str) -> (u16, Value) {
-        let response = self
-            .http
-            .get(format!("{}{path}", self.url))
-            .bearer_auth(&self.key)
-            .send()
-            .await
-            .expect("request");
+        let response = send_as(&self.http, &self.url, Method::GET, path, &self.key, None).await;
         let status = response.status().as_u16();
         (status, response.json().await.unwrap_or(Value::Null))
     }

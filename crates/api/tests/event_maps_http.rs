@@ -13,8 +13,8 @@ use phasebook_api::state::AppState;
 use phasebook_api::store::event_maps::NewEventMap;
 use phasebook_api::store::{Database, Role};
 use phasebook_domain::{EventTypeId, SegmentKey, ServiceId, StaffId};
-use phasebook_test_support::TestDatabase;
-use reqwest::Response;
+use phasebook_test_support::{TestDatabase, send_as};
+use reqwest::{Method, Response};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
@@ -89,22 +89,11 @@ async fn spawn(database: TestDatabase) -> Salon {
 
 impl Salon {
     async fn put(&self, path: &str, key: &str, body: &Value) -> Response {
-        self.http
-            .put(format!("{}{path}", self.url))
-            .bearer_auth(key)
-            .json(body)
-            .send()
-            .await
-            .expect("request")
+        send_as(&self.http, &self.url, Method::PUT, path, key, Some(body)).await
     }
 
     async fn get(&self, path: &str, key: &str) -> Response {
-        self.http
-            .get(format!("{}{path}", self.url))
-            .bearer_auth(key)
-            .send()
-            .await
-            .expect("request")
+        send_as(&self.http, &self.url, Method::GET, path, key, None).await
     }
 
     /// Services `colour` and `cut`, stylists `anna` and `ben`.
@@ -173,12 +162,7 @@ impl Salon {
 /// Asserts a problem+json answer of `status` and `slug`; returns the document.
 async fn problem(response: Response, status: u16, slug: &str) -> Value {
     assert_eq!(response.status().as_u16(), status);
-    let content_type = response
-        .headers()
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_string();
+    let content_type = phasebook_test_support::content_type(&response);
     let body: Value = response.json().await.expect("problem json");
     assert_eq!(content_type, "application/problem+json", "{body}");
     assert_eq!(

@@ -233,12 +233,7 @@ impl App {
         }
         let response = request.send().await.expect("request");
         let status = response.status().as_u16();
-        let content_type = response
-            .headers()
-            .get("content-type")
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or_default()
-            .to_string();
+        let content_type = phasebook_test_support::content_type(&response);
         let bytes = response.bytes().await.expect("body").to_vec();
         (status, content_type, bytes)
     }

@@ -5,7 +5,7 @@
 //! are refused; a flooded key gets 429s while another tenant is served; tampered or moved
 //! ciphertext fails closed; every ops action lands in the audit log.
 
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use calcom_sim::SeedApiKey;
@@ -16,7 +16,7 @@ use phasebook_api::store::keys::TenantUpdate;
 use phasebook_api::store::{Database, Role, StoreError};
 use phasebook_test_support::TestDatabase;
 use phasebook_test_support::fixtures::{self, FixtureSalon};
-use phasebook_test_support::{DemoProcess, TestApp, fast_sync_config};
+use phasebook_test_support::{ChildProcess, DemoProcess, TestApp, fast_sync_config};
 use reqwest::StatusCode;
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
@@ -75,23 +75,6 @@ async fn setup(database: TestDatabase) -> App {
 phasebook_test_support::deref_to!(App => app: TestApp);
 
 impl App {
-    async fn send(
-        &self,
-        method: reqwest::Method,
-        path: &str,
-        key: &str,
-        body: Option<Value>,
-    ) -> reqwest::Response {
-        let mut request = self
-            .http
-            .request(method, format!("{}{path}", self.url))
-            .bearer_auth(key);
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        request.send().await.expect("request")
-    }
-
     async fn get(&self, path: &str, key: &str) -> reqwest::Response {
         self.send(reqwest::Method::GET, path, key, None).await
     }
@@ -932,17 +915,6 @@ async fn metrics_labels_stay_bounded_for_invented_methods_and_paths(app: App) {
     assert!(metrics.contains("route=\"unmatched\""));
 }
 
-/// The rotation test holds the sim and the tenant; the binary serves with the new key
-/// only, and is killed when dropped.
-struct Serving(Child);
-
-impl Drop for Serving {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 async fn rotating_the_master_key_keeps_the_tenant_syncing_during_and_after(app: App) {
     assert_eq!(
         app.book_and_wait(&app.salon, "2031-04-01T10:00:00+02:00")
@@ -996,29 +968,19 @@ async fn rotating_the_master_key_keeps_the_tenant_syncing_during_and_after(app: 
 
     // After: a process that knows only the new key serves and syncs.
     app.stop.cancel();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("port");
-    let _serving = Serving(
-        Command::new(env!("CARGO_BIN_EXE_phasebook"))
-            .env("PHASEBOOK_DATABASE_URL", &app.database.url)
-            .env("PHASEBOOK_SECRET_KEY", new_text.expose_secret())
-            .env("PHASEBOOK_LOG_FORMAT", "json")
-            .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("serve"),
-    );
-    let url = format!("http://127.0.0.1:{port}");
+    // The binary serves with the new key only; this test process holds the sim and the
+    // tenant.
+    let phasebook =
+        phasebook_test_support::phasebook(env!("CARGO_BIN_EXE_phasebook"), &app.database.url);
+    let serving = ChildProcess::build("phasebook-rotated", phasebook)
+        .env("PHASEBOOK_SECRET_KEY", new_text.expose_secret())
+        .arg("serve")
+        .listen("--listen")
+        .healthy_at("/healthz")
+        .start()
+        .await;
+    let url = serving.base_url();
     let http = reqwest::Client::new();
-    for _ in 0..200 {
-        if http.get(format!("{url}/healthz")).send().await.is_ok() {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
     let response = http
         .post(format!("{url}/appointments"))
         .bearer_auth(&app.salon.ops_key)

@@ -33,24 +33,11 @@ phasebook_test_support::deref_to!(App => app: TestApp);
 
 impl App {
     async fn post(&self, path: &str, key: &str, body: Option<Value>) -> reqwest::Response {
-        let mut request = self
-            .http
-            .post(format!("{}{path}", self.url))
-            .bearer_auth(key);
-        if let Some(body) = body {
-            request = request.json(&body);
-        }
-        request.send().await.expect("request")
+        self.send(reqwest::Method::POST, path, key, body).await
     }
 
     async fn get(&self, path: &str, key: &str) -> Value {
-        let response = self
-            .http
-            .get(format!("{}{path}", self.url))
-            .bearer_auth(key)
-            .send()
-            .await
-            .expect("request");
+        let response = self.send(reqwest::Method::GET, path, key, None).await;
         assert_eq!(response.status(), StatusCode::OK, "GET {path}");
         response.json().await.expect("json")
     }

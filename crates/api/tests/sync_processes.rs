@@ -5,9 +5,7 @@
 //! active booking per synced segment — the one we stored — and nothing else.
 
 use std::collections::{HashMap, HashSet};
-use std::net::TcpListener;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 use calcom_sim::{Faults, RouteFaults, SimConfig};
@@ -15,58 +13,25 @@ use chrono::{TimeDelta, TimeZone, Utc};
 use phasebook_api::store::sync::SyncView;
 use phasebook_api::sync::SyncHandle;
 use phasebook_domain::sync::AppointmentSyncStatus;
-use phasebook_test_support::TestApp;
-use phasebook_test_support::TestDatabase;
 use phasebook_test_support::app::Seeded;
 use phasebook_test_support::fixtures;
+use phasebook_test_support::{ChildProcess, SpawnBuilder, TestApp, TestDatabase, wait_until_idle};
 use serde_json::{Value, json};
 use uuid::Uuid;
 
-/// A running `phasebook serve`; killed with SIGKILL when dropped.
-struct Server {
-    child: Child,
-    port: u16,
-}
-
-impl Server {
-    fn kill(mut self) {
-        // `Child::kill` is SIGKILL on Unix: no shutdown code runs.
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .and_then(|l| l.local_addr())
-        .map(|a| a.port())
-        .expect("free port")
-}
-
-fn log_file(name: &str) -> PathBuf {
-    std::env::temp_dir().join(format!("phasebook-{name}-{}.log", Uuid::new_v4()))
-}
+/// How long the last process of a run has to empty the queue.
+const DRAIN_WITHIN: Duration = Duration::from_secs(90);
 
 /// `phasebook serve` with a worker tuned for tests: millisecond retries, a short lease
 /// where a killed worker's jobs must be taken over quickly, and a short Cal.com timeout.
-fn serve(database_url: &str, concurrency: u32, lease_ms: u32, log: &PathBuf) -> Server {
-    let port = free_port();
-    let log = std::fs::File::create(log).expect("log file");
-    let child = Command::new(env!("CARGO_BIN_EXE_phasebook"))
-        .env("PHASEBOOK_DATABASE_URL", database_url)
-        .env("PHASEBOOK_SECRET_KEY", phasebook_test_support::secret_key())
-        .env("PHASEBOOK_LOG_FORMAT", "json")
+/// Its log is named after `name`.
+fn serve(database_url: &str, concurrency: u32, lease_ms: u32, name: &str) -> SpawnBuilder {
+    let phasebook =
+        phasebook_test_support::phasebook(env!("CARGO_BIN_EXE_phasebook"), database_url);
+    ChildProcess::build(&format!("phasebook-{name}"), phasebook)
+        .arg("serve")
+        .listen("--listen")
         .args([
-            "serve",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
             "--sync-concurrency",
             &concurrency.to_string(),
             "--sync-retry-base-ms",
@@ -84,28 +49,6 @@ fn serve(database_url: &str, concurrency: u32, lease_ms: u32, log: &PathBuf) -> 
             "--sync-shutdown-grace-ms",
             "500",
         ])
-        .stdout(Stdio::null())
-        .stderr(Stdio::from(log))
-        .spawn()
-        .expect("spawn phasebook serve");
-    Server { child, port }
-}
-
-async fn wait_healthy(server: &Server) {
-    let http = reqwest::Client::new();
-    let deadline = Instant::now() + Duration::from_secs(30);
-    loop {
-        let ok = http
-            .get(format!("http://127.0.0.1:{}/healthz", server.port))
-            .send()
-            .await
-            .is_ok_and(|r| r.status().is_success());
-        if ok {
-            return;
-        }
-        assert!(Instant::now() < deadline, "phasebook serve did not come up");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
 }
 
 /// A salon on the emulator, not serving (see `phasebook_test_support::app`): the
@@ -200,7 +143,8 @@ async fn check_invariants(setup: &Setup, appointments: &[Uuid], label: &str) -> 
     views
 }
 
-async fn crash_run(database: TestDatabase, label: &str) {
+async fn sigkilled_and_restarted_the_binary_still_books_every_segment_once(database: TestDatabase) {
+    let label = database.backend();
     const APPOINTMENTS: usize = 80;
     let started = Instant::now();
     // Slow creates, so that kills land while calls are in flight; some answers are lost.
@@ -218,32 +162,28 @@ async fn crash_run(database: TestDatabase, label: &str) {
     let mut kills = 0;
     let mut restarts = 0;
     while kills < 5 {
-        let log = log_file("crash");
-        let server = serve(&setup.database.url, 4, 1500, &log);
+        let server = serve(&setup.database.url, 4, 1500, "crash").start().await;
         restarts += 1;
         let pause = Duration::from_millis(300 + rand::random::<u64>() % 900);
         tokio::time::sleep(pause).await;
         server.kill();
         kills += 1;
-        let _ = std::fs::remove_file(log);
         if outstanding(&setup).await == 0 {
             break;
         }
     }
     // The last start runs until the queue is empty.
-    let log = log_file("crash-final");
-    let server = serve(&setup.database.url, 4, 1500, &log);
-    let deadline = Instant::now() + Duration::from_secs(90);
-    while outstanding(&setup).await > 0 {
-        assert!(
-            Instant::now() < deadline,
-            "{label}: jobs still outstanding; log in {}",
-            log.display()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let server = serve(&setup.database.url, 4, 1500, "crash-final")
+        .start()
+        .await;
+    let log = server.log_path().display();
+    wait_until_idle(
+        &setup.handle,
+        DRAIN_WITHIN,
+        &format!("{label}; log in {log}"),
+    )
+    .await;
     server.kill();
-    let _ = std::fs::remove_file(log);
 
     let views = check_invariants(&setup, &appointments, label).await;
     let cut_off = views
@@ -262,20 +202,6 @@ async fn crash_run(database: TestDatabase, label: &str) {
         started.elapsed().as_secs_f64()
     );
     setup.sim.sim.set_faults(Faults::default());
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigkilled_and_restarted_the_binary_still_books_every_segment_once_on_sqlite() {
-    crash_run(TestDatabase::sqlite(), "sqlite").await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigkilled_and_restarted_the_binary_still_books_every_segment_once_on_postgres() {
-    let Some(database) = TestDatabase::postgres_from_env().await else {
-        eprintln!("DATABASE_URL is not set: skipped");
-        return;
-    };
-    crash_run(database, "postgres").await;
 }
 
 /// The move of appointment `n` (one in three moves; every sixth to another stylist 60 days
@@ -325,7 +251,10 @@ async fn send_move(
     ))
 }
 
-async fn crash_during_moves(database: TestDatabase, label: &str) {
+async fn sigkilled_during_reschedules_every_segment_ends_once_at_its_new_time(
+    database: TestDatabase,
+) {
+    let label = database.backend();
     const APPOINTMENTS: usize = 48;
     let started = Instant::now();
     let faults = Faults::default().with_seed(4343).route(
@@ -375,9 +304,10 @@ async fn crash_during_moves(database: TestDatabase, label: &str) {
     // Each start sends a share of the moves and is killed while they and the syncs run.
     let mut kills = 0;
     for round in 0..4 {
-        let log = log_file("crash-moves");
-        let server = serve(&setup.database.url, 4, 1500, &log);
-        wait_healthy(&server).await;
+        let server = serve(&setup.database.url, 4, 1500, "crash-moves")
+            .healthy_at("/healthz")
+            .start()
+            .await;
         let port = server.port;
         let key = setup.salon.ops_key.clone();
         let batch: Vec<(usize, Uuid, Value)> = moves
@@ -395,13 +325,13 @@ async fn crash_during_moves(database: TestDatabase, label: &str) {
         server.kill();
         kills += 1;
         sender.abort();
-        let _ = std::fs::remove_file(log);
     }
     // The last start resends every move (a fresh key: a request cut off by a kill leaves
     // its key in flight for two minutes; the same move again changes nothing) and drains.
-    let log = log_file("crash-moves-final");
-    let server = serve(&setup.database.url, 4, 1500, &log);
-    wait_healthy(&server).await;
+    let server = serve(&setup.database.url, 4, 1500, "crash-moves-final")
+        .healthy_at("/healthz")
+        .start()
+        .await;
     for (n, id, body) in &moves {
         if let Err(answer) = send_move(
             server.port,
@@ -415,17 +345,14 @@ async fn crash_during_moves(database: TestDatabase, label: &str) {
             panic!("{label}: move {n} refused after the restart: {answer}");
         }
     }
-    let deadline = Instant::now() + Duration::from_secs(90);
-    while outstanding(&setup).await > 0 {
-        assert!(
-            Instant::now() < deadline,
-            "{label}: jobs still outstanding; log in {}",
-            log.display()
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let log = server.log_path().display();
+    wait_until_idle(
+        &setup.handle,
+        DRAIN_WITHIN,
+        &format!("{label}; log in {log}"),
+    )
+    .await;
     server.kill();
-    let _ = std::fs::remove_file(log);
 
     let mut views = Vec::new();
     for id in &appointments {
@@ -459,19 +386,10 @@ async fn crash_during_moves(database: TestDatabase, label: &str) {
     setup.sim.sim.set_faults(Faults::default());
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigkilled_during_reschedules_every_segment_ends_once_at_its_new_time_on_sqlite() {
-    crash_during_moves(TestDatabase::sqlite(), "sqlite").await;
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn sigkilled_during_reschedules_every_segment_ends_once_at_its_new_time_on_postgres() {
-    let Some(database) = TestDatabase::postgres_from_env().await else {
-        eprintln!("DATABASE_URL is not set: skipped");
-        return;
-    };
-    crash_during_moves(database, "postgres").await;
-}
+phasebook_test_support::on_both_backends!(
+    sigkilled_and_restarted_the_binary_still_books_every_segment_once,
+    sigkilled_during_reschedules_every_segment_ends_once_at_its_new_time,
+);
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_replicas_on_one_postgres_share_the_work_and_never_run_a_job_twice_at_once() {
@@ -491,13 +409,10 @@ async fn three_replicas_on_one_postgres_share_the_work_and_never_run_a_job_twice
         },
     );
     let setup = setup(database, 8, faults).await;
-    let logs: Vec<PathBuf> = (0..3).map(|_| log_file("replica")).collect();
-    let replicas: Vec<Server> = logs
-        .iter()
-        .map(|log| serve(&setup.database.url, 4, 5000, log))
-        .collect();
-    for replica in &replicas {
-        wait_healthy(replica).await;
+    let mut replicas = Vec::new();
+    for _ in 0..3 {
+        let replica = serve(&setup.database.url, 4, 5000, "replica");
+        replicas.push(replica.healthy_at("/healthz").start().await);
     }
 
     // Appointments come in through all three APIs; any replica's worker may take any job
@@ -523,16 +438,9 @@ async fn three_replicas_on_one_postgres_share_the_work_and_never_run_a_job_twice
         let body: Value = response.json().await.expect("json");
         appointments.push(Uuid::parse_str(body["id"].as_str().expect("id")).expect("uuid"));
     }
-    let deadline = Instant::now() + Duration::from_secs(90);
-    while outstanding(&setup).await > 0 {
-        assert!(Instant::now() < deadline, "jobs still outstanding");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    wait_until_idle(&setup.handle, DRAIN_WITHIN, "the replicas").await;
     for replica in replicas {
         replica.kill();
-    }
-    for log in logs {
-        let _ = std::fs::remove_file(log);
     }
 
     let views = check_invariants(&setup, &appointments, "replicas").await;
@@ -601,8 +509,11 @@ async fn sigterm_gives_back_the_leases_so_the_next_process_carries_on_at_once() 
     let setup = setup(database, 2, faults).await;
     let appointments = book_slots(&setup, APPOINTMENTS).await;
     // Leases far longer than the test: only giving them back lets the next process in.
-    let log = log_file("sigterm");
-    let mut server = serve(&setup.database.url, 8, 600_000, &log);
+    // Answering `/healthz` means it serves, so its SIGTERM handler is in place.
+    let mut server = serve(&setup.database.url, 8, 600_000, "sigterm")
+        .healthy_at("/healthz")
+        .start()
+        .await;
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
         let mut in_flight = 0;
@@ -622,19 +533,13 @@ async fn sigterm_gives_back_the_leases_so_the_next_process_carries_on_at_once() 
         assert!(Instant::now() < deadline, "creates never went out");
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let pid = server.child.id().to_string();
+    let pid = server.id().to_string();
     let signalled = Command::new("kill")
         .args(["-TERM", &pid])
         .status()
         .expect("kill");
     assert!(signalled.success());
-    let exited = tokio::task::spawn_blocking(move || {
-        let status = server.child.wait();
-        (server, status)
-    })
-    .await
-    .expect("join");
-    let status = exited.1.expect("wait");
+    let status = server.wait().await.expect("wait");
     assert!(status.success(), "a clean exit on SIGTERM: {status}");
     for id in &appointments {
         assert_eq!(
@@ -648,19 +553,11 @@ async fn sigterm_gives_back_the_leases_so_the_next_process_carries_on_at_once() 
     }
 
     setup.sim.sim.set_faults(Faults::default());
-    let log_next = log_file("sigterm-next");
-    let next = serve(&setup.database.url, 8, 600_000, &log_next);
-    let deadline = Instant::now() + Duration::from_secs(60);
-    while outstanding(&setup).await > 0 {
-        assert!(
-            Instant::now() < deadline,
-            "the next process did not carry on"
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    let next = serve(&setup.database.url, 8, 600_000, "sigterm-next")
+        .start()
+        .await;
+    let label = "the process started after SIGTERM";
+    wait_until_idle(&setup.handle, Duration::from_secs(60), label).await;
     next.kill();
-    for log in [log, log_next] {
-        let _ = std::fs::remove_file(log);
-    }
     check_invariants(&setup, &appointments, "sigterm").await;
 }

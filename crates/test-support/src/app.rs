@@ -49,6 +49,31 @@ pub fn fast_sync_config(worker_id: &str) -> SyncConfig {
     }
 }
 
+/// The worker settings of the fault soaks: 8 attempts from 10 ms doubling up to 200 ms, a
+/// 400 ms Cal.com timeout (what a hang costs: the emulator never answers one), one read
+/// retry, and no client-side rate limit in the way.
+pub fn soak_sync_config(worker_id: &str) -> SyncConfig {
+    SyncConfig {
+        worker_id: worker_id.into(),
+        poll_interval: Duration::from_millis(200),
+        retry: RetryPolicy {
+            max_attempts: 8,
+            base_delay: Duration::from_millis(10),
+            max_delay: Duration::from_millis(200),
+            min_delay: Duration::from_millis(2),
+        },
+        client: ClientSettings {
+            timeout: Duration::from_millis(400),
+            rate_limit: calcom_client::RateLimit {
+                requests: 1_000_000,
+                per: Duration::from_secs(60),
+            },
+            read_retries: 1,
+        },
+        ..SyncConfig::default()
+    }
+}
+
 /// The emulator with `config`, seeded with `seed` (e.g. a [`SimAccount`]'s), on a
 /// loopback port.
 pub async fn spawn_sim(config: SimConfig, seed: Seed) -> RunningSim {
@@ -305,6 +330,17 @@ impl TestApp {
         TestAppBuilder::default()
     }
 
+    /// `method path` on the app as `key`, with `body` as JSON when there is one.
+    pub async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        key: &str,
+        body: Option<serde_json::Value>,
+    ) -> reqwest::Response {
+        send_as(&self.http, &self.url, method, path, key, body.as_ref()).await
+    }
+
     /// Until no sync job is outstanding: with a background worker, waits for it; without
     /// one, runs a worker in this task (waiting for scheduled retries). Fails the test
     /// when jobs are still outstanding after 20 s.
@@ -320,6 +356,41 @@ impl TestApp {
             }
         }
     }
+}
+
+/// A plain HTTP client (reqwest wants a TLS provider installed even for plain HTTP).
+pub fn http_client() -> reqwest::Client {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::Client::builder().build().expect("http client")
+}
+
+/// `method {base_url}{path}` as `key`, with `body` as JSON when there is one: for suites
+/// whose app is not a [`TestApp`].
+pub async fn send_as(
+    http: &reqwest::Client,
+    base_url: &str,
+    method: reqwest::Method,
+    path: &str,
+    key: &str,
+    body: Option<&serde_json::Value>,
+) -> reqwest::Response {
+    let mut request = http
+        .request(method, format!("{base_url}{path}"))
+        .bearer_auth(key);
+    if let Some(body) = body {
+        request = request.json(body);
+    }
+    request.send().await.expect("request")
+}
+
+/// A response's `Content-Type`, empty when it has none.
+pub fn content_type(response: &reqwest::Response) -> String {
+    response
+        .headers()
+        .get("content-type")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default()
+        .to_string()
 }
 
 /// Runs `worker` in this task, waiting for scheduled retries, until no job is

@@ -68,6 +68,14 @@ impl TestDatabase {
         })
     }
 
+    /// `"postgres"` or `"sqlite"`: what a test names its backend in labels and ids.
+    pub fn backend(&self) -> &'static str {
+        match self.cleanup {
+            Cleanup::SqliteFile(_) => "sqlite",
+            Cleanup::Postgres { .. } => "postgres",
+        }
+    }
+
     /// Connects to the database and applies the migrations.
     pub async fn connect(&self) -> StoreResult<Database> {
         let db = Database::connect(&self.url).await?;
@@ -142,44 +150,44 @@ pub async fn databases() -> Vec<TestDatabase> {
     out
 }
 
-/// The outbox row of an appointment: (state, runs), or None when there is none.
+// Each statement below is written once for both backends: SQLite accepts `$1` too. Only
+// the binding differs, since SQLite stores ids as hyphenated text.
+
+fn sqlite_id(id: Uuid) -> String {
+    id.hyphenated().to_string()
+}
+
+/// The state of an appointment's outbox row, or None when there is none.
 pub async fn sync_job(db: &Database, appointment_id: Uuid) -> StoreResult<Option<String>> {
+    const SQL: &str = "select state from sync_jobs where appointment_id = $1";
     Ok(match db {
         Database::Postgres(s) => {
-            sqlx::query_scalar("select state from sync_jobs where appointment_id = $1")
-                .bind(appointment_id)
-                .fetch_optional(s.pool())
-                .await?
+            let query = sqlx::query_scalar(SQL).bind(appointment_id);
+            query.fetch_optional(s.pool()).await?
         }
         Database::Sqlite(s) => {
-            sqlx::query_scalar("select state from sync_jobs where appointment_id = ?1")
-                .bind(appointment_id.hyphenated().to_string())
-                .fetch_optional(s.pool())
-                .await?
+            let query = sqlx::query_scalar(SQL).bind(sqlite_id(appointment_id));
+            query.fetch_optional(s.pool()).await?
         }
     })
 }
 
-/// Sets an outbox row's state (to simulate the worker having finished).
+/// Sets an outbox row's state (to simulate the worker having finished). Raw SQL: the
+/// store's `finish_job` also re-derives the appointment's sync status, which this leaves.
 pub async fn set_sync_job_state(
     db: &Database,
     appointment_id: Uuid,
     state: &str,
 ) -> StoreResult<()> {
+    const SQL: &str = "update sync_jobs set state = $2 where appointment_id = $1";
     match db {
         Database::Postgres(s) => {
-            sqlx::query("update sync_jobs set state = $2 where appointment_id = $1")
-                .bind(appointment_id)
-                .bind(state)
-                .execute(s.pool())
-                .await?;
+            let query = sqlx::query(SQL).bind(appointment_id).bind(state);
+            query.execute(s.pool()).await?;
         }
         Database::Sqlite(s) => {
-            sqlx::query("update sync_jobs set state = ?2 where appointment_id = ?1")
-                .bind(appointment_id.hyphenated().to_string())
-                .bind(state)
-                .execute(s.pool())
-                .await?;
+            let query = sqlx::query(SQL).bind(sqlite_id(appointment_id)).bind(state);
+            query.execute(s.pool()).await?;
         }
     }
     Ok(())
@@ -191,22 +199,15 @@ pub async fn count_rows(db: &Database, table: &str, tenant_id: Uuid) -> StoreRes
         "appointments" | "appointment_segments" | "sync_jobs" | "idempotency_keys" => table,
         other => panic!("count_rows does not know table {other}"),
     };
+    let sql = sqlx::AssertSqlSafe(format!("select count(*) from {table} where tenant_id = $1"));
     Ok(match db {
         Database::Postgres(s) => {
-            sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-                "select count(*) from {table} where tenant_id = $1"
-            )))
-            .bind(tenant_id)
-            .fetch_one(s.pool())
-            .await?
+            let query = sqlx::query_scalar(sql).bind(tenant_id);
+            query.fetch_one(s.pool()).await?
         }
         Database::Sqlite(s) => {
-            sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
-                "select count(*) from {table} where tenant_id = ?1"
-            )))
-            .bind(tenant_id.hyphenated().to_string())
-            .fetch_one(s.pool())
-            .await?
+            let query = sqlx::query_scalar(sql).bind(sqlite_id(tenant_id));
+            query.fetch_one(s.pool()).await?
         }
     })
 }

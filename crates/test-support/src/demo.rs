@@ -2,15 +2,17 @@
 //! SQLite file, read up to its first line (the JSON summary), killed and cleaned up when
 //! dropped.
 
-use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 
 use serde_json::Value;
 use uuid::Uuid;
 
+use crate::process::ChildProcess;
+
 pub struct DemoProcess {
-    child: Child,
+    /// Taken in `drop`, so the process is gone before its database files are removed.
+    process: Option<ChildProcess>,
     /// The demo's SQLite file.
     pub db: PathBuf,
     pub port: u16,
@@ -22,49 +24,30 @@ impl DemoProcess {
     /// Starts `binary demo --json` (pass `env!("CARGO_BIN_EXE_phasebook")`) and waits for
     /// its summary. The demo makes its own master key, so none is passed on.
     pub async fn start(binary: &str) -> Self {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .expect("free port");
         let db = std::env::temp_dir().join(format!("phasebook-demo-{}.db", Uuid::new_v4()));
-        let mut child = Command::new(binary)
+        let process = ChildProcess::build("phasebook-demo", Command::new(binary))
             .env_remove("PHASEBOOK_SECRET_KEY")
-            .args([
-                "demo",
-                "--json",
-                "--db",
-                &db.display().to_string(),
-                "--listen",
-                &format!("127.0.0.1:{port}"),
-            ])
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn demo");
-        let stdout = child.stdout.take().expect("stdout");
-        // Built before the read, so a failed read still kills the child.
+            .args(["demo", "--json", "--db", &db.display().to_string()])
+            .listen("--listen")
+            .first_line()
+            .start()
+            .await;
+        let printed = serde_json::from_str(&process.printed);
+        // Built before the check, so a summary that does not parse still cleans up.
         let mut demo = Self {
-            child,
+            port: process.port,
+            process: Some(process),
             db,
-            port,
             printed: Value::Null,
         };
-        let line = tokio::task::spawn_blocking(move || {
-            let mut line = String::new();
-            BufReader::new(stdout).read_line(&mut line).map(|_| line)
-        })
-        .await
-        .expect("join")
-        .expect("read");
-        demo.printed = serde_json::from_str(&line).expect("one JSON object");
+        demo.printed = printed.expect("one JSON object");
         demo
     }
 }
 
 impl Drop for DemoProcess {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        drop(self.process.take());
         for suffix in ["", "-wal", "-shm"] {
             let _ = std::fs::remove_file(format!("{}{suffix}", self.db.display()));
         }

@@ -73,32 +73,12 @@ pub async fn remove_event_map(
     segment_key: &SegmentKey,
     staff_id: &StaffId,
 ) -> StoreResult<()> {
-    match db {
-        Database::Postgres(store) => {
-            sqlx::query(
-                "delete from event_maps where tenant_id = $1 and service_id = $2 \
-                 and segment_key = $3 and staff_id = $4",
-            )
-            .bind(tenant_id)
-            .bind(service_id.as_str())
-            .bind(segment_key.as_str())
-            .bind(staff_id.as_str())
-            .execute(store.pool())
-            .await?;
-        }
-        Database::Sqlite(store) => {
-            sqlx::query(
-                "delete from event_maps where tenant_id = ?1 and service_id = ?2 \
-                 and segment_key = ?3 and staff_id = ?4",
-            )
-            .bind(tenant_id.hyphenated().to_string())
-            .bind(service_id.as_str())
-            .bind(segment_key.as_str())
-            .bind(staff_id.as_str())
-            .execute(store.pool())
-            .await?;
-        }
-    }
+    let key = phasebook_api::store::event_maps::EventMapKey {
+        service_id: service_id.clone(),
+        segment_key: segment_key.clone(),
+        staff_id: staff_id.clone(),
+    };
+    db.event_maps().delete_event_map(tenant_id, &key).await?;
     Ok(())
 }
 
@@ -203,6 +183,25 @@ pub fn segments(count: usize, minutes: u32, gap: u32) -> Vec<SegmentSpec> {
             })
         })
         .collect()
+}
+
+/// `count` appointments booked straight through the store, the staff taking turns: the
+/// `n`-th goes to `staff[n % staff.len()]` at `first + spacing * (n / staff.len())`.
+pub async fn book_in_turns(
+    db: &Database,
+    salon: &FixtureSalon,
+    staff: &[FixtureStaff],
+    count: usize,
+    first: DateTime<Utc>,
+    spacing: chrono::TimeDelta,
+) -> StoreResult<Vec<Uuid>> {
+    let mut appointments = Vec::with_capacity(count);
+    for n in 0..count {
+        let turn = i32::try_from(n / staff.len()).expect("small");
+        let start = first + spacing * turn;
+        appointments.push(book(db, salon, &staff[n % staff.len()].staff_id, start).await?);
+    }
+    Ok(appointments)
 }
 
 /// Creates an appointment of the salon's service for `staff` at `start` (straight to the

@@ -64,12 +64,7 @@ async fn tenant_with_keys(db: &Database, name: &str) -> (Uuid, Keys) {
     )
 }
 
-pub fn http_client() -> reqwest::Client {
-    // reqwest is built without a default TLS provider; the tests speak plain HTTP but
-    // the client still wants one installed.
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    reqwest::Client::builder().build().expect("http client")
-}
+pub use phasebook_test_support::http_client;
 
 /// The app on `database`, with two tenants and their keys (for
 /// `phasebook_test_support::on_both_backends!(with setup; …)`). No Cal.com: these tests
@@ -202,14 +197,7 @@ pub fn booking(staff: &str, start: &str) -> Value {
     })
 }
 
-pub fn content_type(response: &Response) -> String {
-    response
-        .headers()
-        .get("content-type")
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_string()
-}
+pub use phasebook_test_support::content_type;
 
 /// Asserts a problem response and returns its document.
 pub async fn problem(response: Response, status: u16, kind: &str) -> Value {

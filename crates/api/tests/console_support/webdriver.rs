@@ -5,10 +5,11 @@
 //! `webdriver` crate, for the same dozen calls.)
 
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use base64::Engine;
+use phasebook_test_support::ChildProcess;
 use serde_json::{Value, json};
 
 /// The key W3C WebDriver gives element references under.
@@ -37,22 +38,13 @@ fn find_browser() -> Option<(PathBuf, PathBuf)> {
     Some((driver, browser))
 }
 
-struct Driver(Child);
-
-impl Drop for Driver {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
 /// A headless Chromium session.
 pub struct Browser {
     http: reqwest::Client,
     session: String,
     base: String,
     profile: PathBuf,
-    _driver: Driver,
+    _driver: ChildProcess,
 }
 
 /// An element found on the page.
@@ -76,31 +68,15 @@ impl Browser {
             );
             return None;
         };
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .expect("free port");
-        let child = Command::new(&driver)
+        let driver = ChildProcess::build("chromedriver", Command::new(&driver));
+        let port = driver.port();
+        let driver = driver
             .arg(format!("--port={port}"))
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start chromedriver");
-        let driver = Driver(child);
+            .ready_when("/status", |status| status["value"]["ready"] == true)
+            .start()
+            .await;
         let http = reqwest::Client::new();
-        let base = format!("http://127.0.0.1:{port}");
-        let mut ready = false;
-        for _ in 0..200 {
-            if let Ok(response) = http.get(format!("{base}/status")).send().await
-                && let Ok(status) = response.json::<Value>().await
-                && status["value"]["ready"] == true
-            {
-                ready = true;
-                break;
-            }
-            tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-        assert!(ready, "chromedriver did not come up");
+        let base = driver.base_url();
         let profile =
             std::env::temp_dir().join(format!("phasebook-chromium-{}", uuid::Uuid::new_v4()));
         let capabilities = json!({

@@ -144,11 +144,7 @@ pub fn staff(name: &str, user: i64, username: &str) -> Value {
     })
 }
 
-/// A plain HTTP client (reqwest wants a TLS provider installed even for plain HTTP).
-pub fn http_client() -> reqwest::Client {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    reqwest::Client::builder().build().expect("http client")
-}
+pub use phasebook_test_support::http_client;
 
 /// Changes an event type the way a person does in Cal.com: `PATCH` on the personal or the
 /// team endpoint with `key`. Panics unless Cal.com accepts it.
