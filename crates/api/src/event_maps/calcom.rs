@@ -112,6 +112,20 @@ pub async fn read_event_type_via(
     Ok(None)
 }
 
+/// Every personal event type of `host` the key may see (hidden ones only when the key is the
+/// host's own, FACTS 5): one request that answers the checks of all of the host's types at
+/// once. A host Cal.com does not know lists nothing.
+pub async fn host_listing(
+    client: &CalcomClient,
+    host: &HostIdentity,
+) -> Result<Vec<EventTypeFacts>, CalcomError> {
+    match client.list_event_types(&host.username, None).await {
+        Ok(listed) => Ok(listed.iter().map(facts).collect()),
+        Err(e) if not_visible(&e) => Ok(Vec::new()),
+        Err(e) => Err(e),
+    }
+}
+
 /// Looks for `id` in the public listings of `others` (the tenant's other staff). A personal
 /// type the key cannot read by id is still listed under its owner, so mapping another
 /// stylist's type gets the same answer whichever of the two the key belongs to.
