@@ -44,8 +44,22 @@ async fn spawn_with(
     faults: Faults,
     retry: RetryPolicy,
 ) -> App {
+    spawn_waiting(database, stylists, faults, retry, None).await
+}
+
+/// [`spawn_with`], the worker giving up on a Cal.com call after `call_timeout` when set.
+async fn spawn_waiting(
+    database: TestDatabase,
+    stylists: usize,
+    faults: Faults,
+    retry: RetryPolicy,
+    call_timeout: Option<Duration>,
+) -> App {
     let mut worker = fast_sync_config("change-test");
     worker.retry = retry;
+    if let Some(timeout) = call_timeout {
+        worker.client.timeout = timeout;
+    }
     worker.client.rate_limit = calcom_client::RateLimit {
         requests: 1_000_000,
         per: Duration::from_secs(60),
@@ -871,7 +885,9 @@ async fn a_cancel_of_the_old_booking_names_it_before_calcom_answers() {
             max_delay: Duration::from_millis(100),
             min_delay: Duration::from_millis(5),
         };
-        let app = spawn_with(database, 2, faults, retry).await;
+        // Each hanging cancel stays in flight for the whole call timeout: long enough for the
+        // reads below to see it on a busy machine.
+        let app = spawn_waiting(database, 2, faults, retry, Some(Duration::from_secs(8))).await;
         let ada = json!({"name": "Ada", "email": "ada@example.com"});
         let booked = app.book("2030-03-05T09:00:00Z", "stylist-1", ada).await;
         let id = booked["id"].as_str().expect("id").to_string();
@@ -891,7 +907,7 @@ async fn a_cancel_of_the_old_booking_names_it_before_calcom_answers() {
             )
             .await;
         assert_eq!(moved.status(), StatusCode::OK);
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
         let in_flight = loop {
             let (_, view) = app
                 .get(&format!("/appointments/{id}/sync"), &app.salon.ops_key)
