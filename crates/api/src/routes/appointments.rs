@@ -27,7 +27,7 @@ use crate::auth::{Caller, Permission};
 use crate::error::{ApiError, Problem};
 use crate::extract::{Json, MAX_BODY_BYTES, Path, Query, parse_json, path_uuid};
 use crate::idempotency;
-use crate::routes::booking::{load_service_context, load_staff};
+use crate::routes::booking::load_booking_context;
 use crate::routes::prefer;
 use crate::routes::services::parse_service_id;
 use crate::routes::views::AppointmentView;
@@ -219,7 +219,17 @@ async fn plan(
             StaffId::parse(required(given, "staff_id")?).map_err(|e| e.within("staff_id"))?
         }
     };
-    let context = load_service_context(state, caller.tenant_id, &service_id).await?;
+    // Every staff member the request names is read with the service, in one statement;
+    // a malformed override is reported below, in its turn.
+    let mut named = vec![staff_id.clone()];
+    named.extend(
+        request
+            .segments
+            .iter()
+            .filter_map(|s| StaffId::parse(&s.staff_id).ok())
+            .filter(|id| id != &staff_id),
+    );
+    let context = load_booking_context(state, caller.tenant_id, &service_id, &named).await?;
     let country = context
         .settings
         .country
@@ -256,10 +266,9 @@ async fn plan(
         })
         .collect::<Result<Vec<_>, phasebook_domain::FieldError>>()?;
 
-    let store = &state.store;
-    let staff = load_staff(state, caller.tenant_id, &staff_id, "staff_id").await?;
+    let staff = context.staff_member(&staff_id, "staff_id")?;
     for (i, (_, other)) in overrides.iter().enumerate() {
-        if other != &staff_id && store.get_staff(caller.tenant_id, other).await?.is_none() {
+        if other != &staff_id && !context.has_staff(other) {
             return Err(ApiError::validation(
                 format!("segments[{i}].staff_id"),
                 "unknown_staff",

@@ -13,12 +13,15 @@ use crate::store::holds::BookingSettings;
 use crate::store::sync::TenantConnection;
 use crate::store::{StaffMember, StoredService};
 
-/// Everything the pre-flight and the search need about one service.
+/// Everything the pre-flight and the search need about one service, and the staff members
+/// the request names.
 pub(crate) struct ServiceContext {
     pub service: StoredService,
     pub settings: BookingSettings,
     pub performers: Vec<StaffId>,
     pub maps: Vec<EventMap>,
+    /// Those of the asked staff members who exist.
+    pub staff: Vec<StaffMember>,
 }
 
 impl ServiceContext {
@@ -51,6 +54,19 @@ impl ServiceContext {
             .map(|m| m.bookable_event_type_id.0)
     }
 
+    /// A staff member the context was loaded with, or the 422 naming `field`.
+    pub fn staff_member(&self, staff_id: &StaffId, field: &str) -> Result<&StaffMember, ApiError> {
+        self.staff
+            .iter()
+            .find(|s| &s.staff_id == staff_id)
+            .ok_or_else(|| unknown_staff(staff_id, field))
+    }
+
+    /// Whether a staff member the context was loaded with exists.
+    pub fn has_staff(&self, staff_id: &StaffId) -> bool {
+        self.staff.iter().any(|s| &s.staff_id == staff_id)
+    }
+
     /// Whether every segment of the service is mapped for this staff member.
     pub fn fully_mapped(&self, staff: &StaffId) -> bool {
         self.service
@@ -69,33 +85,43 @@ pub(crate) fn unknown_service(service_id: &ServiceId) -> ApiError {
     )
 }
 
+fn unknown_staff(staff_id: &StaffId, field: &str) -> ApiError {
+    ApiError::validation(
+        field,
+        "unknown_staff",
+        format!("there is no staff member {staff_id:?}; define them with PUT /staff/{staff_id}"),
+    )
+}
+
 pub(crate) async fn load_service_context(
     state: &AppState,
     tenant_id: Uuid,
     service_id: &ServiceId,
 ) -> Result<ServiceContext, ApiError> {
-    let store = state.db.booking();
-    // Four independent reads: sent at once, a booking waits for one round trip, not four.
-    let (service, settings, performers, maps) = tokio::try_join!(
-        store.get_service(tenant_id, service_id),
-        store.booking_settings(tenant_id),
-        store.performers(tenant_id, service_id),
-        store.list_event_maps(tenant_id),
-    )?;
-    let service = service.ok_or_else(|| unknown_service(service_id))?;
-    let settings = settings.unwrap_or(BookingSettings {
-        country: None,
-        horizon_days: DEFAULT_HORIZON_DAYS,
-    });
-    let maps = maps
-        .into_iter()
-        .filter(|m| &m.service_id == service_id)
-        .collect();
+    load_booking_context(state, tenant_id, service_id, &[]).await
+}
+
+/// [`load_service_context`] with the staff members in `staff` that exist, read in the same
+/// statement.
+pub(crate) async fn load_booking_context(
+    state: &AppState,
+    tenant_id: Uuid,
+    service_id: &ServiceId,
+    staff: &[StaffId],
+) -> Result<ServiceContext, ApiError> {
+    let context = state
+        .store
+        .booking_context(tenant_id, service_id, staff)
+        .await?;
     Ok(ServiceContext {
-        service,
-        settings,
-        performers,
-        maps,
+        service: context.service.ok_or_else(|| unknown_service(service_id))?,
+        settings: context.settings.unwrap_or(BookingSettings {
+            country: None,
+            horizon_days: DEFAULT_HORIZON_DAYS,
+        }),
+        performers: context.performers,
+        maps: context.maps,
+        staff: context.staff,
     })
 }
 
@@ -109,15 +135,7 @@ pub(crate) async fn load_staff(
         .store
         .get_staff(tenant_id, staff_id)
         .await?
-        .ok_or_else(|| {
-            ApiError::validation(
-                field,
-                "unknown_staff",
-                format!(
-                    "there is no staff member {staff_id:?}; define them with PUT /staff/{staff_id}"
-                ),
-            )
-        })
+        .ok_or_else(|| unknown_staff(staff_id, field))
 }
 
 /// The tenant's Cal.com connection, for the shared per-tenant client.

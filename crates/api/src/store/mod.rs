@@ -11,6 +11,7 @@
 //! `holds_sqlite.rs`, `reschedule_sqlite.rs`: an overlap check under `begin immediate`),
 //! row locks, and time functions.
 
+pub mod booking_context;
 pub mod console;
 pub mod event_maps;
 pub mod holds;
@@ -370,6 +371,16 @@ pub trait Store: Send + Sync + 'static {
         staff_id: &StaffId,
     ) -> StoreResult<Option<StaffMember>>;
     async fn list_staff(&self, tenant_id: Uuid) -> StoreResult<Vec<StaffMember>>;
+
+    /// Everything a booking of `service_id` reads before the domain decides, in one
+    /// statement: the service with its segments, the tenant's booking settings, who
+    /// performs the service, its event maps, and those of `staff` who exist.
+    async fn booking_context(
+        &self,
+        tenant_id: Uuid,
+        service_id: &ServiceId,
+        staff: &[StaffId],
+    ) -> StoreResult<booking_context::BookingContext>;
 
     /// Inserts the appointment, its segments and a pending sync job in one transaction,
     /// and when `idempotency` is given completes that key with the response in the same

@@ -31,6 +31,9 @@ static MIGRATOR: Migrator = sqlx::migrate!("../../migrations/postgres");
 
 const EXCLUSION_VIOLATION: &str = "23P01";
 
+/// A pooled connection idle this long is pinged before it is handed out again.
+const PING_WHEN_IDLE_FOR: std::time::Duration = std::time::Duration::from_secs(5);
+
 // The codec of `shared.rs`: PostgreSQL stores ids and instants natively.
 pub(crate) fn db_id(id: Uuid) -> Uuid {
     id
@@ -70,6 +73,8 @@ shared::dialect_store!(
 
 super::event_maps::event_map_store!(store = PgStore, row = PgRow);
 
+super::booking_context::booking_context_store!(store = PgStore, row = PgRow, db = Postgres);
+
 super::keys::key_store!(store = PgStore, for_update = " for update");
 
 super::console::console_store!(
@@ -88,6 +93,18 @@ impl PgStore {
         let pool = PgPoolOptions::new()
             .max_connections(16)
             .acquire_timeout(ACQUIRE_TIMEOUT)
+            // sqlx pings every connection it hands out by default: one more round trip
+            // before each statement. A connection in steady use is known to be alive; one
+            // that sat idle (the server may have restarted) is still checked.
+            .test_before_acquire(false)
+            .before_acquire(|connection, meta| {
+                Box::pin(async move {
+                    if meta.idle_for >= PING_WHEN_IDLE_FOR {
+                        sqlx::Connection::ping(connection).await?;
+                    }
+                    Ok(true)
+                })
+            })
             .connect(url)
             .await?;
         Ok(Self { pool })

@@ -186,6 +186,18 @@ macro_rules! dialect_store {
             })
         }
 
+        fn staff_from_row(row: &$row) -> StoreResult<StaffMember> {
+            Ok(StaffMember {
+                staff_id: parse_staff_id(&row.try_get::<String, _>("staff_id")?)?,
+                name: row.try_get("name")?,
+                calcom_user_id: CalcomUserId(row.try_get("calcom_user_id")?),
+                calcom_username: row.try_get("calcom_username")?,
+                time_zone: row.try_get("time_zone")?,
+                created_at: get_at(row, "created_at")?,
+                updated_at: get_at(row, "updated_at")?,
+            })
+        }
+
         impl $store {
             async fn with_segments(
                 &self,
@@ -325,19 +337,7 @@ macro_rules! dialect_store {
                     .bind(staff_id.map(StaffId::as_str))
                     .fetch_all(&self.pool)
                     .await?;
-                rows.iter()
-                    .map(|row| {
-                        Ok(StaffMember {
-                            staff_id: parse_staff_id(&row.try_get::<String, _>("staff_id")?)?,
-                            name: row.try_get("name")?,
-                            calcom_user_id: CalcomUserId(row.try_get("calcom_user_id")?),
-                            calcom_username: row.try_get("calcom_username")?,
-                            time_zone: row.try_get("time_zone")?,
-                            created_at: get_at(row, "created_at")?,
-                            updated_at: get_at(row, "updated_at")?,
-                        })
-                    })
-                    .collect()
+                rows.iter().map(staff_from_row).collect()
             }
 
             /// One try of [`Store::cancel_appointment`]: the appointment, its segments and
@@ -632,6 +632,16 @@ macro_rules! dialect_store {
 
             async fn list_staff(&self, tenant_id: Uuid) -> StoreResult<Vec<StaffMember>> {
                 self.staff_rows(tenant_id, None).await
+            }
+
+            async fn booking_context(
+                &self,
+                tenant_id: Uuid,
+                service_id: &ServiceId,
+                staff: &[StaffId],
+            ) -> StoreResult<super::booking_context::BookingContext> {
+                self.booking_context_rows(tenant_id, service_id, staff)
+                    .await
             }
 
             async fn create_appointment(

@@ -108,6 +108,8 @@ shared::dialect_store!(
 
 super::event_maps::event_map_store!(store = SqliteStore, row = SqliteRow);
 
+super::booking_context::booking_context_store!(store = SqliteStore, row = SqliteRow, db = Sqlite);
+
 super::keys::key_store!(store = SqliteStore, for_update = "");
 
 super::console::console_store!(
@@ -223,23 +225,23 @@ pub(crate) async fn insert_appointment_rows(
     .bind(a.customer.email_lookup_form())
     .execute(&mut *tx)
     .await?;
-    for (position, s) in a.segments.iter().enumerate() {
-        sqlx::query(
-            "insert into appointment_segments (appointment_id, segment_key, tenant_id,
-                     position, staff_id, starts_at, ends_at, active, sync_status, updated_at)
-                 values (?1, ?2, ?3, ?4, ?5, ?6, ?7, 1, 'pending', ?8)",
-        )
-        .bind(&id)
-        .bind(s.key.as_str())
-        .bind(&tenant)
-        .bind(position as i64)
-        .bind(s.staff_id.as_str())
-        .bind(to_ms(s.starts_at))
-        .bind(to_ms(s.ends_at))
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-    }
+    // Every segment in one statement, as on PostgreSQL.
+    let mut segments: QueryBuilder<Sqlite> = QueryBuilder::new(
+        "insert into appointment_segments (appointment_id, segment_key, tenant_id, position,
+             staff_id, starts_at, ends_at, active, sync_status, updated_at) ",
+    );
+    segments.push_values(a.segments.iter().enumerate(), |mut row, (position, s)| {
+        row.push_bind(&id)
+            .push_bind(s.key.as_str())
+            .push_bind(&tenant)
+            .push_bind(position as i64)
+            .push_bind(s.staff_id.as_str())
+            .push_bind(to_ms(s.starts_at))
+            .push_bind(to_ms(s.ends_at))
+            .push("1, 'pending'")
+            .push_bind(now);
+    });
+    segments.build().execute(&mut *tx).await?;
     sqlx::query(
         "insert into sync_jobs (sync_job_id, tenant_id, appointment_id, state, run_at,
                  awaited, created_at, updated_at)
