@@ -16,10 +16,11 @@ use phasebook_domain::EventTypeId;
 use phasebook_domain::resolution::{HostIdentity, Refusal};
 use phasebook_domain::sync::{
     AppointmentSync, BookAction, BookEnd, BookPlan, BookResult, BookingIdentity, CalcomFailure,
-    Created, Decision, DesiredState, FailureClass, MAX_RESCHEDULE_HOPS, ObservedBooking, Operation,
-    Outcome, OwnBookingInTheWay, Reconciled, Resolved, RetryPolicy, ReviewSubject, RunAsk,
-    SegmentError, SegmentSyncStatus, Step, cannot_sync_reason, converge, event_map_refused_reason,
-    missing_event_map_reason, own_booking_in_the_way,
+    CancelAction, CancelAnswer, CancelEnd, CancelPlan, CancelResult, Created, Decision,
+    DesiredState, FailureClass, ObservedBooking, Operation, Outcome, OwnBookingInTheWay,
+    Reconciled, Resolved, RetryPolicy, ReviewSubject, RunAsk, SegmentError, SegmentSyncStatus,
+    Step, cannot_sync_reason, converge, event_map_refused_reason, missing_event_map_reason,
+    own_booking_in_the_way,
 };
 use tracing::Instrument;
 use uuid::Uuid;
@@ -745,7 +746,7 @@ impl Run<'_> {
         }
     }
 
-    /// Cancels the segment's booking (or finds that there is none).
+    /// Performs the cancelling steps [`CancelPlan`] names, one at a time, until it ends.
     async fn bring_cancelled(&self, mut segment: SegmentWork) -> Result<SegmentWork, RunError> {
         if segment.booking.next_step(self.ask(&segment), Utc::now()) != Step::Cancel {
             return Ok(segment);
@@ -761,50 +762,6 @@ impl Run<'_> {
                 .after_failure(segment, &failure, true, Operation::Cancel)
                 .await;
         };
-        // Cancelled while its booking was being moved: whatever stands at the old time goes.
-        if let Some(failure) = self.cancel_left_behind(&client, &mut segment).await? {
-            return self
-                .after_failure(segment, &failure, true, Operation::Cancel)
-                .await;
-        }
-        // A create whose outcome is unknown may have left a booking we have no uid for.
-        if segment.booking.calcom_booking_uid.is_none() && segment.booking.earlier_outcome_unknown {
-            let event_type = segment
-                .booking
-                .event_type_id
-                .map(EventTypeId)
-                .or_else(|| segment.map.as_ref().map(|m| m.bookable_event_type_id));
-            if let Some(event_type) = event_type {
-                segment.booking.status = SegmentSyncStatus::Cancelling;
-                if let Reconciled::Failed(failure) = self
-                    .reconcile(
-                        &client,
-                        &mut segment,
-                        event_type,
-                        "reconcile",
-                        SegmentSyncStatus::Syncing,
-                    )
-                    .await?
-                {
-                    return self
-                        .after_failure(segment, &failure, true, Operation::Cancel)
-                        .await;
-                }
-            }
-        }
-        let Some(uid) = segment.booking.calcom_booking_uid.clone() else {
-            self.settle(&mut segment, Outcome::Cancelled);
-            let saved = self
-                .engine
-                .store
-                .save_segment(&self.job.fence, None, &segment)
-                .await?;
-            return if saved {
-                Ok(segment)
-            } else {
-                Err(RunError::LeaseLost)
-            };
-        };
         // Cal.com requires a reason from a host; the caller's own words when they gave any.
         let reason = self.work.cancellation_reason.clone().unwrap_or_else(|| {
             format!(
@@ -812,61 +769,97 @@ impl Run<'_> {
                 self.work.appointment_id
             )
         });
-        let mut uid = uid;
-        let mut hops = 0;
+        let (mut plan, mut action) = CancelPlan::new(
+            &segment.booking,
+            segment.moving_from.is_some(),
+            segment.map.as_ref().map(|m| m.bookable_event_type_id),
+        );
+        // The cancel attempt written ahead and the booking it names, until it is finished.
+        let mut open: Option<(Uuid, String)> = None;
         loop {
-            let attempt = self
-                .begin(
-                    &segment,
-                    "cancel",
-                    segment.booking.event_type_id,
-                    SegmentSyncStatus::Cancelling,
-                )
-                .await?;
-            let failure = match calcom::cancel(&client, &uid, &reason).await {
-                Cancel::Cancelled => {
-                    return self.cancelled(segment, attempt, "cancelled", uid).await;
+            let result = match action {
+                CancelAction::CancelLeftBehind => {
+                    CancelResult::LeftBehind(self.cancel_left_behind(&client, &mut segment).await?)
                 }
-                Cancel::NotFound(_) => {
-                    return self.cancelled(segment, attempt, "not_found", uid).await;
+                CancelAction::Reconcile { event_type } => {
+                    segment.booking.status = SegmentSyncStatus::Cancelling;
+                    let reconciled = self
+                        .reconcile(
+                            &client,
+                            &mut segment,
+                            event_type,
+                            "reconcile",
+                            SegmentSyncStatus::Syncing,
+                        )
+                        .await?;
+                    CancelResult::Reconciled {
+                        reconciled,
+                        uid: segment.booking.calcom_booking_uid.clone(),
+                    }
                 }
-                // Cal.com cancels the old booking of a reschedule: what holds the stylist's
-                // time now is the booking it was moved to, so that is the one to cancel.
-                Cancel::AlreadyCancelled => match calcom::moved_to(&client, &uid).await {
-                    Ok(Some(next)) if hops < MAX_RESCHEDULE_HOPS => {
-                        hops += 1;
-                        tracing::info!(appointment_id = %self.work.appointment_id, segment = %segment.key, booking_uid = %next, "the booking was moved in Cal.com; cancelling where it went");
-                        segment.booking.calcom_booking_uid = Some(next.clone());
-                        segment.booking.calcom_booking_id = None;
+                CancelAction::Cancel { uid } => {
+                    let attempt = self
+                        .begin(
+                            &segment,
+                            "cancel",
+                            segment.booking.event_type_id,
+                            SegmentSyncStatus::Cancelling,
+                        )
+                        .await?;
+                    let answer = match calcom::cancel(&client, &uid, &reason).await {
+                        Cancel::Cancelled => CancelAnswer::Cancelled,
+                        Cancel::AlreadyCancelled => CancelAnswer::AlreadyCancelled,
+                        Cancel::NotFound(_) => CancelAnswer::NotFound,
+                        Cancel::Failed(failure) => CancelAnswer::Failed(failure),
+                    };
+                    open = Some((attempt, uid));
+                    CancelResult::Cancel(answer)
+                }
+                CancelAction::FindSuccessor { uid } => {
+                    CancelResult::Successor(calcom::moved_to(&client, &uid).await)
+                }
+                CancelAction::Follow { from, to } => {
+                    tracing::info!(appointment_id = %self.work.appointment_id, segment = %segment.key, booking_uid = %to, "the booking was moved in Cal.com; cancelling where it went");
+                    segment.booking.calcom_booking_uid = Some(to);
+                    segment.booking.calcom_booking_id = None;
+                    let mut snapshot = segment.clone();
+                    snapshot.booking.status = SegmentSyncStatus::Cancelling;
+                    if let Some((attempt, _)) = open.take() {
+                        self.finish(attempt, "moved", None, Some(from), &mut snapshot)
+                            .await?;
+                    }
+                    CancelResult::Followed
+                }
+                CancelAction::Done(CancelEnd::NothingToCancel) => {
+                    return self.save_outcome(segment, Outcome::Cancelled).await;
+                }
+                CancelAction::Done(CancelEnd::Gone(gone)) => {
+                    return match open {
+                        Some((attempt, uid)) => {
+                            self.cancelled(segment, attempt, gone.outcome(), uid).await
+                        }
+                        None => self.save_outcome(segment, Outcome::Cancelled).await,
+                    };
+                }
+                CancelAction::Done(CancelEnd::Failed(failure)) => {
+                    if let Some((attempt, uid)) = open {
                         let mut snapshot = segment.clone();
                         snapshot.booking.status = SegmentSyncStatus::Cancelling;
-                        self.finish(attempt, "moved", None, Some(uid), &mut snapshot)
-                            .await?;
-                        uid = next;
-                        continue;
+                        self.finish(
+                            attempt,
+                            "failed",
+                            Some(SegmentError::from(&failure)),
+                            Some(uid),
+                            &mut snapshot,
+                        )
+                        .await?;
                     }
-                    Ok(_) => {
-                        return self
-                            .cancelled(segment, attempt, "already_cancelled", uid)
-                            .await;
-                    }
-                    Err(failure) => failure,
-                },
-                Cancel::Failed(failure) => failure,
+                    return self
+                        .after_failure(segment, &failure, true, Operation::Cancel)
+                        .await;
+                }
             };
-            let mut snapshot = segment.clone();
-            snapshot.booking.status = SegmentSyncStatus::Cancelling;
-            self.finish(
-                attempt,
-                "failed",
-                Some(SegmentError::from(&failure)),
-                Some(uid),
-                &mut snapshot,
-            )
-            .await?;
-            return self
-                .after_failure(segment, &failure, true, Operation::Cancel)
-                .await;
+            action = plan.next(result);
         }
     }
 

@@ -13,7 +13,9 @@ use super::{
 };
 use crate::EventTypeId;
 
+mod cancel_plan;
 mod plan;
+pub use cancel_plan::{CancelAction, CancelAnswer, CancelEnd, CancelPlan, CancelResult, GoneAs};
 pub use plan::{
     BookAction, BookEnd, BookPlan, BookResult, Created, Reconciled, Resolved, refusal_failure,
 };

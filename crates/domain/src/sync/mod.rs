@@ -25,7 +25,8 @@ mod status;
 mod sweep;
 pub use booking::{
     Applied, AttemptResult, BookAction, BookEnd, BookPlan, BookResult, CANCEL_DONE_OUTCOMES,
-    Created, Outcome, Reconciled, Resolved, RunAsk, SegmentBooking, Step, cannot_sync_reason,
+    CancelAction, CancelAnswer, CancelEnd, CancelPlan, CancelResult, Created, GoneAs, Outcome,
+    Reconciled, Resolved, RunAsk, SegmentBooking, Step, cannot_sync_reason,
     create_may_have_reached_calcom, refusal_failure,
 };
 pub use change::{
