@@ -13,6 +13,11 @@
 //! is left after [`calcom_client::interactive_reserve`], and none at all while an
 //! interactive request is waiting for a token. Background requests of one key
 //! queue behind each other in this process, interactive ones never queue behind them.
+//!
+//! Background work is also paced over the window: by a tenth of the window it may have
+//! taken a tenth of its share, and so on. A window is a fixed minute, so without pacing a
+//! `doctor` loop starting on a quiet minute takes most of it in its first seconds, and the
+//! callers who arrive later in that minute find it spent and wait for the next one.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -149,9 +154,12 @@ impl SharedBudget {
     /// Takes one token when the window allows it; otherwise says how long to wait.
     ///
     /// An interactive request may use the whole window. A background one leaves room for
-    /// the interactive requests still to come in this window, expected to be as many as
-    /// the last window asked for, served or refused (at least the reserve): so a steady
-    /// stream of callers is never crowded out by work taken early in a window.
+    /// the interactive requests still to come in this window (at least the reserve),
+    /// expected to be the larger of two guesses: as many as the last window asked for,
+    /// served or refused, and this window's demand so far carried on at its pace to the
+    /// window's end. And it stays within its share of the time gone by, so a steady stream
+    /// of callers is never crowded out by work taken early in a window, even in the first
+    /// busy minute after a quiet one.
     pub async fn try_take(&self, priority: Priority) -> Result<Option<Duration>, sqlx::Error> {
         let interactive = priority == Priority::Interactive;
         let limit = i64::from(self.limit.requests);
@@ -180,8 +188,10 @@ impl SharedBudget {
                          and case when b.window_ends_at <= now() then \
                            $4 or $2 - greatest($5, case when b.window_ends_at > now() - $3 * interval '1 millisecond' \
                              then b.interactive_used + b.interactive_refused else 0 end) > 0 \
-                         else b.used < case when $4 then $2 \
-                           else $2 - greatest($5, b.interactive_last - b.interactive_used) end end \
+                         else b.used < $2 and ($4 or ( \
+                           b.used < $2 - greatest($5, b.interactive_last - b.interactive_used, \
+                             (b.interactive_used + b.interactive_refused) / greatest(0.05, least(1.0, 1.0 - extract(epoch from b.window_ends_at - now()) * 1000.0 / $3)) - b.interactive_used) \
+                           and b.used - b.interactive_used < greatest(0.05, least(1.0, 1.0 - extract(epoch from b.window_ends_at - now()) * 1000.0 / $3)) * ($2 - $5) + 1)) end \
                        returning 1) \
                      select exists (select 1 from taken) as granted, \
                        (select ceil(greatest( \
@@ -227,8 +237,10 @@ impl SharedBudget {
                        and case when b.window_ends_at <= $6 then \
                          $4 or $2 - max($5, case when b.window_ends_at > $6 - $3 \
                            then b.interactive_used + b.interactive_refused else 0 end) > 0 \
-                       else b.used < case when $4 then $2 \
-                         else $2 - max($5, b.interactive_last - b.interactive_used) end end",
+                       else b.used < $2 and ($4 or ( \
+                         b.used < $2 - max($5, b.interactive_last - b.interactive_used, \
+                           (b.interactive_used + b.interactive_refused) / max(0.05, min(1.0, 1.0 - (b.window_ends_at - $6) * 1.0 / $3)) - b.interactive_used) \
+                         and b.used - b.interactive_used < max(0.05, min(1.0, 1.0 - (b.window_ends_at - $6) * 1.0 / $3)) * ($2 - $5) + 1)) end",
                 )
                 .bind(&self.fingerprint[..])
                 .bind(limit)
