@@ -612,7 +612,9 @@ async fn run(db_url: &str, seconds: u64, clients: usize, latency_clients: usize)
     let rss = peak_rss_mib(server.child.id()).unwrap_or(f64::NAN);
     drop(server);
 
-    let pgbench_tps = pgbench(db_url, &tenant_id, seconds, clients)?;
+    let pgbench_tps = pgbench(db_url, &tenant_id, seconds, clients)?.tps;
+    // The floor under the 8-client latency: the same transaction with nothing around it.
+    let pgbench_8 = pgbench(db_url, &tenant_id, seconds, latency_clients)?;
     let lookup = caller_lookup(db_url, &tenant_id, &auth).await?;
     let rps = load.latencies.len() as f64 / elapsed;
     let ratio = rps / pgbench_tps;
@@ -634,6 +636,12 @@ async fn run(db_url: &str, seconds: u64, clients: usize, latency_clients: usize)
         } else {
             "missed"
         }
+    );
+    println!(
+        "             pgbench, the same transaction at {latency_clients} clients: p50 {:.2} ms  p95 {:.2} ms  ({:.0} tps)",
+        ms(percentile(&pgbench_8.latencies, 50.0)),
+        ms(percentile(&pgbench_8.latencies, 95.0)),
+        pgbench_8.tps,
     );
     println!(
         "  {clients} clients  created {} ({} errors)  {rps:.0} requests/s  p50 {:.2} ms  p95 {:.2} ms  p99 {:.2} ms",
@@ -764,8 +772,15 @@ async fn caller_lookup(db_url: &str, tenant_id: &str, auth: &str) -> Result<Stri
     Ok(out)
 }
 
-/// Runs the appointment transaction in pgbench and returns its transactions per second.
-fn pgbench(db_url: &str, tenant_id: &str, seconds: u64, clients: usize) -> Result<f64> {
+/// What pgbench measured: transactions per second, and each transaction's latency.
+struct Pgbench {
+    tps: f64,
+    latencies: Vec<Duration>,
+}
+
+/// Runs the appointment transaction in pgbench and returns its throughput and latencies
+/// (from pgbench's per-transaction log).
+fn pgbench(db_url: &str, tenant_id: &str, seconds: u64, clients: usize) -> Result<Pgbench> {
     // Staff ids that exist (foreign keys), each client far away in time from the HTTP run
     // and from each other so the exclusion constraint never fires.
     let script = format!(
@@ -794,6 +809,11 @@ select gen_random_uuid(), a.tenant_id, a.appointment_id, 'pending', now() from a
     debug_assert_eq!(SEGMENTS, 4);
     let path = std::env::temp_dir().join(format!("phasebook-bench-{}.sql", std::process::id()));
     std::fs::write(&path, script)?;
+    let logs = std::env::temp_dir().join(format!(
+        "phasebook-pgbench-{}-{clients}",
+        std::process::id()
+    ));
+    std::fs::create_dir_all(&logs)?;
     let out = Command::new("pgbench")
         .args([
             "-n",
@@ -803,8 +823,10 @@ select gen_random_uuid(), a.tenant_id, a.appointment_id, 'pending', now() from a
             "2",
             "-T",
             &seconds.to_string(),
-            "-f",
+            "-l",
         ])
+        .arg(format!("--log-prefix={}", logs.join("tx").display()))
+        .arg("-f")
         .arg(&path)
         .arg(db_url)
         .output()
@@ -823,5 +845,16 @@ select gen_random_uuid(), a.tenant_id, a.appointment_id, 'pending', now() from a
         .and_then(|l| l.split_whitespace().nth(2))
         .and_then(|v| v.parse::<f64>().ok())
         .context("could not read tps from pgbench output")?;
-    Ok(tps)
+    // One line per transaction: client, transaction number, latency in µs, ...
+    let mut latencies = Vec::new();
+    for entry in std::fs::read_dir(&logs)? {
+        let text = std::fs::read_to_string(entry?.path())?;
+        latencies.extend(text.lines().filter_map(|line| {
+            let micros: u64 = line.split_whitespace().nth(2)?.parse().ok()?;
+            Some(Duration::from_micros(micros))
+        }));
+    }
+    let _ = std::fs::remove_dir_all(&logs);
+    latencies.sort();
+    Ok(Pgbench { tps, latencies })
 }

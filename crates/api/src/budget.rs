@@ -331,8 +331,13 @@ impl SharedBudget {
         }
     }
 
-    /// Applies Cal.com's count: never loosens, and ignores a report about a window that
-    /// ended before this one began (an answer that was slow to arrive).
+    /// Applies Cal.com's count: never loosens within a window, and ignores a report about
+    /// a window that ended before this one began (an answer that was slow to arrive).
+    ///
+    /// A report about Cal.com's next window (a request sent in this window's last moments
+    /// reached Cal.com after its window turned) starts that window here too, with Cal.com's
+    /// count. Stretching this window to Cal.com's reset instead would keep this window's
+    /// count for a second minute and leave half the key's requests unused.
     pub async fn correct(&self, report: WindowReport) -> Result<(), sqlx::Error> {
         let used = i64::from(self.limit.requests) - i64::from(report.remaining);
         let reset_ms = ms(report.reset_after);
@@ -340,11 +345,18 @@ impl SharedBudget {
         match &self.db {
             Database::Postgres(store) => {
                 sqlx::query(
-                    "update calcom_budgets set used = greatest(used, $2), \
-                       window_ends_at = greatest(window_ends_at, now() + $3 * interval '1 millisecond') \
-                     where key_fingerprint = $1 \
-                       and now() + $3 * interval '1 millisecond' > window_ends_at - $4 * interval '1 millisecond' \
-                       and (used < $2 or window_ends_at < now() + $3 * interval '1 millisecond')",
+                    "update calcom_budgets b set \
+                       used = case when r.ends > b.window_ends_at + $4 / 2 * interval '1 millisecond' then $2 else greatest(b.used, $2) end, \
+                       interactive_last = case when r.ends > b.window_ends_at + $4 / 2 * interval '1 millisecond' \
+                         then b.interactive_used + b.interactive_refused else b.interactive_last end, \
+                       interactive_used = case when r.ends > b.window_ends_at + $4 / 2 * interval '1 millisecond' then 0 else b.interactive_used end, \
+                       interactive_refused = case when r.ends > b.window_ends_at + $4 / 2 * interval '1 millisecond' then 0 else b.interactive_refused end, \
+                       window_ends_at = case when r.ends > b.window_ends_at + $4 / 2 * interval '1 millisecond' then r.ends \
+                         else greatest(b.window_ends_at, r.ends) end \
+                     from (select now() + $3 * interval '1 millisecond' as ends) r \
+                     where b.key_fingerprint = $1 \
+                       and r.ends > b.window_ends_at - $4 * interval '1 millisecond' \
+                       and (b.used < $2 or b.window_ends_at < r.ends)",
                 )
                 .bind(&self.fingerprint[..])
                 .bind(used)
@@ -355,8 +367,14 @@ impl SharedBudget {
             }
             Database::Sqlite(store) => {
                 sqlx::query(
-                    "update calcom_budgets set used = max(used, $2), \
-                       window_ends_at = max(window_ends_at, $5 + $3) \
+                    "update calcom_budgets set \
+                       used = case when $5 + $3 > window_ends_at + $4 / 2 then $2 else max(used, $2) end, \
+                       interactive_last = case when $5 + $3 > window_ends_at + $4 / 2 \
+                         then interactive_used + interactive_refused else interactive_last end, \
+                       interactive_used = case when $5 + $3 > window_ends_at + $4 / 2 then 0 else interactive_used end, \
+                       interactive_refused = case when $5 + $3 > window_ends_at + $4 / 2 then 0 else interactive_refused end, \
+                       window_ends_at = case when $5 + $3 > window_ends_at + $4 / 2 then $5 + $3 \
+                         else max(window_ends_at, $5 + $3) end \
                      where key_fingerprint = $1 and $5 + $3 > window_ends_at - $4 \
                        and (used < $2 or window_ends_at < $5 + $3)",
                 )

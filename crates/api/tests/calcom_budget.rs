@@ -270,6 +270,70 @@ async fn background_work_starting_on_a_quiet_minute_leaves_it_to_callers() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_report_of_calcoms_next_window_starts_it_here_too() {
+    for database in databases().await {
+        let limit = RateLimit {
+            requests: 10,
+            per: Duration::from_secs(10),
+        };
+        let budget = Budgets::new(process(&database).await).for_key([15u8; 32], limit);
+        for _ in 0..8 {
+            assert_eq!(
+                budget.try_take(Priority::Interactive).await.expect("take"),
+                None
+            );
+        }
+        // Cal.com counted one more in this window than we did: we count it too.
+        budget
+            .correct(calcom_client::WindowReport {
+                remaining: 1,
+                reset_after: Duration::from_secs(5),
+            })
+            .await
+            .expect("correct");
+        assert_eq!(
+            budget.try_take(Priority::Interactive).await.expect("take"),
+            None
+        );
+        assert!(
+            budget
+                .try_take(Priority::Interactive)
+                .await
+                .expect("take")
+                .is_some(),
+            "{}: Cal.com's count of this window was not applied",
+            database.url
+        );
+        // Cal.com's window turned before ours: one request counted in its next window,
+        // which ends in 19 s.
+        budget
+            .correct(calcom_client::WindowReport {
+                remaining: 9,
+                reset_after: Duration::from_secs(19),
+            })
+            .await
+            .expect("correct");
+        for n in 0..9 {
+            assert_eq!(
+                budget.try_take(Priority::Interactive).await.expect("take"),
+                None,
+                "{}: request {n} of Cal.com's new window was refused",
+                database.url
+            );
+        }
+        assert!(
+            budget
+                .try_take(Priority::Interactive)
+                .await
+                .expect("take")
+                .is_some(),
+            "{}: more than Cal.com's limit in its window",
+            database.url
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn callers_refused_a_token_count_in_the_room_the_next_window_keeps() {
     for database in databases().await {
         let limit = RateLimit {
