@@ -47,16 +47,13 @@ impl Run<'_> {
             calcom_booking_uid: uid.map(str::to_owned),
             moved_from_uid: moved_from.map(str::to_owned),
         };
-        if self
-            .engine
-            .store
+        let store = &self.engine.store;
+        let written = store
             .begin_attempt(&self.job.fence, &attempt, status)
-            .await?
-        {
-            Ok(attempt.sync_attempt_id)
-        } else {
-            Err(RunError::LeaseLost)
-        }
+            .await?;
+        written
+            .then_some(attempt.sync_attempt_id)
+            .ok_or(RunError::LeaseLost)
     }
 
     /// Saves the attempt's outcome with `segment`, and counts the call on the tenant's
@@ -153,15 +150,8 @@ impl Run<'_> {
         finish: Option<&AttemptFinish>,
         segment: &SegmentWork,
     ) -> Result<(), RunError> {
-        if self
-            .engine
-            .store
-            .save_segment(&self.job.fence, finish, segment)
-            .await?
-        {
-            Ok(())
-        } else {
-            Err(RunError::LeaseLost)
-        }
+        let store = &self.engine.store;
+        let saved = store.save_segment(&self.job.fence, finish, segment).await?;
+        saved.then_some(()).ok_or(RunError::LeaseLost)
     }
 }

@@ -5,22 +5,9 @@ use crate::sync::booking::tests::{any_class, failure};
 use crate::sync::fixtures::{now, subject};
 use crate::sync::{DesiredState, FailureClass, RunAsk, Step};
 
-fn any_status() -> impl Strategy<Value = SegmentSyncStatus> {
-    use SegmentSyncStatus as S;
-    prop_oneof![
-        Just(S::Pending),
-        Just(S::Syncing),
-        Just(S::Synced),
-        Just(S::Failed),
-        Just(S::NeedsReview),
-        Just(S::Cancelling),
-        Just(S::Cancelled),
-    ]
-}
-
 fn any_booking() -> impl Strategy<Value = SegmentBooking> {
     (
-        any_status(),
+        proptest::sample::select(SegmentSyncStatus::ALL.to_vec()),
         proptest::option::of(1i64..5),
         proptest::option::of("[a-c]{1,3}"),
         0i32..6,
