@@ -20,8 +20,8 @@ use phasebook_domain::sync::breaker::{Breaker, BreakerPolicy};
 use phasebook_domain::sync::{
     Answer, AppointmentSync, BookAction, BookEnd, BookPlan, BookResult, BookingIdentity,
     CalcomFailure, CancelAction, CancelEnd, CancelPlan, CancelResult, DesiredState, FailureClass,
-    Operation, Outcome, Reconciled, Resolved, RetryPolicy, ReviewSubject, RunAsk,
-    SegmentSyncStatus, Step, missing_event_map_reason,
+    Operation, Outcome, Resolved, RetryPolicy, ReviewSubject, RunAsk, SegmentSyncStatus, Step,
+    missing_event_map_reason,
 };
 use tracing::Instrument;
 use uuid::Uuid;
@@ -254,18 +254,15 @@ impl Run<'_> {
             return Ok(true);
         };
         let status = SegmentSyncStatus::Synced;
-        match self
+        let reconciled = self
             .reconcile(&client, segment, event_type, "verify", status)
-            .await?
-        {
-            // Cannot tell now: keep it booked, the next resync checks again.
-            Reconciled::Adopted | Reconciled::Failed(_) => Ok(true),
-            Reconciled::Missing => {
-                tracing::warn!(appointment_id = %self.work.appointment_id, segment = %segment.key, "no booking stands at the segment's planned time in Cal.com; booking it again");
-                self.settle(segment, Outcome::Gone);
-                Ok(false)
-            }
-        }
+            .await?;
+        let Some(gone) = reconciled.verified() else {
+            return Ok(true);
+        };
+        tracing::warn!(appointment_id = %self.work.appointment_id, segment = %segment.key, "no booking stands at the segment's planned time in Cal.com; booking it again");
+        self.settle(segment, gone);
+        Ok(false)
     }
 
     /// Books the segment as its state asks (see

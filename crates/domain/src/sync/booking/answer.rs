@@ -7,7 +7,9 @@
 
 use chrono::{DateTime, Utc};
 
-use super::{AttemptResult, GoneAs, Outcome, Resolved, SegmentBooking, refusal_failure};
+use super::{
+    AttemptResult, GoneAs, Outcome, Reconciled, Resolved, SegmentBooking, refusal_failure,
+};
 use crate::EventTypeId;
 use crate::resolution::Refusal;
 use crate::sync::{
@@ -116,6 +118,15 @@ impl Resolved {
             calcom_booking_uid: None,
         };
         (resolved, attempt)
+    }
+}
+
+impl Reconciled {
+    /// What a resync's check of a booked segment makes of the look: `Some(Gone)` when none of
+    /// ours stands at the planned time any more, so the segment is booked again. A failed
+    /// look tells nothing: the booking is kept, and the next resync checks again.
+    pub fn verified(&self) -> Option<Outcome> {
+        matches!(self, Self::Missing).then_some(Outcome::Gone)
     }
 }
 

@@ -208,3 +208,11 @@ fn a_refused_map_names_the_fix_and_records_the_refusal() {
     assert_eq!(resolved, Resolved::Unknown);
     assert_eq!(attempt.error, Some(SegmentError::from(&lost)));
 }
+
+#[test]
+fn only_a_look_that_found_nothing_books_a_verified_segment_again() {
+    assert_eq!(Reconciled::Missing.verified(), Some(Outcome::Gone));
+    assert_eq!(Reconciled::Adopted.verified(), None);
+    let lost = Reconciled::Failed(failure(FailureClass::NotSent));
+    assert_eq!(lost.verified(), None);
+}
