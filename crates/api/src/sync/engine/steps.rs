@@ -1,6 +1,8 @@
-//! Each action a plan names, performed once: the attempt is written ahead, Cal.com is
-//! called, and its answer is handed to the domain ([`SegmentBooking::take`]) and saved with
-//! the attempt's outcome. What comes back is the plan's next input.
+//! Each action a plan names, performed once. A call the attempt log records (resolve,
+//! reconcile, create, cancel of a stray) writes its attempt ahead, calls Cal.com, hands the
+//! answer to the domain ([`SegmentBooking::take`]) and saves what comes back with the
+//! attempt's outcome; the drift check and the look for our own booking in the way only read.
+//! What each returns is the plan's next input.
 //!
 //! [`SegmentBooking::take`]: phasebook_domain::sync::SegmentBooking::take
 
