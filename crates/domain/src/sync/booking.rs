@@ -13,8 +13,10 @@ use super::{
 };
 use crate::EventTypeId;
 
+mod answer;
 mod cancel_plan;
 mod plan;
+pub use answer::{Answer, BookingSeen, CancelReply, Taken};
 pub use cancel_plan::{CancelAction, CancelAnswer, CancelEnd, CancelPlan, CancelResult, GoneAs};
 pub use plan::{
     BookAction, BookEnd, BookPlan, BookResult, Created, Reconciled, Resolved, refusal_failure,

@@ -24,10 +24,10 @@ mod review;
 mod status;
 mod sweep;
 pub use booking::{
-    Applied, AttemptResult, BookAction, BookEnd, BookPlan, BookResult, CANCEL_DONE_OUTCOMES,
-    CancelAction, CancelAnswer, CancelEnd, CancelPlan, CancelResult, Created, GoneAs, Outcome,
-    Reconciled, Resolved, RunAsk, SegmentBooking, Step, cannot_sync_reason,
-    create_may_have_reached_calcom, refusal_failure,
+    Answer, Applied, AttemptResult, BookAction, BookEnd, BookPlan, BookResult, BookingSeen,
+    CANCEL_DONE_OUTCOMES, CancelAction, CancelAnswer, CancelEnd, CancelPlan, CancelReply,
+    CancelResult, Created, GoneAs, Outcome, Reconciled, Resolved, RunAsk, SegmentBooking, Step,
+    Taken, cannot_sync_reason, create_may_have_reached_calcom, refusal_failure,
 };
 pub use change::{
     CalcomAnswer, CalcomChange, ChangeVerdict, change_confirmed, judge_calcom_change,

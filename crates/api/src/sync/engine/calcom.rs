@@ -10,8 +10,8 @@ use chrono::{DateTime, TimeDelta, Utc};
 use phasebook_domain::EventTypeId;
 use phasebook_domain::sync::reschedule::METADATA_REVISION;
 use phasebook_domain::sync::{
-    BookingIdentity, CalcomFailure, MAX_RESCHEDULE_HOPS, METADATA_APPOINTMENT, METADATA_SEGMENT,
-    METADATA_TENANT, ObservedBooking, successor,
+    BookingIdentity, BookingSeen, CalcomFailure, MAX_RESCHEDULE_HOPS, METADATA_APPOINTMENT,
+    METADATA_SEGMENT, METADATA_TENANT, ObservedBooking, successor,
 };
 use serde_json::Value;
 
@@ -111,13 +111,9 @@ pub(super) async fn host_bookings_around(
     Some(found)
 }
 
-/// What Cal.com answered a cancel with.
-pub(super) enum Cancel {
-    Cancelled,
-    AlreadyCancelled,
-    NotFound(CalcomFailure),
-    Failed(CalcomFailure),
-}
+/// What Cal.com answered a cancel with (the domain's [`CancelReply`]; `moves` reads it by
+/// this name).
+pub(super) use phasebook_domain::sync::CancelReply as Cancel;
 
 pub(super) async fn cancel(client: &CalcomClient, uid: &str, reason: &str) -> Cancel {
     match client.cancel_booking(uid, reason).await {
@@ -138,6 +134,15 @@ pub(super) async fn moved_to(
         Ok(old) => Ok(successor(&observe(&old)).map(str::to_owned)),
         Err(CalcomError::NotFound { .. }) => Ok(None),
         Err(err) => Err(classify(&err)),
+    }
+}
+
+/// A booking Cal.com answered with, on the event type it was asked about.
+pub(super) fn seen(booking: &Booking, event_type: EventTypeId) -> BookingSeen {
+    BookingSeen {
+        uid: booking.uid.clone(),
+        id: booking.id,
+        event_type,
     }
 }
 
