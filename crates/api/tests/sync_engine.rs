@@ -1232,6 +1232,71 @@ async fn an_outage_opens_the_circuit_and_the_first_answered_probe_books_what_wai
     }
 }
 
+/// A Cal.com reschedule counts on the tenant's circuit like every other call: a run whose
+/// moves all find Cal.com down opens it, and the retries wait for a probe instead of
+/// calling. Only the reschedule route fails, so nothing but the reschedules can open it.
+#[tokio::test]
+async fn reschedules_that_find_calcom_down_open_the_circuit() {
+    use phasebook_api::store::reschedule::{AppointmentMove, MoveOutcome};
+    use phasebook_domain::{Service, plan_appointment};
+
+    for database in databases().await {
+        let policy = BreakerPolicy {
+            failures_to_open: 4,
+            probe_every: TimeDelta::seconds(60),
+        };
+        let w = world_with(database, Some(policy)).await;
+        let requests =
+            |w: &World| -> u64 { w.sim.state().requests.values().map(|c| c.total).sum() };
+        let id = w.appointment(14).await;
+        w.drain().await;
+        assert_eq!(w.view(id).await.status, AppointmentSyncStatus::Synced);
+
+        // Three hours later, the same stylist: each segment is one Cal.com reschedule.
+        let service = Service::new("Colour", w.salon.segments.clone()).expect("service");
+        let start = Utc
+            .with_ymd_and_hms(2030, 1, 14, 12, 0, 0)
+            .single()
+            .expect("start");
+        let assigned = vec![w.staff(); w.salon.segments.len()];
+        let moved =
+            w.db.reschedules()
+                .move_appointment(&AppointmentMove {
+                    tenant_id: w.tenant(),
+                    appointment_id: id,
+                    staff_id: w.staff(),
+                    time_zone: "Europe/Berlin".into(),
+                    segments: plan_appointment(&service, start, &assigned),
+                    hold_id: None,
+                    now: Utc::now(),
+                })
+                .await
+                .expect("move");
+        assert!(matches!(moved, MoveOutcome::Moved { .. }), "{moved:?}");
+        w.run_once_with(
+            Faults::default()
+                .with_seed(14)
+                .route("bookings.reschedule", RouteFaults::error_rate(1.0)),
+        )
+        .await;
+        let view = w.view(id).await;
+        let failed = view
+            .attempts
+            .iter()
+            .filter(|a| a.operation == "reschedule" && a.error_kind.as_deref() == Some("server"))
+            .count();
+        assert_eq!(failed, 4, "{view:#?}");
+
+        // Past every retry's backoff, Cal.com answering again: the circuit is open, so the
+        // job waits for its probe and nothing is called.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let before = requests(&w);
+        w.worker.run_pending_jobs().await.expect("run");
+        assert_eq!(requests(&w), before, "no call while the circuit is open");
+        assert_eq!(w.view(id).await.attempts.len(), view.attempts.len());
+    }
+}
+
 /// The drift check reads an event type at most once a minute, so a length changed in
 /// Cal.com just after a check reaches a create. On the last segment Cal.com books the new
 /// length: that booking is cancelled at once and the segment reviewed with both lengths.

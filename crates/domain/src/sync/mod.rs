@@ -25,9 +25,9 @@ mod status;
 mod sweep;
 pub use booking::{
     Applied, AttemptResult, BookAction, BookEnd, BookPlan, BookResult, CANCEL_DONE_OUTCOMES,
-    CancelAction, CancelAnswer, CancelEnd, CancelPlan, CancelResult, Created, GoneAs, Outcome,
-    Reconciled, Resolved, RunAsk, SegmentBooking, Step, cannot_sync_reason,
-    create_may_have_reached_calcom, refusal_failure,
+    CancelAction, CancelAnswer, CancelEnd, CancelPlan, CancelResult, Created, GoneAs, MoveAction,
+    MoveAsk, MoveEnd, MovePlan, MoveResult, NEIGHBOUR_WAIT, Outcome, Reconciled, Resolved, RunAsk,
+    SegmentBooking, Step, cannot_sync_reason, create_may_have_reached_calcom, refusal_failure,
 };
 pub use change::{
     CalcomAnswer, CalcomChange, ChangeVerdict, change_confirmed, judge_calcom_change,
