@@ -136,6 +136,11 @@ impl World {
             .collect()
     }
 
+    /// Every request the emulator has answered.
+    fn calcom_requests(&self) -> u64 {
+        self.sim.state().requests.values().map(|c| c.total).sum()
+    }
+
     fn active_bookings_for(&self, appointment: Uuid) -> Vec<BookingRecord> {
         self.bookings_for(appointment)
             .into_iter()
@@ -1181,8 +1186,7 @@ async fn an_outage_opens_the_circuit_and_the_first_answered_probe_books_what_wai
             probe_every: TimeDelta::seconds(3),
         };
         let w = world_with(database, Some(policy)).await;
-        let requests =
-            |w: &World| -> u64 { w.sim.state().requests.values().map(|c| c.total).sum() };
+        let requests = World::calcom_requests;
         let first = w.appointment(26).await;
         w.sim.sim.set_faults(
             Faults::default()
@@ -1246,8 +1250,6 @@ async fn reschedules_that_find_calcom_down_open_the_circuit() {
             probe_every: TimeDelta::seconds(60),
         };
         let w = world_with(database, Some(policy)).await;
-        let requests =
-            |w: &World| -> u64 { w.sim.state().requests.values().map(|c| c.total).sum() };
         let id = w.appointment(14).await;
         w.drain().await;
         assert_eq!(w.view(id).await.status, AppointmentSyncStatus::Synced);
@@ -1290,9 +1292,13 @@ async fn reschedules_that_find_calcom_down_open_the_circuit() {
         // Past every retry's backoff, Cal.com answering again: the circuit is open, so the
         // job waits for its probe and nothing is called.
         tokio::time::sleep(Duration::from_millis(500)).await;
-        let before = requests(&w);
+        let before = w.calcom_requests();
         w.worker.run_pending_jobs().await.expect("run");
-        assert_eq!(requests(&w), before, "no call while the circuit is open");
+        assert_eq!(
+            w.calcom_requests(),
+            before,
+            "no call while the circuit is open"
+        );
         assert_eq!(w.view(id).await.attempts.len(), view.attempts.len());
     }
 }

@@ -49,6 +49,16 @@ fn plan(
     from: Option<EventTypeId>,
     to: EventTypeId,
 ) -> (MovePlan, MoveAction) {
+    plan_beside(start, from, to, &[])
+}
+
+/// [`plan`] beside `neighbours` still standing at their old times.
+fn plan_beside(
+    start: &SegmentBooking,
+    from: Option<EventTypeId>,
+    to: EventTypeId,
+    neighbours: &[StillMoving<'_>],
+) -> (MovePlan, MoveAction) {
     let identity = identity();
     let staff = anna();
     let ask = MoveAsk {
@@ -59,7 +69,7 @@ fn plan(
         from: at(0),
         from_event_type: from,
         to,
-        neighbours: &[],
+        neighbours,
     };
     MovePlan::new(start, &ask, now())
 }
@@ -91,6 +101,14 @@ fn observed(
         ),
         segment: Some(identity.segment_key.to_string()),
         rescheduled_to_uid: None,
+    }
+}
+
+/// The outcome `action` records, when it is a record.
+fn recorded(action: &MoveAction) -> Option<&'static str> {
+    match action {
+        MoveAction::Record(record) => Some(record.outcome),
+        _ => None,
     }
 }
 
@@ -128,24 +146,13 @@ fn a_known_booking_on_the_same_event_type_is_moved_by_one_calcom_reschedule() {
 
 #[test]
 fn a_segment_landing_on_its_neighbours_old_booking_waits_a_moment() {
-    let identity = identity();
     let staff = anna();
     let neighbour = [StillMoving {
         staff_id: &staff,
         old_start: at(75),
         old_end: at(105),
     }];
-    let ask = MoveAsk {
-        identity: &identity,
-        staff_id: &staff,
-        starts_at: at(60),
-        ends_at: at(90),
-        from: at(0),
-        from_event_type: Some(TO),
-        to: TO,
-        neighbours: &neighbour,
-    };
-    let (plan, first) = MovePlan::new(&booking(Some("old"), false), &ask, now());
+    let (plan, first) = plan_beside(&booking(Some("old"), false), Some(TO), TO, &neighbour);
     assert_eq!(first, MoveAction::Done(MoveEnd::WaitForNeighbour));
     assert!(!MoveEnd::WaitForNeighbour.done_moving());
     assert_eq!(plan.booking().next_attempt_at, Some(now() + NEIGHBOUR_WAIT));
@@ -181,13 +188,7 @@ fn a_refused_reschedule_cancels_the_old_booking_and_books_anew() {
     let (mut plan, _) = plan(&booking(Some("old"), false), Some(TO), TO);
     let refused = failure(FailureClass::SlotUnavailable);
     let record = plan.next(MoveResult::Rescheduled(Err(refused)));
-    assert!(matches!(
-        record,
-        MoveAction::Record(AttemptResult {
-            outcome: "failed",
-            ..
-        })
-    ));
+    assert_eq!(recorded(&record), Some("failed"));
     assert_eq!(
         plan.next(MoveResult::Recorded),
         MoveAction::Find {
@@ -200,13 +201,7 @@ fn a_refused_reschedule_cancels_the_old_booking_and_books_anew() {
     let old = observed("old", TO, at(0), false, true);
     let other = observed("theirs", TO, at(0), false, false);
     let missing = plan.next(MoveResult::Found(Ok(vec![old, other])));
-    assert!(matches!(
-        missing,
-        MoveAction::Record(AttemptResult {
-            outcome: "missing",
-            ..
-        })
-    ));
+    assert_eq!(recorded(&missing), Some("missing"));
     assert_eq!(
         plan.next(MoveResult::Recorded),
         MoveAction::CancelStray {
@@ -215,13 +210,7 @@ fn a_refused_reschedule_cancels_the_old_booking_and_books_anew() {
         }
     );
     let cancelled = plan.next(MoveResult::Cancelled(CancelAnswer::Cancelled));
-    assert!(matches!(
-        cancelled,
-        MoveAction::Record(AttemptResult {
-            outcome: "cancelled",
-            ..
-        })
-    ));
+    assert_eq!(recorded(&cancelled), Some("cancelled"));
     assert_eq!(
         plan.next(MoveResult::Recorded),
         MoveAction::Done(MoveEnd::Rebook)
