@@ -127,15 +127,8 @@ impl Run<'_> {
         loop {
             let result = match action {
                 MoveAction::Reschedule { uid, event_type } => {
-                    let attempt = self
-                        .begin_on(
-                            segment,
-                            "reschedule",
-                            Some(event_type.0),
-                            SegmentSyncStatus::Syncing,
-                            None,
-                            Some(&uid),
-                        )
+                    let written = self
+                        .write_ahead(segment, "reschedule", Some(event_type), None, Some(&uid))
                         .await?;
                     let request = RescheduleBooking {
                         start: segment.starts_at,
@@ -146,10 +139,7 @@ impl Run<'_> {
                         )),
                     };
                     let answer = client.reschedule_booking(&uid, &request).await;
-                    open = Some(Open {
-                        attempt,
-                        moved_from: Some(uid),
-                    });
+                    open = Some(written);
                     MoveResult::Rescheduled(answer.map(|b| observe(&b)).map_err(|e| classify(&e)))
                 }
                 MoveAction::Find {
@@ -159,20 +149,10 @@ impl Run<'_> {
                     logged,
                 } => {
                     if logged {
-                        let attempt = self
-                            .begin_on(
-                                segment,
-                                "reconcile_move",
-                                Some(event_type.0),
-                                SegmentSyncStatus::Syncing,
-                                None,
-                                None,
-                            )
+                        let written = self
+                            .write_ahead(segment, "reconcile_move", Some(event_type), None, None)
                             .await?;
-                        open = Some(Open {
-                            attempt,
-                            moved_from: None,
-                        });
+                        open = Some(written);
                     }
                     let found = find_bookings(client, uid.as_deref(), event_type, at).await;
                     MoveResult::Found(
@@ -182,20 +162,10 @@ impl Run<'_> {
                     )
                 }
                 MoveAction::CancelStray { uid, event_type } => {
-                    let attempt = self
-                        .begin_on(
-                            segment,
-                            "cancel_moved",
-                            event_type.map(|e| e.0),
-                            SegmentSyncStatus::Syncing,
-                            Some(&uid),
-                            None,
-                        )
+                    let written = self
+                        .write_ahead(segment, "cancel_moved", event_type, Some(&uid), None)
                         .await?;
-                    open = Some(Open {
-                        attempt,
-                        moved_from: None,
-                    });
+                    open = Some(written);
                     let reason = format!(
                         "Appointment {} was moved to another time in phasebook.",
                         self.work.appointment_id
@@ -232,6 +202,25 @@ impl Run<'_> {
             };
             action = plan.next(result);
         }
+    }
+
+    /// Writes a move's call down before it is sent (see [`Self::begin_on`]).
+    async fn write_ahead(
+        &self,
+        segment: &SegmentWork,
+        operation: &'static str,
+        event_type: Option<EventTypeId>,
+        uid: Option<&str>,
+        moved_from: Option<&str>,
+    ) -> Result<Open, RunError> {
+        let status = SegmentSyncStatus::Syncing;
+        let event_type = event_type.map(|e| e.0);
+        Ok(Open {
+            attempt: self
+                .begin_on(segment, operation, event_type, status, uid, moved_from)
+                .await?,
+            moved_from: moved_from.map(str::to_owned),
+        })
     }
 
     async fn save(&self, segment: &SegmentWork) -> Result<(), RunError> {
