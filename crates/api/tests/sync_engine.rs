@@ -136,6 +136,11 @@ impl World {
             .collect()
     }
 
+    /// Every request the emulator has answered.
+    fn calcom_requests(&self) -> u64 {
+        self.sim.state().requests.values().map(|c| c.total).sum()
+    }
+
     fn active_bookings_for(&self, appointment: Uuid) -> Vec<BookingRecord> {
         self.bookings_for(appointment)
             .into_iter()
@@ -1181,8 +1186,7 @@ async fn an_outage_opens_the_circuit_and_the_first_answered_probe_books_what_wai
             probe_every: TimeDelta::seconds(3),
         };
         let w = world_with(database, Some(policy)).await;
-        let requests =
-            |w: &World| -> u64 { w.sim.state().requests.values().map(|c| c.total).sum() };
+        let requests = World::calcom_requests;
         let first = w.appointment(26).await;
         w.sim.sim.set_faults(
             Faults::default()
@@ -1229,6 +1233,73 @@ async fn an_outage_opens_the_circuit_and_the_first_answered_probe_books_what_wai
             4,
             "the waiting appointment was booked once per segment"
         );
+    }
+}
+
+/// A Cal.com reschedule counts on the tenant's circuit like every other call: a run whose
+/// moves all find Cal.com down opens it, and the retries wait for a probe instead of
+/// calling. Only the reschedule route fails, so nothing but the reschedules can open it.
+#[tokio::test]
+async fn reschedules_that_find_calcom_down_open_the_circuit() {
+    use phasebook_api::store::reschedule::{AppointmentMove, MoveOutcome};
+    use phasebook_domain::{Service, plan_appointment};
+
+    for database in databases().await {
+        let policy = BreakerPolicy {
+            failures_to_open: 4,
+            probe_every: TimeDelta::seconds(60),
+        };
+        let w = world_with(database, Some(policy)).await;
+        let id = w.appointment(14).await;
+        w.drain().await;
+        assert_eq!(w.view(id).await.status, AppointmentSyncStatus::Synced);
+
+        // Three hours later, the same stylist: each segment is one Cal.com reschedule.
+        let service = Service::new("Colour", w.salon.segments.clone()).expect("service");
+        let start = Utc
+            .with_ymd_and_hms(2030, 1, 14, 12, 0, 0)
+            .single()
+            .expect("start");
+        let assigned = vec![w.staff(); w.salon.segments.len()];
+        let moved =
+            w.db.reschedules()
+                .move_appointment(&AppointmentMove {
+                    tenant_id: w.tenant(),
+                    appointment_id: id,
+                    staff_id: w.staff(),
+                    time_zone: "Europe/Berlin".into(),
+                    segments: plan_appointment(&service, start, &assigned),
+                    hold_id: None,
+                    now: Utc::now(),
+                })
+                .await
+                .expect("move");
+        assert!(matches!(moved, MoveOutcome::Moved { .. }), "{moved:?}");
+        w.run_once_with(
+            Faults::default()
+                .with_seed(14)
+                .route("bookings.reschedule", RouteFaults::error_rate(1.0)),
+        )
+        .await;
+        let view = w.view(id).await;
+        let failed = view
+            .attempts
+            .iter()
+            .filter(|a| a.operation == "reschedule" && a.error_kind.as_deref() == Some("server"))
+            .count();
+        assert_eq!(failed, 4, "{view:#?}");
+
+        // Past every retry's backoff, Cal.com answering again: the circuit is open, so the
+        // job waits for its probe and nothing is called.
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let before = w.calcom_requests();
+        w.worker.run_pending_jobs().await.expect("run");
+        assert_eq!(
+            w.calcom_requests(),
+            before,
+            "no call while the circuit is open"
+        );
+        assert_eq!(w.view(id).await.attempts.len(), view.attempts.len());
     }
 }
 

@@ -12,7 +12,7 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use calcom_client::{Booking, CalcomClient};
+use calcom_client::CalcomClient;
 use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use phasebook_domain::EventTypeId;
@@ -186,14 +186,6 @@ impl Run<'_> {
         match self.work.desired {
             DesiredState::Booked => self.bring_booked(segment).instrument(span).await,
             DesiredState::Cancelled => self.bring_cancelled(segment).instrument(span).await,
-        }
-    }
-
-    fn booked(booking: &Booking, event_type: EventTypeId) -> Outcome {
-        Outcome::Booked {
-            uid: booking.uid.clone(),
-            id: booking.id,
-            event_type,
         }
     }
 

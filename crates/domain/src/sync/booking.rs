@@ -15,9 +15,11 @@ use crate::EventTypeId;
 
 mod answer;
 mod cancel_plan;
+mod move_plan;
 mod plan;
 pub use answer::{Answer, BookingSeen, CancelReply, Taken};
 pub use cancel_plan::{CancelAction, CancelAnswer, CancelEnd, CancelPlan, CancelResult, GoneAs};
+pub use move_plan::{MoveAction, MoveAsk, MoveEnd, MovePlan, MoveResult, NEIGHBOUR_WAIT};
 pub use plan::{
     BookAction, BookEnd, BookPlan, BookResult, Created, Reconciled, Resolved, refusal_failure,
 };

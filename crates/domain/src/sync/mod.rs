@@ -26,8 +26,9 @@ mod sweep;
 pub use booking::{
     Answer, Applied, AttemptResult, BookAction, BookEnd, BookPlan, BookResult, BookingSeen,
     CANCEL_DONE_OUTCOMES, CancelAction, CancelAnswer, CancelEnd, CancelPlan, CancelReply,
-    CancelResult, Created, GoneAs, Outcome, Reconciled, Resolved, RunAsk, SegmentBooking, Step,
-    Taken, cannot_sync_reason, create_may_have_reached_calcom, refusal_failure,
+    CancelResult, Created, GoneAs, MoveAction, MoveAsk, MoveEnd, MovePlan, MoveResult,
+    NEIGHBOUR_WAIT, Outcome, Reconciled, Resolved, RunAsk, SegmentBooking, Step, Taken,
+    cannot_sync_reason, create_may_have_reached_calcom, refusal_failure,
 };
 pub use change::{
     CalcomAnswer, CalcomChange, ChangeVerdict, change_confirmed, judge_calcom_change,

@@ -1,5 +1,7 @@
 //! Rules for moving an appointment: when it may move at all, and how each segment's Cal.com
 //! booking follows it so that exactly one booking stands for the segment, at its new time.
+//! The order in which a run applies them, answer by answer, is
+//! [`MovePlan`](super::MovePlan)'s.
 
 use chrono::{DateTime, Utc};
 

@@ -1,29 +1,32 @@
 //! Moving one segment's Cal.com booking after its appointment was rescheduled, so that
 //! exactly one booking stands for it, at its new time, and none at the old one.
 //!
-//! Same event type (so the same host) and a known booking: one Cal.com reschedule (new uid,
-//! the old booking cancelled by Cal.com; the attempt records both uids). Otherwise — another
-//! stylist, no uid, or an earlier call whose outcome is unknown — the old position is
-//! reconciled: a booking already at the new time (a reschedule that landed unseen, found
-//! through Cal.com's `rescheduledToUid` link) is adopted, every other booking of ours there
-//! is cancelled, and only once all of them are cancelled is the new time booked. The segment
-//! keeps `moving_from` until then, so a crash at any point repeats the look, never a create.
+//! The order of the steps and every decision are the domain's [`MovePlan`]: this file
+//! performs each action it names (a Cal.com reschedule, a look at the old position, the
+//! cancel of a booking left behind, the record of an attempt) and hands the answer back,
+//! until the plan ends. The same look, keeping nothing, clears what a move left behind when
+//! the appointment is cancelled while it was moving.
 
-use calcom_client::RescheduleBooking;
-use chrono::{DateTime, Utc};
+use calcom_client::{CalcomClient, RescheduleBooking};
+use chrono::Utc;
 use phasebook_domain::EventTypeId;
-use phasebook_domain::sync::reschedule::{
-    MoveStep, StillMoving, move_step, retry_the_reschedule, waits_for_neighbour,
-};
+use phasebook_domain::sync::reschedule::StillMoving;
 use phasebook_domain::sync::{
-    CalcomFailure, ObservedBooking, Operation, SegmentError, SegmentSyncStatus, converge,
+    AttemptResult, CalcomFailure, CancelAnswer, MoveAction, MoveAsk, MoveEnd, MovePlan, MoveResult,
+    SegmentSyncStatus,
 };
 use uuid::Uuid;
 
 use super::calcom::{Cancel, cancel, find_bookings, observe};
 use super::{Run, RunError, classify};
 use crate::store::sync::{AttemptFinish, SegmentWork};
-use calcom_client::{Booking, CalcomClient};
+
+/// The attempt written ahead of the last call, until the plan names its record.
+struct Open {
+    attempt: Uuid,
+    /// A reschedule's: the booking it moves from.
+    moved_from: Option<String>,
+}
 
 impl Run<'_> {
     pub(super) async fn bring_moved(
@@ -39,7 +42,7 @@ impl Run<'_> {
             // reason, and the move resumes after ops fixed it and resynced.
             return self.book_now(segment).await;
         };
-        let others: Vec<StillMoving<'_>> = self
+        let neighbours: Vec<StillMoving<'_>> = self
             .work
             .segments
             .iter()
@@ -53,189 +56,33 @@ impl Run<'_> {
                 })
             })
             .collect();
-        if waits_for_neighbour(
-            &segment.staff_id,
-            segment.starts_at,
-            segment.ends_at,
-            &others,
-        ) {
-            // Runs again right after this run, when the neighbour has moved.
-            segment.booking.next_attempt_at =
-                Some(Utc::now() + chrono::TimeDelta::milliseconds(50));
-            self.save(&segment).await?;
-            return Ok(segment);
-        }
-        let to = map.bookable_event_type_id;
-        let from_event_type = segment.moving_from_event_type_id.map(EventTypeId);
-        let step = move_step(
-            segment.booking.calcom_booking_uid.is_some(),
-            segment.booking.earlier_outcome_unknown,
-            from_event_type,
-            to,
-        );
-        if let (MoveStep::CalcomReschedule, Some(uid)) =
-            (step, segment.booking.calcom_booking_uid.clone())
-        {
-            let attempt = self
-                .begin_on(
-                    &segment,
-                    "reschedule",
-                    Some(to.0),
-                    SegmentSyncStatus::Syncing,
-                    None,
-                    Some(&uid),
-                )
-                .await?;
-            let request = RescheduleBooking {
-                start: segment.starts_at,
-                rescheduled_by: None,
-                rescheduling_reason: Some(format!(
-                    "Appointment {} was moved in phasebook (revision {}).",
-                    self.work.appointment_id, self.work.revision
-                )),
-            };
-            match client.reschedule_booking(&uid, &request).await {
-                Ok(booking) => {
-                    tracing::info!(appointment_id = %self.work.appointment_id, segment = %segment.key, booking_uid = %booking.uid, moved_from = %uid, "segment booking moved in Cal.com");
-                    self.settle(&mut segment, Self::booked(&booking, to));
-                    segment.moving_from = None;
-                    segment.moving_from_event_type_id = None;
-                    self.finish_move(
-                        attempt,
-                        "rescheduled",
-                        None,
-                        Some(booking.uid.clone()),
-                        uid,
-                        &mut segment,
-                    )
-                    .await?;
-                    return Ok(segment);
-                }
-                Err(err) => {
-                    let failure = classify(&err);
-                    let outcome = if failure.class.may_have_created() {
-                        "unknown"
-                    } else {
-                        "failed"
-                    };
-                    segment.booking.last_error = Some(SegmentError::from(&failure));
-                    let mut snapshot = segment.clone();
-                    snapshot.booking.status = SegmentSyncStatus::Syncing;
-                    self.finish_move(
-                        attempt,
-                        outcome,
-                        Some(SegmentError::from(&failure)),
-                        None,
-                        uid,
-                        &mut snapshot,
-                    )
-                    .await?;
-                    if retry_the_reschedule(failure.class) {
-                        if failure.class.may_have_created() {
-                            segment.booking.earlier_outcome_unknown = true;
-                        }
-                        return self
-                            .after_failure(segment, &failure, true, Operation::Create)
-                            .await;
-                    }
-                    tracing::info!(appointment_id = %self.work.appointment_id, segment = %segment.key, kind = %failure.kind, "Cal.com refused the reschedule; cancelling and booking anew");
-                }
-            }
-        }
-        self.reconcile_move(&client, segment, from, from_event_type.unwrap_or(to), to)
-            .await
-    }
-
-    /// Looks where the booking stood (and where Cal.com moved it), adopts one at the new
-    /// time, cancels every other of ours, then books the new time if nothing stands there.
-    async fn reconcile_move(
-        &self,
-        client: &CalcomClient,
-        mut segment: SegmentWork,
-        from: DateTime<Utc>,
-        from_event_type: EventTypeId,
-        to: EventTypeId,
-    ) -> Result<SegmentWork, RunError> {
-        let attempt = self
-            .begin(
-                &segment,
-                "reconcile_move",
-                Some(from_event_type.0),
-                SegmentSyncStatus::Syncing,
-            )
-            .await?;
-        let bookings = match find_bookings(
-            client,
-            segment.booking.calcom_booking_uid.as_deref(),
-            from_event_type,
+        let identity = self.identity(&segment);
+        let ask = MoveAsk {
+            identity: &identity,
+            staff_id: &segment.staff_id,
+            starts_at: segment.starts_at,
+            ends_at: segment.ends_at,
             from,
-        )
-        .await
-        {
-            Ok(bookings) => bookings,
-            Err(err) => {
-                let failure = classify(&err);
-                segment.booking.last_error = Some(SegmentError::from(&failure));
-                let mut snapshot = segment.clone();
-                snapshot.booking.status = SegmentSyncStatus::Syncing;
-                self.finish(
-                    attempt,
-                    "failed",
-                    Some(SegmentError::from(&failure)),
-                    None,
-                    &mut snapshot,
-                )
-                .await?;
-                return self
-                    .after_failure(segment, &failure, true, Operation::Create)
-                    .await;
-            }
+            from_event_type: segment.moving_from_event_type_id.map(EventTypeId),
+            to: map.bookable_event_type_id,
+            neighbours: &neighbours,
         };
-        let observed: Vec<ObservedBooking> = bookings.iter().map(observe).collect();
-        let plan = converge(
-            &self.identity(&segment),
-            to,
-            segment.starts_at,
-            segment.ends_at,
-            &observed,
-        );
-        let kept = plan.keep.map(|i| bookings[i].clone());
-        // The stored uid stays until every old booking is cancelled: a crash before then
-        // repeats this look from the same place.
-        let mut snapshot = segment.clone();
-        snapshot.booking.status = SegmentSyncStatus::Syncing;
-        self.finish(
-            attempt,
-            if kept.is_some() { "adopted" } else { "missing" },
-            None,
-            kept.as_ref().map(|b| b.uid.clone()),
-            &mut snapshot,
-        )
-        .await?;
-        for stray in plan.strays {
-            if let Some(failure) = self
-                .cancel_moved(client, &segment, &bookings[stray])
-                .await?
-            {
-                return self
-                    .after_failure(segment, &failure, true, Operation::Cancel)
-                    .await;
-            }
-        }
-        segment.moving_from = None;
-        segment.moving_from_event_type_id = None;
-        match kept {
-            Some(booking) => {
-                self.settle(&mut segment, Self::booked(&booking, to));
-                self.save(&segment).await?;
-                Ok(segment)
-            }
-            None => {
-                segment.booking.calcom_booking_uid = None;
-                segment.booking.calcom_booking_id = None;
-                segment.booking.status = SegmentSyncStatus::Pending;
+        let (plan, first) = MovePlan::new(&segment.booking, &ask, Utc::now());
+        match self.drive(&client, &mut segment, plan, first).await? {
+            MoveEnd::Moved { .. } => Ok(segment),
+            MoveEnd::Rebook => {
                 self.save(&segment).await?;
                 self.book_now(segment).await
+            }
+            MoveEnd::Failed { failure, operation } => {
+                self.after_failure(segment, &failure, true, operation).await
+            }
+            MoveEnd::WaitForNeighbour
+            | MoveEnd::Adopted
+            | MoveEnd::Left
+            | MoveEnd::NowhereToLook => {
+                self.save(&segment).await?;
+                Ok(segment)
             }
         }
     }
@@ -251,82 +98,129 @@ impl Run<'_> {
         let Some(from) = segment.moving_from else {
             return Ok(None);
         };
-        let Some(from_event_type) = segment
-            .moving_from_event_type_id
-            .or(segment.booking.event_type_id)
-            .map(EventTypeId)
-        else {
-            return Ok(None);
-        };
-        let bookings = match find_bookings(
-            client,
-            segment.booking.calcom_booking_uid.as_deref(),
-            from_event_type,
-            from,
-        )
-        .await
-        {
-            Ok(bookings) => bookings,
-            Err(err) => return Ok(Some(classify(&err))),
-        };
-        let observed: Vec<ObservedBooking> = bookings.iter().map(observe).collect();
-        // No event type 0 exists: nothing is kept, every active booking of ours is a stray.
-        let plan = converge(
+        let (plan, first) = MovePlan::leave(
+            &segment.booking,
             &self.identity(segment),
-            EventTypeId(0),
             from,
-            from,
-            &observed,
+            segment.moving_from_event_type_id.map(EventTypeId),
+            Utc::now(),
         );
-        for stray in plan.strays {
-            if let Some(failure) = self.cancel_moved(client, segment, &bookings[stray]).await? {
-                return Ok(Some(failure));
-            }
-        }
-        segment.moving_from = None;
-        segment.moving_from_event_type_id = None;
-        // The stored uid (if any) was among them; the cancel that follows finds it done.
-        Ok(None)
+        // The stored uid (if any) was among the bookings cancelled; the cancel that follows
+        // finds it done.
+        Ok(match self.drive(client, segment, plan, first).await? {
+            MoveEnd::Failed { failure, .. } => Some(failure),
+            _ => None,
+        })
     }
 
-    /// Cancels a booking of ours the move left behind; `Some` when Cal.com did not.
-    async fn cancel_moved(
+    /// Performs the actions `plan` names, from `action`, until it ends; the segment then
+    /// holds the booking as the plan left it. A Cal.com reschedule's end is saved here, with
+    /// its attempt; every other end is the caller's to save.
+    async fn drive(
         &self,
         client: &CalcomClient,
+        segment: &mut SegmentWork,
+        mut plan: MovePlan,
+        mut action: MoveAction,
+    ) -> Result<MoveEnd, RunError> {
+        let mut open: Option<Open> = None;
+        loop {
+            let result = match action {
+                MoveAction::Reschedule { uid, event_type } => {
+                    let written = self
+                        .write_ahead(segment, "reschedule", Some(event_type), None, Some(&uid))
+                        .await?;
+                    let request = RescheduleBooking {
+                        start: segment.starts_at,
+                        rescheduled_by: None,
+                        rescheduling_reason: Some(format!(
+                            "Appointment {} was moved in phasebook (revision {}).",
+                            self.work.appointment_id, self.work.revision
+                        )),
+                    };
+                    let answer = client.reschedule_booking(&uid, &request).await;
+                    open = Some(written);
+                    MoveResult::Rescheduled(answer.map(|b| observe(&b)).map_err(|e| classify(&e)))
+                }
+                MoveAction::Find {
+                    uid,
+                    event_type,
+                    at,
+                    logged,
+                } => {
+                    if logged {
+                        let written = self
+                            .write_ahead(segment, "reconcile_move", Some(event_type), None, None)
+                            .await?;
+                        open = Some(written);
+                    }
+                    let found = find_bookings(client, uid.as_deref(), event_type, at).await;
+                    MoveResult::Found(
+                        found
+                            .map(|bookings| bookings.iter().map(observe).collect())
+                            .map_err(|e| classify(&e)),
+                    )
+                }
+                MoveAction::CancelStray { uid, event_type } => {
+                    let written = self
+                        .write_ahead(segment, "cancel_moved", event_type, Some(&uid), None)
+                        .await?;
+                    open = Some(written);
+                    let reason = format!(
+                        "Appointment {} was moved to another time in phasebook.",
+                        self.work.appointment_id
+                    );
+                    MoveResult::Cancelled(match cancel(client, &uid, &reason).await {
+                        Cancel::Cancelled => CancelAnswer::Cancelled,
+                        Cancel::AlreadyCancelled => CancelAnswer::AlreadyCancelled,
+                        Cancel::NotFound(_) => CancelAnswer::NotFound,
+                        Cancel::Failed(failure) => CancelAnswer::Failed(failure),
+                    })
+                }
+                MoveAction::Record(record) => {
+                    segment.booking = plan.booking().clone();
+                    // Mid-move the row says syncing; the plan's end sets the real status.
+                    let mut snapshot = segment.clone();
+                    snapshot.booking.status = SegmentSyncStatus::Syncing;
+                    if let Some(open) = open.take() {
+                        self.finish_move(open, record, &mut snapshot).await?;
+                    }
+                    MoveResult::Recorded
+                }
+                MoveAction::Done(end) => {
+                    segment.booking = plan.booking().clone();
+                    if end.done_moving() {
+                        segment.moving_from = None;
+                        segment.moving_from_event_type_id = None;
+                    }
+                    if let (MoveEnd::Moved { record, .. }, Some(open)) = (&end, open.take()) {
+                        tracing::info!(appointment_id = %self.work.appointment_id, segment = %segment.key, booking_uid = ?record.calcom_booking_uid, moved_from = ?open.moved_from, "segment booking moved in Cal.com");
+                        self.finish_move(open, record.clone(), segment).await?;
+                    }
+                    return Ok(end);
+                }
+            };
+            action = plan.next(result);
+        }
+    }
+
+    /// Writes a move's call down before it is sent (see [`Self::begin_on`]).
+    async fn write_ahead(
+        &self,
         segment: &SegmentWork,
-        booking: &Booking,
-    ) -> Result<Option<CalcomFailure>, RunError> {
-        let attempt = self
-            .begin_on(
-                segment,
-                "cancel_moved",
-                booking.event_type_id,
-                SegmentSyncStatus::Syncing,
-                Some(&booking.uid),
-                None,
-            )
-            .await?;
-        let reason = format!(
-            "Appointment {} was moved to another time in phasebook.",
-            self.work.appointment_id
-        );
-        let (outcome, failure) = match cancel(client, &booking.uid, &reason).await {
-            Cancel::Cancelled => ("cancelled", None),
-            Cancel::AlreadyCancelled => ("already_cancelled", None),
-            Cancel::NotFound(_) => ("not_found", None),
-            Cancel::Failed(failure) => ("failed", Some(failure)),
-        };
-        let mut snapshot = segment.clone();
-        snapshot.booking.status = SegmentSyncStatus::Syncing;
-        self.finish(
-            attempt,
-            outcome,
-            failure.as_ref().map(SegmentError::from),
-            Some(booking.uid.clone()),
-            &mut snapshot,
-        )
-        .await?;
-        Ok(failure)
+        operation: &'static str,
+        event_type: Option<EventTypeId>,
+        uid: Option<&str>,
+        moved_from: Option<&str>,
+    ) -> Result<Open, RunError> {
+        let status = SegmentSyncStatus::Syncing;
+        let event_type = event_type.map(|e| e.0);
+        Ok(Open {
+            attempt: self
+                .begin_on(segment, operation, event_type, status, uid, moved_from)
+                .await?,
+            moved_from: moved_from.map(str::to_owned),
+        })
     }
 
     async fn save(&self, segment: &SegmentWork) -> Result<(), RunError> {
@@ -342,23 +236,25 @@ impl Run<'_> {
         }
     }
 
-    /// Records a move's attempt with both uids: the booking it moved from and the new one.
+    /// Records a move's attempt, with the booking it moved from when it was a reschedule,
+    /// and counts the call on the tenant's circuit like every other finished call.
     async fn finish_move(
         &self,
-        attempt: Uuid,
-        outcome: &'static str,
-        error: Option<SegmentError>,
-        uid: Option<String>,
-        moved_from: String,
+        open: Open,
+        record: AttemptResult,
         segment: &mut SegmentWork,
     ) -> Result<(), RunError> {
+        self.engine.observe_call(
+            self.work.tenant.tenant_id,
+            record.error.as_ref().map(|e| e.kind.as_str()),
+        );
         let finish = AttemptFinish {
-            sync_attempt_id: attempt,
+            sync_attempt_id: open.attempt,
             finished_at: Utc::now(),
-            outcome,
-            error,
-            calcom_booking_uid: uid,
-            moved_from_uid: Some(moved_from),
+            outcome: record.outcome,
+            error: record.error,
+            calcom_booking_uid: record.calcom_booking_uid,
+            moved_from_uid: open.moved_from,
         };
         if self
             .engine
