@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use calcom_client::{Budget, CalcomClient, ClientConfig, Priority, RateLimit, SecretString};
 use calcom_sim::{RateLimitConfig, RunningSim, Seed, SimConfig, salon};
-use phasebook_api::budget::{Budgets, KeyBudget};
+use phasebook_api::budget::{Budgets, KeyBudget, SharedBudget};
 use phasebook_api::store::Database;
 use phasebook_test_support::{TestDatabase, databases, spawn_sim};
 
@@ -47,6 +47,11 @@ fn client(sim: &RunningSim, db: &Database, limit: RateLimit) -> CalcomClient {
 
 fn rejected(sim: &RunningSim) -> u64 {
     sim.state().requests.values().map(|r| r.rate_limited).sum()
+}
+
+/// Whether the budget gave a token of `priority` at once.
+async fn granted(budget: &SharedBudget, priority: Priority) -> bool {
+    budget.try_take(priority).await.expect("take").is_none()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -158,13 +163,7 @@ async fn interactive_calls_overtake_background_work() {
         let interactive = KeyBudget(Budgets::new(b).for_key(fingerprint, limit));
         // Background work takes what it may at once (its share of the time gone by).
         let mut taken = 0;
-        while background
-            .0
-            .try_take(Priority::Background)
-            .await
-            .expect("take")
-            .is_none()
-        {
+        while granted(&background.0, Priority::Background).await {
             taken += 1;
         }
         assert!(taken >= 1, "{}: background got nothing", database.url);
@@ -201,31 +200,22 @@ async fn background_leaves_room_for_as_many_callers_as_the_last_window_had() {
         };
         let budget = Budgets::new(process(&database).await).for_key([9u8; 32], limit);
         for _ in 0..4 {
-            assert_eq!(
-                budget.try_take(Priority::Interactive).await.expect("take"),
-                None
-            );
+            assert!(granted(&budget, Priority::Interactive).await);
         }
         // The next window: four callers are expected again, so background work gets one.
         tokio::time::sleep(Duration::from_millis(2100)).await;
-        assert_eq!(
-            budget.try_take(Priority::Background).await.expect("take"),
-            None,
+        assert!(
+            granted(&budget, Priority::Background).await,
             "{}",
             database.url
         );
         assert!(
-            budget
-                .try_take(Priority::Background)
-                .await
-                .expect("take")
-                .is_some(),
+            !granted(&budget, Priority::Background).await,
             "{}: background took a caller's share",
             database.url
         );
-        assert_eq!(
-            budget.try_take(Priority::Interactive).await.expect("take"),
-            None,
+        assert!(
+            granted(&budget, Priority::Interactive).await,
             "{}",
             database.url
         );
@@ -243,12 +233,7 @@ async fn background_work_starting_on_a_quiet_minute_leaves_it_to_callers() {
         // A doctor run asks for the whole window at once, with no caller seen lately.
         let mut background = 0;
         for _ in 0..20 {
-            if budget
-                .try_take(Priority::Background)
-                .await
-                .expect("take")
-                .is_none()
-            {
+            if granted(&budget, Priority::Background).await {
                 background += 1;
             }
         }
@@ -259,9 +244,8 @@ async fn background_work_starting_on_a_quiet_minute_leaves_it_to_callers() {
         );
         // Callers arriving later in the minute find the rest.
         for n in 0..20 - background {
-            assert_eq!(
-                budget.try_take(Priority::Interactive).await.expect("take"),
-                None,
+            assert!(
+                granted(&budget, Priority::Interactive).await,
                 "{}: caller {n} found the window spent",
                 database.url
             );
@@ -278,10 +262,7 @@ async fn a_report_of_calcoms_next_window_starts_it_here_too() {
         };
         let budget = Budgets::new(process(&database).await).for_key([15u8; 32], limit);
         for _ in 0..8 {
-            assert_eq!(
-                budget.try_take(Priority::Interactive).await.expect("take"),
-                None
-            );
+            assert!(granted(&budget, Priority::Interactive).await);
         }
         // Cal.com counted one more in this window than we did: we count it too.
         budget
@@ -291,16 +272,9 @@ async fn a_report_of_calcoms_next_window_starts_it_here_too() {
             })
             .await
             .expect("correct");
-        assert_eq!(
-            budget.try_take(Priority::Interactive).await.expect("take"),
-            None
-        );
+        assert!(granted(&budget, Priority::Interactive).await);
         assert!(
-            budget
-                .try_take(Priority::Interactive)
-                .await
-                .expect("take")
-                .is_some(),
+            !granted(&budget, Priority::Interactive).await,
             "{}: Cal.com's count of this window was not applied",
             database.url
         );
@@ -314,19 +288,14 @@ async fn a_report_of_calcoms_next_window_starts_it_here_too() {
             .await
             .expect("correct");
         for n in 0..9 {
-            assert_eq!(
-                budget.try_take(Priority::Interactive).await.expect("take"),
-                None,
+            assert!(
+                granted(&budget, Priority::Interactive).await,
                 "{}: request {n} of Cal.com's new window was refused",
                 database.url
             );
         }
         assert!(
-            budget
-                .try_take(Priority::Interactive)
-                .await
-                .expect("take")
-                .is_some(),
+            !granted(&budget, Priority::Interactive).await,
             "{}: more than Cal.com's limit in its window",
             database.url
         );
@@ -349,7 +318,7 @@ async fn callers_refused_a_token_count_in_the_room_the_next_window_keeps() {
         ]
         .concat()
         {
-            assert_eq!(budget.try_take(priority).await.expect("take"), None);
+            assert!(granted(&budget, priority).await);
         }
         // Three more callers find the window spent: callers asked for ten in this window.
         let waiting: Vec<_> = (0..3)
@@ -374,17 +343,12 @@ async fn callers_refused_a_token_count_in_the_room_the_next_window_keeps() {
         // got, so background work gets nothing this time.
         tokio::time::sleep(Duration::from_millis(2500)).await;
         assert!(
-            budget
-                .try_take(Priority::Background)
-                .await
-                .expect("take")
-                .is_some(),
+            !granted(&budget, Priority::Background).await,
             "{}: background took a share callers asked for in the last window",
             database.url
         );
-        assert_eq!(
-            budget.try_take(Priority::Interactive).await.expect("take"),
-            None,
+        assert!(
+            granted(&budget, Priority::Interactive).await,
             "{}: a caller still finds a token",
             database.url
         );

@@ -473,7 +473,17 @@ async fn three_replicas_on_one_postgres_share_the_work_and_never_run_a_job_twice
                         continue;
                     }
                     let (Some(a_end), Some(b_end)) = (a.finished_at, b.finished_at) else {
-                        panic!("no worker died here, every attempt finished");
+                        // A lease that ran out mid-call (a stalled process) also leaves one.
+                        panic!(
+                            "no worker died here, every attempt finished: segment {segment} of {}: {:?} by {:?} at {} / {:?} by {:?} at {}",
+                            view.appointment_id,
+                            a.operation,
+                            a.worker,
+                            a.started_at,
+                            b.operation,
+                            b.worker,
+                            b.started_at
+                        );
                     };
                     let overlap = a.started_at < b_end && b.started_at < a_end;
                     assert!(

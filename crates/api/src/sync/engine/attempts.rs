@@ -5,7 +5,7 @@
 
 use chrono::Utc;
 use phasebook_domain::sync::{
-    Answer, AttemptResult, CalcomFailure, Decision, Outcome, SegmentError, SegmentSyncStatus,
+    Answer, AttemptResult, CalcomFailure, Decision, Outcome, SegmentSyncStatus,
 };
 use uuid::Uuid;
 
@@ -56,45 +56,39 @@ impl Run<'_> {
             .ok_or(RunError::LeaseLost)
     }
 
-    /// Saves the attempt's outcome with `segment`, and counts the call on the tenant's
-    /// circuit.
-    pub(super) async fn finish(
-        &self,
-        attempt: Uuid,
-        outcome: &'static str,
-        error: Option<SegmentError>,
-        uid: Option<String>,
-        segment: &mut SegmentWork,
-    ) -> Result<(), RunError> {
-        self.engine.observe_call(
-            self.work.tenant.tenant_id,
-            error.as_ref().map(|e| e.kind.as_str()),
-        );
-        let finish = AttemptFinish {
-            sync_attempt_id: attempt,
-            finished_at: Utc::now(),
-            outcome,
-            error,
-            calcom_booking_uid: uid,
-            moved_from_uid: None,
-        };
-        self.saved(Some(&finish), segment).await
-    }
-
-    /// [`Self::finish`] with the outcome as the domain recorded it.
+    /// Saves a finished call's attempt, as the domain recorded it, with `segment`, and
+    /// counts the call on the tenant's circuit.
     pub(super) async fn finish_with(
         &self,
         attempt: Uuid,
         result: AttemptResult,
         segment: &mut SegmentWork,
     ) -> Result<(), RunError> {
-        let AttemptResult {
-            outcome,
-            error,
-            calcom_booking_uid,
-        } = result;
-        self.finish(attempt, outcome, error, calcom_booking_uid, segment)
-            .await
+        self.finish_moved(attempt, result, None, segment).await
+    }
+
+    /// [`Self::finish_with`] for a move: a reschedule's attempt also names the booking it
+    /// moved from.
+    pub(super) async fn finish_moved(
+        &self,
+        attempt: Uuid,
+        result: AttemptResult,
+        moved_from: Option<String>,
+        segment: &mut SegmentWork,
+    ) -> Result<(), RunError> {
+        self.engine.observe_call(
+            self.work.tenant.tenant_id,
+            result.error.as_ref().map(|e| e.kind.as_str()),
+        );
+        let finish = AttemptFinish {
+            sync_attempt_id: attempt,
+            finished_at: Utc::now(),
+            outcome: result.outcome,
+            error: result.error,
+            calcom_booking_uid: result.calcom_booking_uid,
+            moved_from_uid: moved_from,
+        };
+        self.saved(Some(&finish), segment).await
     }
 
     /// Hands Cal.com's `answer` to the segment's booking and saves what the domain makes of
@@ -145,7 +139,7 @@ impl Run<'_> {
         Ok(segment)
     }
 
-    async fn saved(
+    pub(super) async fn saved(
         &self,
         finish: Option<&AttemptFinish>,
         segment: &SegmentWork,

@@ -12,14 +12,14 @@ use chrono::Utc;
 use phasebook_domain::EventTypeId;
 use phasebook_domain::sync::reschedule::StillMoving;
 use phasebook_domain::sync::{
-    AttemptResult, CalcomFailure, CancelAnswer, MoveAction, MoveAsk, MoveEnd, MovePlan, MoveResult,
+    CalcomFailure, CancelAnswer, MoveAction, MoveAsk, MoveEnd, MovePlan, MoveResult,
     SegmentSyncStatus,
 };
 use uuid::Uuid;
 
 use super::calcom::{Cancel, cancel, find_bookings, observe};
 use super::{Run, RunError, classify};
-use crate::store::sync::{AttemptFinish, SegmentWork};
+use crate::store::sync::SegmentWork;
 
 /// The attempt written ahead of the last call, until the plan names its record.
 struct Open {
@@ -71,7 +71,7 @@ impl Run<'_> {
         match self.drive(&client, &mut segment, plan, first).await? {
             MoveEnd::Moved { .. } => Ok(segment),
             MoveEnd::Rebook => {
-                self.save(&segment).await?;
+                self.saved(None, &segment).await?;
                 self.book_now(segment).await
             }
             MoveEnd::Failed { failure, operation } => {
@@ -81,7 +81,7 @@ impl Run<'_> {
             | MoveEnd::Adopted
             | MoveEnd::Left
             | MoveEnd::NowhereToLook => {
-                self.save(&segment).await?;
+                self.saved(None, &segment).await?;
                 Ok(segment)
             }
         }
@@ -183,7 +183,8 @@ impl Run<'_> {
                     let mut snapshot = segment.clone();
                     snapshot.booking.status = SegmentSyncStatus::Syncing;
                     if let Some(open) = open.take() {
-                        self.finish_move(open, record, &mut snapshot).await?;
+                        self.finish_moved(open.attempt, record, open.moved_from, &mut snapshot)
+                            .await?;
                     }
                     MoveResult::Recorded
                 }
@@ -195,7 +196,8 @@ impl Run<'_> {
                     }
                     if let (MoveEnd::Moved { record, .. }, Some(open)) = (&end, open.take()) {
                         tracing::info!(appointment_id = %self.work.appointment_id, segment = %segment.key, booking_uid = ?record.calcom_booking_uid, moved_from = ?open.moved_from, "segment booking moved in Cal.com");
-                        self.finish_move(open, record.clone(), segment).await?;
+                        self.finish_moved(open.attempt, record.clone(), open.moved_from, segment)
+                            .await?;
                     }
                     return Ok(end);
                 }
@@ -221,50 +223,5 @@ impl Run<'_> {
                 .await?,
             moved_from: moved_from.map(str::to_owned),
         })
-    }
-
-    async fn save(&self, segment: &SegmentWork) -> Result<(), RunError> {
-        if self
-            .engine
-            .store
-            .save_segment(&self.job.fence, None, segment)
-            .await?
-        {
-            Ok(())
-        } else {
-            Err(RunError::LeaseLost)
-        }
-    }
-
-    /// Records a move's attempt, with the booking it moved from when it was a reschedule,
-    /// and counts the call on the tenant's circuit like every other finished call.
-    async fn finish_move(
-        &self,
-        open: Open,
-        record: AttemptResult,
-        segment: &mut SegmentWork,
-    ) -> Result<(), RunError> {
-        self.engine.observe_call(
-            self.work.tenant.tenant_id,
-            record.error.as_ref().map(|e| e.kind.as_str()),
-        );
-        let finish = AttemptFinish {
-            sync_attempt_id: open.attempt,
-            finished_at: Utc::now(),
-            outcome: record.outcome,
-            error: record.error,
-            calcom_booking_uid: record.calcom_booking_uid,
-            moved_from_uid: open.moved_from,
-        };
-        if self
-            .engine
-            .store
-            .save_segment(&self.job.fence, Some(&finish), segment)
-            .await?
-        {
-            Ok(())
-        } else {
-            Err(RunError::LeaseLost)
-        }
     }
 }
