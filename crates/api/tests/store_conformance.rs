@@ -372,9 +372,33 @@ async fn cancelling_frees_the_slot_and_makes_the_job_due(f: Fixture) {
         .create_appointment(&first, None)
         .await
         .expect("first");
-    testing::set_sync_job_state(&f.db, first.appointment_id, "done")
+    // Its job ran and ended, as the worker ends one.
+    let sync = phasebook_api::sync::sync_store(&f.db);
+    let claimed = sync
+        .claim_jobs_fairly(
+            "conformance",
+            now(),
+            now() + Duration::seconds(60),
+            1,
+            1,
+            false,
+        )
         .await
-        .expect("job done");
+        .expect("claim");
+    let [job] = claimed.as_slice() else {
+        panic!("the new appointment's job is due: {claimed:?}");
+    };
+    sync.finish_job(&job.fence, now(), phasebook_api::store::sync::JobNext::Done)
+        .await
+        .expect("finish")
+        .expect("the lease is held");
+    assert_eq!(
+        testing::sync_job(&f.db, first.appointment_id)
+            .await
+            .expect("job")
+            .as_deref(),
+        Some("done")
+    );
     let cancelled = f
         .store()
         .cancel_appointment(f.tenant, first.appointment_id, now())

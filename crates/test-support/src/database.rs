@@ -172,27 +172,6 @@ pub async fn sync_job(db: &Database, appointment_id: Uuid) -> StoreResult<Option
     })
 }
 
-/// Sets an outbox row's state (to simulate the worker having finished). Raw SQL: the
-/// store's `finish_job` also re-derives the appointment's sync status, which this leaves.
-pub async fn set_sync_job_state(
-    db: &Database,
-    appointment_id: Uuid,
-    state: &str,
-) -> StoreResult<()> {
-    const SQL: &str = "update sync_jobs set state = $2 where appointment_id = $1";
-    match db {
-        Database::Postgres(s) => {
-            let query = sqlx::query(SQL).bind(appointment_id).bind(state);
-            query.execute(s.pool()).await?;
-        }
-        Database::Sqlite(s) => {
-            let query = sqlx::query(SQL).bind(sqlite_id(appointment_id)).bind(state);
-            query.execute(s.pool()).await?;
-        }
-    }
-    Ok(())
-}
-
 /// How many rows of `table` belong to the tenant.
 pub async fn count_rows(db: &Database, table: &str, tenant_id: Uuid) -> StoreResult<i64> {
     let table = match table {

@@ -15,6 +15,6 @@ pub use app::{
     lift_request_limit, run_until_idle, send_as, serve_app, soak_sync_config, spawn_app, spawn_sim,
     wait_until_idle,
 };
-pub use database::{TestDatabase, count_rows, databases, secret_key, set_sync_job_state, sync_job};
+pub use database::{TestDatabase, count_rows, databases, secret_key, sync_job};
 pub use demo::DemoProcess;
 pub use process::{ChildProcess, SpawnBuilder, free_port, phasebook};
