@@ -170,6 +170,13 @@ async fn main() -> Result<()> {
     for (i, salon) in salons.iter().enumerate() {
         post(salon, 3 * i).await?;
     }
+    let pool = match &db {
+        phasebook_api::store::Database::Postgres(_) => {
+            phasebook_api::sync::postgres_pool(&db).context("pool")?
+        }
+        phasebook_api::store::Database::Sqlite(_) => bail!("PostgreSQL only"),
+    };
+    let measured_from = Utc::now();
     let mut times = Vec::new();
     let mut unsynced = 0;
     for round in 1..=2 {
@@ -187,14 +194,37 @@ async fn main() -> Result<()> {
         "select count(*) from sync_jobs where tenant_id = $1 and state = 'leased'",
     )
     .bind(hanging.tenant_id)
-    .fetch_one(&match &db {
-        phasebook_api::store::Database::Postgres(_) => {
-            phasebook_api::sync::postgres_pool(&db).context("pool")?
-        }
-        phasebook_api::store::Database::Sqlite(_) => bail!("PostgreSQL only"),
-    })
+    .fetch_one(&pool)
     .await?;
     stop.cancel();
+    // Where a measured create's time went, read off the stored rows: from the appointment's
+    // insert to its first Cal.com call (wake-up and claim), the calls themselves (every
+    // segment's, L each), and from the last answer to the job's end (the run's writes).
+    let phases: Vec<(String, f64, f64)> = sqlx::query_as(
+        "with measured as ( \
+           select a.created_at, min(t.started_at) as first_call, \
+             max(t.finished_at) as last_answer, j.updated_at as done_at \
+           from appointments a \
+           join sync_attempts t on t.appointment_id = a.appointment_id \
+           join sync_jobs j on j.appointment_id = a.appointment_id \
+           where a.tenant_id <> $1 and a.created_at >= $2 and j.state = 'done' \
+           group by a.appointment_id, a.created_at, j.updated_at), \
+         phases(phase, seconds) as ( \
+           select 'insert -> first call', extract(epoch from first_call - created_at) \
+             from measured \
+           union all select 'first call -> last answer', \
+             extract(epoch from last_answer - first_call) from measured \
+           union all select 'last answer -> job done', \
+             extract(epoch from done_at - last_answer) from measured) \
+         select phase, \
+           (percentile_cont(0.5) within group (order by seconds) * 1000)::float8, \
+           (percentile_cont(0.95) within group (order by seconds) * 1000)::float8 \
+         from phases group by phase order by min(phase)",
+    )
+    .bind(hanging.tenant_id)
+    .bind(measured_from)
+    .fetch_all(&pool)
+    .await?;
     let target = L.mul_f64(1.5) + Duration::from_millis(50);
     println!(
         "[postgres, {TENANTS} tenants, one hanging with {hanging_jobs} queued] the others' \
@@ -207,5 +237,8 @@ async fn main() -> Result<()> {
         target.as_millis(),
         times.len(),
     );
+    for (phase, p50, p95) in phases {
+        println!("  {phase:<26} p50 {p50:.0} ms, p95 {p95:.0} ms");
+    }
     Ok(())
 }

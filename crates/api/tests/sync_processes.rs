@@ -519,8 +519,9 @@ async fn sigterm_gives_back_the_leases_so_the_next_process_carries_on_at_once() 
     let setup = setup(database, 2, faults).await;
     let appointments = book_slots(&setup, APPOINTMENTS).await;
     // Leases far longer than the test: only giving them back lets the next process in.
-    // Answering `/healthz` means it serves, so its SIGTERM handler is in place.
-    let mut server = serve(&setup.database.url, 8, 600_000, "sigterm")
+    // Answering `/healthz` means it serves, so its SIGTERM handler is in place. 24 slots let
+    // one salon run all six jobs at once (a tenant gets a quarter of them).
+    let mut server = serve(&setup.database.url, 24, 600_000, "sigterm")
         .healthy_at("/healthz")
         .start()
         .await;
@@ -563,7 +564,7 @@ async fn sigterm_gives_back_the_leases_so_the_next_process_carries_on_at_once() 
     }
 
     setup.sim.sim.set_faults(Faults::default());
-    let next = serve(&setup.database.url, 8, 600_000, "sigterm-next")
+    let next = serve(&setup.database.url, 24, 600_000, "sigterm-next")
         .start()
         .await;
     let label = "the process started after SIGTERM";

@@ -527,31 +527,45 @@ pub(crate) fn every_status_counted(
 }
 
 /// The due jobs a claim picks, fair across tenants (see `claim_jobs_fairly`): interactive
-/// jobs first within each tenant, then tenants take turns. `interactive` is the backend's
-/// expression for a job someone waits on. `$1` now, `$2` the owner, `$4` how many, `$5` the
-/// per-tenant cap (a new appointment whose creator waits may go a third over it, into the
-/// slots a worker keeps for such jobs; a job the engine made due again may not, or a tenant
-/// whose Cal.com hangs would take those slots too), `$6` true to pick interactive jobs only.
-pub(crate) fn fair_due_jobs(interactive: &str) -> String {
+/// jobs first within each tenant, then tenants take turns. `candidates` yields the due rows
+/// a turn is counted over, as `(sync_job_id, tenant_id, run_at, interactive, awaited)`
+/// (see [`due_jobs`] and the PostgreSQL store's per-tenant read). `$1` now, `$2` the owner,
+/// `$4` how many, `$5` the per-tenant cap (a new appointment whose creator waits may go a
+/// third over it, into the slots a worker keeps for such jobs; a job the engine made due
+/// again may not, or a tenant whose Cal.com hangs would take those slots too), `$6` true
+/// to pick interactive jobs only.
+pub(crate) fn fair_due_jobs(candidates: &str) -> String {
     format!(
         "select r.sync_job_id from ( \
-           select sync_job_id, tenant_id, run_at, {interactive} as interactive, \
-             (state = 'pending' and runs = 0 and awaited) as awaited, \
-             row_number() over (partition by tenant_id \
-               order by {interactive} desc, run_at) as turn \
-           from sync_jobs \
-           where (state = 'pending' and run_at <= $1) \
-              or (state = 'leased' and lease_expires_at <= $1)) r \
+           select c.*, row_number() over (partition by c.tenant_id \
+             order by c.interactive desc, c.run_at) as turn \
+           from ({candidates}) c) r \
          left join ( \
            select tenant_id, count(*) as running from sync_jobs \
            where state = 'leased' and lease_owner = $2 and lease_expires_at > $1 \
            group by tenant_id) b on b.tenant_id = r.tenant_id \
-         where r.turn + coalesce(b.running, 0) <= \
-             case when r.awaited then $5 + ($5 + 2) / 3 else $5 end \
+         where r.turn + coalesce(b.running, 0) <= {AWAITED_CAP} \
            and (r.interactive or not $6) \
          order by r.interactive desc, r.turn, r.run_at limit $4"
     )
 }
+
+/// How many of a tenant's jobs one claim may reach: the cap, or a third over it for a new
+/// appointment whose creator waits (`$5` the cap, `r` the ranked row).
+const AWAITED_CAP: &str = "case when r.awaited then $5 + ($5 + 2) / 3 else $5 end";
+
+/// Every due row as a claim's candidate (the ranking reads them all); `{interactive}` is
+/// the backend's expression for a job someone waits on.
+pub(crate) fn due_jobs(interactive: &str) -> String {
+    format!(
+        "select sync_job_id, tenant_id, run_at, {interactive} as interactive, \
+           (state = 'pending' and runs = 0 and awaited) as awaited \
+         from sync_jobs \
+         where (state = 'pending' and run_at <= $1) \
+            or (state = 'leased' and lease_expires_at <= $1)"
+    )
+}
+
 /// Resets the segments a resync starts over ([`SegmentBooking::RESET_ON_RESYNC`], the
 /// domain's rule): `$1` the appointment, `$2` now, `$3` true to reset to cancelling, else
 /// to pending.

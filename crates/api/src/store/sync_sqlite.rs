@@ -7,7 +7,7 @@ use sqlx::sqlite::SqliteRow;
 use sqlx::{Sqlite, SqlitePool, Transaction};
 
 use super::sqlite::{db_at, db_id, get_at, get_id, get_json, get_opt_at};
-use super::sync::fair_due_jobs;
+use super::sync::{due_jobs, fair_due_jobs};
 
 super::sync::sync_shared!(
     pool = SqlitePool,
@@ -44,7 +44,7 @@ async fn claim_due_jobs(
     per_tenant: i64,
     interactive_only: bool,
 ) -> StoreResult<Vec<ClaimedJob>> {
-    let fair = fair_due_jobs(SQLITE_INTERACTIVE);
+    let fair = fair_due_jobs(&due_jobs(SQLITE_INTERACTIVE));
     let mut tx = begin_write(pool).await?;
     let prompt: std::collections::HashSet<String> =
         sqlx::query_scalar(sqlx::AssertSqlSafe(format!(

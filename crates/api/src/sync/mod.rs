@@ -75,11 +75,13 @@ impl Default for SyncConfig {
 }
 
 impl SyncConfig {
-    /// The most jobs of one tenant this process runs at once: three quarters of its
-    /// concurrency, so a tenant whose Cal.com hangs always leaves a quarter to the others
-    /// while a salon alone on the process still gets most of it.
+    /// The most jobs of one tenant this process runs at once: a quarter of its concurrency,
+    /// so a tenant whose Cal.com hangs holds at most a quarter of the slots. A salon alone
+    /// on the process loses no speed by it: its key allows 2 Cal.com requests a second,
+    /// which a quarter of the slots (four segments each) keeps busy at any latency up to
+    /// the call timeout.
     pub fn jobs_per_tenant(&self) -> usize {
-        (self.max_concurrent_jobs - self.max_concurrent_jobs / 4).max(1)
+        (self.max_concurrent_jobs / 4).max(1)
     }
 
     /// The most background jobs (retries, appointments nobody waits on) this process runs
