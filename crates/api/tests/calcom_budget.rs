@@ -409,3 +409,119 @@ async fn job_claiming_takes_tenants_in_turns_and_caps_each_one() {
         assert!(more.iter().all(|j| j.tenant_id == busy.tenant_id));
     }
 }
+
+/// The distinct appointments of `ids` with a Cal.com call on the wire.
+async fn in_flight(
+    handle: &phasebook_api::sync::SyncHandle,
+    tenant: uuid::Uuid,
+    ids: &[uuid::Uuid],
+) -> usize {
+    let mut running = 0;
+    for id in ids {
+        let view = handle
+            .store()
+            .sync_view(tenant, *id)
+            .await
+            .expect("view")
+            .expect("exists");
+        if view.attempts.iter().any(|a| a.outcome.is_none()) {
+            running += 1;
+        }
+    }
+    running
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_salon_whose_calcom_hangs_holds_a_quarter_of_the_worker_and_the_others_still_sync() {
+    use calcom_sim::{Faults, RouteFaults};
+    use chrono::{TimeZone, Utc};
+    use phasebook_api::sync::{ClientSettings, SyncConfig, SyncHandle, postgres_pool};
+    use phasebook_test_support::{fast_sync_config, faulty_sim, fixtures};
+    use tokio_util::sync::CancellationToken;
+
+    for database in databases().await {
+        let db = process(&database).await;
+        let segments = fixtures::segments(2, 30, 0);
+        let account = fixtures::sim_account(1, &segments);
+        let hanging = spawn_sim(
+            faulty_sim(Faults::default().route("bookings.create", RouteFaults::hang_rate(1.0))),
+            account.seed.clone(),
+        )
+        .await;
+        let healthy = spawn_sim(SimConfig::default(), account.seed.clone()).await;
+        let stuck =
+            fixtures::seed_sim_salon(&db, &hanging.base_url, &account, "colour", segments.clone())
+                .await
+                .expect("stuck salon");
+        let other = fixtures::seed_sim_salon(&db, &healthy.base_url, &account, "colour", segments)
+            .await
+            .expect("other salon");
+        let staff = &account.staff[0].staff_id;
+        let day = |d: u32| {
+            Utc.with_ymd_and_hms(2030, 6, d, 9, 0, 0)
+                .single()
+                .expect("date")
+        };
+        let mut backlog = Vec::new();
+        for d in 1..=8 {
+            backlog.push(
+                fixtures::book(&db, &stuck, staff, day(d))
+                    .await
+                    .expect("book"),
+            );
+        }
+        let handle = SyncHandle::for_database(&db);
+        let stop = CancellationToken::new();
+        let worker = handle.spawn_worker(
+            SyncConfig {
+                max_concurrent_jobs: 8,
+                client: ClientSettings {
+                    // Longer than the test: a hanging call holds its slot throughout.
+                    timeout: Duration::from_secs(120),
+                    read_retries: 0,
+                    ..ClientSettings::default()
+                },
+                shutdown_grace: Duration::from_millis(50),
+                ..fast_sync_config("hanging-tenant")
+            },
+            postgres_pool(&db),
+            stop.clone(),
+        );
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while in_flight(&handle, stuck.tenant_id, &backlog).await < 2 {
+            assert!(
+                Instant::now() < deadline,
+                "{}: the backlog never started",
+                database.url
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        // Eight slots, eight jobs due for the hanging salon: it gets a quarter of them, and
+        // another salon's appointment syncs meanwhile.
+        let booked = fixtures::book(&db, &other, staff, day(20))
+            .await
+            .expect("book");
+        handle.wake();
+        while phasebook_test_support::sync_job(&db, booked)
+            .await
+            .expect("job")
+            .as_deref()
+            != Some("done")
+        {
+            assert!(
+                Instant::now() < deadline,
+                "{}: the other salon's appointment waited behind the hanging one",
+                database.url
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert_eq!(
+            in_flight(&handle, stuck.tenant_id, &backlog).await,
+            2,
+            "{}: the hanging salon holds a quarter of the eight slots, no more",
+            database.url
+        );
+        stop.cancel();
+        worker.await.expect("worker stopped");
+    }
+}
