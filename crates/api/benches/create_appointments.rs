@@ -145,13 +145,14 @@ struct Load {
     errors: u64,
 }
 
-/// `clients` clients create appointments with an Idempotency-Key for `seconds`; the
-/// latencies are sorted, and the wall time of the phase is returned with them.
+/// `clients` clients create appointments with an Idempotency-Key for `seconds`, client `c`
+/// for stylist `first_stylist + c`; the latencies are sorted, and the wall time of the phase
+/// is returned with them.
 async fn drive(
     http: &Arc<reqwest::Client>,
     base: &str,
     auth: &str,
-    clients: usize,
+    (clients, first_stylist): (usize, usize),
     seconds: u64,
     from: DateTime<Utc>,
 ) -> Result<(Load, f64)> {
@@ -172,7 +173,7 @@ async fn drive(
                     .post(&url)
                     .header("authorization", &auth)
                     .header("idempotency-key", format!("bench-{from}-{c}-{n}"))
-                    .json(&booking(c, n, from))
+                    .json(&booking(first_stylist + c, n, from))
                     .send()
                     .await;
                 match res {
@@ -565,8 +566,10 @@ async fn run(db_url: &str, seconds: u64, clients: usize, latency_clients: usize)
     if !r.status().is_success() {
         bail!("PUT /services failed: {}", r.text().await?);
     }
-    // One stylist per client, so clients never collide on the double-booking guard.
-    for c in 0..clients.max(latency_clients) {
+    // One stylist per client and phase, so clients never collide on the double-booking
+    // guard, however many appointments a phase books.
+    let stylists = clients + latency_clients;
+    for c in 0..stylists {
         let r = http
             .put(format!("{base}/staff/stylist-{c}"))
             .header("authorization", &auth)
@@ -595,7 +598,7 @@ async fn run(db_url: &str, seconds: u64, clients: usize, latency_clients: usize)
              select '{tenant_id}'::uuid, 'colour', k, 'stylist-' || c, 5000 + c, 5000 + c, \
                'individual', now() \
              from generate_series(0, {last}) c, unnest(array['A', 'B', 'C', 'D']) k",
-            last = clients.max(latency_clients) - 1
+            last = stylists - 1
         ),
     )?;
 
@@ -603,9 +606,17 @@ async fn run(db_url: &str, seconds: u64, clients: usize, latency_clients: usize)
     let day = |n: i64| chrono::Utc::now() + chrono::Duration::days(n);
     let trips = count_round_trips(db_url, &agent, day(250)).await?;
     let http = Arc::new(http);
-    let (latency, _) = drive(&http, &base, &agent, latency_clients, seconds, day(1)).await?;
+    let (latency, _) = drive(
+        &http,
+        &base,
+        &agent,
+        (latency_clients, clients),
+        seconds,
+        day(1),
+    )
+    .await?;
     let committed_before = xact_commit(db_url)?;
-    let (load, elapsed) = drive(&http, &base, &agent, clients, seconds, day(100)).await?;
+    let (load, elapsed) = drive(&http, &base, &agent, (clients, 0), seconds, day(1)).await?;
     // PostgreSQL publishes a backend's counts within a second of its last transaction.
     tokio::time::sleep(Duration::from_millis(1500)).await;
     let committed = xact_commit(db_url)?.saturating_sub(committed_before);

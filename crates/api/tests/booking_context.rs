@@ -1,5 +1,6 @@
 //! `Store::booking_context`, the one statement a booking reads before the domain decides,
-//! answers what the separate reads answer, on both backends.
+//! answers what the separate reads answer, on both backends: for the staff a booking names,
+//! or for every performer when a search names none.
 
 use chrono::{SubsecRound, Utc};
 use phasebook_api::store::Database;
@@ -89,12 +90,21 @@ async fn check(database: TestDatabase) {
             .await
             .expect("settings")
     );
+    // A booking names its staff: performers and maps are theirs alone (ben performs the
+    // service and has a map, but was not asked for).
+    let performers = db
+        .booking()
+        .performers(tenant, &colour)
+        .await
+        .expect("performers");
+    assert!(performers.iter().any(|p| p.as_str() == "ben"));
     assert_eq!(
         context.performers,
-        db.booking()
-            .performers(tenant, &colour)
-            .await
-            .expect("performers")
+        performers
+            .iter()
+            .filter(|p| asked.contains(p))
+            .cloned()
+            .collect::<Vec<_>>()
     );
     let maps: Vec<_> = db
         .event_maps()
@@ -104,7 +114,21 @@ async fn check(database: TestDatabase) {
         .into_iter()
         .filter(|m| m.service_id == colour)
         .collect();
-    assert_eq!(context.maps, maps);
+    assert_eq!(
+        context.maps,
+        maps.iter()
+            .filter(|m| asked.contains(&m.staff_id))
+            .cloned()
+            .collect::<Vec<_>>()
+    );
+    // A search names nobody: every performer and every map of the service.
+    let search = store
+        .booking_context(tenant, &colour, &[])
+        .await
+        .expect("context");
+    assert_eq!(search.performers, performers);
+    assert_eq!(search.maps, maps);
+    assert!(search.staff.is_empty());
     let mut staff = Vec::new();
     for s in ["anna", "cleo"] {
         staff.push(

@@ -20,9 +20,11 @@ pub struct BookingContext {
     pub service: Option<StoredService>,
     /// None: no such tenant (the caller falls back to the defaults).
     pub settings: Option<BookingSettings>,
-    /// Who performs the service, by staff id.
+    /// Who performs the service, by staff id: of the staff members asked for, when any were
+    /// (a booking names its staff and decides about them alone), else all of them.
     pub performers: Vec<StaffId>,
-    /// The service's event maps, by segment position, then staff id.
+    /// The service's event maps, by segment position, then staff id: those of the staff
+    /// members asked for, when any were.
     pub maps: Vec<EventMap>,
     /// Those of the asked staff members who exist, by staff id.
     pub staff: Vec<StaffMember>,
@@ -71,6 +73,10 @@ pub(crate) struct Branch {
     pub filled: &'static [&'static str],
     pub from: &'static str,
     pub keep: Keep,
+    /// A staff column that narrows the branch to the staff members asked for, when any
+    /// were: a salon with forty stylists has a create read its own stylist's maps, not
+    /// all 160.
+    pub asked_staff: Option<&'static str>,
 }
 
 pub(crate) const BRANCHES: &[Branch] = &[
@@ -79,6 +85,7 @@ pub(crate) const BRANCHES: &[Branch] = &[
         filled: &["service_id", "name", "created_at", "updated_at"],
         from: "services where tenant_id = ",
         keep: Keep::Service("service_id"),
+        asked_staff: None,
     },
     Branch {
         kind: "segment",
@@ -93,18 +100,21 @@ pub(crate) const BRANCHES: &[Branch] = &[
         ],
         from: "service_segments where tenant_id = ",
         keep: Keep::Service("service_id"),
+        asked_staff: None,
     },
     Branch {
         kind: "settings",
         filled: &["country", "booking_horizon_days"],
         from: "tenants where tenant_id = ",
         keep: Keep::Tenant,
+        asked_staff: None,
     },
     Branch {
         kind: "performer",
         filled: &["service_id", "staff_id"],
         from: "staff_services where tenant_id = ",
         keep: Keep::Service("service_id"),
+        asked_staff: Some("staff_id"),
     },
     Branch {
         kind: "map",
@@ -125,6 +135,7 @@ pub(crate) const BRANCHES: &[Branch] = &[
                and g.service_id = m.service_id and g.segment_key = m.segment_key \
                where m.tenant_id = ",
         keep: Keep::Service("m.service_id"),
+        asked_staff: Some("m.staff_id"),
     },
     Branch {
         kind: "staff",
@@ -139,6 +150,7 @@ pub(crate) const BRANCHES: &[Branch] = &[
         ],
         from: "staff where tenant_id = ",
         keep: Keep::Staff("staff_id"),
+        asked_staff: None,
     },
 ];
 
@@ -172,6 +184,14 @@ macro_rules! booking_context_store {
                 staff: &[StaffId],
             ) -> StoreResult<super::booking_context::BookingContext> {
                 use super::booking_context::{BRANCHES, Keep, select_list};
+                let among_staff = |sql: &mut QueryBuilder<$db>, column: &str| {
+                    sql.push(format!(" and {column} in ("));
+                    let mut ids = sql.separated(", ");
+                    for id in staff {
+                        ids.push_bind(id.as_str().to_string());
+                    }
+                    sql.push(")");
+                };
                 let mut sql: QueryBuilder<$db> = QueryBuilder::new("");
                 let mut first = true;
                 for branch in BRANCHES {
@@ -191,14 +211,10 @@ macro_rules! booking_context_store {
                             sql.push(format!(" and {column} = "))
                                 .push_bind(service_id.as_str().to_string());
                         }
-                        Keep::Staff(column) => {
-                            sql.push(format!(" and {column} in ("));
-                            let mut ids = sql.separated(", ");
-                            for id in staff {
-                                ids.push_bind(id.as_str().to_string());
-                            }
-                            sql.push(")");
-                        }
+                        Keep::Staff(column) => among_staff(&mut sql, column),
+                    }
+                    if let (Some(column), false) = (branch.asked_staff, staff.is_empty()) {
+                        among_staff(&mut sql, column);
                     }
                 }
                 sql.push(" order by kind, position, staff_id");

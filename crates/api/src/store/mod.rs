@@ -374,7 +374,8 @@ pub trait Store: Send + Sync + 'static {
 
     /// Everything a booking of `service_id` reads before the domain decides, in one
     /// statement: the service with its segments, the tenant's booking settings, who
-    /// performs the service, its event maps, and those of `staff` who exist.
+    /// performs the service and its event maps (of `staff` alone, when it names any), and
+    /// those of `staff` who exist.
     async fn booking_context(
         &self,
         tenant_id: Uuid,
