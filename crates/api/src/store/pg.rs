@@ -1,7 +1,6 @@
 //! The PostgreSQL store: the production backend. The double-booking guard is the
-//! exclusion constraint `staff_busy_no_double_booking` (every active appointment segment
-//! and live hold segment is a row of `staff_busy`); this module turns its violation
-//! (SQLSTATE 23P01) into a conflict naming the appointment that holds the time.
+//! exclusion constraint `appointment_segments_no_double_booking`; this module turns its
+//! violation (SQLSTATE 23P01) into a conflict naming the appointment that holds the time.
 //! Everything the two backends share is written once in `shared.rs`.
 
 use async_trait::async_trait;
