@@ -544,15 +544,16 @@ pub(crate) fn fair_due_jobs(candidates: &str) -> String {
            select tenant_id, count(*) as running from sync_jobs \
            where state = 'leased' and lease_owner = $2 and lease_expires_at > $1 \
            group by tenant_id) b on b.tenant_id = r.tenant_id \
-         where r.turn + coalesce(b.running, 0) <= {AWAITED_CAP} \
+         where r.turn + coalesce(b.running, 0) <= \
+             case when r.awaited then {TENANT_REACH} else $5 end \
            and (r.interactive or not $6) \
          order by r.interactive desc, r.turn, r.run_at limit $4"
     )
 }
 
-/// How many of a tenant's jobs one claim may reach: the cap, or a third over it for a new
-/// appointment whose creator waits (`$5` the cap, `r` the ranked row).
-const AWAITED_CAP: &str = "case when r.awaited then $5 + ($5 + 2) / 3 else $5 end";
+/// The most turns of one tenant a claim can reach: the cap (`$5`), or a third over it for a
+/// new appointment whose creator waits.
+pub(crate) const TENANT_REACH: &str = "($5 + ($5 + 2) / 3)";
 
 /// Every due row as a claim's candidate (the ranking reads them all); `{interactive}` is
 /// the backend's expression for a job someone waits on.

@@ -6,7 +6,7 @@ use sqlx::postgres::PgRow;
 use sqlx::{PgPool, Postgres, Transaction};
 
 use super::pg::{db_at, db_id, get_at, get_id, get_json, get_opt_at};
-use super::sync::fair_due_jobs;
+use super::sync::{TENANT_REACH, fair_due_jobs};
 
 super::sync::sync_shared!(
     pool = PgPool,
@@ -27,32 +27,34 @@ const PG_INTERACTIVE: &str = "(state = 'pending' and (runs > 0 or awaited) \
 /// index entries, not a sort of its whole backlog: the tenants with a due job are found by
 /// skipping through `sync_jobs_pending_by_tenant` one tenant at a time, and each gives its
 /// earliest interactive jobs and its earliest jobs of any kind, as many as one claim could
-/// take from it (`$5` the cap, a third over for awaited jobs); expired leases are few and
-/// read whole. The ranking of `fair_due_jobs` over these gives the same turns as over every
-/// due row.
-const PG_CANDIDATES: &str = "with recursive due_tenants(tenant_id) as ( \
-       (select tenant_id from sync_jobs where state = 'pending' and run_at <= $1 \
-        order by tenant_id limit 1) \
-       union all \
-       select (select j.tenant_id from sync_jobs j where j.state = 'pending' \
-               and j.run_at <= $1 and j.tenant_id > t.tenant_id order by j.tenant_id limit 1) \
-       from due_tenants t where t.tenant_id is not null) \
-     select c.* from due_tenants t cross join lateral ( \
-       (select sync_job_id, tenant_id, run_at, true as interactive, \
-          (runs = 0 and awaited) as awaited from sync_jobs \
-        where tenant_id = t.tenant_id and run_at <= $1 and state = 'pending' \
-          and (runs > 0 or awaited) and run_at - updated_at <= interval '1 second' \
-        order by run_at limit $5 + ($5 + 2) / 3) \
-       union \
-       (select sync_job_id, tenant_id, run_at, \
-          ((runs > 0 or awaited) and run_at - updated_at <= interval '1 second') as interactive, \
-          (runs = 0 and awaited) as awaited from sync_jobs \
-        where tenant_id = t.tenant_id and run_at <= $1 and state = 'pending' and not $6 \
-        order by run_at limit $5 + ($5 + 2) / 3)) c \
-     where t.tenant_id is not null \
-     union all \
-     select sync_job_id, tenant_id, run_at, false, false from sync_jobs \
-     where state = 'leased' and lease_expires_at <= $1";
+/// take from it ([`TENANT_REACH`]); expired leases are few and read whole. The ranking of
+/// `fair_due_jobs` over these gives the same turns as over every due row.
+fn pg_candidates() -> String {
+    format!(
+        "with recursive due_tenants(tenant_id) as ( \
+           (select tenant_id from sync_jobs where state = 'pending' and run_at <= $1 \
+            order by tenant_id limit 1) \
+           union all \
+           select (select j.tenant_id from sync_jobs j where j.state = 'pending' \
+                   and j.run_at <= $1 and j.tenant_id > t.tenant_id \
+                   order by j.tenant_id limit 1) \
+           from due_tenants t where t.tenant_id is not null) \
+         select c.* from due_tenants t cross join lateral ( \
+           (select sync_job_id, tenant_id, run_at, true as interactive, \
+              (runs = 0 and awaited) as awaited from sync_jobs \
+            where tenant_id = t.tenant_id and run_at <= $1 and {PG_INTERACTIVE} \
+            order by run_at limit {TENANT_REACH}) \
+           union \
+           (select sync_job_id, tenant_id, run_at, {PG_INTERACTIVE} as interactive, \
+              (runs = 0 and awaited) as awaited from sync_jobs \
+            where tenant_id = t.tenant_id and run_at <= $1 and state = 'pending' and not $6 \
+            order by run_at limit {TENANT_REACH})) c \
+         where t.tenant_id is not null \
+         union all \
+         select sync_job_id, tenant_id, run_at, false, false from sync_jobs \
+         where state = 'leased' and lease_expires_at <= $1"
+    )
+}
 
 async fn begin_write(pool: &PgPool) -> Result<Transaction<'static, Postgres>, sqlx::Error> {
     pool.begin().await
@@ -89,7 +91,7 @@ async fn claim_due_jobs(
     per_tenant: i64,
     interactive_only: bool,
 ) -> StoreResult<Vec<ClaimedJob>> {
-    let fair = fair_due_jobs(PG_CANDIDATES);
+    let fair = fair_due_jobs(&pg_candidates());
     let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
         "with due as ( \
            select j.sync_job_id, {PG_INTERACTIVE} as interactive \

@@ -77,9 +77,9 @@ impl Default for SyncConfig {
 impl SyncConfig {
     /// The most jobs of one tenant this process runs at once: a quarter of its concurrency,
     /// so a tenant whose Cal.com hangs holds at most a quarter of the slots. A salon alone
-    /// on the process loses no speed by it: its key allows 2 Cal.com requests a second,
-    /// which a quarter of the slots (four segments each) keeps busy at any latency up to
-    /// the call timeout.
+    /// on the process loses no speed by it at the default 32 slots: its key allows 2 Cal.com
+    /// requests a second, and 8 jobs of four segments keep more calls going than that even
+    /// when every call runs into the 10 s timeout.
     pub fn jobs_per_tenant(&self) -> usize {
         (self.max_concurrent_jobs / 4).max(1)
     }
