@@ -17,17 +17,28 @@ create index sync_jobs_interactive on sync_jobs (tenant_id, run_at)
 create index staff_busy_holds_by_staff on staff_busy (tenant_id, staff_id)
     where hold_id is not null;
 
+-- An expired hold blocks nothing: its rows go before the new time is claimed. One rule for
+-- the mirror triggers below and for a new hold (the hold store calls it too).
+-- (PL/pgSQL keeps the statement's plan for the session; a SQL function would plan it on
+-- every create.)
+create function staff_busy_drop_expired_holds(
+    p_tenant_id uuid, p_staff_ids text[], p_now timestamptz) returns void
+language plpgsql as $$
+begin
+    delete from staff_busy b using holds h
+    where b.hold_id is not null and b.hold_id = h.hold_id and h.expires_at <= p_now
+      and b.tenant_id = p_tenant_id and b.staff_id = any(p_staff_ids);
+end;
+$$;
+
 -- A create inserts all of an appointment's segments in one statement; the mirror of an
 -- insert now runs once for that statement (one clearing, one insert) instead of once per
 -- segment. Updates and deletes keep the per-row mirror.
 create function staff_busy_mirror_new_segments() returns trigger
 language plpgsql as $$
 begin
-    -- An expired hold blocks nothing: its rows go before the new time is claimed.
-    delete from staff_busy b using holds h
-    where b.hold_id is not null and b.hold_id = h.hold_id and h.expires_at <= now()
-      and (b.tenant_id, b.staff_id) in (
-          select n.tenant_id, n.staff_id from new_segments n where n.active);
+    perform staff_busy_drop_expired_holds(tenant_id, array_agg(distinct staff_id), now())
+    from new_segments where active group by tenant_id;
     insert into staff_busy (tenant_id, staff_id, starts_at, ends_at, segment_key, appointment_id)
     select tenant_id, staff_id, starts_at, ends_at, segment_key, appointment_id
     from new_segments where active;
@@ -41,11 +52,7 @@ begin
     delete from staff_busy
     where appointment_id = old.appointment_id and segment_key = old.segment_key;
     if tg_op = 'UPDATE' and new.active then
-        -- An expired hold blocks nothing: its rows go before the new time is claimed.
-        delete from staff_busy b using holds h
-        where b.hold_id is not null and b.hold_id = h.hold_id
-          and b.tenant_id = new.tenant_id and b.staff_id = new.staff_id
-          and h.expires_at <= now();
+        perform staff_busy_drop_expired_holds(new.tenant_id, array[new.staff_id], now());
         insert into staff_busy (tenant_id, staff_id, starts_at, ends_at, segment_key, appointment_id)
         values (new.tenant_id, new.staff_id, new.starts_at, new.ends_at, new.segment_key,
                 new.appointment_id);

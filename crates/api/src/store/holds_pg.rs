@@ -27,24 +27,20 @@ fn is_exclusion(err: &sqlx::Error) -> bool {
         .is_some_and(|code| code == EXCLUSION_VIOLATION)
 }
 
-/// Deletes the blocking rows of expired holds of these staff members (through
-/// `staff_busy_holds_by_staff`: `hold_id is not null` names that index's rows).
+/// Deletes the blocking rows of expired holds of these staff members, by the rule the
+/// `staff_busy` mirror triggers use too (migration 0013).
 async fn drop_expired_holds(
     tx: &mut sqlx::PgConnection,
     tenant_id: Uuid,
     staff: &[&str],
     now: DateTime<Utc>,
 ) -> Result<(), sqlx::Error> {
-    sqlx::query(
-        "delete from staff_busy b using holds h
-         where b.hold_id is not null and b.hold_id = h.hold_id and b.tenant_id = $1
-           and b.staff_id = any($2) and h.expires_at <= $3",
-    )
-    .bind(tenant_id)
-    .bind(staff)
-    .bind(now)
-    .execute(&mut *tx)
-    .await?;
+    sqlx::query("select staff_busy_drop_expired_holds($1, $2, $3)")
+        .bind(tenant_id)
+        .bind(staff)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
     Ok(())
 }
 
