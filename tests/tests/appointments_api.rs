@@ -104,6 +104,25 @@ async fn journey_book_replay_collide_read_list_cancel(app: TestApp) {
         .expect("clash");
     let conflict = problem(clash, 409, "double-booking").await;
     assert_eq!(conflict["conflicting_appointment_id"], id.as_str());
+    // The refusal is that key's first answer: a retry gets it again.
+    let clash_again = app
+        .request(Method::POST, "/appointments", Some(&app.keys.agent))
+        .header("Idempotency-Key", "call-43")
+        .json(&json!({
+            "service_id": "cut", "staff_id": "anna", "start": "2027-05-04T10:30:00+02:00",
+            "customer": {"name": "Grace", "email": "grace@example.com"}
+        }))
+        .send()
+        .await
+        .expect("clash again");
+    assert_eq!(
+        clash_again
+            .headers()
+            .get("idempotent-replayed")
+            .and_then(|v| v.to_str().ok()),
+        Some("true")
+    );
+    assert_eq!(problem(clash_again, 409, "double-booking").await, conflict);
 
     // The processing gap is free for another client.
     let in_gap = app
@@ -533,6 +552,47 @@ async fn a_key_in_flight_answers_409(app: TestApp) {
     );
 }
 
+/// A caller's retries racing the first attempt (a voice agent's client timing out and
+/// sending again): one appointment, and every attempt answers with its 201.
+async fn concurrent_retries_with_one_key_book_once_and_share_its_answer(app: TestApp) {
+    app.define_salon().await;
+    let body = booking("anna", "2027-05-04T09:00");
+    let attempts: Vec<_> = (0..8)
+        .map(|_| {
+            tokio::spawn(
+                app.request(Method::POST, "/appointments", Some(&app.keys.agent))
+                    .header("Idempotency-Key", "call-77")
+                    .json(&body)
+                    .send(),
+            )
+        })
+        .collect();
+    let mut answers = Vec::new();
+    for attempt in attempts {
+        let response = attempt.await.expect("task").expect("request");
+        let status = response.status();
+        let replayed = response.headers().get("idempotent-replayed").is_some();
+        answers.push((status, replayed, response.bytes().await.expect("body")));
+    }
+    assert!(
+        answers.iter().all(|(status, _, _)| *status == 201),
+        "{answers:?}"
+    );
+    assert_eq!(
+        answers.iter().filter(|(_, replayed, _)| !replayed).count(),
+        1,
+        "exactly one attempt booked"
+    );
+    assert!(answers.iter().all(|(_, _, bytes)| *bytes == answers[0].2));
+    let listed: Value = app
+        .get("/appointments", &app.keys.agent)
+        .await
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(listed["items"].as_array().map(Vec::len), Some(1));
+}
+
 async fn operations_endpoints_answer(app: TestApp) {
     let health = app
         .request(Method::GET, "/healthz", None)
@@ -952,5 +1012,6 @@ phasebook_test_support::on_both_backends!(with setup;
     keys_roles_and_tenants_are_enforced,
     bad_requests_are_problems_and_write_nothing,
     a_key_in_flight_answers_409,
+    concurrent_retries_with_one_key_book_once_and_share_its_answer,
     operations_endpoints_answer,
 );

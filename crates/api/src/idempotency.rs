@@ -1,8 +1,11 @@
 //! `Idempotency-Key` on the routes that book or move: the first request with a key claims
-//! it, its answer is pinned (a success in the same transaction as the booking, a 4xx right
-//! after), and a retry with the same key and body gets that answer again, byte for byte,
-//! with `Idempotent-Replayed: true`. A 5xx releases the key so a retry can succeed. Keys
-//! are kept 24 h (`store::IDEMPOTENCY_TTL`).
+//! it, its answer is pinned, and a retry with the same key and body gets that answer again,
+//! byte for byte, with `Idempotent-Replayed: true`. A create claims its key in the very
+//! statement that writes the appointment, its 201 pinned (a refusal is pinned instead);
+//! a concurrent duplicate waits for that statement and replays its answer. The other
+//! routes claim the key in flight first, pin the answer with their write or right after a
+//! refusal, and answer a concurrent duplicate 409. A 5xx pins nothing, so a retry can
+//! succeed. Keys are kept 24 h (`store::IDEMPOTENCY_TTL`).
 
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -12,7 +15,7 @@ use uuid::Uuid;
 
 use crate::error::{ApiError, problem_response};
 use crate::state::AppState;
-use crate::store::{IdempotencyClaim, IdempotentResponse};
+use crate::store::{IdempotencyClaim, IdempotentResponse, KeyedAnswer};
 
 pub const IDEMPOTENCY_KEY: &str = "idempotency-key";
 pub const IDEMPOTENT_REPLAYED: &str = "idempotent-replayed";
@@ -90,11 +93,18 @@ pub async fn claim(
     hash: &str,
     now: DateTime<Utc>,
 ) -> Result<Option<Response>, ApiError> {
-    match state
+    let claim = state
         .store
         .claim_idempotency_key(tenant_id, key, hash, now)
-        .await?
-    {
+        .await?;
+    taken(state, claim)
+}
+
+/// What the request answers after presenting its key: `Ok(None)` when the key is now the
+/// request's; the key's first answer again when it holds one; 409 while another request
+/// with the key is in flight; 422 when the key was used with another body.
+pub fn taken(state: &AppState, claim: IdempotencyClaim) -> Result<Option<Response>, ApiError> {
+    match claim {
         IdempotencyClaim::Claimed => {}
         IdempotencyClaim::InFlight => return Err(ApiError::IdempotencyKeyInFlight),
         IdempotencyClaim::Mismatch => return Err(ApiError::IdempotencyKeyReused),
@@ -110,6 +120,31 @@ pub async fn claim(
         });
     }
     Ok(None)
+}
+
+/// Pins a refusal as the key's first answer, for a request that claims its key with its
+/// write and was refused before writing. `None`: the refusal is the answer; otherwise the
+/// key was taken by an earlier request with it, and this is what the key answers. A 5xx
+/// pins nothing, so a retry can succeed.
+pub async fn pin_refusal(
+    state: &AppState,
+    tenant_id: Uuid,
+    answer: KeyedAnswer<'_>,
+    now: DateTime<Utc>,
+) -> Option<Response> {
+    if StatusCode::from_u16(answer.response.status).is_ok_and(|s| s.is_server_error()) {
+        return None;
+    }
+    match state.store.pin_first_answer(tenant_id, answer, now).await {
+        Ok(claim) => match taken(state, claim) {
+            Ok(replayed) => replayed,
+            Err(refused) => Some(refused.into_response()),
+        },
+        Err(err) => {
+            tracing::error!(error = %err, "could not pin the answer to the idempotency key");
+            None
+        }
+    }
 }
 
 /// Ends the claim with the request's answer: a 5xx releases the key, anything else is

@@ -6,8 +6,8 @@ use std::sync::Arc;
 use chrono::{DateTime, Duration, SubsecRound, TimeZone, Utc};
 use phasebook_api::auth::{self, TenantSettings, hash_api_key};
 use phasebook_api::store::{
-    AppointmentQuery, Database, IdempotencyClaim, IdempotentResponse, NewAppointment, Role,
-    StaffMember, Store, StoreError,
+    AppointmentQuery, Database, IdempotencyClaim, IdempotentResponse, KeyedAnswer, NewAppointment,
+    Role, StaffMember, Store, StoreError,
 };
 use phasebook_domain::plan::{assign_staff, plan_appointment};
 use phasebook_domain::sync::{AppointmentSyncStatus, SegmentSyncStatus};
@@ -548,54 +548,103 @@ async fn idempotency_keys_claim_replay_refuse_and_expire(f: Fixture) {
         IdempotencyClaim::Claimed
     );
 
-    // Completed together with the appointment, in one transaction.
-    let new = appointment(f.tenant, "colour", "anna", at(7, 0));
+    // A create claims its key with its rows, the 201 pinned in the same transaction.
     let response = IdempotentResponse {
         status: 201,
         body: b"{\"exact\": \"bytes\"}".to_vec(),
     };
-    store
-        .create_appointment(&new, Some(("k", &response)))
-        .await
-        .expect("create");
+    let keyed = |key, request_hash| KeyedAnswer {
+        key,
+        request_hash,
+        response: &response,
+    };
+    let rows = || async {
+        (
+            testing::count_rows(&f.db, "appointments", f.tenant)
+                .await
+                .expect("count"),
+            testing::count_rows(&f.db, "sync_jobs", f.tenant)
+                .await
+                .expect("count"),
+        )
+    };
+    let new = appointment(f.tenant, "colour", "anna", at(7, 0));
     assert_eq!(
         store
-            .claim_idempotency_key(f.tenant, "k", "h1", t0)
+            .create_appointment(&new, Some(keyed("k4", "h4")))
+            .await
+            .expect("create"),
+        IdempotencyClaim::Claimed
+    );
+    assert_eq!(rows().await, (1, 1));
+    assert_eq!(
+        store
+            .claim_idempotency_key(f.tenant, "k4", "h4", t0)
             .await
             .expect("replay"),
         IdempotencyClaim::Completed(response.clone())
     );
-
-    // A double booking rolls back and leaves the key in flight for the caller to settle.
+    // The same create again (a retry, planned anew) writes nothing: its time is not even
+    // checked against the first one's, and the key answers with the first 201.
+    let retry = appointment(f.tenant, "colour", "anna", at(7, 0));
     assert_eq!(
         store
-            .claim_idempotency_key(f.tenant, "k2", "h3", t0)
+            .create_appointment(&retry, Some(keyed("k4", "h4")))
             .await
-            .expect("claim"),
-        IdempotencyClaim::Claimed
+            .expect("retry"),
+        IdempotencyClaim::Completed(response.clone())
     );
+    assert_eq!(
+        store
+            .create_appointment(&retry, Some(keyed("k4", "another body")))
+            .await
+            .expect("other body"),
+        IdempotencyClaim::Mismatch
+    );
+    // A key another route holds in flight is not taken either.
+    let elsewhere = appointment(f.tenant, "colour", "anna", at(12, 0));
+    assert_eq!(
+        store
+            .create_appointment(&elsewhere, Some(keyed("k", "h1")))
+            .await
+            .expect("in flight"),
+        IdempotencyClaim::InFlight
+    );
+    assert_eq!(rows().await, (1, 1));
+
+    // A double booking rolls the key back with the rows; the refusal is then pinned as
+    // the key's first answer.
     let clash = appointment(f.tenant, "colour", "anna", at(7, 0));
     assert!(matches!(
         store
-            .create_appointment(&clash, Some(("k2", &response)))
+            .create_appointment(&clash, Some(keyed("k2", "h3")))
             .await,
         Err(StoreError::DoubleBooking { .. })
     ));
-    assert_eq!(
-        store
-            .claim_idempotency_key(f.tenant, "k2", "h3", t0)
-            .await
-            .expect("still"),
-        IdempotencyClaim::InFlight
-    );
+    assert_eq!(rows().await, (1, 1));
     let conflict = IdempotentResponse {
         status: 409,
         body: b"problem".to_vec(),
     };
-    store
-        .complete_idempotency_key(f.tenant, "k2", &conflict)
-        .await
-        .expect("complete");
+    let refusal = KeyedAnswer {
+        key: "k2",
+        request_hash: "h3",
+        response: &conflict,
+    };
+    assert_eq!(
+        store
+            .pin_first_answer(f.tenant, refusal, t0)
+            .await
+            .expect("pin"),
+        IdempotencyClaim::Claimed
+    );
+    assert_eq!(
+        store
+            .pin_first_answer(f.tenant, refusal, t0)
+            .await
+            .expect("pinned"),
+        IdempotencyClaim::Completed(conflict.clone())
+    );
     assert_eq!(
         store
             .claim_idempotency_key(f.tenant, "k2", "h3", t0)
@@ -664,7 +713,7 @@ async fn concurrent_overlapping_creates_have_exactly_one_winner(f: Fixture) {
             store
                 .create_appointment(&a, None)
                 .await
-                .map(|()| a.appointment_id)
+                .map(|_| a.appointment_id)
         }));
     }
     let mut winners = Vec::new();

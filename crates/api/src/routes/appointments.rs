@@ -33,7 +33,9 @@ use crate::routes::services::parse_service_id;
 use crate::routes::views::AppointmentView;
 use crate::state::AppState;
 use crate::store::holds::{HoldConversion, HoldStatus};
-use crate::store::{AppointmentQuery, IdempotentResponse, NewAppointment, Role};
+use crate::store::{
+    AppointmentQuery, IdempotencyClaim, IdempotentResponse, KeyedAnswer, NewAppointment, Role,
+};
 
 pub const DEFAULT_PAGE_SIZE: u32 = 50;
 pub const MAX_PAGE_SIZE: u32 = 200;
@@ -350,14 +352,26 @@ async fn plan(
     ))
 }
 
-/// Plans and stores the appointment, pinning the outcome to `key` when one is given: a
-/// success in the same transaction as the appointment, a 4xx right after. A 5xx releases
-/// the key so a retry can succeed.
+/// How a create holds the request's `Idempotency-Key`.
+enum KeyUse {
+    None,
+    /// Claimed in flight before the create (a hold's booking): the booking's transaction
+    /// completes it, and a refusal settles it after.
+    Claimed(String),
+    /// Claimed by the create's own write with its 201 pinned, or by the refusal's answer.
+    WithWrite {
+        key: String,
+        request_hash: String,
+    },
+}
+
+/// Plans and stores the appointment, pinning the outcome to the request's key when it has
+/// one (see [`KeyUse`]). A 5xx pins nothing so a retry can succeed.
 async fn create(
     state: AppState,
     caller: Caller,
     request: CreateAppointment,
-    key: Option<String>,
+    key: KeyUse,
     awaited: bool,
 ) -> Response {
     let now = Utc::now().trunc_subsecs(3);
@@ -371,51 +385,43 @@ async fn create(
                 status: StatusCode::CREATED.as_u16(),
                 body,
             };
-            let idempotency = key.as_deref().map(|k| (k, &pinned));
-            let stored = match hold_id {
-                None => state
+            let stored = match (hold_id, &key) {
+                (None, KeyUse::WithWrite { key, request_hash }) => {
+                    let answer = KeyedAnswer {
+                        key,
+                        request_hash,
+                        response: &pinned,
+                    };
+                    state
+                        .store
+                        .create_appointment(&new, Some(answer))
+                        .await
+                        .map_err(ApiError::from)
+                }
+                (None, _) => state
                     .store
-                    .create_appointment(&new, idempotency)
+                    .create_appointment(&new, None)
                     .await
                     .map_err(ApiError::from),
-                Some(hold_id) => match state
-                    .db
-                    .booking()
-                    .create_appointment_from_hold(hold_id, &new, idempotency)
-                    .await
-                {
-                    Ok(HoldConversion::Booked) => {
-                        let cleanup = state.clone();
-                        let tenant_id = caller.tenant_id;
-                        tokio::spawn(async move {
-                            if let Ok(Some(hold)) =
-                                cleanup.db.booking().get_hold(tenant_id, hold_id).await
-                            {
-                                crate::routes::holds::clear_reservations_of(
-                                    &cleanup,
-                                    &hold,
-                                    Utc::now(),
-                                )
-                                .await;
-                            }
-                        });
-                        Ok(())
-                    }
-                    Ok(HoldConversion::Expired) => Err(hold_expired()),
-                    Ok(HoldConversion::Ended(status)) => Err(hold_ended(status)),
-                    Ok(HoldConversion::Missing) => Err(ApiError::NotFound { what: "hold" }),
-                    Err(err) => Err(ApiError::from(err)),
-                },
+                (Some(hold_id), _) => {
+                    let claimed = match &key {
+                        KeyUse::Claimed(key) => Some((key.as_str(), &pinned)),
+                        _ => None,
+                    };
+                    book_hold(&state, caller.tenant_id, hold_id, &new, claimed).await
+                }
             };
-            match stored {
-                Ok(()) => {
+            match stored.map(|claim| idempotency::taken(&state, claim)) {
+                Ok(Ok(None)) => {
                     state.free_time.invalidate(caller.tenant_id);
                     state.sync.wake();
                     metrics::counter!("phasebook_appointments_created_total").increment(1);
                     tracing::info!(segments = new.segments.len(), "appointment created");
                     return idempotency::json_response(StatusCode::CREATED, pinned.body);
                 }
-                Err(err) => err,
+                // The key was taken: nothing was written, and the key answers.
+                Ok(Ok(Some(replayed))) => return replayed,
+                Ok(Err(err)) | Err(err) => err,
             }
         }
         Err(err) => err,
@@ -431,17 +437,67 @@ async fn create(
             "double booking refused"
         );
     }
-    if let Some(key) = key.as_deref() {
-        idempotency::settle(
-            &state,
-            caller.tenant_id,
-            key,
-            outcome.status(),
-            outcome.body_bytes(),
-        )
-        .await;
+    match &key {
+        KeyUse::None => {}
+        KeyUse::Claimed(key) => {
+            idempotency::settle(
+                &state,
+                caller.tenant_id,
+                key,
+                outcome.status(),
+                outcome.body_bytes(),
+            )
+            .await;
+        }
+        KeyUse::WithWrite { key, request_hash } => {
+            let refusal = IdempotentResponse {
+                status: outcome.status().as_u16(),
+                body: outcome.body_bytes(),
+            };
+            let answer = KeyedAnswer {
+                key,
+                request_hash,
+                response: &refusal,
+            };
+            if let Some(first) =
+                idempotency::pin_refusal(&state, caller.tenant_id, answer, now).await
+            {
+                return first;
+            }
+        }
     }
     outcome.into_response()
+}
+
+/// Books the appointment in the hold's time, clearing the hold's Cal.com reservations
+/// once it is booked.
+async fn book_hold(
+    state: &AppState,
+    tenant_id: Uuid,
+    hold_id: Uuid,
+    new: &NewAppointment,
+    claimed: Option<(&str, &IdempotentResponse)>,
+) -> Result<IdempotencyClaim, ApiError> {
+    match state
+        .db
+        .booking()
+        .create_appointment_from_hold(hold_id, new, claimed)
+        .await
+    {
+        Ok(HoldConversion::Booked) => {
+            let cleanup = state.clone();
+            tokio::spawn(async move {
+                if let Ok(Some(hold)) = cleanup.db.booking().get_hold(tenant_id, hold_id).await {
+                    crate::routes::holds::clear_reservations_of(&cleanup, &hold, Utc::now()).await;
+                }
+            });
+            Ok(IdempotencyClaim::Claimed)
+        }
+        Ok(HoldConversion::Expired) => Err(hold_expired()),
+        Ok(HoldConversion::Ended(status)) => Err(hold_ended(status)),
+        Ok(HoldConversion::Missing) => Err(ApiError::NotFound { what: "hold" }),
+        Err(err) => Err(ApiError::from(err)),
+    }
 }
 
 /// Books an appointment (agent, ops). With `Idempotency-Key`, a retry with the same body
@@ -476,28 +532,41 @@ async fn create_appointment(
     let request: CreateAppointment = parse_json(&serde_json::to_vec(&body).unwrap_or_default())?;
 
     let Some(key) = key else {
-        let response = create(state.clone(), caller, request, None, wait.is_some()).await;
+        let response = create(state.clone(), caller, request, KeyUse::None, wait.is_some()).await;
         return Ok(prefer::answer(&state, caller.tenant_id, wait, response).await);
     };
-    if let Some(replayed) =
-        idempotency::claim(&state, caller.tenant_id, &key, &hash, Utc::now()).await?
+    // A hold's booking reads and takes the hold in its own transaction, so its key is
+    // claimed in flight first; any other create claims its key with the write.
+    let claimed_first = request.hold_id.is_some();
+    if claimed_first
+        && let Some(replayed) =
+            idempotency::claim(&state, caller.tenant_id, &key, &hash, Utc::now()).await?
     {
         return Ok(replayed);
     }
-    // The work runs to completion in its own task even if the client disconnects, so the
-    // key always ends completed or released rather than stuck in flight.
+    let key_use = if claimed_first {
+        KeyUse::Claimed(key.clone())
+    } else {
+        KeyUse::WithWrite {
+            key: key.clone(),
+            request_hash: hash,
+        }
+    };
+    // The work runs to completion in its own task even if the client disconnects, so a
+    // claimed key always ends completed or released rather than stuck in flight.
     let tenant_id = caller.tenant_id;
-    let task_key = key.clone();
     let span = tracing::Span::current();
     let wait_state = state.clone();
     let task = tokio::spawn(tracing::Instrument::instrument(
-        create(state, caller, request, Some(task_key), wait.is_some()),
+        create(state, caller, request, key_use, wait.is_some()),
         span,
     ));
     match task.await {
         Ok(response) => Ok(prefer::answer(&wait_state, tenant_id, wait, response).await),
         Err(err) => {
-            idempotency::release(&wait_state, tenant_id, &key).await;
+            if claimed_first {
+                idempotency::release(&wait_state, tenant_id, &key).await;
+            }
             Err(ApiError::Internal(format!(
                 "appointment task failed: {err}"
             )))

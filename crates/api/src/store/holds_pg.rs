@@ -109,7 +109,12 @@ impl PgStore {
             .bind(a.created_at)
             .execute(&mut *tx)
             .await?;
-        super::pg::insert_appointment_rows(&mut tx, a, idempotency).await?;
+        super::pg::insert_appointment_rows(
+            &mut tx,
+            a,
+            idempotency.map(|(key, response)| super::KeyPin::Claimed(key, response)),
+        )
+        .await?;
         tx.commit().await?;
         Ok(HoldConversion::Booked)
     }

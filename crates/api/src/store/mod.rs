@@ -319,10 +319,30 @@ pub struct IdempotentResponse {
     pub body: Vec<u8>,
 }
 
+/// The first answer to a request with an idempotency key, pinned to the key in the same
+/// statement that claims it: a create's 201 with the appointment, or a refusal.
+#[derive(Debug, Clone, Copy)]
+pub struct KeyedAnswer<'a> {
+    pub key: &'a str,
+    pub request_hash: &'a str,
+    pub response: &'a IdempotentResponse,
+}
+
+/// How the write of an appointment pins its answer to the request's idempotency key.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum KeyPin<'a> {
+    /// The request claimed the key before the write (a hold's booking, which reads the
+    /// hold first): the write completes it.
+    Claimed(&'a str, &'a IdempotentResponse),
+    /// The write claims the key itself, completed; when the key is taken nothing is written.
+    Unclaimed(KeyedAnswer<'a>),
+}
+
 /// The outcome of presenting an idempotency key.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum IdempotencyClaim {
-    /// The key is ours: process the request, then complete or release it.
+    /// The key is ours: process the request, then complete or release it (or, when the
+    /// claim carried the answer, it is pinned already).
     Claimed,
     /// Another request with this key is still being processed.
     InFlight,
@@ -383,15 +403,17 @@ pub trait Store: Send + Sync + 'static {
         staff: &[StaffId],
     ) -> StoreResult<booking_context::BookingContext>;
 
-    /// Inserts the appointment, its segments and a pending sync job in one transaction,
-    /// and when `idempotency` is given completes that key with the response in the same
-    /// transaction. Fails with [`StoreError::DoubleBooking`] when a segment overlaps an
-    /// active segment of the same staff member.
+    /// Inserts the appointment, its segments and a pending sync job in one transaction.
+    /// With `idempotency`, the same transaction claims the key with the answer pinned; when
+    /// the key is taken (answered, in flight or used with another body) nothing is written
+    /// and the key's state is returned instead of [`IdempotencyClaim::Claimed`]. Fails with
+    /// [`StoreError::DoubleBooking`] when a segment overlaps an active segment or a live
+    /// hold of the same staff member; the key is then left as it was.
     async fn create_appointment(
         &self,
         appointment: &NewAppointment,
-        idempotency: Option<(&str, &IdempotentResponse)>,
-    ) -> StoreResult<()>;
+        idempotency: Option<KeyedAnswer<'_>>,
+    ) -> StoreResult<IdempotencyClaim>;
     async fn get_appointment(
         &self,
         tenant_id: Uuid,
@@ -445,6 +467,14 @@ pub trait Store: Send + Sync + 'static {
         tenant_id: Uuid,
         key: &str,
         request_hash: &str,
+        now: DateTime<Utc>,
+    ) -> StoreResult<IdempotencyClaim>;
+    /// Claims the key completed with `answer` (a refusal that wrote nothing else), or
+    /// returns what the key holds when it is taken.
+    async fn pin_first_answer(
+        &self,
+        tenant_id: Uuid,
+        answer: KeyedAnswer<'_>,
         now: DateTime<Utc>,
     ) -> StoreResult<IdempotencyClaim>;
     /// Pins a response that was produced without an appointment write (a 4xx).

@@ -20,11 +20,11 @@ use crate::secrets::SecretField;
 use super::shared::{self, APPOINTMENT_COLUMNS, SEGMENT_COLUMNS};
 use super::{
     ACQUIRE_TIMEOUT, ApiKeyOwner, Appointment, AppointmentQuery, AppointmentSegment,
-    IDEMPOTENCY_STALE_IN_FLIGHT, IDEMPOTENCY_TTL, IdempotencyClaim, IdempotentResponse, NewApiKey,
-    NewAppointment, NewTenant, RETRIES_ON_CONFLICT, StaffMember, Store, StoreError, StoreResult,
-    StoredService, is_retryable, parse_appointment_status, parse_appointment_sync_status,
-    parse_role, parse_segment_key, parse_segment_sync_status, parse_service_id, parse_staff_id,
-    rebuild_customer, rebuild_service,
+    IDEMPOTENCY_STALE_IN_FLIGHT, IDEMPOTENCY_TTL, IdempotencyClaim, IdempotentResponse, KeyPin,
+    KeyedAnswer, NewApiKey, NewAppointment, NewTenant, RETRIES_ON_CONFLICT, StaffMember, Store,
+    StoreError, StoreResult, StoredService, is_retryable, parse_appointment_status,
+    parse_appointment_sync_status, parse_role, parse_segment_key, parse_segment_sync_status,
+    parse_service_id, parse_staff_id, rebuild_customer, rebuild_service,
 };
 
 static MIGRATOR: Migrator = sqlx::migrate!("../../migrations/postgres");
@@ -146,10 +146,10 @@ impl PgStore {
     async fn insert_appointment(
         &self,
         a: &NewAppointment,
-        idempotency: Option<(&str, &IdempotentResponse)>,
-    ) -> Result<(), sqlx::Error> {
+        idempotency: Option<KeyedAnswer<'_>>,
+    ) -> Result<bool, sqlx::Error> {
         let mut connection = self.pool.acquire().await?;
-        insert_appointment_rows(&mut connection, a, idempotency).await
+        insert_appointment_rows(&mut connection, a, idempotency.map(KeyPin::Unclaimed)).await
     }
 
     pub(crate) async fn begin_write(
@@ -158,15 +158,16 @@ impl PgStore {
         self.pool.begin().await
     }
 
+    /// False when the key is taken: then nothing is written.
     async fn create_appointment_rows(
         &self,
         appointment: &NewAppointment,
-        idempotency: Option<(&str, &IdempotentResponse)>,
-    ) -> StoreResult<()> {
+        idempotency: Option<KeyedAnswer<'_>>,
+    ) -> StoreResult<bool> {
         let mut tries = 0;
         loop {
             match self.insert_appointment(appointment, idempotency).await {
-                Ok(()) => return Ok(()),
+                Ok(written) => return Ok(written),
                 Err(err)
                     if err
                         .as_database_error()
@@ -187,12 +188,13 @@ impl PgStore {
 }
 
 /// The inserts of one appointment inside the caller's transaction; the exclusion constraint
-/// (through `staff_busy`) refuses overlaps with active appointments and live holds.
+/// (through `staff_busy`) refuses overlaps with active appointments and live holds. False,
+/// with nothing written, when `idempotency` claims a key that is taken.
 pub(crate) async fn insert_appointment_rows(
     tx: &mut sqlx::PgConnection,
     a: &NewAppointment,
-    idempotency: Option<(&str, &IdempotentResponse)>,
-) -> Result<(), sqlx::Error> {
+    idempotency: Option<KeyPin<'_>>,
+) -> Result<bool, sqlx::Error> {
     let (Some(starts_at), Some(ends_at)) = (a.starts_at(), a.ends_at()) else {
         return Err(sqlx::Error::Protocol(
             "an appointment needs segments".into(),
@@ -203,35 +205,55 @@ pub(crate) async fn insert_appointment_rows(
     let staff: Vec<&str> = a.segments.iter().map(|s| s.staff_id.as_str()).collect();
     let starts: Vec<DateTime<Utc>> = a.segments.iter().map(|s| s.starts_at).collect();
     let ends: Vec<DateTime<Utc>> = a.segments.iter().map(|s| s.ends_at).collect();
-    // One statement for the appointment, its segments, its sync job and the pinned
-    // answer: one round trip, atomic on its own (no BEGIN/COMMIT needed outside a hold's
-    // transaction). The exclusion constraint still checks each segment row, and the
-    // foreign keys are checked at the end of the statement, when every row is there.
-    sqlx::query(
-        "with appointment as (
+    let (key, response, claim_hash) = match idempotency {
+        None => (None, None, None),
+        Some(KeyPin::Claimed(key, response)) => (Some(key), Some(response), None),
+        Some(KeyPin::Unclaimed(answer)) => (
+            Some(answer.key),
+            Some(answer.response),
+            Some(answer.request_hash),
+        ),
+    };
+    // One statement for the key, the appointment, its segments, its sync job: one round
+    // trip, atomic on its own (no BEGIN/COMMIT needed outside a hold's transaction). A
+    // claimed key (`$24`) gates every insert, so a taken key writes nothing; a key claimed
+    // before is completed instead. The exclusion constraint still checks each segment
+    // row, and the foreign keys are checked at the end of the statement.
+    let written: i64 = sqlx::query_scalar(concat!(
+        "with claim as (
+             insert into idempotency_keys (tenant_id, idempotency_key, request_hash, state,
+                 created_at, expires_at, response_status, response_body, appointment_id)
+             select $2, $19, $24, 'completed', $12, $25, $20, $21, $1
+             where $24::text is not null",
+        shared::idempotency_takeover!("$12", "$26"),
+        " returning 1),
+         go as (select where $24::text is null or exists (select from claim)),
+         appointment as (
              insert into appointments (appointment_id, tenant_id, service_id, staff_id,
                  starts_at, ends_at, time_zone, status, customer_name, customer_email,
                  customer_phone, notes, sync_status, requires_manual_review, created_at,
                  updated_at, customer_email_normalised)
-             values ($1, $2, $3, $4, $5, $6, $7, 'booked', $8, $9, $10, $11, 'pending', false,
-                 $12, $12, $23)),
+             select $1, $2, $3, $4, $5, $6, $7, 'booked', $8, $9, $10, $11, 'pending', false,
+                 $12, $12, $23
+             from go),
          segments as (
              insert into appointment_segments (appointment_id, segment_key, tenant_id,
                  position, staff_id, starts_at, ends_at, active, sync_status, updated_at)
              select $1, k, $2, p, s, st, en, true, 'pending', $12
-             from unnest($13::text[], $14::int[], $15::text[], $16::timestamptz[],
+             from go, unnest($13::text[], $14::int[], $15::text[], $16::timestamptz[],
                          $17::timestamptz[]) as t(k, p, s, st, en)),
          job as (
              insert into sync_jobs (sync_job_id, tenant_id, appointment_id, state, run_at,
                  awaited, created_at, updated_at)
-             values ($18, $2, $1, 'pending', $12, $22, $12, $12)),
+             select $18, $2, $1, 'pending', $12, $22, $12, $12 from go),
          pinned as (
              update idempotency_keys
              set state = 'completed', response_status = $20, response_body = $21,
                  appointment_id = $1
-             where $19::text is not null and tenant_id = $2 and idempotency_key = $19)
-         select 1",
-    )
+             where $24::text is null and $19::text is not null
+               and tenant_id = $2 and idempotency_key = $19)
+         select count(*) from go"
+    ))
     .bind(a.appointment_id)
     .bind(a.tenant_id)
     .bind(a.service_id.as_str())
@@ -250,12 +272,15 @@ pub(crate) async fn insert_appointment_rows(
     .bind(&starts)
     .bind(&ends)
     .bind(Uuid::now_v7())
-    .bind(idempotency.map(|(key, _)| key))
-    .bind(idempotency.map(|(_, response)| i32::from(response.status)))
-    .bind(idempotency.map(|(_, response)| response.body.as_slice()))
+    .bind(key)
+    .bind(response.map(|r| i32::from(r.status)))
+    .bind(response.map(|r| r.body.as_slice()))
     .bind(a.awaited)
     .bind(a.customer.email_lookup_form())
-    .execute(&mut *tx)
+    .bind(claim_hash)
+    .bind(a.created_at + IDEMPOTENCY_TTL)
+    .bind(a.created_at - IDEMPOTENCY_STALE_IN_FLIGHT)
+    .fetch_one(&mut *tx)
     .await?;
-    Ok(())
+    Ok(written > 0)
 }

@@ -10,7 +10,8 @@
 //! - `get_id`, `get_at`, `get_opt_at`, `get_json`: a column back as the Rust type;
 //! - `MIGRATOR`, `QueryBuilder`, `APPOINTMENT_COLUMNS`, `SEGMENT_COLUMNS`;
 //! - on the store type: `begin_write()` (a transaction that may write) and
-//!   `create_appointment_rows(appointment, idempotency)`, the double-booking guard.
+//!   `create_appointment_rows(appointment, idempotency)`, the double-booking guard, which
+//!   claims the key with the rows and returns false, writing nothing, when it is taken.
 
 /// Selected by every read of an appointment row.
 pub(crate) const APPOINTMENT_COLUMNS: &str =
@@ -84,17 +85,37 @@ pub(crate) const UPDATE_DETAILS: &str = "update appointments set customer_name =
      customer_email = $4, customer_phone = $5, notes = $6, updated_at = $7, \
      customer_email_normalised = $8 where tenant_id = $1 and appointment_id = $2";
 
-/// Takes a key that is new, expired (`$4` now) or in flight since before `$6`.
-pub(crate) const CLAIM_IDEMPOTENCY_KEY: &str = "insert into idempotency_keys (tenant_id, \
-     idempotency_key, request_hash, state, created_at, expires_at) \
-     values ($1, $2, $3, 'in_flight', $4, $5) \
-     on conflict (tenant_id, idempotency_key) do update set \
-     request_hash = excluded.request_hash, state = 'in_flight', response_status = null, \
-     response_body = null, appointment_id = null, created_at = excluded.created_at, \
-     expires_at = excluded.expires_at \
-     where idempotency_keys.expires_at <= $4 \
-     or (idempotency_keys.state = 'in_flight' and idempotency_keys.created_at <= $6) \
-     returning 1";
+/// What a claim does to a key that is already there: it takes over one that expired by
+/// `$now` or that is in flight since before `$stale` (its request died), and returns no row
+/// for any other, which the claimant then reads.
+macro_rules! idempotency_takeover {
+    ($now:literal, $stale:literal) => {
+        concat!(
+            " on conflict (tenant_id, idempotency_key) do update set \
+             request_hash = excluded.request_hash, state = excluded.state, \
+             response_status = excluded.response_status, \
+             response_body = excluded.response_body, \
+             appointment_id = excluded.appointment_id, created_at = excluded.created_at, \
+             expires_at = excluded.expires_at \
+             where idempotency_keys.expires_at <= ",
+            $now,
+            " or (idempotency_keys.state = 'in_flight' and idempotency_keys.created_at <= ",
+            $stale,
+            ")"
+        )
+    };
+}
+pub(crate) use idempotency_takeover;
+
+/// Claims a key (`$4` now, `$6` stale) in `$7` state: `in_flight`, or `completed` with the
+/// answer `$8`, `$9`.
+pub(crate) const CLAIM_IDEMPOTENCY_KEY: &str = concat!(
+    "insert into idempotency_keys (tenant_id, idempotency_key, request_hash, state, \
+     created_at, expires_at, response_status, response_body) \
+     values ($1, $2, $3, $7, $4, $5, $8, $9)",
+    idempotency_takeover!("$4", "$6"),
+    " returning 1"
+);
 
 pub(crate) const READ_IDEMPOTENCY_KEY: &str = "select request_hash, state, response_status, \
      response_body from idempotency_keys where tenant_id = $1 and idempotency_key = $2";
@@ -647,9 +668,25 @@ macro_rules! dialect_store {
             async fn create_appointment(
                 &self,
                 appointment: &NewAppointment,
-                idempotency: Option<(&str, &IdempotentResponse)>,
-            ) -> StoreResult<()> {
-                self.create_appointment_rows(appointment, idempotency).await
+                idempotency: Option<KeyedAnswer<'_>>,
+            ) -> StoreResult<IdempotencyClaim> {
+                // The key is taken only by an answered or concurrent request: read what it
+                // holds and, if it was released meanwhile, try once more.
+                for _ in 0..3 {
+                    if self.create_appointment_rows(appointment, idempotency).await? {
+                        return Ok(IdempotencyClaim::Claimed);
+                    }
+                    let Some(answer) = idempotency else {
+                        return Ok(IdempotencyClaim::Claimed);
+                    };
+                    if let Some(taken) = self
+                        .taken_key(appointment.tenant_id, answer.key, answer.request_hash)
+                        .await?
+                    {
+                        return Ok(taken);
+                    }
+                }
+                Ok(IdempotencyClaim::InFlight)
             }
 
             async fn get_appointment(
@@ -734,45 +771,24 @@ macro_rules! dialect_store {
                 request_hash: &str,
                 now: DateTime<Utc>,
             ) -> StoreResult<IdempotencyClaim> {
-                // A race with a concurrent release can make the row vanish between the
-                // upsert and the read; trying again settles it.
-                for _ in 0..3 {
-                    let claimed: Option<i32> = sqlx::query_scalar(shared::CLAIM_IDEMPOTENCY_KEY)
-                        .bind(db_id(tenant_id))
-                        .bind(key)
-                        .bind(request_hash)
-                        .bind(db_at(now))
-                        .bind(db_at(now + IDEMPOTENCY_TTL))
-                        .bind(db_at(now - IDEMPOTENCY_STALE_IN_FLIGHT))
-                        .fetch_optional(&self.pool)
-                        .await?;
-                    if claimed.is_some() {
-                        return Ok(IdempotencyClaim::Claimed);
-                    }
-                    let row = sqlx::query(shared::READ_IDEMPOTENCY_KEY)
-                        .bind(db_id(tenant_id))
-                        .bind(key)
-                        .fetch_optional(&self.pool)
-                        .await?;
-                    let Some(row) = row else { continue };
-                    let hash: String = row.try_get("request_hash")?;
-                    let state: String = row.try_get("state")?;
-                    if hash != request_hash {
-                        return Ok(IdempotencyClaim::Mismatch);
-                    }
-                    if state != "completed" {
-                        return Ok(IdempotencyClaim::InFlight);
-                    }
-                    let status: Option<i32> = row.try_get("response_status")?;
-                    let body: Option<Vec<u8>> = row.try_get("response_body")?;
-                    return Ok(IdempotencyClaim::Completed(IdempotentResponse {
-                        status: status.and_then(|s| u16::try_from(s).ok()).ok_or_else(|| {
-                            StoreError::Corrupt("idempotent response status".into())
-                        })?,
-                        body: body.unwrap_or_default(),
-                    }));
-                }
-                Ok(IdempotencyClaim::InFlight)
+                self.claim_key_in_state(tenant_id, key, request_hash, None, now)
+                    .await
+            }
+
+            async fn pin_first_answer(
+                &self,
+                tenant_id: Uuid,
+                answer: KeyedAnswer<'_>,
+                now: DateTime<Utc>,
+            ) -> StoreResult<IdempotencyClaim> {
+                self.claim_key_in_state(
+                    tenant_id,
+                    answer.key,
+                    answer.request_hash,
+                    Some(answer.response),
+                    now,
+                )
+                .await
             }
 
             async fn complete_idempotency_key(
@@ -806,6 +822,98 @@ macro_rules! dialect_store {
                     .execute(&self.pool)
                     .await?;
                 Ok(done.rows_affected())
+            }
+        }
+
+        impl $store {
+            /// Claims `key` in flight (`answer` None) or completed with `answer`.
+            async fn claim_key_in_state(
+                &self,
+                tenant_id: Uuid,
+                key: &str,
+                request_hash: &str,
+                answer: Option<&IdempotentResponse>,
+                now: DateTime<Utc>,
+            ) -> StoreResult<IdempotencyClaim> {
+                // A race with a concurrent release can make the row vanish between the
+                // upsert and the read; trying again settles it.
+                for _ in 0..3 {
+                    let mut connection = self.pool.acquire().await?;
+                    let claimed = Self::claim_key_on(
+                        &mut connection,
+                        tenant_id,
+                        key,
+                        request_hash,
+                        answer,
+                        now,
+                    )
+                    .await?;
+                    drop(connection);
+                    if claimed {
+                        return Ok(IdempotencyClaim::Claimed);
+                    }
+                    if let Some(taken) = self.taken_key(tenant_id, key, request_hash).await? {
+                        return Ok(taken);
+                    }
+                }
+                Ok(IdempotencyClaim::InFlight)
+            }
+
+            /// The claim itself, on the caller's connection (inside its transaction when
+            /// the claim is part of a write): false when the key is taken.
+            async fn claim_key_on(
+                connection: &mut <$db as sqlx::Database>::Connection,
+                tenant_id: Uuid,
+                key: &str,
+                request_hash: &str,
+                answer: Option<&IdempotentResponse>,
+                now: DateTime<Utc>,
+            ) -> StoreResult<bool> {
+                let claimed: Option<i32> = sqlx::query_scalar(shared::CLAIM_IDEMPOTENCY_KEY)
+                    .bind(db_id(tenant_id))
+                    .bind(key)
+                    .bind(request_hash)
+                    .bind(db_at(now))
+                    .bind(db_at(now + IDEMPOTENCY_TTL))
+                    .bind(db_at(now - IDEMPOTENCY_STALE_IN_FLIGHT))
+                    .bind(if answer.is_some() { "completed" } else { "in_flight" })
+                    .bind(answer.map(|a| i32::from(a.status)))
+                    .bind(answer.map(|a| a.body.as_slice()))
+                    .fetch_optional(&mut *connection)
+                    .await?;
+                Ok(claimed.is_some())
+            }
+
+            /// What a key that could not be claimed holds for a request with this body
+            /// hash; None when it is gone (released since), so the claim can be tried again.
+            async fn taken_key(
+                &self,
+                tenant_id: Uuid,
+                key: &str,
+                request_hash: &str,
+            ) -> StoreResult<Option<IdempotencyClaim>> {
+                let row = sqlx::query(shared::READ_IDEMPOTENCY_KEY)
+                    .bind(db_id(tenant_id))
+                    .bind(key)
+                    .fetch_optional(&self.pool)
+                    .await?;
+                let Some(row) = row else { return Ok(None) };
+                let hash: String = row.try_get("request_hash")?;
+                let state: String = row.try_get("state")?;
+                if hash != request_hash {
+                    return Ok(Some(IdempotencyClaim::Mismatch));
+                }
+                if state != "completed" {
+                    return Ok(Some(IdempotencyClaim::InFlight));
+                }
+                let status: Option<i32> = row.try_get("response_status")?;
+                let body: Option<Vec<u8>> = row.try_get("response_body")?;
+                Ok(Some(IdempotencyClaim::Completed(IdempotentResponse {
+                    status: status.and_then(|s| u16::try_from(s).ok()).ok_or_else(|| {
+                        StoreError::Corrupt("idempotent response status".into())
+                    })?,
+                    body: body.unwrap_or_default(),
+                })))
             }
         }
     };

@@ -26,10 +26,11 @@ use crate::secrets::SecretField;
 use super::shared::{self, APPOINTMENT_COLUMNS, SEGMENT_COLUMNS};
 use super::{
     ACQUIRE_TIMEOUT, ApiKeyOwner, Appointment, AppointmentQuery, AppointmentSegment,
-    IDEMPOTENCY_STALE_IN_FLIGHT, IDEMPOTENCY_TTL, IdempotencyClaim, IdempotentResponse, NewApiKey,
-    NewAppointment, NewTenant, StaffMember, Store, StoreError, StoreResult, StoredService,
-    parse_appointment_status, parse_appointment_sync_status, parse_role, parse_segment_key,
-    parse_segment_sync_status, parse_service_id, parse_staff_id, rebuild_customer, rebuild_service,
+    IDEMPOTENCY_STALE_IN_FLIGHT, IDEMPOTENCY_TTL, IdempotencyClaim, IdempotentResponse,
+    KeyedAnswer, NewApiKey, NewAppointment, NewTenant, StaffMember, Store, StoreError, StoreResult,
+    StoredService, parse_appointment_status, parse_appointment_sync_status, parse_role,
+    parse_segment_key, parse_segment_sync_status, parse_service_id, parse_staff_id,
+    rebuild_customer, rebuild_service,
 };
 
 static MIGRATOR: Migrator = sqlx::migrate!("../../migrations/sqlite");
@@ -147,20 +148,36 @@ impl SqliteStore {
         self.pool.begin_with("begin immediate").await
     }
 
+    /// False when the key is taken: then nothing is written.
     async fn create_appointment_rows(
         &self,
         a: &NewAppointment,
-        idempotency: Option<(&str, &IdempotentResponse)>,
-    ) -> StoreResult<()> {
+        idempotency: Option<KeyedAnswer<'_>>,
+    ) -> StoreResult<bool> {
         let (Some(starts_at), Some(ends_at)) = (a.starts_at(), a.ends_at()) else {
             return Err(StoreError::Corrupt("an appointment needs segments".into()));
         };
         // `begin immediate` takes the write lock before the overlap check, so no other
         // writer can slip a segment in between the check and the insert.
         let mut tx = self.pool.begin_with("begin immediate").await?;
-        insert_appointment_rows(&mut tx, a, starts_at, ends_at, idempotency).await?;
+        if let Some(answer) = idempotency {
+            let claimed = Self::claim_key_on(
+                &mut tx,
+                a.tenant_id,
+                answer.key,
+                answer.request_hash,
+                Some(answer.response),
+                a.created_at,
+            )
+            .await?;
+            if !claimed {
+                return Ok(false);
+            }
+        }
+        let pin = idempotency.map(|answer| (answer.key, answer.response));
+        insert_appointment_rows(&mut tx, a, starts_at, ends_at, pin).await?;
         tx.commit().await?;
-        Ok(())
+        Ok(true)
     }
 }
 
