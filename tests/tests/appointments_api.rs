@@ -79,6 +79,19 @@ async fn journey_book_replay_collide_read_list_cancel(app: TestApp) {
         Some("true")
     );
     assert_eq!(replay.bytes().await.expect("body"), first_bytes);
+    // A replay does not wait for the sync, whatever the retry prefers: it is the first
+    // answer again.
+    let waited_replay = app
+        .request(Method::POST, "/appointments", Some(&app.keys.agent))
+        .header("Idempotency-Key", "call-42")
+        .header("Prefer", "wait=5")
+        .json(&body)
+        .send()
+        .await
+        .expect("replay");
+    assert_eq!(waited_replay.status(), 201);
+    assert!(waited_replay.headers().get("preference-applied").is_none());
+    assert_eq!(waited_replay.bytes().await.expect("body"), first_bytes);
 
     // Same key, different body: refused.
     let other_body = booking("anna", "2027-05-04T15:00");

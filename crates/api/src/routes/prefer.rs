@@ -11,6 +11,7 @@ use axum::response::Response;
 use uuid::Uuid;
 
 use crate::extract::MAX_BODY_BYTES;
+use crate::idempotency::IDEMPOTENT_REPLAYED;
 use crate::routes::views::AppointmentView;
 use crate::state::AppState;
 
@@ -50,7 +51,8 @@ pub async fn answer(
 }
 
 /// Holds a `201 Created` until the appointment's sync is final or `seconds` passed, then
-/// answers with the appointment as it is at that moment. Anything else passes unchanged.
+/// answers with the appointment as it is at that moment. Anything else passes unchanged,
+/// a replayed answer too: it is the key's first answer, byte for byte.
 async fn answer_after_wait(
     state: &AppState,
     tenant_id: Uuid,
@@ -58,7 +60,9 @@ async fn answer_after_wait(
     seconds: u64,
 ) -> Response {
     // A booking (201) or a move (200) of one appointment.
-    if !matches!(response.status(), StatusCode::CREATED | StatusCode::OK) {
+    if !matches!(response.status(), StatusCode::CREATED | StatusCode::OK)
+        || response.headers().contains_key(IDEMPOTENT_REPLAYED)
+    {
         return response;
     }
     let (mut parts, body) = response.into_parts();
