@@ -105,29 +105,21 @@ async fn journey_book_replay_collide_read_list_cancel(app: TestApp) {
     problem(reused, 422, "idempotency-key-reused").await;
 
     // A new key for an overlapping time: 409 naming the holder.
-    let clash = app
-        .request(Method::POST, "/appointments", Some(&app.keys.agent))
-        .header("Idempotency-Key", "call-43")
-        .json(&json!({
-            "service_id": "cut", "staff_id": "anna", "start": "2027-05-04T10:30:00+02:00",
-            "customer": {"name": "Grace", "email": "grace@example.com"}
-        }))
-        .send()
-        .await
-        .expect("clash");
+    let clash_body = json!({
+        "service_id": "cut", "staff_id": "anna", "start": "2027-05-04T10:30:00+02:00",
+        "customer": {"name": "Grace", "email": "grace@example.com"}
+    });
+    let post_clash = || {
+        app.request(Method::POST, "/appointments", Some(&app.keys.agent))
+            .header("Idempotency-Key", "call-43")
+            .json(&clash_body)
+            .send()
+    };
+    let clash = post_clash().await.expect("clash");
     let conflict = problem(clash, 409, "double-booking").await;
     assert_eq!(conflict["conflicting_appointment_id"], id.as_str());
     // The refusal is that key's first answer: a retry gets it again.
-    let clash_again = app
-        .request(Method::POST, "/appointments", Some(&app.keys.agent))
-        .header("Idempotency-Key", "call-43")
-        .json(&json!({
-            "service_id": "cut", "staff_id": "anna", "start": "2027-05-04T10:30:00+02:00",
-            "customer": {"name": "Grace", "email": "grace@example.com"}
-        }))
-        .send()
-        .await
-        .expect("clash again");
+    let clash_again = post_clash().await.expect("clash again");
     assert_eq!(
         clash_again
             .headers()
