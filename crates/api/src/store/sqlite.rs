@@ -171,6 +171,8 @@ impl SqliteStore {
             )
             .await?;
             if !claimed {
+                // Give the write lock back now, not when the pool next uses the connection.
+                tx.rollback().await?;
                 return Ok(false);
             }
         }
