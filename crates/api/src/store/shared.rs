@@ -670,23 +670,14 @@ macro_rules! dialect_store {
                 appointment: &NewAppointment,
                 idempotency: Option<KeyedAnswer<'_>>,
             ) -> StoreResult<IdempotencyClaim> {
-                // The key is taken only by an answered or concurrent request: read what it
-                // holds and, if it was released meanwhile, try once more.
-                for _ in 0..3 {
-                    if self.create_appointment_rows(appointment, idempotency).await? {
-                        return Ok(IdempotencyClaim::Claimed);
-                    }
-                    let Some(answer) = idempotency else {
-                        return Ok(IdempotencyClaim::Claimed);
-                    };
-                    if let Some(taken) = self
-                        .taken_key(appointment.tenant_id, answer.key, answer.request_hash)
-                        .await?
-                    {
-                        return Ok(taken);
-                    }
-                }
-                Ok(IdempotencyClaim::InFlight)
+                let Some(answer) = idempotency else {
+                    self.create_appointment_rows(appointment, None).await?;
+                    return Ok(IdempotencyClaim::Claimed);
+                };
+                self.claim_or_read(appointment.tenant_id, answer.key, answer.request_hash, || {
+                    self.create_appointment_rows(appointment, idempotency)
+                })
+                .await
             }
 
             async fn get_appointment(
@@ -835,21 +826,30 @@ macro_rules! dialect_store {
                 answer: Option<&IdempotentResponse>,
                 now: DateTime<Utc>,
             ) -> StoreResult<IdempotencyClaim> {
-                // A race with a concurrent release can make the row vanish between the
-                // upsert and the read; trying again settles it.
-                for _ in 0..3 {
+                self.claim_or_read(tenant_id, key, request_hash, || async {
                     let mut connection = self.pool.acquire().await?;
-                    let claimed = Self::claim_key_on(
-                        &mut connection,
-                        tenant_id,
-                        key,
-                        request_hash,
-                        answer,
-                        now,
-                    )
-                    .await?;
-                    drop(connection);
-                    if claimed {
+                    Self::claim_key_on(&mut connection, tenant_id, key, request_hash, answer, now)
+                        .await
+                })
+                .await
+            }
+
+            /// Runs `claim` (true: the key is now the request's) and, when the key is taken,
+            /// reads what it holds. A race with a concurrent release can make the row
+            /// vanish between the two; trying again settles it.
+            async fn claim_or_read<F, Fut>(
+                &self,
+                tenant_id: Uuid,
+                key: &str,
+                request_hash: &str,
+                mut claim: F,
+            ) -> StoreResult<IdempotencyClaim>
+            where
+                F: FnMut() -> Fut,
+                Fut: std::future::Future<Output = StoreResult<bool>>,
+            {
+                for _ in 0..3 {
+                    if claim().await? {
                         return Ok(IdempotencyClaim::Claimed);
                     }
                     if let Some(taken) = self.taken_key(tenant_id, key, request_hash).await? {
