@@ -423,6 +423,64 @@ async fn a_busy_host_needs_review_and_a_resync_after_the_fix_books_it() {
     }
 }
 
+/// Cal.com answers "busy", and what stood there is cancelled before the worker looks (the
+/// chaos soak's case: a sibling segment's run cancelling a copy of ours that reached into
+/// this segment). Nothing stands there any more, so the create goes again in the same run
+/// instead of asking a person to free a time that is already free.
+#[tokio::test]
+async fn a_busy_answer_whose_cause_is_gone_when_we_look_books_in_the_same_run() {
+    for database in databases().await {
+        let w = world(database).await;
+        let start = Utc
+            .with_ymd_and_hms(2030, 1, 12, 9, 0, 0)
+            .single()
+            .expect("start");
+        let in_the_way = w
+            .sim
+            .sim
+            .insert_booking(SeedBooking::new(w.event_type(0), start))
+            .expect("insert");
+        let id = w.appointment(12).await;
+        // The look at the host's bookings takes 400 ms (under the client's timeout): time
+        // enough to cancel what was in the way between the refused create and the look.
+        w.sim.sim.set_faults(
+            Faults::default()
+                .with_seed(12)
+                .route("bookings.list", RouteFaults::latency(400)),
+        );
+        let refused_creates = || {
+            w.sim
+                .state()
+                .requests
+                .get("bookings.create")
+                .map_or(0, |c| c.by_status.get("400").copied().unwrap_or_default())
+        };
+        let pass = w.worker.run_one_pass();
+        let free = async {
+            while refused_creates() == 0 {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            w.sim.sim.remove_booking(&in_the_way.uid).expect("removed");
+        };
+        let (ran, ()) = tokio::join!(pass, free);
+        ran.expect("run");
+        w.sim.sim.set_faults(Faults::default());
+
+        let view = w.view(id).await;
+        assert_eq!(view.status, AppointmentSyncStatus::Synced, "{view:#?}");
+        assert_eq!(view.review_reason, None);
+        let creates_of_a: Vec<Option<&str>> = view
+            .attempts
+            .iter()
+            .filter(|a| a.segment_key == "A" && a.operation == "create")
+            .map(|a| a.outcome.as_deref())
+            .collect();
+        assert_eq!(creates_of_a, [Some("failed"), Some("created")], "{view:#?}");
+        assert_eq!(w.active_bookings_for(id).len(), 4);
+        assert_eq!(w.bookings_for(id).len(), 4, "nothing booked twice");
+    }
+}
+
 #[tokio::test]
 async fn a_resync_books_again_a_booking_that_vanished_from_calcom_and_nothing_else() {
     for database in databases().await {

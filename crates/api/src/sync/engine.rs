@@ -323,7 +323,7 @@ impl Run<'_> {
                     BookResult::Created(self.create(&client, &mut segment, event_type).await?)
                 }
                 BookAction::FindOwnInTheWay => {
-                    BookResult::InTheWay(self.own_booking_in_the_way(&client, &segment).await)
+                    BookResult::InTheWay(self.busy_cause(&client, &segment).await)
                 }
                 BookAction::Decide {
                     failure,

@@ -42,8 +42,9 @@ pub use identity::{
     ObservedBooking, choose_adoption, is_ours,
 };
 pub use policy::{
-    CALCOM_UNAVAILABLE_KINDS, CalcomFailure, Decision, FailureClass, FailureInput, Operation,
-    OwnBookingInTheWay, SegmentError, decide, only_calcom_was_unavailable, own_booking_in_the_way,
+    BusyCause, CALCOM_UNAVAILABLE_KINDS, CalcomFailure, Decision, FailureClass, FailureInput,
+    Operation, OwnBookingInTheWay, SegmentError, decide, only_calcom_was_unavailable,
+    own_booking_in_the_way,
 };
 pub use retry::RetryPolicy;
 pub use review::{

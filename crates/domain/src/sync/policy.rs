@@ -143,6 +143,53 @@ pub fn own_booking_in_the_way(
         })
 }
 
+/// What the host's calendar shows in a segment's time after Cal.com answered "busy".
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BusyCause {
+    /// A booking of ours stands there (see [`own_booking_in_the_way`]).
+    Ours(OwnBookingInTheWay),
+    /// The host's bookings were read and none stands there any more. What made Cal.com
+    /// answer "busy" left in between (a copy of ours that a sibling segment's run cancelled
+    /// meanwhile), or is no booking at all (working hours, a connected calendar).
+    Gone,
+    /// Another booking stands there, or the host's bookings could not be read.
+    Unknown,
+}
+
+impl BusyCause {
+    /// Reads the host's active bookings around the segment's time; `found` is `None` when
+    /// Cal.com could not be read.
+    pub fn of(
+        tenant_id: Uuid,
+        start: DateTime<Utc>,
+        end: DateTime<Utc>,
+        found: Option<&[ObservedBooking]>,
+    ) -> Self {
+        let Some(found) = found else {
+            return Self::Unknown;
+        };
+        if let Some(ours) = own_booking_in_the_way(tenant_id, start, end, found) {
+            return Self::Ours(ours);
+        }
+        if found
+            .iter()
+            .any(|b| !b.cancelled && b.start < end && b.end > start)
+        {
+            Self::Unknown
+        } else {
+            Self::Gone
+        }
+    }
+
+    /// The booking of ours in the way, when one is.
+    pub fn ours(self) -> Option<OwnBookingInTheWay> {
+        match self {
+            Self::Ours(ours) => Some(ours),
+            Self::Gone | Self::Unknown => None,
+        }
+    }
+}
+
 /// What to do after a failed attempt.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decision {
@@ -356,6 +403,53 @@ mod tests {
             http_status: Some(500),
             message: "boom".into(),
         }
+    }
+
+    fn listed(
+        start_minute: i64,
+        minutes: i64,
+        tenant: Option<Uuid>,
+        cancelled: bool,
+    ) -> ObservedBooking {
+        let start = subject().starts_at + TimeDelta::minutes(start_minute);
+        ObservedBooking {
+            id: start_minute,
+            uid: format!("uid-{start_minute}"),
+            event_type_id: Some(EventTypeId(1001)),
+            start,
+            end: start + TimeDelta::minutes(minutes),
+            cancelled,
+            tenant: tenant.map(|t| t.to_string()),
+            appointment: tenant.map(|_| subject().appointment_id.to_string()),
+            segment: tenant.map(|_| "A".to_string()),
+            rescheduled_to_uid: None,
+        }
+    }
+
+    #[test]
+    fn a_busy_cause_names_ours_something_else_or_nothing_left_in_the_segments_time() {
+        let tenant = Uuid::from_u128(1);
+        let start = subject().starts_at;
+        let end = start + TimeDelta::minutes(30);
+        let cause = |found: &[ObservedBooking]| BusyCause::of(tenant, start, end, Some(found));
+        // Our own booking of 45 minutes from 30 minutes before reaches into the segment.
+        let ours = listed(-30, 45, Some(tenant), false);
+        assert_eq!(
+            cause(std::slice::from_ref(&ours))
+                .ours()
+                .map(|o| o.calcom_booking_uid),
+            Some(ours.uid.clone())
+        );
+        // Someone else's booking there is a real busy host.
+        assert_eq!(cause(&[listed(10, 30, None, false)]), BusyCause::Unknown);
+        // Cancelled since, or only touching the segment's edges: nothing stands there now.
+        let cancelled = listed(-30, 45, Some(tenant), true);
+        let before = listed(-30, 30, None, false);
+        let after = listed(30, 30, Some(tenant), false);
+        assert_eq!(cause(&[cancelled, before, after]), BusyCause::Gone);
+        assert_eq!(cause(&[]), BusyCause::Gone);
+        // Unread is not "gone".
+        assert_eq!(BusyCause::of(tenant, start, end, None), BusyCause::Unknown);
     }
 
     #[test]

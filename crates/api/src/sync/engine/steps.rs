@@ -11,8 +11,8 @@ use chrono::Utc;
 use phasebook_domain::EventTypeId;
 use phasebook_domain::resolution::{HostIdentity, Refusal};
 use phasebook_domain::sync::{
-    Answer, CalcomFailure, Created, ObservedBooking, OwnBookingInTheWay, Reconciled, Resolved,
-    SegmentSyncStatus, converge, own_booking_in_the_way,
+    Answer, BusyCause, CalcomFailure, Created, ObservedBooking, Reconciled, Resolved,
+    SegmentSyncStatus, converge,
 };
 
 use super::calcom::{self, CreateAnswer, observe};
@@ -43,18 +43,20 @@ impl Run<'_> {
         refusal
     }
 
-    /// After a "busy" answer: lists the host's bookings around the segment's time and names
-    /// one of ours standing in it. A listing that fails names none (the answer stays
-    /// "busy").
-    pub(super) async fn own_booking_in_the_way(
+    /// After a "busy" answer: lists the host's bookings around the segment's time and says
+    /// what stands in it: a booking of ours, nothing any more, or something else (also when
+    /// the listing fails).
+    pub(super) async fn busy_cause(
         &self,
         client: &CalcomClient,
         segment: &SegmentWork,
-    ) -> Option<OwnBookingInTheWay> {
-        let host = segment.staff.as_ref()?.user_id.0;
+    ) -> BusyCause {
+        let Some(staff) = segment.staff.as_ref() else {
+            return BusyCause::Unknown;
+        };
         let (start, end) = (segment.starts_at, segment.ends_at);
-        let found = calcom::host_bookings_around(client, host, start, end).await?;
-        own_booking_in_the_way(self.work.tenant.tenant_id, start, end, &found)
+        let found = calcom::host_bookings_around(client, staff.user_id.0, start, end).await;
+        BusyCause::of(self.work.tenant.tenant_id, start, end, found.as_deref())
     }
 
     /// Drops the remembered drift checks of `event_type`: the next create reads it again.

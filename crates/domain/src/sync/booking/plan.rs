@@ -5,15 +5,17 @@
 //! The order: a resync resolves the event map again first; a create that may have reached
 //! Cal.com earlier is reconciled before anything is created; the bookable event type is
 //! checked for drift; then the create. A "busy" answer rechecks the drift with Cal.com's word
-//! of now and looks for a booking of ours in the way before the policy decides; a managed
-//! parent is resolved again once, and the create retried on the host's child.
+//! of now and looks for a booking of ours in the way before the policy decides; when nothing
+//! stands there any more, the create is tried once more at once (a sibling segment's run may
+//! just have cancelled the copy of ours that was in the way). A managed parent is resolved
+//! again once, and the create retried on the host's child.
 
 use crate::EventTypeId;
 use crate::resolution::Refusal;
 
 use super::{SegmentBooking, Step};
 use crate::sync::{
-    CalcomFailure, Decision, FailureClass, OwnBookingInTheWay, ReviewSubject,
+    BusyCause, CalcomFailure, Decision, FailureClass, OwnBookingInTheWay, ReviewSubject,
     event_map_refused_reason, managed_parent_without_child_reason,
 };
 
@@ -66,7 +68,7 @@ pub enum BookAction {
     Create {
         event_type: EventTypeId,
     },
-    /// After a "busy" answer: look for a booking of ours standing in the segment's time.
+    /// After a "busy" answer: look at what stands in the segment's time.
     FindOwnInTheWay,
     /// Ask the policy about a failed create (see [`SegmentBooking::decide`]; the plan
     /// resolves again when told to).
@@ -108,7 +110,7 @@ pub enum BookResult {
     Reconciled(Reconciled),
     Drift(Option<Refusal>),
     Created(Created),
-    InTheWay(Option<OwnBookingInTheWay>),
+    InTheWay(BusyCause),
     Decided(Decision),
 }
 
@@ -136,6 +138,8 @@ pub struct BookPlan {
     /// An earlier create (before or during this run) may have reached Cal.com.
     outcome_unknown: bool,
     re_resolved: bool,
+    /// The create was tried again after a "busy" whose cause was gone.
+    busy_retried: bool,
     waiting: Waiting,
     last: BookAction,
 }
@@ -164,6 +168,7 @@ impl BookPlan {
             reconcile,
             outcome_unknown: booking.earlier_outcome_unknown,
             re_resolved: false,
+            busy_retried: false,
             waiting: Waiting::Done,
             last: BookAction::Resolve,
         };
@@ -250,7 +255,12 @@ impl BookPlan {
             (Waiting::DriftAfterBusy(failure), R::Drift(None)) => {
                 self.ask(Waiting::InTheWay(failure), A::FindOwnInTheWay)
             }
-            (Waiting::InTheWay(failure), R::InTheWay(found)) => self.decide(failure, found),
+            (Waiting::InTheWay(_), R::InTheWay(BusyCause::Gone)) if !self.busy_retried => {
+                self.busy_retried = true;
+                let event_type = self.event_type;
+                self.ask(Waiting::Create, A::Create { event_type })
+            }
+            (Waiting::InTheWay(failure), R::InTheWay(cause)) => self.decide(failure, cause.ours()),
             (Waiting::Decision(failure), R::Decided(decision)) => match decision {
                 Decision::ReResolveEventType if !self.re_resolved => {
                     self.re_resolved = true;

@@ -55,13 +55,15 @@ fn answer(action: &BookAction, pick: u8, class: FailureClass) -> BookResult {
             1 => Created::OtherLength(90),
             _ => Created::Failed(failure(class)),
         }),
-        BookAction::FindOwnInTheWay => {
-            BookResult::InTheWay(pick.is_multiple_of(2).then(|| OwnBookingInTheWay {
+        BookAction::FindOwnInTheWay => BookResult::InTheWay(match pick % 3 {
+            0 => BusyCause::Ours(OwnBookingInTheWay {
                 appointment_id: uuid::Uuid::from_u128(9),
                 segment_key: "A".into(),
                 calcom_booking_uid: "uid-9".into(),
-            }))
-        }
+            }),
+            1 => BusyCause::Gone,
+            _ => BusyCause::Unknown,
+        }),
         BookAction::Decide { .. } => BookResult::Decided(match pick % 4 {
             0 => Decision::Retry { at: at() },
             1 => Decision::ReconcileFirst {
@@ -76,9 +78,10 @@ fn answer(action: &BookAction, pick: u8, class: FailureClass) -> BookResult {
     }
 }
 
-/// The longest run: resolve, reconcile, drift, busy create, drift, in the way, decide,
-/// resolve again, and the same once more on the child, then the end.
-const MAX_ACTIONS: usize = 15;
+/// The longest run: resolve, reconcile, drift, busy create, drift, in the way (gone), the
+/// create again, drift, in the way, decide, resolve again, and the same once more on the
+/// child (the busy create tried again once per run), then the end.
+const MAX_ACTIONS: usize = 18;
 
 proptest! {
     #[test]
@@ -126,7 +129,7 @@ proptest! {
     ) {
         let (mut plan, action) = plan(&booking(unknown, false), revalidate);
         let stray = match action {
-            BookAction::Create { .. } => BookResult::InTheWay(None),
+            BookAction::Create { .. } => BookResult::InTheWay(BusyCause::Unknown),
             _ => BookResult::Created(Created::Booked),
         };
         prop_assert_eq!(plan.next(stray), action.clone());
@@ -181,7 +184,7 @@ fn busy_rechecks_drift_from_cal_com_then_looks_for_our_booking_then_decides() {
         BookAction::FindOwnInTheWay
     );
     assert_eq!(
-        plan.next(BookResult::InTheWay(None)),
+        plan.next(BookResult::InTheWay(BusyCause::Unknown)),
         BookAction::Decide {
             failure: busy.clone(),
             event_type: MAPPED,
@@ -196,6 +199,49 @@ fn busy_rechecks_drift_from_cal_com_then_looks_for_our_booking_then_decides() {
             decision,
             failure: busy
         })
+    );
+}
+
+#[test]
+fn busy_with_nothing_left_in_the_way_creates_once_more_then_decides() {
+    let (mut plan, _) = plan(&booking(false, false), false);
+    plan.next(BookResult::Drift(None));
+    let busy = failure(FailureClass::SlotUnavailable);
+    let busy_again = |plan: &mut BookPlan| {
+        plan.next(BookResult::Created(Created::Failed(busy.clone())));
+        plan.next(BookResult::Drift(None))
+    };
+    assert_eq!(busy_again(&mut plan), BookAction::FindOwnInTheWay);
+    // The copy of ours that was in the way was cancelled by then: the create goes again.
+    assert_eq!(
+        plan.next(BookResult::InTheWay(BusyCause::Gone)),
+        BookAction::Create { event_type: MAPPED }
+    );
+    assert_eq!(busy_again(&mut plan), BookAction::FindOwnInTheWay);
+    // Busy again with nothing to see: not a booking (working hours, a calendar); decide.
+    assert_eq!(
+        plan.next(BookResult::InTheWay(BusyCause::Gone)),
+        BookAction::Decide {
+            failure: busy.clone(),
+            event_type: MAPPED,
+            re_resolved: false,
+            in_the_way: None
+        }
+    );
+}
+
+#[test]
+fn a_create_that_goes_again_after_busy_can_book() {
+    let (mut plan, _) = plan(&booking(false, false), false);
+    plan.next(BookResult::Drift(None));
+    plan.next(BookResult::Created(Created::Failed(failure(
+        FailureClass::SlotUnavailable,
+    ))));
+    plan.next(BookResult::Drift(None));
+    plan.next(BookResult::InTheWay(BusyCause::Gone));
+    assert_eq!(
+        plan.next(BookResult::Created(Created::Booked)),
+        BookAction::Done(BookEnd::Booked)
     );
 }
 
