@@ -128,7 +128,7 @@ pub fn own_booking_in_the_way(
     let tenant = tenant_id.to_string();
     found
         .iter()
-        .filter(|b| !b.cancelled && b.start < end && b.end > start)
+        .filter(|b| stands_in(b, start, end))
         .find_map(|b| {
             let ours = b
                 .tenant
@@ -141,6 +141,11 @@ pub fn own_booking_in_the_way(
                 calcom_booking_uid: b.uid.clone(),
             })
         })
+}
+
+/// True when `booking` is active and overlaps `start..end` (touching an edge is not).
+fn stands_in(booking: &ObservedBooking, start: DateTime<Utc>, end: DateTime<Utc>) -> bool {
+    !booking.cancelled && booking.start < end && booking.end > start
 }
 
 /// What the host's calendar shows in a segment's time after Cal.com answered "busy".
@@ -171,10 +176,7 @@ impl BusyCause {
         if let Some(ours) = own_booking_in_the_way(tenant_id, start, end, found) {
             return Self::Ours(ours);
         }
-        if found
-            .iter()
-            .any(|b| !b.cancelled && b.start < end && b.end > start)
-        {
+        if found.iter().any(|b| stands_in(b, start, end)) {
             Self::Unknown
         } else {
             Self::Gone
