@@ -113,6 +113,19 @@ impl World {
             .expect("book")
     }
 
+    /// Somebody else's booking on the stylist's calendar at segment A's time of the
+    /// appointment [`Self::appointment`] books on 2030-01-`day`.
+    fn somebody_else_holds_segment_a(&self, day: u32) -> BookingRecord {
+        let start = Utc
+            .with_ymd_and_hms(2030, 1, day, 9, 0, 0)
+            .single()
+            .expect("start");
+        self.sim
+            .sim
+            .insert_booking(SeedBooking::new(self.event_type(0), start))
+            .expect("insert")
+    }
+
     async fn drain(&self) {
         phasebook_test_support::run_until_idle(&self.worker).await;
     }
@@ -388,16 +401,7 @@ async fn a_managed_parent_without_child_needs_review_naming_parent_user_and_fix(
 async fn a_busy_host_needs_review_and_a_resync_after_the_fix_books_it() {
     for database in databases().await {
         let w = world(database).await;
-        // Somebody else holds segment A's time on that stylist's calendar.
-        let start = Utc
-            .with_ymd_and_hms(2030, 1, 11, 9, 0, 0)
-            .single()
-            .expect("start");
-        let foreign = w
-            .sim
-            .sim
-            .insert_booking(SeedBooking::new(w.event_type(0), start))
-            .expect("insert");
+        let foreign = w.somebody_else_holds_segment_a(11);
         let id = w.appointment(11).await;
         w.drain().await;
         let view = w.view(id).await;
@@ -431,15 +435,7 @@ async fn a_busy_host_needs_review_and_a_resync_after_the_fix_books_it() {
 async fn a_busy_answer_whose_cause_is_gone_when_we_look_books_in_the_same_run() {
     for database in databases().await {
         let w = world(database).await;
-        let start = Utc
-            .with_ymd_and_hms(2030, 1, 12, 9, 0, 0)
-            .single()
-            .expect("start");
-        let in_the_way = w
-            .sim
-            .sim
-            .insert_booking(SeedBooking::new(w.event_type(0), start))
-            .expect("insert");
+        let in_the_way = w.somebody_else_holds_segment_a(12);
         let id = w.appointment(12).await;
         // The look at the host's bookings takes 400 ms (under the client's timeout): time
         // enough to cancel what was in the way between the refused create and the look.
