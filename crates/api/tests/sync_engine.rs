@@ -453,9 +453,14 @@ async fn a_busy_answer_whose_cause_is_gone_when_we_look_books_in_the_same_run() 
         };
         let pass = w.worker.run_one_pass();
         let free = async {
-            while refused_creates() == 0 {
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
+            // Bounded: a create that is never refused fails here instead of hanging.
+            let refused = tokio::time::timeout(Duration::from_secs(10), async {
+                while refused_creates() == 0 {
+                    tokio::time::sleep(Duration::from_millis(5)).await;
+                }
+            })
+            .await;
+            assert!(refused.is_ok(), "Cal.com never refused segment A's create");
             w.sim.sim.remove_booking(&in_the_way.uid).expect("removed");
         };
         let (ran, ()) = tokio::join!(pass, free);
